@@ -1,0 +1,41 @@
+# Everything runs from a project virtualenv that `make` creates itself.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck pytest clean vendor-leaflet
+
+demo: $(STAMP)
+	$(BIN)/racepub demo
+
+test: $(STAMP) lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check racepub tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy racepub
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+# Refresh the vendored Leaflet from the npm package (needs npm).
+LEAFLET_VERSION ?= 1.9.4
+vendor-leaflet:
+	tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent leaflet@$(LEAFLET_VERSION) >/dev/null \
+	  && tar xzf leaflet-$(LEAFLET_VERSION).tgz && cd - >/dev/null \
+	  && cp $$tmp/package/dist/leaflet.js $$tmp/package/dist/leaflet.css static/vendor/leaflet/ \
+	  && cp $$tmp/package/dist/images/*.png static/vendor/leaflet/images/ \
+	  && cp $$tmp/package/LICENSE static/vendor/leaflet/LICENSE \
+	  && echo "Leaflet $(LEAFLET_VERSION), copied from the npm package 'leaflet' (dist/). Update with: make vendor-leaflet" > static/vendor/leaflet/VERSION \
+	  && rm -rf $$tmp
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist build test-artifacts

@@ -1,0 +1,121 @@
+"""The command line: parse, load config, call one function, map errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import RacepubError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="racepub", description="Publish a live race to S3/CloudFront.")
+    p.add_argument("--version", action="version", version=f"racepub {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def race_cmd(name: str, help: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help)
+        c.add_argument("--race", required=True, help="race name, as in [races.NAME]")
+        c.add_argument("--config", help="config file (default $RACEPUB_CONFIG or ./racepub.toml)")
+        return c
+
+    run = race_cmd("run", "publish the race every interval_s seconds")
+    run.add_argument("--once", action="store_true", help="publish one cycle and exit")
+    race_cmd("check", "preflight: config, database, course, sink")
+    sim = race_cmd("simulate", "write simulated points for the racers into the source table")
+    sim.add_argument("--speed", type=_positive, default=1.0, help="racers move X times faster")
+    serve = race_cmd("serve", "serve a dir: sink on 127.0.0.1 with CDN-like headers")
+    serve.add_argument("--port", type=int, default=8000)
+    demo = sub.add_parser("demo", help="the founding race on a throwaway PostgreSQL")
+    demo.add_argument("--port", type=int, default=None, help="default: a free port")
+    demo.add_argument("--speed", type=_positive, default=1.0)
+    return p
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number > 0") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number > 0")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = parser().parse_args(argv)
+    except UsageError as e:
+        print(e, file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    for noisy in ("apscheduler", "botocore", "boto3", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return _dispatch(args)
+    except UsageError as e:
+        print(e, file=sys.stderr)
+        return 2
+    except RacepubError as e:
+        print(f"racepub: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        from .demo import demo
+
+        demo(port=args.port, speed=args.speed)
+        return 0
+
+    from . import config
+
+    cfg = config.load(args.config)
+    race = cfg.race(args.race)
+    if args.command == "run":
+        from .loop import run_forever, run_once
+        from .publish import Publisher
+
+        publisher = Publisher(cfg, race)
+        if args.once:
+            try:
+                return 0 if run_once(publisher) else 1
+            finally:
+                publisher.close()
+        run_forever(publisher)
+        return 0
+    if args.command == "check":
+        from .check import check
+
+        return 0 if check(cfg, race) else 1
+    if args.command == "simulate":
+        from .simulate import simulate
+
+        simulate(cfg, race, speed=args.speed)
+        return 0
+    if args.command == "serve":
+        from pathlib import Path
+
+        from .serve import make_server
+
+        if not race.sink.startswith("dir:"):
+            raise UsageError(f"{cfg.path}: races.{race.id}.sink = {race.sink!r}: "
+                             "serve needs a dir: sink")
+        server = make_server(Path(race.sink[4:]), race.interval_s, args.port)
+        print(f"Serving {race.sink} at http://127.0.0.1:{server.server_address[1]}/",
+              flush=True)
+        server.serve_forever()
+        return 0
+    raise UsageError(f"racepub: unknown command {args.command}")

@@ -1,0 +1,452 @@
+"""The TOML config, loaded into frozen dataclasses.
+
+Every problem is collected and reported at once, each naming the file, the
+key, the bad value and what is expected. Unknown keys are errors: a typo in a
+race-day config must not be silently ignored.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, UsageError
+
+DEFAULT_CONFIG = "racepub.toml"
+DEFAULT_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+DEFAULT_ATTRIBUTION = "© OpenStreetMap contributors"
+KINDS = ("runner", "vehicle")
+# Fastest plausible speed per kind; a fix implying more is a GPS jump.
+DEFAULT_MAX_KMH = {"runner": 30.0, "vehicle": 120.0}
+
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
+# A SQL identifier as users write them; it is still quoted, never spliced.
+_IDENT = re.compile(r"^[^\x00\"]{1,63}$")
+
+
+@dataclass(frozen=True)
+class Racer:
+    id: str
+    name: str
+    kind: str = "runner"
+    color: str | None = None
+
+
+@dataclass(frozen=True)
+class Race:
+    id: str
+    title: str
+    starts_at: datetime
+    course: Path
+    interval_s: int
+    sink: str
+    racers: tuple[Racer, ...]
+    ends_at: datetime | None = None
+    tiles: str = DEFAULT_TILES
+    tile_attribution: str = DEFAULT_ATTRIBUTION
+    units: str = "km"
+    chunk_points: int = 30
+    stale_after_s: int = 60
+    max_kmh: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MAX_KMH))
+    template_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class Source:
+    table: str = "live_points"
+    racer: str = "user_id"
+    time: str = "recorded_at"
+    lat: str = "lat"
+    lon: str = "lon"
+    ingest: str | None = None
+    lookback_s: int = 30
+
+    @property
+    def table_parts(self) -> tuple[str, ...]:
+        return tuple(self.table.split("."))
+
+
+@dataclass(frozen=True)
+class S3:
+    endpoint_url: str | None = None
+    region: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    dsn: str
+    source: Source
+    s3: S3
+    races: Mapping[str, Race]
+
+    def race(self, name: str) -> Race:
+        if name not in self.races:
+            have = ", ".join(sorted(self.races)) or "none"
+            raise UsageError(f"{self.path}: races.{name}: no such race (configured: {have})")
+        return self.races[name]
+
+
+def config_path(given: str | None) -> Path:
+    """--config, else $RACEPUB_CONFIG, else ./racepub.toml."""
+    return Path(given or os.environ.get("RACEPUB_CONFIG") or DEFAULT_CONFIG)
+
+
+def load(given: str | None = None) -> Config:
+    path = config_path(given)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such config file (give --config PATH or set RACEPUB_CONFIG)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read config: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    return parse(raw, path)
+
+
+def parse(raw: Mapping[str, Any], path: Path) -> Config:
+    """Validate a parsed TOML document; raise ConfigError listing every problem."""
+    errors: list[str] = []
+    top = _Table(raw, "", path, errors)
+
+    env_dsn = os.environ.get("RACEPUB_DATABASE_URL")  # overrides database.dsn
+    db = top.table("database", required=not env_dsn)
+    dsn = db.get("dsn", _text, "a PostgreSQL URL (or set RACEPUB_DATABASE_URL)",
+                 required=not env_dsn)
+    db.done()
+    dsn = env_dsn or dsn
+
+    src = top.table("source")
+    source = Source(
+        table=src.get("table", _table_name, "a table name, optionally schema.table",
+                      default=Source.table),
+        racer=src.get("racer", _ident, "a column name", default=Source.racer),
+        time=src.get("time", _ident, "a column name", default=Source.time),
+        lat=src.get("lat", _ident, "a column name", default=Source.lat),
+        lon=src.get("lon", _ident, "a column name", default=Source.lon),
+        ingest=src.get("ingest", _ident, "a column name"),
+        lookback_s=src.get("lookback_s", _int_range(0, 3600), "whole seconds 0..3600",
+                           default=Source.lookback_s),
+    )
+    src.done()
+
+    s3t = top.table("s3")
+    s3 = S3(
+        endpoint_url=s3t.get("endpoint_url", _url, "an http(s):// URL"),
+        region=s3t.get("region", _text, "an AWS region name"),
+    )
+    s3t.done()
+
+    races: dict[str, Race] = {}
+    races_t = top.table("races", required=True)
+    for name in list(races_t.raw):
+        key = f"races.{name}"
+        if not _NAME.match(name):
+            errors.append(f"{path}: {key}: bad race name {name!r}: expected letters, "
+                          "digits, '-' or '_'")
+        r = races_t.table(name, required=True)
+        race = _race(name, r, path, errors)
+        r.done()
+        if race is not None:
+            races[name] = race
+    if races_t.present and not races_t.raw:
+        errors.append(f"{path}: races: no race configured: expected a [races.NAME] table")
+    top.done()
+
+    if errors:
+        raise ConfigError(errors)
+    return Config(path=path, dsn=dsn, source=source, s3=s3, races=races)
+
+
+def _race(name: str, r: _Table, path: Path, errors: list[str]) -> Race | None:
+    base = path.parent
+    n_before = len(errors)
+    title = r.get("title", _text, "a non-empty string", default=name)
+    starts_at = r.get("starts_at", _datetime, "a date-time with a UTC offset, "
+                      "e.g. 2014-07-25T11:00:00-04:00", required=True)
+    ends_at = r.get("ends_at", _datetime, "a date-time with a UTC offset")
+    course = r.get("course", _file(base), "a GPX file (relative to the config file)",
+                   required=True)
+    interval_s = r.get("interval_s", _int_range(1, 3600), "whole seconds >= 1", default=3)
+    sink = r.get("sink", _sink, "s3://bucket/prefix or dir:PATH", required=True)
+    if sink and sink.startswith("dir:"):  # relative to the config file, like course
+        sink = f"dir:{base / sink[4:]}"
+    units = r.get("units", _choice("km", "mi"), "km or mi", default="km")
+    tiles = r.get("tiles", _tiles, "a tile URL template with {z}, {x} and {y}",
+                  default=DEFAULT_TILES)
+    attribution = r.get("tile_attribution", _text, "a string", default=DEFAULT_ATTRIBUTION)
+    chunk_points = r.get("chunk_points", _int_range(2, 10000), "a whole number 2..10000",
+                         default=30)
+    stale_after_s = r.get("stale_after_s", _int_range(1, 86400), "whole seconds >= 1",
+                          default=60)
+    template_dir = r.get("template_dir", _dir(base), "a directory (relative to the config)")
+    max_kmh = dict(DEFAULT_MAX_KMH)
+    speeds = r.table("max_kmh")
+    for kind in KINDS:
+        v = speeds.get(kind, _float_range(1, 1000), "km/h, a number 1..1000")
+        if v is not None:
+            max_kmh[kind] = v
+    speeds.done()
+
+    racers: list[Racer] = []
+    for i, item in enumerate(r.array("racers")):
+        rt = _Table(item, f"{r.key}.racers[{i}]", path, errors)
+        racer_id = rt.get("id", _racer_id, "a string or integer", required=True)
+        racer = Racer(
+            id=racer_id,
+            name=rt.get("name", _text, "a non-empty string", required=True),
+            kind=rt.get("kind", _choice(*KINDS), " or ".join(KINDS), default="runner"),
+            color=rt.get("color", _color, "a colour like #e4572e"),
+        )
+        rt.done()
+        racers.append(racer)
+    racers_file = r.get("racers_file", _file(base), "a CSV file (relative to the config file)")
+    if racers_file is not None:
+        racers.extend(_racers_csv(racers_file, errors))
+
+    seen: set[str] = set()
+    for racer in racers:
+        if racer.id in seen:
+            errors.append(f"{path}: {r.key}.racers: racer id {racer.id!r} appears twice: "
+                          "expected unique ids")
+        seen.add(racer.id)
+    if not racers and len(errors) == n_before:
+        errors.append(f"{path}: {r.key}.racers: no racers: expected [[{r.key}.racers]] "
+                      "entries or racers_file")
+    if starts_at and ends_at and ends_at <= starts_at:
+        errors.append(f"{path}: {r.key}.ends_at = {ends_at.isoformat()}: expected a time "
+                      "after starts_at")
+    if len(errors) > n_before:
+        return None
+    return Race(id=name, title=title, starts_at=starts_at, ends_at=ends_at, course=course,
+                interval_s=interval_s, sink=sink, racers=tuple(racers), units=units,
+                tiles=tiles, tile_attribution=attribution, chunk_points=chunk_points,
+                stale_after_s=stale_after_s, max_kmh=max_kmh, template_dir=template_dir)
+
+
+def _racers_csv(path: Path, errors: list[str]) -> list[Racer]:
+    """Entrants as CSV: header id,name,kind[,color]; errors name file, line, column."""
+    racers: list[Racer] = []
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            header = reader.fieldnames or []
+            missing = [c for c in ("id", "name", "kind") if c not in header]
+            extra = [c for c in header if c not in ("id", "name", "kind", "color")]
+            if missing or extra:
+                errors.append(f"{path}:1: header {','.join(header)!r}: expected "
+                              "id,name,kind and optionally color")
+                return []
+            for row in reader:
+                line = reader.line_num
+                bad = _csv_row_problem(row)
+                if bad:
+                    errors.append(f"{path}:{line}: {bad}")
+                    continue
+                racers.append(Racer(id=row["id"].strip(), name=row["name"].strip(),
+                                    kind=row["kind"].strip(),
+                                    color=(row.get("color") or "").strip() or None))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        errors.append(f"{path}: cannot read entrants: {e}")
+    return racers
+
+
+def _csv_row_problem(row: dict[str, str | None]) -> str | None:
+    if None in row:
+        return "too many fields: expected id,name,kind[,color]"
+    for col in ("id", "name", "kind"):
+        if not (row.get(col) or "").strip():
+            return f"column {col} is empty: expected a value"
+    kind = (row["kind"] or "").strip()
+    if kind not in KINDS:
+        return f"column kind = {kind!r}: expected {' or '.join(KINDS)}"
+    color = (row.get("color") or "").strip()
+    if color and not _COLOR.match(color):
+        return f"column color = {color!r}: expected a colour like #e4572e"
+    return None
+
+
+# -- the small validation kit ------------------------------------------------
+
+_MISSING = object()
+
+
+class _Table:
+    """One TOML table being read: typed getters that record errors by key."""
+
+    def __init__(self, raw: Any, key: str, path: Path, errors: list[str], present: bool = True):
+        self.key, self.path, self.errors, self.present = key, path, errors, present
+        if isinstance(raw, Mapping):
+            self.raw: dict[str, Any] = dict(raw)
+        else:
+            self.raw = {}
+            errors.append(f"{path}: {key} = {_show(raw)}: expected a table")
+        self.used: set[str] = set()
+
+    def _sub(self, name: str) -> str:
+        return f"{self.key}.{name}" if self.key else name
+
+    def get(self, name: str, conv: Callable[[Any], Any], expected: str, *,
+            required: bool = False, default: Any = None) -> Any:
+        self.used.add(name)
+        value = self.raw.get(name, _MISSING)
+        if value is _MISSING:
+            if required:
+                self.errors.append(f"{self.path}: {self._sub(name)}: missing: expected {expected}")
+            return default
+        try:
+            return conv(value)
+        except (TypeError, ValueError):
+            self.errors.append(f"{self.path}: {self._sub(name)} = {_show(value)}: "
+                               f"expected {expected}")
+            return default
+
+    def table(self, name: str, required: bool = False) -> _Table:
+        self.used.add(name)
+        if name not in self.raw:
+            if required:
+                self.errors.append(f"{self.path}: {self._sub(name)}: missing: expected a "
+                                   f"[{self._sub(name)}] table")
+            return _Table({}, self._sub(name), self.path, self.errors, present=False)
+        return _Table(self.raw[name], self._sub(name), self.path, self.errors)
+
+    def array(self, name: str) -> list[Any]:
+        self.used.add(name)
+        value = self.raw.get(name, [])
+        if not isinstance(value, list):
+            self.errors.append(f"{self.path}: {self._sub(name)} = {_show(value)}: "
+                               f"expected an array of tables [[{self._sub(name)}]]")
+            return []
+        return value
+
+    def done(self) -> None:
+        for name in self.raw:
+            if name not in self.used:
+                self.errors.append(f"{self.path}: {self._sub(name)}: unknown key")
+
+
+def _show(value: Any) -> str:
+    text = repr(value) if not isinstance(value, datetime | date | time) else value.isoformat()
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _text(v: Any) -> str:
+    if not isinstance(v, str) or not v.strip():
+        raise ValueError
+    return v
+
+
+def _ident(v: Any) -> str:
+    if not isinstance(v, str) or not _IDENT.match(v):
+        raise ValueError
+    return v
+
+
+def _table_name(v: Any) -> str:
+    if not isinstance(v, str) or not all(_IDENT.match(p) for p in v.split(".")):
+        raise ValueError
+    if v.count(".") > 1:
+        raise ValueError
+    return v
+
+
+def _racer_id(v: Any) -> str:
+    if isinstance(v, bool) or not isinstance(v, str | int):
+        raise ValueError
+    text = str(v)
+    if not text.strip() or len(text) > 200:
+        raise ValueError
+    return text
+
+
+def _int_range(lo: int, hi: int) -> Callable[[Any], int]:
+    def conv(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise ValueError
+        return v
+    return conv
+
+
+def _float_range(lo: float, hi: float) -> Callable[[Any], float]:
+    def conv(v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
+            raise ValueError
+        return float(v)
+    return conv
+
+
+def _choice(*options: str) -> Callable[[Any], str]:
+    def conv(v: Any) -> str:
+        if v not in options:
+            raise ValueError
+        return str(v)
+    return conv
+
+
+def _datetime(v: Any) -> datetime:
+    if isinstance(v, str):
+        v = datetime.fromisoformat(v)
+    if not isinstance(v, datetime) or v.tzinfo is None:
+        raise ValueError
+    return v
+
+
+def _file(base: Path) -> Callable[[Any], Path]:
+    def conv(v: Any) -> Path:
+        if not isinstance(v, str) or not v:
+            raise ValueError
+        p = base / v
+        if not p.is_file():
+            raise ValueError
+        return p
+    return conv
+
+
+def _dir(base: Path) -> Callable[[Any], Path]:
+    def conv(v: Any) -> Path:
+        if not isinstance(v, str) or not (base / v).is_dir():
+            raise ValueError
+        return base / v
+    return conv
+
+
+def _sink(v: Any) -> str:
+    if not isinstance(v, str):
+        raise ValueError
+    if v.startswith("dir:") and len(v) > 4:
+        return v
+    m = re.match(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(/.*)?$", v)
+    if not m:
+        raise ValueError
+    return v
+
+
+def _url(v: Any) -> str:
+    if not isinstance(v, str) or not re.match(r"^https?://[^\s/]+", v):
+        raise ValueError
+    return v
+
+
+def _tiles(v: Any) -> str:
+    if not isinstance(v, str) or not v.startswith("https://") and not v.startswith("http://"):
+        raise ValueError
+    if not all(p in v for p in ("{z}", "{x}", "{y}")):
+        raise ValueError
+    return v
+
+
+def _color(v: Any) -> str:
+    if not isinstance(v, str) or not _COLOR.match(v):
+        raise ValueError
+    return v

@@ -1,0 +1,106 @@
+"""A throwaway PostgreSQL server for `racepub demo` and the tests.
+
+Uses the system's PostgreSQL binaries when there are any, else the ones the
+`pgserver` wheel bundles, so a fresh machine needs nothing but pip.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+import pwd
+import shutil
+import socket
+import stat
+import subprocess
+import tempfile
+from pathlib import Path
+
+from .errors import RacepubError
+
+# When running as root, PostgreSQL refuses to start; run it as this user.
+UNPRIVILEGED_USER = "nobody"
+
+
+def find_bindir() -> Path:
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
+    # The pgserver wheel's bundled PostgreSQL; found without importing it
+    # (its import creates lock files and runtime directories).
+    spec = importlib.util.find_spec("pgserver")
+    if spec and spec.origin:
+        candidates.append(str(Path(spec.origin).parent / "pginstall" / "bin"))
+    for c in candidates:
+        if (Path(c) / "initdb").exists() and (Path(c) / "pg_ctl").exists():
+            return Path(c)
+    raise RacepubError("no PostgreSQL found: install the demo extra "
+                       "(pip install 'racepub[demo]') or Debian's postgresql package")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LocalPostgres:
+    """initdb into a temp directory, start on 127.0.0.1:PORT with trust auth."""
+
+    def __init__(self, root: Path | None = None):
+        self.bindir = find_bindir()
+        self.root = root or Path(tempfile.mkdtemp(prefix="racepub-pg-"))
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.data = self.root / "data"
+        self.port = free_port()
+        self.user = UNPRIVILEGED_USER if os.geteuid() == 0 else None
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        # Drop root's groups too: a group match would trump the o+x bits.
+        as_user = {"user": self.user, "group": pwd.getpwnam(self.user).pw_gid,
+                   "extra_groups": []} if self.user else {}
+        result = subprocess.run([str(self.bindir / args[0]), *args[1:]], capture_output=True,
+                                text=True, cwd=self.root, **as_user)  # type: ignore[call-overload]
+        if result.returncode != 0:
+            log = (self.root / "postgres.log")
+            tail = log.read_text()[-2000:] if log.exists() else ""
+            raise RacepubError(f"{args[0]} failed: {result.stderr.strip()}\n{tail}")
+
+    def start(self) -> str:
+        if self.user:
+            self._let_user_in()
+        if not (self.data / "PG_VERSION").exists():
+            self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                      "-E", "UTF8", "--no-sync", "--no-instructions")
+        opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "postgres.log"),
+                  "-o", opts, "-w", "-t", "60", "start")
+        return self.dsn
+
+    def stop(self, mode: str = "fast") -> None:
+        """mode: fast (clean) or immediate (as if the server crashed)."""
+        if (self.data / "postmaster.pid").exists():
+            self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def destroy(self) -> None:
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def _let_user_in(self) -> None:
+        """The unprivileged user must own the data and reach the binaries.
+
+        A private (0700) directory above the data or a venv's bundled
+        binaries would hide them, so those get the search bit (o+x) only.
+        """
+        entry = pwd.getpwnam(self.user or "")
+        os.chown(self.root, entry.pw_uid, entry.pw_gid)
+        for d in [self.bindir, *self.bindir.parents, *self.root.parents]:
+            mode = d.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                d.chmod(mode | stat.S_IXOTH)

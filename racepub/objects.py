@@ -1,0 +1,55 @@
+"""What each published object is: its Content-Type and Cache-Control, in one place.
+
+Used by the publisher for S3 and by `racepub serve` for a directory sink, so a
+preview sends the same headers the CDN would.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from dataclasses import dataclass
+
+SNAPSHOT = "snapshot.json"
+PAGE = "index.html"
+IMMUTABLE = "public, max-age=31536000, immutable"
+PAGE_CACHE = "public, max-age=60"
+# Compressing these pays off; images are compressed already.
+COMPRESSIBLE = ("application/json", "text/html", "text/css", "text/javascript",
+                "image/svg+xml")
+
+mimetypes.add_type("text/javascript", ".js")
+mimetypes.add_type("application/json", ".json")
+
+
+@dataclass(frozen=True)
+class Object:
+    key: str
+    body: bytes
+    content_type: str
+    cache_control: str
+
+    @property
+    def compressible(self) -> bool:
+        return self.content_type.split(";")[0] in COMPRESSIBLE
+
+
+def content_type(key: str) -> str:
+    guessed = mimetypes.guess_type(key)[0] or "application/octet-stream"
+    if guessed.startswith("text/"):
+        return guessed + "; charset=utf-8"
+    return guessed
+
+
+def cache_control(key: str, interval_s: int) -> str:
+    if key == SNAPSHOT:
+        # The CDN may serve the old snapshot for one more interval while it
+        # refetches, and keep serving it for a day if the origin errors.
+        return (f"public, max-age={interval_s}, stale-while-revalidate={interval_s}, "
+                "stale-if-error=86400")
+    if key.startswith(("tracks/", "static/")):
+        return IMMUTABLE
+    return PAGE_CACHE
+
+
+def make(key: str, body: bytes, interval_s: int) -> Object:
+    return Object(key, body, content_type(key), cache_control(key, interval_s))

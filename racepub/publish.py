@@ -1,0 +1,167 @@
+"""One publish cycle: read -> update -> render -> write. Used by --once and by the loop."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import orjson
+
+from . import objects
+from .assets import static_files
+from .config import Config, Race
+from .course import load_gpx
+from .errors import SinkError
+from .objects import Object
+from .race import RaceState, chunk_body
+from .render import environment, json_bytes, page_context, render_page
+from .sink import Sink, digest, open_sink
+from .source import PointSource
+from .timefmt import ts
+
+log = logging.getLogger(__name__)
+UPLOAD_THREADS = 16
+
+
+@dataclass
+class CycleStats:
+    seq: int = 0
+    racers: int = 0
+    new_points: int = 0
+    dropped: int = 0
+    objects: int = 0
+    bytes: int = 0
+    ms: dict[str, float] = field(default_factory=dict)
+
+    def line(self) -> str:
+        stages = " ".join(f"{k}={v:.0f}ms" for k, v in self.ms.items())
+        return (f"seq={self.seq} racers={self.racers} new={self.new_points} "
+                f"dropped={self.dropped} objects={self.objects} bytes={self.bytes} {stages}")
+
+
+class Publisher:
+    def __init__(self, config: Config, race: Race, *, sink: Sink | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.race, self.clock = race, clock
+        self.course = load_gpx(race.course)
+        self.state = RaceState(race, self.course)
+        self.sink = sink or open_sink(race.sink, config.s3)
+        self.source = PointSource(config.dsn, config.source, [r.id for r in race.racers],
+                                  ts(race.starts_at))
+        self.env = environment(race.template_dir)
+        self.static_hash, files = static_files()
+        self.static_objects = [
+            objects.make(f"static/{self.static_hash}/{rel}", body, race.interval_s)
+            for rel, body in files.items()
+        ]
+        self.pending: dict[str, bytes] = {}  # chunks cut but not yet written
+        self.written: dict[str, str | None] = {}  # key -> sha256 in the sink (None: absent)
+        self.listed: set[str] = set()  # chunk keys the live snapshot lists
+        self.seq: int | None = None
+        self._dropped_before = 0
+
+    def close(self) -> None:
+        self.source.close()
+
+    def _resume(self) -> None:
+        """Carry on from what spectators see now: seq keeps growing across
+        restarts, and chunks the live snapshot lists are already in place."""
+        self.seq = 0
+        body = self.sink.get(objects.SNAPSHOT)
+        if body is None:
+            return
+        try:
+            old = orjson.loads(body)
+            if old.get("race", {}).get("id") == self.race.id:
+                self.seq = int(old.get("seq", 0))
+                for racer in old.get("racers", []):
+                    for key in racer.get("track", []):
+                        self.listed.add(key)
+        except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
+            log.warning("the published snapshot.json is unreadable; starting at seq 1")
+
+    def cycle(self) -> CycleStats:
+        """Publish once. Raises SourceError/SinkError; the published snapshot
+        then stays as it was."""
+        stats = CycleStats(racers=len(self.race.racers))
+        t0 = time.perf_counter()
+        if self.seq is None:
+            self._resume()
+        assert self.seq is not None
+        now = self.clock()
+        rows = self.source.read(now)
+        t1 = time.perf_counter()
+
+        accepted, chunks = self.state.update(rows, now)
+        for chunk in chunks:
+            self.pending[chunk.key] = json_bytes(chunk_body(chunk))
+        stats.new_points = accepted
+        dropped = sum(self.state.dropped_total().values())
+        stats.dropped, self._dropped_before = dropped - self._dropped_before, dropped
+        t2 = time.perf_counter()
+
+        seq = self.seq + 1
+        snap = self.state.snapshot(now, seq)
+        static_prefix = f"static/{self.static_hash}"
+        page = render_page(self.env, page_context(self.race, self.course, snap, static_prefix))
+        first = self.static_objects + [
+            objects.make(k, b, self.race.interval_s) for k, b in self.pending.items()]
+        page_obj = objects.make(objects.PAGE, page, self.race.interval_s)
+        snap_obj = objects.make(objects.SNAPSHOT, json_bytes(snap), self.race.interval_s)
+        t3 = time.perf_counter()
+
+        # Order keeps readers consistent: chunks and assets, then the page,
+        # then the snapshot that points at them.
+        self._write_all(first, stats)
+        self._write_all([page_obj], stats)
+        self._write(snap_obj, stats, force=True)
+        self.seq = seq
+        self.listed.difference_update(self.pending)
+        self.pending.clear()
+        t4 = time.perf_counter()
+
+        stats.seq = seq
+        stats.ms = {"read": (t1 - t0) * 1000, "update": (t2 - t1) * 1000,
+                    "render": (t3 - t2) * 1000, "write": (t4 - t3) * 1000,
+                    "total": (t4 - t0) * 1000}
+        return stats
+
+    def _write_all(self, objs: list[Object], stats: CycleStats) -> None:
+        todo = [o for o in objs if self._changed(o)]
+        if len(todo) <= 1:
+            for o in todo:
+                self._write(o, stats)
+            return
+        with ThreadPoolExecutor(min(UPLOAD_THREADS, len(todo))) as pool:
+            errors = [e for e in pool.map(lambda o: self._try_write(o, stats), todo) if e]
+        if errors:
+            raise errors[0]
+
+    def _try_write(self, obj: Object, stats: CycleStats) -> SinkError | None:
+        try:
+            self._write(obj, stats)
+        except SinkError as e:
+            return e
+        return None
+
+    def _changed(self, obj: Object) -> bool:
+        """Whether the sink lacks these exact bytes. Chunks are cut once per
+        process, so only those the live snapshot already lists are in place;
+        for other keys the sink is asked once, then remembered."""
+        if obj.key.startswith("tracks/"):
+            return obj.key not in self.listed
+        if obj.key not in self.written:
+            self.written[obj.key] = self.sink.fingerprint(obj.key)
+        return self.written[obj.key] != digest(obj.body)
+
+    def _write(self, obj: Object, stats: CycleStats, force: bool = False) -> None:
+        if not force and not self._changed(obj):
+            return
+        sent = self.sink.put(obj)
+        if not obj.key.startswith("tracks/"):
+            self.written[obj.key] = digest(obj.body)
+        stats.objects += 1
+        stats.bytes += sent

@@ -1,0 +1,214 @@
+"""The race: every racer's track, and the snapshot model (schema 1). Pure; no I/O."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import Race
+from .course import Course
+from .timefmt import iso, ts
+from .track import OFF_COURSE_M, Chunk, Fix, Track, chunk_key
+
+SCHEMA = 1
+MAX_FUTURE_S = 120.0  # phone clocks run a little ahead; more than this is wrong
+TAIL_DECIMALS = 6  # ~0.1 m: finer than any GPS
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """A raw row from the source, before any check."""
+
+    racer_id: str
+    t: float | None
+    lat: float | None
+    lon: float | None
+
+
+@dataclass
+class RaceState:
+    race: Race
+    course: Course
+    tracks: dict[str, Track] = field(init=False)
+    dropped: Counter[str] = field(default_factory=Counter)  # rows dropped before a track
+
+    def __post_init__(self) -> None:
+        self.tracks = {
+            r.id: Track(racer=r, course=self.course, chunk_points=self.race.chunk_points,
+                        max_mps=self.race.max_kmh[r.kind] / 3.6)
+            for r in self.race.racers
+        }
+        self.start_t = ts(self.race.starts_at)
+        self.end_t = ts(self.race.ends_at) if self.race.ends_at else None
+
+    def update(self, rows: Iterable[Row], now: float) -> tuple[int, list[Chunk]]:
+        """Check and apply new rows; return (rows accepted, chunks now full)."""
+        per_racer: dict[str, list[Fix]] = {}
+        for row in rows:
+            reason = self._row_problem(row, now)
+            if reason:
+                self.dropped[reason] += 1
+                continue
+            assert row.t is not None and row.lat is not None and row.lon is not None
+            per_racer.setdefault(row.racer_id, []).append(Fix(row.t, row.lat, row.lon))
+        chunks: list[Chunk] = []
+        accepted = 0
+        for racer_id, fixes in per_racer.items():
+            track = self.tracks[racer_id]
+            before = track.count
+            chunks.extend(track.add(fixes))
+            accepted += track.count - before
+        return accepted, chunks
+
+    def _row_problem(self, row: Row, now: float) -> str | None:
+        if row.racer_id not in self.tracks:
+            return "not_a_racer"
+        if row.t is None or row.lat is None or row.lon is None:
+            return "null"
+        if not (math.isfinite(row.lat) and math.isfinite(row.lon) and math.isfinite(row.t)):
+            return "not_finite"
+        if not (-90.0 <= row.lat <= 90.0 and -180.0 <= row.lon <= 180.0):
+            return "out_of_range"
+        if row.lat == 0.0 and row.lon == 0.0:
+            return "out_of_range"  # "null island": a phone's placeholder, not a place
+        if row.t < self.start_t:
+            return "before_start"  # privacy: where a racer was before the start
+        if self.end_t is not None and row.t > self.end_t:
+            return "after_end"
+        if row.t > now + MAX_FUTURE_S:
+            return "future"
+        return None
+
+    def dropped_total(self) -> Counter[str]:
+        total = Counter(self.dropped)
+        for track in self.tracks.values():
+            total.update(track.dropped)
+        return total
+
+    # -- the snapshot ------------------------------------------------------------
+
+    def state(self, now: float) -> str:
+        if now < self.start_t:
+            return "pre"
+        if self.end_t is not None and now >= self.end_t:
+            return "finished"
+        if self.tracks and all(t.finish_t is not None for t in self.tracks.values()):
+            return "finished"
+        return "live"
+
+    def ranked(self) -> list[Track]:
+        """Finished by finish time, then by progress, then waiting in config order."""
+        order = {r.id: i for i, r in enumerate(self.race.racers)}
+
+        def key(t: Track) -> tuple[int, float, int]:
+            if t.finish_t is not None:
+                return (0, t.finish_t, order[t.racer.id])
+            if t.last is not None:
+                return (1, -t.distance_m, order[t.racer.id])
+            return (2, 0.0, order[t.racer.id])
+
+        return sorted(self.tracks.values(), key=key)
+
+    def snapshot(self, now: float, seq: int) -> dict[str, Any]:
+        ranked = self.ranked()
+        leader = ranked[0] if ranked and ranked[0].last is not None else None
+        racers = []
+        ahead: Track | None = None
+        for rank, track in enumerate(ranked, start=1):
+            racers.append(self._racer(track, rank, leader, ahead, now))
+            ahead = track if track.last is not None else ahead
+        return {
+            "schema": SCHEMA,
+            "race": {
+                "id": self.race.id,
+                "title": self.race.title,
+                "starts_at": iso(self.start_t),
+                "ends_at": iso(self.end_t) if self.end_t is not None else None,
+                "state": self.state(now),
+                "course_length_m": round(self.course.length_m, 1),
+                "interval_s": self.race.interval_s,
+                "units": self.race.units,
+            },
+            "generated_at": iso(now),
+            "seq": seq,
+            "racers": racers,
+        }
+
+    def _racer(self, t: Track, rank: int, leader: Track | None, ahead: Track | None,
+               now: float) -> dict[str, Any]:
+        r = t.racer
+        out: dict[str, Any] = {
+            "id": r.id, "name": r.name, "kind": r.kind, "color": r.color,
+            "status": "waiting", "position": None, "distance_m": 0.0, "rank": rank,
+            "elapsed_s": None, "pace_s_per_km": None, "gap_s": None, "gap_ahead_s": None,
+            "eta_s": None, "finish_s": None, "off_course": False,
+            "dropped": sum(t.dropped.values()),
+            "tail": [_point(f) for f in t.tail],
+            "track": [chunk_key(r.id, n) for n in range(t.chunks)],
+        }
+        if t.last is None:
+            return out
+        last = t.last
+        finished = t.finish_t is not None
+        end_t = t.finish_t if t.finish_t is not None else last.t
+        if finished:
+            status = "finished"
+        elif now - last.t > self.race.stale_after_s:
+            status = "stale"
+        else:
+            status = "racing"
+        pace = self._pace(t)
+        out.update({
+            "status": status,
+            "position": {"lat": last.lat, "lon": last.lon, "at": iso(last.t)},
+            "distance_m": round(t.distance_m, 1),
+            "elapsed_s": round(end_t - self.start_t),
+            "pace_s_per_km": round(pace * 1000, 1) if pace else None,
+            "gap_s": _gap(t, leader),
+            "gap_ahead_s": _gap(t, ahead),
+            "off_course": t.offset_m > OFF_COURSE_M,
+        })
+        if finished:
+            assert t.finish_t is not None
+            out["finish_s"] = round(t.finish_t - self.start_t, 1)
+            out["eta_s"] = 0
+        elif pace:
+            remaining = self.course.length_m - t.distance_m
+            out["eta_s"] = max(0, round(last.t + remaining * pace - now))
+        return out
+
+    def _pace(self, t: Track) -> float | None:
+        """Seconds per metre: recent pace blended with the average; vehicles,
+        which stop and start, use their average alone."""
+        avg = t.average_pace(self.start_t)
+        if t.racer.kind == "vehicle" or t.finish_t is not None:
+            return avg
+        recent = t.recent_pace()
+        if recent is None or avg is None:
+            return recent or avg
+        return 0.5 * recent + 0.5 * avg
+
+
+def _point(f: Fix) -> list[Any]:
+    return [round(f.lat, TAIL_DECIMALS), round(f.lon, TAIL_DECIMALS), iso(f.t)]
+
+
+def _gap(t: Track, other: Track | None) -> float | None:
+    """How long ago `other` was where `t` is now."""
+    if other is None or t.last is None:
+        return None
+    if other is t:
+        return 0.0
+    if t.finish_t is not None and other.finish_t is not None:
+        return round(t.finish_t - other.finish_t, 1)
+    when = other.time_at(t.distance_m)
+    if when is None:
+        return None
+    return round(max(0.0, t.last.t - when), 1)
+
+
+def chunk_body(chunk: Chunk) -> dict[str, Any]:
+    return {"racer": chunk.racer_id, "points": [_point(f) for f in chunk.points]}

@@ -1,0 +1,97 @@
+"""Bytes to publish: snapshot.json, track chunks, the map page. Pure; no I/O but templates."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jinja2
+import orjson
+
+from .assets import templates_dir
+from .config import Race
+from .course import Course
+
+PAGE_TEMPLATE = "index.html.j2"
+
+
+def json_bytes(obj: Any) -> bytes:
+    return orjson.dumps(obj)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One leaderboard row as the page first paints it (before any script)."""
+
+    rank: int
+    id: str
+    name: str
+    kind: str
+    color: str | None
+    distance_km: str
+    status: str
+    finish: str
+
+
+@dataclass(frozen=True)
+class PageContext:
+    """Everything index.html.j2 receives. A race's own template gets the same."""
+
+    title: str
+    race_id: str
+    starts_at: str
+    static: str  # relative URL prefix of the static files, e.g. "static/3f2a…"
+    csp: str  # Content-Security-Policy for the page's <meta>
+    rows: list[Row]
+    config: dict[str, Any]  # handed to the page's script as JSON (escaped by tojson)
+
+
+def environment(template_dir: Path | None) -> jinja2.Environment:
+    """A race's template directory is tried first, then the package's own."""
+    dirs = ([str(template_dir)] if template_dir else []) + [str(templates_dir())]
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(dirs), autoescape=True,
+                              undefined=jinja2.StrictUndefined)
+
+
+def page_context(race: Race, course: Course, snapshot: dict[str, Any],
+                 static_prefix: str) -> PageContext:
+    rows = [
+        Row(rank=r["rank"], id=r["id"], name=r["name"], kind=r["kind"], color=r["color"],
+            distance_km=f"{r['distance_m'] / 1000:.2f}" if r["position"] else "–",
+            status="finished" if r["finish_s"] is not None else
+                   ("racing" if r["position"] else "waiting"),
+            finish=_clock(r["finish_s"]) if r["finish_s"] is not None else "")
+        for r in snapshot["racers"]
+    ]
+    return PageContext(
+        title=race.title, race_id=race.id, starts_at=snapshot["race"]["starts_at"],
+        static=static_prefix, csp=csp(race.tiles), rows=rows,
+        config={
+            "race": race.id, "title": race.title, "starts_at": snapshot["race"]["starts_at"],
+            "interval_s": race.interval_s, "units": race.units,
+            "tiles": race.tiles, "attribution": race.tile_attribution,
+            "course": course.geometry(), "course_length_m": round(course.length_m, 1),
+        },
+    )
+
+
+def render_page(env: jinja2.Environment, ctx: PageContext) -> bytes:
+    return env.get_template(PAGE_TEMPLATE).render(asdict(ctx) | {"ctx": ctx}).encode()
+
+
+def csp(tiles: str) -> str:
+    """Only the page's own scripts and styles; images also from the tile host."""
+    parts = urlsplit(tiles.replace("{s}", "a"))
+    tile_host = f"{parts.scheme}://{parts.netloc}"
+    if "{s}" in tiles:
+        tile_host = f"{parts.scheme}://*.{parts.netloc.split('.', 1)[-1]}"
+    return ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+            f"img-src 'self' data: {tile_host}; base-uri 'none'; form-action 'none'")
+
+
+def _clock(seconds: float) -> str:
+    s = round(seconds)
+    h, rem = divmod(s, 3600)
+    return f"{h}:{rem // 60:02d}:{rem % 60:02d}" if h else f"{rem // 60}:{rem % 60:02d}"

@@ -1,0 +1,188 @@
+"""Where objects go: an S3 bucket/prefix or a local directory, behind one small interface."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from .config import S3
+from .errors import SinkError
+from .objects import Object
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+
+class Sink(Protocol):
+    def put(self, obj: Object) -> int:
+        """Store the object; return the bytes sent."""
+
+    def get(self, key: str) -> bytes | None:
+        """The stored body (uncompressed), or None if there is none."""
+
+    def fingerprint(self, key: str) -> str | None:
+        """sha256 of the stored body, or None if unknown or missing."""
+
+    def delete(self, key: str) -> None: ...
+
+    def describe(self) -> str:
+        """Where this sink writes, fit for a log line."""
+
+
+def digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def gzip_bytes(body: bytes) -> bytes:
+    # mtime=0: the same body always compresses to the same bytes.
+    return gzip.compress(body, compresslevel=6, mtime=0)
+
+
+def open_sink(url: str, s3: S3 | None = None) -> Sink:
+    if url.startswith("dir:"):
+        return DirSink(Path(url[4:]))
+    if url.startswith("s3://"):
+        bucket, _, prefix = url[5:].partition("/")
+        return S3Sink(s3_client(s3 or S3()), bucket, prefix)
+    raise SinkError(f"unknown sink {url!r}: expected s3://bucket/prefix or dir:PATH")
+
+
+def s3_client(cfg: S3) -> S3Client:
+    """The one place a boto3 client is made. Timeouts keep a hung request from
+    stalling the loop; standard retries back off on 5xx and throttling."""
+    config = botocore.config.Config(
+        connect_timeout=5, read_timeout=15, max_pool_connections=32,
+        retries={"max_attempts": 4, "mode": "standard"},
+    )
+    client: S3Client = boto3.client("s3", endpoint_url=cfg.endpoint_url,
+                                    region_name=cfg.region, config=config)
+    return client
+
+
+class DirSink:
+    """A directory: uncompressed objects, each written atomically (temp file + rename)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise SinkError(f"object key {key!r} escapes the sink directory")
+        return path
+
+    def put(self, obj: Object) -> int:
+        path = self._path(obj.key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(obj.body)
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, path)
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        except OSError as e:
+            raise SinkError(f"cannot write {path}: {e.strerror}") from None
+        return len(obj.body)
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise SinkError(f"cannot read {self._path(key)}: {e.strerror}") from None
+
+    def fingerprint(self, key: str) -> str | None:
+        body = self.get(key)
+        return digest(body) if body is not None else None
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise SinkError(f"cannot remove {self._path(key)}: {e.strerror}") from None
+
+    def describe(self) -> str:
+        return f"dir:{self.root}"
+
+
+class S3Sink:
+    """An S3 bucket/prefix. Text objects are stored gzip-compressed with
+    Content-Encoding: gzip (CloudFront serves them as they are); each object
+    carries the sha256 of its uncompressed body so unchanged ones are skipped."""
+
+    def __init__(self, client: S3Client, bucket: str, prefix: str):
+        self.client, self.bucket = client, bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+
+    def put(self, obj: Object) -> int:
+        body = gzip_bytes(obj.body) if obj.compressible else obj.body
+        extra: dict[str, Any] = {"ContentEncoding": "gzip"} if obj.compressible else {}
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=self.prefix + obj.key, Body=body,
+                ContentType=obj.content_type, CacheControl=obj.cache_control,
+                Metadata={"sha256": digest(obj.body)}, **extra,
+            )
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+            raise SinkError(f"cannot upload {obj.key} to s3://{self.bucket}: {_reason(e)}") \
+                from None
+        return len(body)
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            got = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+            body = got["Body"].read()
+        except self.client.exceptions.NoSuchKey:
+            return None
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+            raise SinkError(f"cannot read {key} from s3://{self.bucket}: {_reason(e)}") \
+                from None
+        if got.get("ContentEncoding") == "gzip":
+            body = gzip.decompress(body)
+        return bytes(body)
+
+    def fingerprint(self, key: str) -> str | None:
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self.prefix + key)
+        except botocore.exceptions.ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise SinkError(f"cannot check {key} in s3://{self.bucket}: {_reason(e)}") \
+                from None
+        except botocore.exceptions.BotoCoreError as e:
+            raise SinkError(f"cannot check {key} in s3://{self.bucket}: {_reason(e)}") \
+                from None
+        sha: str | None = head.get("Metadata", {}).get("sha256")
+        return sha
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self.prefix + key)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+            raise SinkError(f"cannot delete {key} from s3://{self.bucket}: {_reason(e)}") \
+                from None
+
+    def describe(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+def _reason(e: Exception) -> str:
+    if isinstance(e, botocore.exceptions.ClientError):
+        err = e.response.get("Error", {})
+        return f"{err.get('Code', '?')}: {err.get('Message', '')}".strip(": ")
+    return str(e)

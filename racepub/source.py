@@ -1,0 +1,204 @@
+"""PostgreSQL: the one place SQL lives. Reads the new points of the racers since a cursor.
+
+Table and column names come from the config and are always quoted as
+identifiers (psycopg.sql), never spliced. Only SELECT is needed, so the DSN
+can point at a read replica with a read-only role.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.numeric import Int8
+
+from .config import Source as SourceConfig
+from .errors import SourceError
+from .race import MAX_FUTURE_S, Row
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 5
+STATEMENT_TIMEOUT_MS = 10_000
+_INTEGER_TYPES = {"smallint", "integer", "bigint"}
+_TEXT_TYPES = {"text", "character varying", "character", "name"}
+
+
+def connect(dsn: str) -> psycopg.Connection[Any]:
+    """A connection with timeouts, UTC, autocommit (each read sees fresh commits)."""
+    try:
+        return psycopg.connect(
+            dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+            options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c TimeZone=UTC",
+            application_name="racepub",
+        )
+    except psycopg.Error as e:
+        raise SourceError(f"cannot connect to the database: {_first_line(e)}") from None
+
+
+def describe(conn: psycopg.Connection[Any], cfg: SourceConfig) -> dict[str, str]:
+    """Column name -> type of the source table ({} if there is no such table)."""
+    table = sql.Identifier(*cfg.table_parts).as_string(conn)
+    rows = conn.execute(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+        "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped",
+        (table,),
+    ).fetchall()
+    return {name: typ for name, typ in rows}
+
+
+def missing_columns(cfg: SourceConfig, columns: dict[str, str]) -> list[str]:
+    wanted = [cfg.racer, cfg.time, cfg.lat, cfg.lon] + ([cfg.ingest] if cfg.ingest else [])
+    return [c for c in wanted if c not in columns]
+
+
+class PointSource:
+    """New points of the configured racers, one query per read.
+
+    The cursor is a high-water mark with an overlap, so rows whose transaction
+    commits after a newer row was already read are still picked up:
+    - with `ingest` (insert order: a bigserial or a received_at), each read
+      starts from the mark of the read before last (one cycle of overlap);
+    - without it, from the newest `time` seen minus `lookback_s`.
+    Rows read twice because of the overlap are skipped here, silently; real
+    duplicates in the table are left for the track to count.
+    """
+
+    def __init__(self, dsn: str, cfg: SourceConfig, racer_ids: list[str], start_t: float):
+        self.dsn, self.cfg, self.start_t = dsn, cfg, start_t
+        self.racer_ids = racer_ids
+        self._conn: psycopg.Connection[Any] | None = None
+        self._queries: tuple[sql.Composed, sql.Composed] | None = None
+        self._ids: list[Any] = []
+        self._int_cursor = False
+        self._low: float | int | None = None  # exclusive lower bound of the cursor column
+        self._hwm: float | int | None = None  # newest cursor value read
+        self._seen: dict[tuple[Any, ...], float | int] = {}
+        self.queries = 0
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _prepare(self) -> psycopg.Connection[Any]:
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        conn = connect(self.dsn)
+        try:
+            columns = describe(conn, self.cfg)
+        except psycopg.Error as e:
+            conn.close()
+            raise SourceError(f"cannot read the source table: {_first_line(e)}") from None
+        if not columns:
+            conn.close()
+            raise SourceError(f"source table {self.cfg.table!r} not found")
+        missing = missing_columns(self.cfg, columns)
+        if missing:
+            conn.close()
+            raise SourceError(f"source table {self.cfg.table!r} has no column "
+                              f"{', '.join(map(repr, missing))}")
+        ingest_type = columns[self.cfg.ingest] if self.cfg.ingest else None
+        if ingest_type and not (ingest_type in _INTEGER_TYPES or _is_timestamp(ingest_type)):
+            conn.close()
+            raise SourceError(f"ingest column {self.cfg.ingest!r} is {ingest_type}: expected "
+                              "an integer (e.g. a bigserial id) or a timestamp")
+        self._int_cursor = ingest_type in _INTEGER_TYPES
+        self._queries = self._build(columns[self.cfg.racer])
+        self._conn = conn
+        return conn
+
+    def _build(self, racer_type: str) -> tuple[sql.Composed, sql.Composed]:
+        """The first read (everything since the start) and the incremental one."""
+        c = self.cfg
+        racer = sql.Identifier(c.racer)
+        if racer_type in _INTEGER_TYPES:
+            self._ids = [Int8(int(i)) for i in self.racer_ids if _is_int(i)]
+            skipped = [i for i in self.racer_ids if not _is_int(i)]
+            if skipped:
+                log.warning("racer ids %s can never match the integer column %s",
+                            skipped, c.racer)
+            match = sql.SQL("{} = ANY(%(ids)s)").format(racer)
+        elif racer_type in _TEXT_TYPES:
+            self._ids = list(self.racer_ids)
+            match = sql.SQL("{} = ANY(%(ids)s)").format(racer)
+        else:  # uuid and the like: compare as text (no index use, but correct)
+            self._ids = list(self.racer_ids)
+            match = sql.SQL("{}::text = ANY(%(ids)s)").format(racer)
+        col = sql.Identifier(c.ingest or c.time)
+        cursor: sql.Composable
+        if self._int_cursor:
+            cursor, after = col, sql.SQL("{} > %(low)s").format(col)
+        else:  # compare timestamps as timestamps so an index on the column serves
+            cursor = sql.SQL("extract(epoch FROM {})::float8").format(col)
+            after = sql.SQL("{} > to_timestamp(%(low)s)").format(col)
+        base = sql.SQL(
+            "SELECT {racer}::text, extract(epoch FROM {time})::float8, {lat}::float8, "
+            "{lon}::float8, {cursor} FROM {table} "
+            "WHERE {match} AND {time} >= to_timestamp(%(start)s)"
+        ).format(racer=racer, time=sql.Identifier(c.time), lat=sql.Identifier(c.lat),
+                 lon=sql.Identifier(c.lon), table=sql.Identifier(*c.table_parts),
+                 match=match, cursor=cursor)
+        order = sql.SQL(" ORDER BY {}").format(col)
+        return base + order, base + sql.SQL(" AND ") + after + order
+
+    def read(self, now: float) -> list[Row]:
+        """The rows committed since the last read (plus the overlap, deduplicated)."""
+        try:
+            conn = self._prepare()
+            assert self._queries is not None
+            first, since = self._queries
+            low = Int8(int(self._low)) if self._int_cursor and self._low is not None else self._low
+            rows = conn.execute(first if low is None else since, {
+                "ids": self._ids, "start": self.start_t, "low": low,
+            }).fetchall()
+            self.queries += 1
+        except psycopg.Error as e:
+            self.close()
+            raise SourceError(f"database read failed: {_first_line(e)}") from None
+        return self._advance(rows, now)
+
+    def _advance(self, rows: list[tuple[Any, ...]], now: float) -> list[Row]:
+        fresh: list[Row] = []
+        before = self._hwm
+        for racer_id, t, lat, lon, cur in rows:
+            if cur is None:  # no insert-order value: the cursor cannot track it
+                fresh.append(Row(racer_id, None, None, None))
+                continue
+            key = (cur, racer_id, t, lat, lon)
+            if key in self._seen:
+                continue
+            self._seen[key] = cur
+            fresh.append(Row(racer_id, t, lat, lon))
+            # A fix stamped in the future must not drag a time cursor ahead.
+            if self.cfg.ingest or t <= now + MAX_FUTURE_S:
+                self._hwm = cur if self._hwm is None else max(self._hwm, cur)
+        if self._hwm is not None:
+            if self.cfg.ingest:
+                # Start the next read from the mark before this one: a row
+                # whose id was taken earlier but committed within a cycle
+                # is still found.
+                self._low = before if before is not None else self._hwm
+            else:
+                self._low = max(self.start_t, float(self._hwm) - self.cfg.lookback_s)
+            low = self._low
+            self._seen = {k: v for k, v in self._seen.items() if v > low}
+        return fresh
+
+
+def _is_timestamp(type_name: str) -> bool:
+    return type_name.startswith("timestamp")
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]

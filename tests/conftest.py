@@ -1,0 +1,57 @@
+"""Fixtures chain: a throwaway PostgreSQL -> a fresh database -> a loaded race;
+moto -> a bucket. Tests assert what ends up in the database, directory or bucket."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+
+import boto3
+import psycopg
+import pytest
+from moto import mock_aws
+
+from racepub.localdb import LocalPostgres
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[LocalPostgres]:
+    server = LocalPostgres()
+    server.start()
+    yield server
+    server.destroy()
+
+
+_db_names = itertools.count()
+
+
+@pytest.fixture
+def dsn(pg_server: LocalPostgres) -> Iterator[str]:
+    """A fresh, empty database for one test."""
+    name = f"t{os.getpid()}_{next(_db_names)}"
+    with psycopg.connect(pg_server.dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield pg_server.dsn.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(pg_server.dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                 "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def bucket(aws: None) -> str:
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="race-live")
+    # Versioning lets a test count how often each key was written.
+    s3.put_bucket_versioning(Bucket="race-live",
+                             VersioningConfiguration={"Status": "Enabled"})
+    return "race-live"

@@ -1,0 +1,94 @@
+"""Helpers shared by the tests: a race config on disk, a points table."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from racepub.course import Course, write_gpx
+
+STOPS = [
+    (42.340081, -71.166769), (42.339596, -71.157661), (42.338169, -71.153014),
+    (42.340805, -71.150711), (42.341614, -71.146202), (42.343864, -71.142853),
+]
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+@dataclass
+class RaceSetup:
+    """A config on disk for one race, plus what a test needs to check it."""
+
+    path: Path
+    course: Course
+    starts_at: datetime
+    sink_dir: Path
+
+    def snapshot(self) -> dict[str, Any]:
+        return json.loads((self.sink_dir / "snapshot.json").read_text())
+
+
+def write_race(tmp_path: Path, dsn: str, *, racers: str | None = None,
+               source: str | None = None, starts_at: datetime | None = None,
+               sink: str | None = None, extra: str = "", interval_s: int = 2,
+               points: list[tuple[float, float]] | None = None) -> RaceSetup:
+    points = points or STOPS
+    (tmp_path / "course.gpx").write_text(write_gpx(points, "test course"))
+    starts_at = starts_at or now_utc() - timedelta(minutes=10)
+    source = source or """
+        table = "live_points"
+        racer = "user_id"
+        time = "recorded_at"
+        lat = "lat"
+        lon = "lon"
+    """
+    racers = racers or """
+        [[races.t.racers]]
+        id = "1001"
+        name = "Michael"
+
+        [[races.t.racers]]
+        id = "1002"
+        name = "Sarah"
+        color = "#17bebb"
+
+        [[races.t.racers]]
+        id = "2001"
+        name = "The T"
+        kind = "vehicle"
+    """
+    sink = sink or "dir:public"
+    text = "\n".join([
+        "[database]", f'dsn = "{dsn}"', "",
+        "[source]", textwrap.dedent(source).strip(), "",
+        "[races.t]", 'title = "Test race"', f'starts_at = "{starts_at.isoformat()}"',
+        'course = "course.gpx"', f"interval_s = {interval_s}", f'sink = "{sink}"',
+        textwrap.dedent(extra).strip(), "",
+    ]) + textwrap.dedent(racers)
+    path = tmp_path / "racepub.toml"
+    path.write_text(text)
+    return RaceSetup(path=path, course=Course(points), starts_at=starts_at,
+                     sink_dir=tmp_path / "public")
+
+
+def create_points_table(dsn: str, ddl: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(ddl)
+
+
+def insert_points(dsn: str, table: str, columns: tuple[str, ...],
+                  rows: list[tuple[Any, ...]]) -> None:
+    query = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+        sql.Identifier(*table.split(".")), sql.SQL(", ").join(map(sql.Identifier, columns)),
+        sql.SQL(", ").join(sql.Placeholder() * len(columns)))
+    with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor() as cur:
+        cur.executemany(query, rows)

@@ -1,0 +1,80 @@
+"""The course: GPX parsing and progress by projection onto the polyline."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from racepub.course import Course, load_gpx, write_gpx
+from racepub.errors import UsageError
+from tests.helpers import STOPS
+
+
+def haversine(a: tuple[float, float], b: tuple[float, float]) -> float:
+    (la1, lo1), (la2, lo2) = (tuple(map(math.radians, p)) for p in (a, b))
+    h = math.sin((la2 - la1) / 2) ** 2 + math.cos(la1) * math.cos(la2) * math.sin(
+        (lo2 - lo1) / 2) ** 2
+    return 2 * 6_371_008.8 * math.asin(math.sqrt(h))
+
+
+def test_demo_course_is_the_b_line() -> None:
+    course = load_gpx(Path(__file__).parents[1] / "racepub" / "demo" / "outrunthet.gpx")
+    assert course.points[0] == pytest.approx((42.340081, -71.166769))
+    assert course.points[-1] == pytest.approx((42.349293, -71.100258))
+    assert len(course.points) == 18
+    # About 6.2 km stop to stop (shared/data/README.md).
+    assert 6100 < course.length_m < 6300
+
+
+def test_length_matches_great_circle_distance() -> None:
+    course = Course(STOPS)
+    truth = sum(haversine(a, b) for a, b in zip(STOPS, STOPS[1:], strict=False))
+    assert course.length_m == pytest.approx(truth, rel=1e-3)
+
+
+def test_projection_recovers_distance_along_course() -> None:
+    course = Course(STOPS)
+    for d in (0.0, 123.4, 1000.0, 0.9 * course.length_m, course.length_m - 1):
+        lat, lon = course.at(d)
+        p = course.project(lat, lon, near_m=max(0.0, d - 50))
+        assert p.distance_m == pytest.approx(d, abs=0.5)
+        assert p.offset_m < 0.5
+
+
+def test_route_and_namespaces(tmp_path: Path) -> None:
+    gpx = tmp_path / "route.gpx"
+    gpx.write_text('<gpx xmlns="http://www.topografix.com/GPX/1/0"><rte>'
+                   '<rtept lat="42.0" lon="-71.0"/><rtept lat="42.01" lon="-71.0"/>'
+                   "</rte></gpx>")
+    assert load_gpx(gpx).length_m == pytest.approx(1112, abs=2)
+
+
+@pytest.mark.parametrize("body", [
+    "not xml", "<gpx></gpx>", '<gpx><trk><trkseg><trkpt lat="x" lon="1"/></trkseg></trk></gpx>',
+    '<gpx><trk><trkseg><trkpt lat="95" lon="1"/><trkpt lat="1" lon="1"/></trkseg></trk></gpx>',
+])
+def test_bad_gpx_is_a_clear_error(tmp_path: Path, body: str) -> None:
+    gpx = tmp_path / "bad.gpx"
+    gpx.write_text(body)
+    with pytest.raises(UsageError, match=str(gpx)):
+        load_gpx(gpx)
+
+
+def test_out_and_back_keeps_racer_on_their_leg(tmp_path: Path) -> None:
+    # Out 1 km north, back along the same street: each point is on both legs.
+    out = [(42.0 + i * 0.0009, -71.0) for i in range(11)]
+    course = Course(out + out[::-1][1:])
+    half = course.length_m / 2
+    lat, lon = course.at(half + 300)  # on the way back
+    assert course.project(lat, lon, near_m=half + 250).distance_m == pytest.approx(
+        half + 300, abs=1)
+    lat, lon = course.at(300)  # same spot on the way out
+    assert course.project(lat, lon, near_m=250).distance_m == pytest.approx(300, abs=1)
+
+
+def test_gpx_round_trip_escapes_name(tmp_path: Path) -> None:
+    gpx = tmp_path / "c.gpx"
+    gpx.write_text(write_gpx(STOPS, "<B & C>"))
+    assert [pytest.approx(p) for p in STOPS] == list(load_gpx(gpx).points)

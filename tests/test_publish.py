@@ -1,0 +1,262 @@
+"""End to end on real parts: PostgreSQL -> racepub run --once -> directory or (moto) S3."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import psycopg
+import pytest
+
+from racepub import config
+from racepub.cli import main
+from racepub.publish import Publisher
+from tests.helpers import RaceSetup, create_points_table, insert_points, now_utc, write_race
+
+CUSTOM_SOURCE = """
+    table = "tracking.gps_fix"
+    racer = "rider"
+    time = "fix time"
+    lat = "Latitude"
+    lon = "Longitude"
+    ingest = "seq"
+"""
+CUSTOM_DDL = """
+    CREATE SCHEMA tracking;
+    CREATE TABLE tracking.gps_fix (
+        seq bigserial PRIMARY KEY, rider bigint NOT NULL, "fix time" timestamptz,
+        "Latitude" numeric, "Longitude" double precision, accuracy real);
+"""
+COLS = ("rider", "fix time", "Latitude", "Longitude")
+
+
+def truth_rows(setup: RaceSetup, racer: Any, speed: float, until_s: float,
+               every: float = 2.0) -> list[tuple[Any, ...]]:
+    """Noise-free fixes of a racer running at `speed` m/s from the start."""
+    rows = []
+    t = 1.0
+    while t <= until_s:
+        lat, lon = setup.course.at(speed * t)
+        rows.append((racer, setup.starts_at + timedelta(seconds=t), lat, lon))
+        t += every
+    return rows
+
+
+def all_published_bytes(root: Path) -> bytes:
+    return b"\n".join(p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file())
+
+
+def test_mid_race_once_custom_table(tmp_path: Path, dsn: str,
+                                    caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    create_points_table(dsn, CUSTOM_DDL)
+    racers = """
+        [[races.t.racers]]
+        id = 1001
+        name = "Michael"
+
+        [[races.t.racers]]
+        id = "1002"
+        name = "Sarah"
+
+        [[races.t.racers]]
+        id = 2001
+        name = "The T"
+        kind = "vehicle"
+
+        [[races.t.racers]]
+        id = 1004
+        name = "Kim (not started)"
+    """
+    setup = write_race(tmp_path, dsn, source=CUSTOM_SOURCE, racers=racers,
+                       starts_at=now_utc() - timedelta(minutes=5))
+    outsider = 9999  # a registered user, not in this race: never published
+    # ... running a parallel street ~1 km north, so no coordinate coincides.
+    outsider_rows = [(outsider, t, lat + 0.01, lon)
+                     for _, t, lat, lon in truth_rows(setup, outsider, 3.1, 290)]
+    rows = (truth_rows(setup, 1001, 3.2, 290) + truth_rows(setup, 1002, 3.0, 290)
+            + truth_rows(setup, 2001, 2.9, 290) + outsider_rows)
+    home = (42.3333, -71.2222)  # where Michael was before the start: private
+    rows.append((1001, setup.starts_at - timedelta(minutes=20), *home))
+    insert_points(dsn, "tracking.gps_fix", COLS, rows)
+
+    assert main(["run", "--once", "--race", "t", "--config", str(setup.path)]) == 0
+    assert "seq=1 racers=4 new=" in caplog.text
+
+    snap = setup.snapshot()
+    assert snap["schema"] == 1 and snap["seq"] == 1 and snap["race"]["state"] == "live"
+    by_id = {r["id"]: r for r in snap["racers"]}
+    assert list(by_id) == ["1001", "1002", "2001", "1004"]  # by progress, waiting last
+    for racer_id, speed, last_t in (("1001", 3.2, 289), ("1002", 3.0, 289),
+                                    ("2001", 2.9, 289)):
+        r = by_id[racer_id]
+        assert r["status"] == "racing"
+        assert r["distance_m"] == pytest.approx(speed * last_t, abs=3)
+        lat, lon = setup.course.at(speed * last_t)
+        assert r["position"]["lat"] == pytest.approx(lat, abs=1e-9)
+        assert r["position"]["lon"] == pytest.approx(lon, abs=1e-9)
+        assert r["position"]["at"] == (setup.starts_at + timedelta(seconds=last_t)).strftime(
+            "%Y-%m-%dT%H:%M:%SZ")
+    kim = by_id["1004"]
+    assert (kim["status"], kim["position"], kim["rank"]) == ("waiting", None, 4)
+
+    published = all_published_bytes(setup.sink_dir)
+    assert b"9999" not in published
+    for _, _, lat, _ in outsider_rows:
+        assert f"{lat:.5f}".encode() not in published
+    assert b"42.3333" not in published and b"-71.2222" not in published
+    assert by_id["1001"]["dropped"] == 0  # before the start is filtered in SQL
+
+
+def test_text_ids_and_odd_identifiers(tmp_path: Path, dsn: str) -> None:
+    create_points_table(dsn, 'CREATE TABLE "Live Points" ("who?" text, "when" timestamptz, '
+                             "\"la't\" real, \"lon\" real)")
+    source = """
+        table = "Live Points"
+        racer = "who?"
+        time = "when"
+        lat = "la't"
+        lon = "lon"
+    """
+    racers = """
+        [[races.t.racers]]
+        id = "runner one"
+        name = "<b>Bold</b> & \\"quoted\\""
+
+        [[races.t.racers]]
+        id = "it's"
+        name = "Apostrophe"
+    """
+    setup = write_race(tmp_path, dsn, source=source, racers=racers)
+    insert_points(dsn, "Live Points", ("who?", "when", "la't", "lon"),
+                  truth_rows(setup, "runner one", 3.0, 100)
+                  + truth_rows(setup, "it's", 2.5, 100))
+    assert main(["run", "--once", "--race", "t", "--config", str(setup.path)]) == 0
+    snap = setup.snapshot()
+    assert [r["id"] for r in snap["racers"]] == ["runner one", "it's"]
+    assert snap["racers"][0]["name"] == '<b>Bold</b> & "quoted"'
+    page = (setup.sink_dir / "index.html").read_text()
+    assert "<b>Bold</b>" not in page and "&lt;b&gt;Bold&lt;/b&gt;" in page
+
+
+def _versions(s3: Any, bucket: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        for v in page.get("Versions", []):
+            counts[v["Key"]] = counts.get(v["Key"], 0) + 1
+    return counts
+
+
+def test_s3_objects_headers_and_no_reupload(tmp_path: Path, dsn: str, bucket: str) -> None:
+    create_points_table(dsn, "CREATE TABLE live_points (user_id text, recorded_at timestamptz, "
+                             "lat float8, lon float8)")
+    setup = write_race(tmp_path, dsn, sink=f"s3://{bucket}/race", interval_s=3,
+                       extra="chunk_points = 10")
+    insert_points(dsn, "live_points", ("user_id", "recorded_at", "lat", "lon"),
+                  truth_rows(setup, "1001", 3.0, 60) + truth_rows(setup, "2001", 5.0, 60))
+    argv = ["run", "--once", "--race", "t", "--config", str(setup.path)]
+    assert main(argv) == 0
+    s3 = boto3.client("s3", region_name="us-east-1")
+    keys = set(_versions(s3, bucket))
+    assert {"race/index.html", "race/snapshot.json", "race/tracks/1001/0.json",
+            "race/tracks/1001/2.json", "race/tracks/2001/0.json"} <= keys
+    assert any(k.endswith("/vendor/leaflet/leaflet.js") for k in keys)
+
+    def head(key: str) -> dict[str, Any]:
+        return s3.head_object(Bucket=bucket, Key=key)
+
+    snap_head = head("race/snapshot.json")
+    assert snap_head["ContentType"] == "application/json"
+    assert snap_head["CacheControl"].startswith("public, max-age=3,")
+    assert snap_head["ContentEncoding"] == "gzip"
+    assert head("race/index.html")["ContentType"] == "text/html; charset=utf-8"
+    assert head("race/index.html")["CacheControl"] == "public, max-age=60"
+    chunk = head("race/tracks/1001/0.json")
+    assert chunk["CacheControl"] == "public, max-age=31536000, immutable"
+    png = next(k for k in keys if k.endswith("marker-icon.png"))
+    assert head(png)["ContentType"] == "image/png" and "ContentEncoding" not in head(png)
+    assert head(png)["CacheControl"] == "public, max-age=31536000, immutable"
+    css = next(k for k in keys if k.endswith("leaflet.css"))
+    assert head(css)["ContentType"] == "text/css; charset=utf-8"
+
+    body = s3.get_object(Bucket=bucket, Key="race/snapshot.json")["Body"].read()
+    snap = json.loads(gzip.decompress(body))
+    # Every chunk the snapshot lists is in the bucket (written first).
+    for racer in snap["racers"]:
+        for key in racer["track"]:
+            got = s3.get_object(Bucket=bucket, Key=f"race/{key}")["Body"].read()
+            assert json.loads(gzip.decompress(got))["racer"] == racer["id"]
+
+    # A second run with no new points re-uploads the snapshot and nothing else.
+    assert main(argv) == 0
+    versions = _versions(s3, bucket)
+    assert versions.pop("race/snapshot.json") == 2
+    assert set(versions.values()) == {1}
+    body = s3.get_object(Bucket=bucket, Key="race/snapshot.json")["Body"].read()
+    assert json.loads(gzip.decompress(body))["seq"] == 2  # seq carries on across runs
+
+
+def test_late_commit_is_not_missed(tmp_path: Path, dsn: str) -> None:
+    """A row whose id was taken before a newer row was read, but committed after."""
+    create_points_table(dsn, "CREATE TABLE live_points (id bigserial PRIMARY KEY, "
+                             "user_id text, recorded_at timestamptz, lat float8, lon float8)")
+    setup = write_race(tmp_path, dsn, source="""
+        table = "live_points"
+        racer = "user_id"
+        time = "recorded_at"
+        lat = "lat"
+        lon = "lon"
+        ingest = "id"
+    """)
+    cols = ("user_id", "recorded_at", "lat", "lon")
+    rows = truth_rows(setup, "1001", 3.0, 60)
+    pub = Publisher(config.load(str(setup.path)), config.load(str(setup.path)).race("t"))
+    try:
+        insert_points(dsn, "live_points", cols, rows[:10])
+        assert pub.cycle().new_points == 10
+        with psycopg.connect(dsn) as slow:  # a transaction that commits late
+            slow.execute("INSERT INTO live_points (user_id, recorded_at, lat, lon) "
+                         "VALUES (%s, %s, %s, %s)", rows[10])
+            insert_points(dsn, "live_points", cols, rows[11:13])
+            assert pub.cycle().new_points == 2  # rows[10] not committed yet
+            slow.commit()
+        insert_points(dsn, "live_points", cols, rows[13:15])
+        stats = pub.cycle()
+        # The late row is read; it is older than the racer's newest fix, so
+        # it is dropped (and counted) as out of order rather than missed.
+        assert (stats.new_points, stats.dropped) == (2, 1)
+        assert pub.state.tracks["1001"].dropped == {"out_of_order": 1}
+        assert pub.cycle().new_points == 0  # the overlap is not counted twice
+    finally:
+        pub.close()
+
+
+def test_database_down_fails_the_cycle_and_keeps_the_snapshot(
+        tmp_path: Path, dsn: str, caplog: pytest.LogCaptureFixture) -> None:
+    create_points_table(dsn, "CREATE TABLE live_points (user_id text, recorded_at timestamptz, "
+                             "lat float8, lon float8)")
+    setup = write_race(tmp_path, dsn)
+    assert main(["run", "--once", "--race", "t", "--config", str(setup.path)]) == 0
+    before = (setup.sink_dir / "snapshot.json").read_bytes()
+    text = setup.path.read_text().replace(dsn, "postgresql://postgres@127.0.0.1:1/nope")
+    setup.path.write_text(text)
+    assert main(["run", "--once", "--race", "t", "--config", str(setup.path)]) == 1
+    assert "cannot connect to the database" in caplog.text
+    assert (setup.sink_dir / "snapshot.json").read_bytes() == before
+
+
+def test_missing_table_or_column_is_a_clear_failure(
+        tmp_path: Path, dsn: str, caplog: pytest.LogCaptureFixture) -> None:
+    setup = write_race(tmp_path, dsn)
+    assert main(["run", "--once", "--race", "t", "--config", str(setup.path)]) == 1
+    assert "source table 'live_points' not found" in caplog.text
+    create_points_table(dsn, "CREATE TABLE live_points (user_id text, recorded_at timestamptz, "
+                             "lat float8)")
+    assert main(["run", "--once", "--race", "t", "--config", str(setup.path)]) == 1
+    assert "has no column 'lon'" in caplog.text
+    assert not (setup.sink_dir / "snapshot.json").exists()

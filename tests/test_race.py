@@ -1,0 +1,166 @@
+"""The race model, pure: clean-up, progress, chunks, ranks, the snapshot fields."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from racepub.config import Race, Racer
+from racepub.course import Course
+from racepub.race import RaceState, Row
+from racepub.track import racer_key
+from tests.helpers import STOPS
+
+START = datetime(2014, 7, 25, 15, 0, tzinfo=UTC)
+T0 = START.timestamp()
+COURSE = Course(STOPS)
+
+
+def make_state(*racers: Racer, chunk_points: int = 30, **kw: object) -> RaceState:
+    race = Race(id="t", title="T", starts_at=START, course=Path("c.gpx"), interval_s=2,
+                sink="dir:x", racers=racers or (Racer("a", "A"), Racer("b", "B")),
+                chunk_points=chunk_points, **kw)  # type: ignore[arg-type]
+    return RaceState(race, COURSE)
+
+
+def run(racer: str, start_s: float, end_s: float, speed_mps: float, every: float = 2.0,
+        d0: float = 0.0) -> list[Row]:
+    rows = []
+    t = start_s
+    while t <= end_s:
+        lat, lon = COURSE.at(d0 + speed_mps * (t - start_s))
+        rows.append(Row(racer, T0 + t, lat, lon))
+        t += every
+    return rows
+
+
+def published_points(snap: dict[str, object]) -> set[tuple[float, float]]:
+    return {(p[0], p[1]) for r in snap["racers"] for p in r["tail"]}  # type: ignore[index,union-attr]
+
+
+def test_waiting_racers_are_listed_last_in_config_order() -> None:
+    state = make_state(Racer("a", "A"), Racer("b", "B"), Racer("c", "C"))
+    state.update(run("c", 0, 60, 4.0), now=T0 + 61)
+    snap = state.snapshot(now=T0 + 61, seq=1)
+    assert [r["id"] for r in snap["racers"]] == ["c", "a", "b"]
+    a = snap["racers"][1]
+    assert a["status"] == "waiting" and a["position"] is None and a["rank"] == 2
+    assert a["distance_m"] == 0.0 and a["track"] == [] and a["tail"] == []
+
+
+def test_rank_by_progress_and_gap() -> None:
+    state = make_state()
+    state.update(run("a", 0, 300, 4.0) + run("b", 0, 300, 3.6), now=T0 + 301)
+    snap = state.snapshot(now=T0 + 301, seq=7)
+    a, b = snap["racers"]
+    assert (a["id"], a["rank"], b["id"], b["rank"]) == ("a", 1, "b", 2)
+    assert a["distance_m"] == pytest.approx(1200, abs=1)
+    assert b["distance_m"] == pytest.approx(1080, abs=1)
+    # b is at 1080 m; a was there 30 s into the race, b got there at 300 s.
+    assert b["gap_s"] == pytest.approx(300 - 1080 / 4.0, abs=2)
+    assert a["gap_s"] == 0.0
+    assert a["pace_s_per_km"] == pytest.approx(250, abs=3)
+    remaining = COURSE.length_m - 1200
+    assert a["eta_s"] == pytest.approx(remaining / 4.0, abs=5)
+    assert snap["seq"] == 7 and snap["schema"] == 1 and snap["race"]["state"] == "live"
+
+
+def test_finish_is_interpolated_and_ranks_first() -> None:
+    state = make_state()
+    # a runs 5 m/s and finishes at length/5 s; b is faster but started late.
+    rows = run("a", 1, 2000, 5.0, every=2.0) + run("b", 100, 700, 6.0)
+    state.update(rows, now=T0 + 2000)
+    snap = state.snapshot(now=T0 + 2000, seq=1)
+    a = snap["racers"][0]
+    assert a["id"] == "a" and a["status"] == "finished"
+    assert a["finish_s"] == pytest.approx(1 + COURSE.length_m / 5.0, abs=1.0)
+    assert a["distance_m"] == pytest.approx(COURSE.length_m, abs=0.1)
+
+
+def test_race_state_pre_live_finished() -> None:
+    state = make_state(Racer("a", "A"))
+    assert state.state(T0 - 1) == "pre"
+    assert state.state(T0 + 1) == "live"
+    state.update(run("a", 0, 1000, 5.0), now=T0 + 1000)
+    assert state.state(T0 + 1000) == "finished"
+    ends = make_state(Racer("a", "A"), ends_at=datetime(2014, 7, 25, 16, 0, tzinfo=UTC))
+    assert ends.state(T0 + 3600) == "finished"
+
+
+BAD_ROWS = [
+    (Row("a", None, 42.34, -71.16), "null"),
+    (Row("a", T0 + 20, None, -71.16), "null"),
+    (Row("a", T0 + 20, math.nan, -71.16), "not_finite"),
+    (Row("a", T0 + 20, 42.34, math.inf), "not_finite"),
+    (Row("a", T0 + 20, 91.0, -71.16), "out_of_range"),
+    (Row("a", T0 + 20, 0.0, 0.0), "out_of_range"),
+    (Row("a", T0 - 60, 42.3401, -71.1667), "before_start"),
+    (Row("a", T0 + 5000, 42.3401, -71.1667), "future"),
+    (Row("zz", T0 + 20, 42.3401, -71.1667), "not_a_racer"),
+]
+
+
+@pytest.mark.parametrize(("row", "reason"), BAD_ROWS, ids=[r for _, r in BAD_ROWS])
+def test_bad_rows_are_dropped_counted_never_published(row: Row, reason: str) -> None:
+    state = make_state()
+    good = run("a", 0, 40, 4.0)
+    state.update(good + [row], now=T0 + 60)
+    assert state.dropped_total()[reason] == 1
+    snap = state.snapshot(now=T0 + 60, seq=1)
+    assert len(snap["racers"][0]["tail"]) == len(good)
+    if row.lat is not None and row.lon is not None:
+        assert (round(row.lat, 6), round(row.lon, 6)) not in published_points(snap)
+
+
+def test_duplicates_out_of_order_and_jumps() -> None:
+    state = make_state()
+    rows = run("a", 0, 60, 4.0)
+    state.update(rows, now=T0 + 61)
+    # The same fix again, an older one, and one 3 km away 2 s later.
+    far = COURSE.at(2000)
+    state.update([rows[-1], rows[3], Row("a", T0 + 62, far[0], far[1])], now=T0 + 63)
+    assert state.tracks["a"].dropped == {"duplicate": 1, "out_of_order": 1, "jump": 1}
+    snap = state.snapshot(now=T0 + 63, seq=2)
+    assert snap["racers"][0]["distance_m"] == pytest.approx(240, abs=1)
+    assert snap["racers"][0]["dropped"] == 3
+    assert (round(far[0], 6), round(far[1], 6)) not in published_points(snap)
+
+
+def test_trolley_may_go_fast_a_runner_may_not() -> None:
+    state = make_state(Racer("run", "R"), Racer("bus", "B", kind="vehicle"))
+    # 20 m/s = 72 km/h: a vehicle can, a runner cannot.
+    state.update(run("run", 0, 60, 20.0) + run("bus", 0, 60, 20.0), now=T0 + 61)
+    assert state.tracks["bus"].dropped.total() == 0
+    assert state.tracks["run"].dropped["jump"] > 0
+
+
+def test_chunks_and_tail() -> None:
+    state = make_state(chunk_points=10)
+    rows = run("a", 0, 49, 3.0)  # 25 fixes
+    _, chunks = state.update(rows, now=T0 + 50)
+    assert [(c.racer_id, c.n, len(c.points)) for c in chunks] == [("a", 0, 10), ("a", 1, 10)]
+    snap = state.snapshot(now=T0 + 50, seq=1)
+    a = snap["racers"][0]
+    assert a["track"] == ["tracks/a/0.json", "tracks/a/1.json"]
+    assert len(a["tail"]) == 5
+    assert a["tail"][-1][2] == "2014-07-25T15:00:48Z"
+    _, more = state.update(run("a", 50, 59, 3.0, d0=150), now=T0 + 60)
+    assert [c.n for c in more] == [2]
+
+
+def test_stale_status() -> None:
+    state = make_state(stale_after_s=60)
+    state.update(run("a", 0, 100, 3.0), now=T0 + 101)
+    assert state.snapshot(now=T0 + 150, seq=1)["racers"][0]["status"] == "racing"
+    assert state.snapshot(now=T0 + 200, seq=2)["racers"][0]["status"] == "stale"
+
+
+@pytest.mark.parametrize("racer_id", ["1001", "a b", 'x"y', "../etc", "α", "a/b", ".hidden"])
+def test_racer_key_is_url_and_path_safe(racer_id: str) -> None:
+    key = racer_key(racer_id)
+    assert all(c.isalnum() or c in "-_.~" for c in key) and not key.startswith(".")
+    assert key.isascii()
+    assert racer_key(racer_id) == key
