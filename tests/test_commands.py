@@ -1,0 +1,136 @@
+"""racepub check, simulate and serve against real parts."""
+
+from __future__ import annotations
+
+import gzip
+import urllib.request
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from racepub import config
+from racepub.cli import main
+from racepub.serve import make_server, serve_in_thread
+from racepub.simulate import create_table, fixes, simulate, truths
+from racepub.timefmt import ts
+from tests.helpers import create_points_table, now_utc, write_race
+
+TABLE_DDL = ("CREATE TABLE live_points (user_id text, recorded_at timestamptz, "
+             "lat float8, lon float8)")
+
+
+def test_check_all_good(tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
+    create_points_table(dsn, TABLE_DDL)
+    setup = write_race(tmp_path, dsn)
+    assert main(["check", "--race", "t", "--config", str(setup.path)]) == 0
+    out = capsys.readouterr().out
+    for line in ("ok    config", "ok    course", "ok    database", "ok    sink"):
+        assert line in out
+    assert "FAIL" not in out
+    assert not any(p.name.startswith(".racepub-check") for p in setup.sink_dir.iterdir())
+
+
+def test_check_reports_each_failure(tmp_path: Path, dsn: str,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    create_points_table(dsn, "CREATE TABLE live_points (user_id text, recorded_at timestamptz, "
+                             "lat float8)")
+    (tmp_path / "public").write_text("a file where the sink directory should be")
+    setup = write_race(tmp_path, dsn)
+    assert main(["check", "--race", "t", "--config", str(setup.path)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  database: table 'live_points' has no column 'lon'" in out
+    assert "FAIL  sink: cannot write" in out
+    assert dsn not in out  # the DSN may hold a password
+
+
+def test_check_needs_only_select(tmp_path: Path, dsn: str,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    create_points_table(dsn, TABLE_DDL + "; CREATE ROLE racepub_ro LOGIN; "
+                        "GRANT SELECT ON live_points TO racepub_ro")
+    ro = dsn.replace("postgres@", "racepub_ro@")
+    setup = write_race(tmp_path, ro)
+    assert main(["check", "--race", "t", "--config", str(setup.path)]) == 0
+    assert main(["run", "--once", "--race", "t", "--config", str(setup.path)]) == 0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("REVOKE SELECT ON live_points FROM racepub_ro")
+    capsys.readouterr()
+    assert main(["check", "--race", "t", "--config", str(setup.path)]) == 1
+    assert "FAIL  database: permission denied" in capsys.readouterr().out
+
+
+def test_simulated_race_is_realistic(tmp_path: Path, dsn: str) -> None:
+    setup = write_race(tmp_path, dsn, starts_at=now_utc())
+    cfg = config.load(str(setup.path))
+    race = cfg.race("t")
+    by_racer: dict[str, list[tuple[float, float, float]]] = {}
+    start = ts(race.starts_at)
+    for racer_id, t, lat, lon in fixes(race, setup.course, start, start + 3600):
+        by_racer.setdefault(racer_id, []).append((t, lat, lon))
+    assert set(by_racer) == {"1001", "1002", "2001"}
+    for pts in by_racer.values():
+        gaps = [b[0] - a[0] for a, b in zip(pts, pts[1:], strict=False)]
+        assert 1.5 < min(gaps) and max(gaps) < 2.5  # a fix every ~2 s
+        assert all(start <= p[0] for p in pts)
+    finish = {t.racer.id: t.finish_s for t in truths(race, setup.course)}
+    # The founding result: runners at 24:08 and 24:10, the trolley at 24:49.
+    assert finish == {"1001": 1448, "1002": 1450, "2001": 1489}
+
+
+def test_simulate_writes_points_the_publisher_reads(tmp_path: Path, dsn: str) -> None:
+    setup = write_race(tmp_path, dsn, starts_at=now_utc() - timedelta(minutes=3))
+    cfg = config.load(str(setup.path))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        create_table(conn, cfg)  # type: ignore[arg-type]
+
+    class Once:  # stop after the backfill
+        def is_set(self) -> bool:
+            return False
+
+        def wait(self, _: float) -> bool:
+            raise StopIteration
+
+    with pytest.raises(StopIteration):
+        simulate(cfg, cfg.race("t"), stop=Once())  # type: ignore[arg-type]
+    with psycopg.connect(dsn) as conn:
+        n = conn.execute("SELECT count(*) FROM live_points").fetchone()
+    assert n is not None and 3 * 80 < n[0] < 3 * 100  # ~90 fixes per racer in 3 min
+    assert main(["run", "--once", "--race", "t", "--config", str(setup.path)]) == 0
+    snap = setup.snapshot()
+    assert all(r["status"] == "racing" for r in snap["racers"])
+    truth = {t.racer.id: t.distance for t in truths(cfg.race("t"), setup.course)}
+    for r in snap["racers"]:
+        at = datetime.fromisoformat(r["position"]["at"]).timestamp()
+        # Progress from noisy fixes stays within GPS noise of the truth.
+        assert r["distance_m"] == pytest.approx(truth[r["id"]](at - ts(setup.starts_at)), abs=15)
+
+
+def test_serve_sends_cdn_headers(tmp_path: Path) -> None:
+    root = tmp_path / "public"
+    (root / "tracks" / "1001").mkdir(parents=True)
+    (root / "index.html").write_text("<!doctype html><title>x</title>")
+    (root / "snapshot.json").write_text('{"schema": 1}')
+    (root / "tracks" / "1001" / "0.json").write_text('{"racer": "1001", "points": []}')
+    (tmp_path / "secret.txt").write_text("outside the sink")
+    server = make_server(root, interval_s=3, port=0)
+    serve_in_thread(server)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with urllib.request.urlopen(base + "/") as r:
+            assert r.headers["Content-Type"] == "text/html; charset=utf-8"
+            assert r.headers["Cache-Control"] == "public, max-age=60"
+        req = urllib.request.Request(base + "/snapshot.json", headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(req) as r:
+            assert r.headers["Content-Type"] == "application/json"
+            assert r.headers["Cache-Control"].startswith("public, max-age=3,")
+            assert r.headers["Content-Encoding"] == "gzip"
+            assert gzip.decompress(r.read()) == b'{"schema": 1}'
+        with urllib.request.urlopen(base + "/tracks/1001/0.json") as r:
+            assert r.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        for path in ("/../secret.txt", "/%2e%2e/secret.txt", "/nope.json"):
+            with pytest.raises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(base + path)
+            assert e.value.code == 404
+    finally:
+        server.shutdown()
