@@ -30,7 +30,7 @@ class Row:
     name: str
     kind: str
     color: str | None
-    distance_km: str
+    distance: str
     status: str
     finish: str
 
@@ -59,7 +59,7 @@ def page_context(race: Race, course: Course, snapshot: dict[str, Any],
                  static_prefix: str) -> PageContext:
     rows = [
         Row(rank=r["rank"], id=r["id"], name=r["name"], kind=r["kind"], color=r["color"],
-            distance_km=f"{r['distance_m'] / 1000:.2f}" if r["position"] else "–",
+            distance=_distance(r["distance_m"], race.units) if r["position"] else "–",
             status="finished" if r["finish_s"] is not None else
                    ("racing" if r["position"] else "waiting"),
             finish=_clock(r["finish_s"]) if r["finish_s"] is not None else "")
@@ -89,6 +89,10 @@ def csp(tiles: str) -> str:
         tile_host = f"{parts.scheme}://*.{parts.netloc.split('.', 1)[-1]}"
     return ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
             f"img-src 'self' data: {tile_host}; base-uri 'none'; form-action 'none'")
+
+
+def _distance(metres: float, units: str) -> str:
+    return f"{metres / (1609.344 if units == 'mi' else 1000):.2f} {units}"
 
 
 def _clock(seconds: float) -> str:

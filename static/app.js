@@ -7,6 +7,9 @@
   var intervalMs = Math.max(1, cfg.interval_s) * 1000;
   var snapshot = null, following = null, failures = 0, timer = null;
   var markers = {}, trails = {}, chunkCache = {};
+  var METRES = { km: 1000, mi: 1609.344 };
+  var units = localStorage.getItem("racepub.units") || cfg.units || "km";
+  if (!METRES[units]) units = "km";
 
   // -- map -------------------------------------------------------------------
   var map = L.map("map", { zoomControl: true });
@@ -94,8 +97,8 @@
       name.appendChild(sw);
       name.appendChild(document.createTextNode(r.name));
       name.title = r.name;
-      cell(tr, r.position ? (r.distance_m / 1000).toFixed(2) + " km" : "–");
-      cell(tr, r.pace_s_per_km ? fmtClock(r.pace_s_per_km) + " /km" : "");
+      cell(tr, r.position ? (r.distance_m / METRES[units]).toFixed(2) + " " + units : "–");
+      cell(tr, r.pace_s_per_km ? fmtClock(r.pace_s_per_km * METRES[units] / 1000) + " /" + units : "");
       cell(tr, r.gap_s === null ? "" : (r.gap_s === 0 ? "leader" : "+" + fmtClock(r.gap_s)));
       cell(tr, r.finish_s !== null ? "finished " + fmtClock(r.finish_s) : (r.eta_s !== null ? "in " + fmtClock(r.eta_s) : ""));
       cell(tr, r.position ? fmtAge(r.position.at, now) + (r.status === "stale" ? " (stale)" : "") : "waiting");
@@ -161,6 +164,20 @@
   }
   document.addEventListener("visibilitychange", function () { if (!document.hidden) schedule(0); });
   setInterval(function () { if (snapshot) { renderClock(snapshot, Date.now()); renderStale(snapshot, Date.now()); } }, 1000);
+
+  var unitButton = document.getElementById("units");
+  function showUnits() {
+    unitButton.textContent = units === "km" ? "Show miles" : "Show km";
+    unitButton.setAttribute("aria-label", units === "km" ? "Show distances in miles" : "Show distances in kilometres");
+  }
+  unitButton.hidden = false;
+  showUnits();
+  unitButton.addEventListener("click", function () {
+    units = units === "km" ? "mi" : "km";
+    localStorage.setItem("racepub.units", units);
+    showUnits();
+    if (snapshot) render(snapshot);
+  });
 
   var m = /#racer=([^&]+)/.exec(location.hash);
   if (m) following = decodeURIComponent(m[1]);
