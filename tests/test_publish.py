@@ -192,6 +192,15 @@ def test_s3_objects_headers_and_no_reupload(tmp_path: Path, dsn: str, bucket: st
             got = s3.get_object(Bucket=bucket, Key=f"race/{key}")["Body"].read()
             assert json.loads(gzip.decompress(got))["racer"] == racer["id"]
 
+    # Nothing secret in any object: no DSN, database host or port, no AWS key.
+    for key in keys:
+        got = s3.get_object(Bucket=bucket, Key=key)
+        data = got["Body"].read()
+        if got.get("ContentEncoding") == "gzip":
+            data = gzip.decompress(data)
+        for secret in (dsn, dsn.split("@")[1], "testing", "postgres"):
+            assert secret.encode() not in data, (key, secret)
+
     # A second run with no new points re-uploads the snapshot and nothing else.
     assert main(argv) == 0
     versions = _versions(s3, bucket)
