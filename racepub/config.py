@@ -55,6 +55,9 @@ class Race:
     units: str = "km"
     chunk_points: int = 30
     stale_after_s: int = 60
+    off_course_m: float = 150.0
+    pace_window_s: int = 60
+    max_accuracy_m: float = 50.0
     max_kmh: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MAX_KMH))
     template_dir: Path | None = None
 
@@ -67,6 +70,7 @@ class Source:
     lat: str = "lat"
     lon: str = "lon"
     ingest: str | None = None
+    accuracy: str | None = None
     lookback_s: int = 30
 
     @property
@@ -136,6 +140,7 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
         lat=src.get("lat", _ident, "a column name", default=Source.lat),
         lon=src.get("lon", _ident, "a column name", default=Source.lon),
         ingest=src.get("ingest", _ident, "a column name"),
+        accuracy=src.get("accuracy", _ident, "a column name (horizontal accuracy in metres)"),
         lookback_s=src.get("lookback_s", _int_range(0, 3600), "whole seconds 0..3600",
                            default=Source.lookback_s),
     )
@@ -190,6 +195,12 @@ def _race(name: str, r: _Table, path: Path, errors: list[str]) -> Race | None:
                          default=30)
     stale_after_s = r.get("stale_after_s", _int_range(1, 86400), "whole seconds >= 1",
                           default=60)
+    off_course_m = r.get("off_course_m", _float_range(10, 10000), "metres, 10..10000",
+                         default=150.0)
+    pace_window_s = r.get("pace_window_s", _int_range(10, 3600), "whole seconds 10..3600",
+                          default=60)
+    max_accuracy_m = r.get("max_accuracy_m", _float_range(1, 10000), "metres, 1..10000",
+                           default=50.0)
     template_dir = r.get("template_dir", _dir(base), "a directory (relative to the config)")
     max_kmh = dict(DEFAULT_MAX_KMH)
     speeds = r.table("max_kmh")
@@ -232,7 +243,9 @@ def _race(name: str, r: _Table, path: Path, errors: list[str]) -> Race | None:
     return Race(id=name, title=title, starts_at=starts_at, ends_at=ends_at, course=course,
                 interval_s=interval_s, sink=sink, racers=tuple(racers), units=units,
                 tiles=tiles, tile_attribution=attribution, chunk_points=chunk_points,
-                stale_after_s=stale_after_s, max_kmh=max_kmh, template_dir=template_dir)
+                stale_after_s=stale_after_s, off_course_m=off_course_m,
+                pace_window_s=pace_window_s, max_accuracy_m=max_accuracy_m, max_kmh=max_kmh,
+                template_dir=template_dir)
 
 
 def _racers_csv(path: Path, errors: list[str]) -> list[Racer]:

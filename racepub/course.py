@@ -22,6 +22,11 @@ EARTH_RADIUS_M = 6_371_008.8
 # out-and-back does not send a racer to the other leg.
 SEARCH_BEHIND_M = 150.0
 SEARCH_AHEAD_M = 1500.0
+# Among stretches of the course near a fix, prefer the one nearest where the
+# racer should be: each metre of course distance away from it weighs as much
+# as this many metres of distance from the line. Out-and-back legs a few
+# metres apart (two sides of a street) then stay apart under GPS noise.
+PREFER_NEAR = 0.1
 # Past the finish a fix may project beyond the last vertex; keep that overshoot
 # (up to this much) so the finish crossing can be interpolated.
 OVERSHOOT_M = 300.0
@@ -65,26 +70,41 @@ class Course:
         (ax, ay), (bx, by) = self._xy[i], self._xy[i + 1]
         return self.to_latlon(ax + t * (bx - ax), ay + t * (by - ay))
 
-    def project(self, lat: float, lon: float, near_m: float | None = None,
-                off_course_m: float = 150.0) -> Projection:
+    def beyond(self, distance_m: float) -> tuple[float, float]:
+        """(x, y) at a distance along the course, carrying on straight past
+        the finish (where racers run through the line)."""
+        if distance_m <= self.length_m:
+            return self.to_xy(*self.at(distance_m))
+        (ax, ay), (bx, by) = self._xy[-2], self._xy[-1]
+        seg = self.cum[-1] - self.cum[-2]
+        k = (distance_m - self.length_m) / seg if seg else 0.0
+        return bx + (bx - ax) * k, by + (by - ay) * k
+
+    def project(self, lat: float, lon: float, near_m: float | None = None, *,
+                ahead_m: float = SEARCH_AHEAD_M, expect_m: float | None = None,
+                prefer: float = PREFER_NEAR, off_course_m: float = 150.0) -> Projection:
         """Project a fix onto the course, preferring the stretch near `near_m`.
 
-        With a hint, only segments around the racer's last progress are tried
-        first; the whole course is searched only if the fix is far from that
-        stretch (the racer really is elsewhere, or this is their first fix).
+        With a hint, only the stretch from a little behind the racer's last
+        progress to as far ahead as they could have got (`ahead_m`) is tried
+        first, and within it the place nearest `expect_m` (where they should
+        be by now) wins ties between legs, each metre away from it weighing
+        `prefer` metres of distance from the line. The whole course is searched only
+        if the fix is far from that stretch (the racer really is elsewhere).
         """
         x, y = self.to_xy(lat, lon)
         last = len(self._xy) - 2
         if near_m is not None:
             lo = max(bisect_left(self.cum, near_m - SEARCH_BEHIND_M) - 1, 0)
-            hi = min(bisect_right(self.cum, near_m + SEARCH_AHEAD_M), last)
-            best = self._nearest(x, y, lo, hi)
+            hi = min(bisect_right(self.cum, near_m + ahead_m), last)
+            best = self._nearest(x, y, lo, hi, near_m if expect_m is None else expect_m, prefer)
             if best.offset_m <= off_course_m:
                 return best
         return self._nearest(x, y, 0, last)
 
-    def _nearest(self, x: float, y: float, lo: int, hi: int) -> Projection:
-        best_off, best_d = math.inf, 0.0
+    def _nearest(self, x: float, y: float, lo: int, hi: int,
+                 near_m: float | None = None, prefer: float = 0.0) -> Projection:
+        best_score, best_off, best_d = math.inf, math.inf, 0.0
         last = len(self._xy) - 2
         for i in range(lo, hi + 1):
             (ax, ay), (bx, by) = self._xy[i], self._xy[i + 1]
@@ -98,8 +118,10 @@ class Course:
             t = min(max(t, 0.0), t_hi)
             px, py = ax + t * dx, ay + t * dy
             off = math.hypot(x - px, y - py)
-            if off < best_off:
-                best_off, best_d = off, self.cum[i] + t * seg
+            d = self.cum[i] + t * seg
+            score = off if near_m is None else off + prefer * abs(d - near_m)
+            if score < best_score:
+                best_score, best_off, best_d = score, off, d
         return Projection(distance_m=best_d, offset_m=best_off)
 
     def geometry(self, decimals: int = 6) -> list[list[float]]:

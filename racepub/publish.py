@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,14 +33,17 @@ class CycleStats:
     racers: int = 0
     new_points: int = 0
     dropped: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)  # this cycle's drops by reason
     objects: int = 0
     bytes: int = 0
     ms: dict[str, float] = field(default_factory=dict)
 
     def line(self) -> str:
         stages = " ".join(f"{k}={v:.0f}ms" for k, v in self.ms.items())
+        why = ",".join(f"{k}:{v}" for k, v in sorted(self.reasons.items()))
         return (f"seq={self.seq} racers={self.racers} new={self.new_points} "
-                f"dropped={self.dropped} objects={self.objects} bytes={self.bytes} {stages}")
+                f"dropped={self.dropped}{f'({why})' if why else ''} objects={self.objects} "
+                f"bytes={self.bytes} {stages}")
 
 
 class Publisher:
@@ -61,7 +65,7 @@ class Publisher:
         self.written: dict[str, str | None] = {}  # key -> sha256 in the sink (None: absent)
         self.listed: set[str] = set()  # chunk keys the live snapshot lists
         self.seq: int | None = None
-        self._dropped_before = 0
+        self._dropped_before: Counter[str] = Counter()
 
     def close(self) -> None:
         self.source.close()
@@ -99,8 +103,11 @@ class Publisher:
         for chunk in chunks:
             self.pending[chunk.key] = json_bytes(chunk_body(chunk))
         stats.new_points = accepted
-        dropped = sum(self.state.dropped_total().values())
-        stats.dropped, self._dropped_before = dropped - self._dropped_before, dropped
+        dropped = self.state.dropped_total()
+        stats.reasons = {k: v - self._dropped_before.get(k, 0) for k, v in dropped.items()
+                         if v > self._dropped_before.get(k, 0)}
+        stats.dropped = sum(stats.reasons.values())
+        self._dropped_before = dropped
         t2 = time.perf_counter()
 
         seq = self.seq + 1

@@ -11,7 +11,7 @@ from typing import Any
 from .config import Race
 from .course import Course
 from .timefmt import iso, ts
-from .track import OFF_COURSE_M, Chunk, Fix, Track, chunk_key
+from .track import Chunk, Fix, Rules, Track, chunk_key
 
 SCHEMA = 1
 MAX_FUTURE_S = 120.0  # phone clocks run a little ahead; more than this is wrong
@@ -26,6 +26,7 @@ class Row:
     t: float | None
     lat: float | None
     lon: float | None
+    accuracy: float | None = None  # metres, when the source has the column
 
 
 @dataclass
@@ -36,13 +37,15 @@ class RaceState:
     dropped: Counter[str] = field(default_factory=Counter)  # rows dropped before a track
 
     def __post_init__(self) -> None:
-        self.tracks = {
-            r.id: Track(racer=r, course=self.course, chunk_points=self.race.chunk_points,
-                        max_mps=self.race.max_kmh[r.kind] / 3.6)
-            for r in self.race.racers
-        }
         self.start_t = ts(self.race.starts_at)
         self.end_t = ts(self.race.ends_at) if self.race.ends_at else None
+        race = self.race
+        rules = {kind: Rules(start_t=self.start_t, max_mps=speed / 3.6,
+                             chunk_points=race.chunk_points,
+                             pace_window_s=race.pace_window_s, off_course_m=race.off_course_m)
+                 for kind, speed in race.max_kmh.items()}
+        self.tracks = {r.id: Track(racer=r, course=self.course, rules=rules[r.kind])
+                       for r in race.racers}
 
     def update(self, rows: Iterable[Row], now: float) -> tuple[int, list[Chunk]]:
         """Check and apply new rows; return (rows accepted, chunks now full)."""
@@ -74,6 +77,8 @@ class RaceState:
             return "out_of_range"
         if row.lat == 0.0 and row.lon == 0.0:
             return "out_of_range"  # "null island": a phone's placeholder, not a place
+        if row.accuracy is not None and not row.accuracy <= self.race.max_accuracy_m:
+            return "inaccurate"
         if row.t < self.start_t:
             return "before_start"  # privacy: where a racer was before the start
         if self.end_t is not None and row.t > self.end_t:
@@ -117,8 +122,9 @@ class RaceState:
         leader = ranked[0] if ranked and ranked[0].last is not None else None
         racers = []
         ahead: Track | None = None
+        vehicles = [t for t in self.tracks.values() if t.racer.kind == "vehicle"]
         for rank, track in enumerate(ranked, start=1):
-            racers.append(self._racer(track, rank, leader, ahead, now))
+            racers.append(self._racer(track, rank, leader, ahead, vehicles, now))
             ahead = track if track.last is not None else ahead
         return {
             "schema": SCHEMA,
@@ -138,58 +144,79 @@ class RaceState:
         }
 
     def _racer(self, t: Track, rank: int, leader: Track | None, ahead: Track | None,
-               now: float) -> dict[str, Any]:
+               vehicles: list[Track], now: float) -> dict[str, Any]:
         r = t.racer
         out: dict[str, Any] = {
             "id": r.id, "name": r.name, "kind": r.kind, "color": r.color,
             "status": "waiting", "position": None, "distance_m": 0.0, "rank": rank,
-            "elapsed_s": None, "pace_s_per_km": None, "gap_s": None, "gap_ahead_s": None,
-            "eta_s": None, "finish_s": None, "off_course": False,
-            "dropped": sum(t.dropped.values()),
+            "elapsed_s": None, "pace_s_per_km": None, "speed_kmh": None, "gap_s": None,
+            "gap_ahead_s": None, "eta_s": None, "finish_s": None, "off_course": False,
+            "dropped": dict(sorted(t.dropped.items())),
             "tail": [_point(f) for f in t.tail],
             "track": [chunk_key(r.id, n) for n in range(t.chunks)],
         }
+        if r.kind == "runner" and vehicles:
+            out["vs_vehicles"] = [_versus(t, v) for v in vehicles]
         if t.last is None:
             return out
         last = t.last
-        finished = t.finish_t is not None
         end_t = t.finish_t if t.finish_t is not None else last.t
-        if finished:
+        if t.finish_t is not None:
             status = "finished"
         elif now - last.t > self.race.stale_after_s:
             status = "stale"
         else:
             status = "racing"
-        pace = self._pace(t)
+        speed = t.recent_speed() if t.finish_t is None else t.average_speed(self.start_t)
         out.update({
             "status": status,
             "position": {"lat": last.lat, "lon": last.lon, "at": iso(last.t)},
             "distance_m": round(t.distance_m, 1),
             "elapsed_s": round(end_t - self.start_t),
-            "pace_s_per_km": round(pace * 1000, 1) if pace else None,
+            "pace_s_per_km": round(1000 / speed, 1) if speed else None,
+            "speed_kmh": round(speed * 3.6, 1) if speed is not None else None,
             "gap_s": _gap(t, leader),
             "gap_ahead_s": _gap(t, ahead),
-            "off_course": t.offset_m > OFF_COURSE_M,
+            "off_course": t.off_course,
         })
-        if finished:
-            assert t.finish_t is not None
+        if t.finish_t is not None:
             out["finish_s"] = round(t.finish_t - self.start_t, 1)
             out["eta_s"] = 0
-        elif pace:
-            remaining = self.course.length_m - t.distance_m
-            out["eta_s"] = max(0, round(last.t + remaining * pace - now))
+        else:
+            projected = self._projected_speed(t)
+            if projected:
+                remaining = self.course.length_m - t.distance_m
+                out["eta_s"] = max(0, round(last.t + remaining / projected - now))
         return out
 
-    def _pace(self, t: Track) -> float | None:
-        """Seconds per metre: recent pace blended with the average; vehicles,
-        which stop and start, use their average alone."""
-        avg = t.average_pace(self.start_t)
-        if t.racer.kind == "vehicle" or t.finish_t is not None:
+    def _projected_speed(self, t: Track) -> float | None:
+        """Speed for the rest of the race: recent and average blended (a
+        runner who stops slows it at once, yet one pause does not stall
+        it); vehicles, which stop and start, by their average alone."""
+        avg = t.average_speed(self.start_t)
+        recent = t.recent_speed()
+        if t.racer.kind == "vehicle" or recent is None:
             return avg
-        recent = t.recent_pace()
-        if recent is None or avg is None:
-            return recent or avg
+        if avg is None:
+            return recent or None
         return 0.5 * recent + 0.5 * avg
+
+
+def _versus(runner: Track, vehicle: Track) -> dict[str, Any]:
+    """Man against machine: ahead or behind the vehicle, by metres and seconds."""
+    out: dict[str, Any] = {"id": vehicle.racer.id, "name": vehicle.racer.name,
+                           "ahead": None, "metres": None, "seconds": None}
+    if runner.last is None or vehicle.last is None:
+        return out
+    if runner.finish_t is not None or vehicle.finish_t is not None:
+        ahead = (vehicle.finish_t is None or
+                 (runner.finish_t is not None and runner.finish_t < vehicle.finish_t))
+    else:
+        ahead = runner.distance_m > vehicle.distance_m
+    out["ahead"] = ahead
+    out["metres"] = round(abs(runner.distance_m - vehicle.distance_m), 1)
+    out["seconds"] = _gap(vehicle, runner) if ahead else _gap(runner, vehicle)
+    return out
 
 
 def _point(f: Fix) -> list[Any]:

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 FIX_EVERY_S = 2.0
 GPS_NOISE_M = 4.0
 AFTER_FINISH_S = 30.0  # fixes keep coming a little past the line
+RUN_ON_S = 8.0  # racers carry on through the line for a few seconds, then stop
 STOP_DWELL_S = 25.0
 # The founding race (4.1 miles): three runners beat the trolley.
 FOUNDING_FINISH_S = [24 * 60 + 8, 24 * 60 + 10, 24 * 60 + 15, 26 * 60 + 40]
@@ -66,11 +67,12 @@ def truths(race: Race, course: Course) -> list[Truth]:
 
 
 def _runner(length: float, finish: float, rng: random.Random) -> Callable[[float], float]:
-    waves, amp, phase = rng.randint(2, 5), rng.uniform(0.02, 0.05), rng.uniform(0, math.tau)
+    # Pace swings of ±2-5% (amp·2π), a few surges and fades per race.
+    waves, amp, phase = rng.randint(2, 5), rng.uniform(0.003, 0.008), rng.uniform(0, math.tau)
 
     def distance(t: float) -> float:
         u = min(max(t / finish, 0.0), 1.0)
-        # Monotone (|amp| < 1/(2π)): surges and fades, exact at start and finish.
+        # Monotone, and exact at the start and the finish.
         wobble = amp * (math.sin(math.tau * waves * u + phase) - math.sin(phase)) / waves
         return length * (u + wobble * (1 - u) * u * 4)
 
@@ -108,9 +110,12 @@ def fixes(race: Race, course: Course, since: float, until: float,
         t = start + rng.uniform(0, FIX_EVERY_S)
         while t < min(until, end):
             if t >= since:
-                d = truth.distance((t - start) * speed)
-                lat, lon = course.at(d)
-                x, y = course.to_xy(lat, lon)
+                race_t = (t - start) * speed
+                d = truth.distance(race_t)
+                if race_t > truth.finish_s:  # through the line, then slowing to a stop
+                    d = course.length_m + min(race_t - truth.finish_s, RUN_ON_S) * (
+                        course.length_m / truth.finish_s)
+                x, y = course.beyond(d)
                 noisy = course.to_latlon(x + _noise(t, truth.racer.id, 0),
                                          y + _noise(t, truth.racer.id, 1))
                 yield truth.racer.id, round(t, 3), noisy[0], noisy[1]

@@ -50,8 +50,8 @@ def describe(conn: psycopg.Connection[Any], cfg: SourceConfig) -> dict[str, str]
 
 
 def missing_columns(cfg: SourceConfig, columns: dict[str, str]) -> list[str]:
-    wanted = [cfg.racer, cfg.time, cfg.lat, cfg.lon] + ([cfg.ingest] if cfg.ingest else [])
-    return [c for c in wanted if c not in columns]
+    wanted = [cfg.racer, cfg.time, cfg.lat, cfg.lon, cfg.ingest, cfg.accuracy]
+    return [c for c in wanted if c is not None and c not in columns]
 
 
 class PointSource:
@@ -136,11 +136,13 @@ class PointSource:
             after = sql.SQL("{} > to_timestamp(%(low)s)").format(col)
         base = sql.SQL(
             "SELECT {racer}::text, extract(epoch FROM {time})::float8, {lat}::float8, "
-            "{lon}::float8, {cursor} FROM {table} "
+            "{lon}::float8, {accuracy}, {cursor} FROM {table} "
             "WHERE {match} AND {time} >= to_timestamp(%(start)s)"
         ).format(racer=racer, time=sql.Identifier(c.time), lat=sql.Identifier(c.lat),
                  lon=sql.Identifier(c.lon), table=sql.Identifier(*c.table_parts),
-                 match=match, cursor=cursor)
+                 match=match, cursor=cursor,
+                 accuracy=sql.SQL("{}::float8").format(sql.Identifier(c.accuracy))
+                 if c.accuracy else sql.SQL("NULL::float8"))
         order = sql.SQL(" ORDER BY {}").format(col)
         return base + order, base + sql.SQL(" AND ") + after + order
 
@@ -163,7 +165,7 @@ class PointSource:
     def _advance(self, rows: list[tuple[Any, ...]], now: float) -> list[Row]:
         fresh: list[Row] = []
         before = self._hwm
-        for racer_id, t, lat, lon, cur in rows:
+        for racer_id, t, lat, lon, accuracy, cur in rows:
             if cur is None:  # no insert-order value: the cursor cannot track it
                 fresh.append(Row(racer_id, None, None, None))
                 continue
@@ -171,7 +173,7 @@ class PointSource:
             if key in self._seen:
                 continue
             self._seen[key] = cur
-            fresh.append(Row(racer_id, t, lat, lon))
+            fresh.append(Row(racer_id, t, lat, lon, accuracy))
             # A fix stamped in the future must not drag a time cursor ahead.
             if self.cfg.ingest or t <= now + MAX_FUTURE_S:
                 self._hwm = cur if self._hwm is None else max(self._hwm, cur)

@@ -11,21 +11,26 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from array import array
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from .config import Racer
-from .course import Course
+from .course import PREFER_NEAR, Course
 
 # Extra distance a fix may cover beyond max speed: GPS error at both ends.
 JUMP_SLACK_M = 20.0
 # After this many jumps in a row the last accepted fix was the outlier:
 # accept again rather than freeze the racer forever.
 MAX_JUMPS_IN_A_ROW = 5
-PACE_WINDOW_S = 60.0
 TIMELINE_STEP_M = 25.0
 FINISH_TOLERANCE_M = 15.0  # GPS noise around the finish line
-OFF_COURSE_M = 150.0
+MOVING_MPS = 0.3  # slower than this over the pace window is standing still
+# The finish is timed from the fixes this long before and after it: the run-in,
+# and the first fixes past the line (a racer may stop soon after it).
+FINISH_FIT_S = 10.0
+FINISH_FIT_AFTER_S = 4.0
+SEARCH_MARGIN_M = 50.0  # searched beyond the furthest a racer could have got
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")
 
@@ -60,13 +65,24 @@ class Chunk:
         return chunk_key(self.racer_id, self.n)
 
 
+@dataclass(frozen=True)
+class Rules:
+    """The per-race (and per-kind) thresholds a track is judged by."""
+
+    start_t: float = 0.0  # the race's start (epoch seconds)
+    max_mps: float = 30 / 3.6
+    chunk_points: int = 30
+    pace_window_s: float = 60.0
+    off_course_m: float = 150.0
+
+
 @dataclass
 class Track:
     racer: Racer
     course: Course
-    chunk_points: int
-    max_mps: float
+    rules: Rules
     last: Fix | None = None
+    first: Fix | None = None  # a first fix waiting for the next to confirm it
     progress_m: float = 0.0  # best progress so far (extended past the finish)
     offset_m: float = 0.0
     finish_t: float | None = None
@@ -74,7 +90,9 @@ class Track:
     chunks: int = 0  # chunks cut so far
     tail: list[Fix] = field(default_factory=list)
     window: deque[tuple[float, float]] = field(default_factory=deque)  # (t, progress)
-    timeline: list[float] = field(default_factory=list)  # t when progress reached k*STEP
+    approach: deque[tuple[float, float]] = field(default_factory=deque)  # (t, raw projection)
+    # When progress first reached each multiple of TIMELINE_STEP_M (8 bytes a mark).
+    timeline: array[float] = field(default_factory=lambda: array("d"))
     dropped: Counter[str] = field(default_factory=Counter)
     jumps_in_a_row: int = 0
 
@@ -82,12 +100,14 @@ class Track:
         """Accept the valid fixes (any order); return chunks that became full."""
         chunks: list[Chunk] = []
         for fix in sorted(fixes, key=lambda f: f.t):
+            if self.last is None and not self._confirm_first(fix):
+                continue
             reason = self._reject(fix)
             if reason:
                 self.dropped[reason] += 1
                 continue
             self._accept(fix)
-            if len(self.tail) >= self.chunk_points:
+            if len(self.tail) >= self.rules.chunk_points:
                 chunks.append(Chunk(self.racer.id, self.chunks, self.tail))
                 self.chunks += 1
                 self.tail = []
@@ -101,33 +121,101 @@ class Track:
             return "duplicate"
         if fix.t < last.t:
             return "out_of_order"
-        if self.finish_t is not None:
-            return None
         dist = _metres(self.course, last, fix)
-        if dist > self.max_mps * (fix.t - last.t) + JUMP_SLACK_M:
+        if dist > self.rules.max_mps * (fix.t - last.t) + JUMP_SLACK_M:
             self.jumps_in_a_row += 1
             if self.jumps_in_a_row < MAX_JUMPS_IN_A_ROW:
                 return "jump"
         self.jumps_in_a_row = 0
         return None
 
+    def _confirm_first(self, fix: Fix) -> bool:
+        """A racer's first fix is held until the next one agrees with it.
+
+        A phone's first fix is often a coarse cell-tower guess; with no fix
+        before it, only the one after can tell. Returns True when `fix` may
+        go on to the usual checks (the held fix having been accepted)."""
+        held = self.first
+        if held is None or fix.t <= held.t:
+            if held is not None and fix.t == held.t:
+                self.dropped["duplicate"] += 1
+            elif self._plausible_first(fix):
+                if held is not None:
+                    self.dropped["jump"] += 1  # an earlier fix came late: keep it instead
+                self.first = fix
+            else:
+                self.dropped["jump"] += 1
+            return False
+        if _metres(self.course, held, fix) <= self.rules.max_mps * (fix.t - held.t) + JUMP_SLACK_M:
+            self.first = None
+            self._accept(held)
+            return True
+        self.dropped["jump"] += 1  # the two disagree: the held one goes, this one waits
+        self.first = fix if self._plausible_first(fix) else None
+        return False
+
+    def _plausible_first(self, fix: Fix) -> bool:
+        """Near the course, and no further along it than the racer could
+        have gone since the start."""
+        rules = self.rules
+        reach = rules.max_mps * max(0.0, fix.t - rules.start_t) + JUMP_SLACK_M
+        proj = self.course.project(fix.lat, fix.lon, near_m=0.0, ahead_m=reach,
+                                   off_course_m=rules.off_course_m)
+        return proj.offset_m <= rules.off_course_m and proj.distance_m <= reach
+
     def _accept(self, fix: Fix) -> None:
-        near = self.progress_m if self.last is not None else 0.0
-        proj = self.course.project(fix.lat, fix.lon, near_m=near)
-        prev_t, prev_d = (self.last.t, self.progress_m) if self.last else (fix.t, 0.0)
+        rules, length = self.rules, self.course.length_m
+        first = self.last is None
+        prev_t, prev_d = (fix.t, 0.0) if self.last is None else (self.last.t, self.progress_m)
+        dt = fix.t - (prev_t if self.last else rules.start_t)
+        proj = self.course.project(
+            fix.lat, fix.lon, near_m=prev_d,
+            ahead_m=rules.max_mps * max(dt, 0.0) + JUMP_SLACK_M + SEARCH_MARGIN_M,
+            expect_m=None if first else prev_d + dt * (
+                self.recent_speed() or self.average_speed(rules.start_t) or 0.0),
+            # The longer since the last fix, the less sure where to expect them.
+            prefer=PREFER_NEAR / (1.0 + max(dt, 0.0) / 60.0),
+            off_course_m=rules.off_course_m)
         self.last, self.offset_m = fix, proj.offset_m
         self.count += 1
         self.tail.append(fix)
-        if proj.distance_m > self.progress_m:
-            self._advance_timeline(prev_t, prev_d, fix.t, proj.distance_m)
-            self.progress_m = proj.distance_m
-        length = self.course.length_m
-        if (self.finish_t is None and proj.offset_m <= OFF_COURSE_M
-                and self.progress_m >= length - FINISH_TOLERANCE_M):
-            self.finish_t = _finish_time(prev_t, prev_d, fix.t, self.progress_m, length)
+        # Progress never goes back (GPS noise would make it shiver), and never
+        # leaps further than the racer could have gone: a fix projected onto
+        # another leg of a crossing course must not skip the racer ahead.
+        reach = proj.distance_m if first else min(
+            proj.distance_m, prev_d + rules.max_mps * (fix.t - prev_t) + JUMP_SLACK_M)
+        if reach > self.progress_m:
+            self._advance_timeline(prev_t, prev_d, fix.t, reach)
+            self.progress_m = reach
+        self._time_finish(fix, proj.distance_m, proj.offset_m, prev_t, prev_d)
         self.window.append((fix.t, min(self.progress_m, length)))
-        while len(self.window) > 2 and self.window[1][0] <= fix.t - PACE_WINDOW_S:
+        while len(self.window) > 2 and self.window[1][0] <= fix.t - rules.pace_window_s:
             self.window.popleft()
+
+    def _time_finish(self, fix: Fix, raw_m: float, offset_m: float, prev_t: float,
+                     prev_d: float) -> None:
+        """Detect the finish, and time it from the fixes either side of the line.
+
+        The finish is declared with the first fix near the line; its time is
+        refined as the fixes just past it arrive (a line fitted through a
+        handful of fixes averages out the noise any single one carries)."""
+        length = self.course.length_m
+        self.approach.append((fix.t, raw_m))
+        while self.approach[0][0] < fix.t - 2 * FINISH_FIT_S:
+            self.approach.popleft()
+        if self.finish_t is None:
+            if offset_m > self.rules.off_course_m or self.progress_m < length - FINISH_TOLERANCE_M:
+                return
+            self.finish_t = _interpolate_t(prev_t, prev_d, fix.t, self.progress_m, length)
+        elif fix.t > self.finish_t + FINISH_FIT_AFTER_S:
+            return
+        near = []
+        for t, d in self.approach:
+            if -FINISH_FIT_S <= t - self.finish_t <= FINISH_FIT_AFTER_S:
+                near.append((t, d))
+                if d >= length:
+                    break  # the first fix past the line; a racer may stop soon after
+        self.finish_t = _fit_crossing(near, length) or self.finish_t
 
     def _advance_timeline(self, t0: float, d0: float, t1: float, d1: float) -> None:
         """Record when each TIMELINE_STEP_M mark was passed (interpolated)."""
@@ -143,33 +231,46 @@ class Track:
         return min(self.progress_m, self.course.length_m)
 
     def time_at(self, distance_m: float) -> float | None:
-        """When this racer passed a distance (None if not yet)."""
-        k = distance_m / TIMELINE_STEP_M
-        i = math.floor(k)
-        if i + 1 < len(self.timeline):
-            a, b = self.timeline[i], self.timeline[i + 1]
-            return a + (b - a) * (k - i)
-        if self.finish_t is not None and distance_m >= self.course.length_m - 1e-6:
-            return self.finish_t
-        if i < len(self.timeline) and self.last is not None and self.distance_m >= distance_m:
-            a = self.timeline[i]
-            span = self.distance_m - i * TIMELINE_STEP_M
-            return a + (self.last.t - a) * ((distance_m - i * TIMELINE_STEP_M) / span
-                                            if span > 0 else 0.0)
-        return None
+        """When this racer first reached a distance (None if not yet).
 
-    def recent_pace(self) -> float | None:
-        """Seconds per metre over the last PACE_WINDOW_S of progress."""
+        Between two marks, the time is taken at the speed the racer came in
+        with, not spread evenly: a trolley that reached a stop and waited
+        there reached it when it arrived, not halfway through its wait.
+        """
+        marks = self.timeline
+        i = math.floor(distance_m / TIMELINE_STEP_M)
+        if i < 0 or i >= len(marks) or self.last is None or self.distance_m < distance_m:
+            return self.finish_t if self.finish_t is not None and \
+                distance_m >= self.course.length_m - 1e-6 else None
+        if i + 1 < len(marks):
+            upper = marks[i + 1]
+        else:
+            upper = self.finish_t if self.finish_t is not None else self.last.t
+        beyond = distance_m - i * TIMELINE_STEP_M
+        if i == 0:
+            return marks[0] + (upper - marks[0]) * beyond / TIMELINE_STEP_M
+        pace = (marks[i] - marks[i - 1]) / TIMELINE_STEP_M  # seconds per metre coming in
+        return min(marks[i] + beyond * pace, upper)
+
+    @property
+    def off_course(self) -> bool:
+        return self.last is not None and self.offset_m > self.rules.off_course_m
+
+    def recent_speed(self) -> float | None:
+        """Metres per second of progress over the pace window (0 when stopped)."""
         if len(self.window) < 2:
             return None
         (t0, d0), (t1, d1) = self.window[0], self.window[-1]
-        return (t1 - t0) / (d1 - d0) if d1 - d0 > 5.0 else None
+        if t1 - t0 < min(10.0, self.rules.pace_window_s / 2):
+            return None  # too short a baseline for a steady figure
+        speed = (d1 - d0) / (t1 - t0)
+        return speed if speed >= MOVING_MPS else 0.0
 
-    def average_pace(self, start_t: float) -> float | None:
+    def average_speed(self, start_t: float) -> float | None:
         end_t = self.finish_t if self.finish_t is not None else (self.last.t if self.last else None)
-        if end_t is None or self.distance_m < 50.0:
+        if end_t is None or end_t <= start_t or self.distance_m < 50.0:
             return None
-        return (end_t - start_t) / self.distance_m
+        return self.distance_m / (end_t - start_t)
 
 
 def _interpolate_t(t0: float, d0: float, t1: float, d1: float, d: float) -> float:
@@ -178,13 +279,22 @@ def _interpolate_t(t0: float, d0: float, t1: float, d1: float, d: float) -> floa
     return t0 + (t1 - t0) * (min(max(d, d0), d1) - d0) / (d1 - d0)
 
 
-def _finish_time(t0: float, d0: float, t1: float, d1: float, length: float) -> float:
-    """When the line was crossed: interpolated between the fixes either side
-    of it, or, for a fix just short of it (GPS noise), extrapolated at the
-    speed between the last two fixes."""
-    if d1 >= length or d1 <= d0 or t1 <= t0:
-        return _interpolate_t(t0, d0, t1, d1, length)
-    return t1 + (length - d1) * (t1 - t0) / (d1 - d0)
+def _fit_crossing(points: list[tuple[float, float]], line_m: float) -> float | None:
+    """When a least-squares line through recent (time, progress) reaches the
+    line: a handful of fixes average out the GPS noise that any single one
+    carries (±1 s at running speed)."""
+    if len(points) < 3:
+        return None
+    n = len(points)
+    mt = sum(t for t, _ in points) / n
+    md = sum(d for _, d in points) / n
+    var = sum((t - mt) ** 2 for t, _ in points)
+    if var <= 0:
+        return None
+    slope = sum((t - mt) * (d - md) for t, d in points) / var
+    if slope < MOVING_MPS:
+        return None
+    return mt + (line_m - md) / slope
 
 
 def _metres(course: Course, a: Fix, b: Fix) -> float:

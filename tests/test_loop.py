@@ -42,9 +42,10 @@ def test_run_publishes_every_interval_and_stops_on_sigterm(tmp_path: Path, dsn: 
     try:
         wait_for(lambda: (read_snapshot(snap_path) or {}).get("seq", 0) >= 2)
         assert all(r["status"] == "waiting" for r in read_snapshot(snap_path)["racers"])
-        lat, lon = setup.course.at(150)
+        # Two fixes: a racer's first fix is held until the next one confirms it.
         insert_points(dsn, "live_points", ("user_id", "recorded_at", "lat", "lon"),
-                      [("1002", setup.starts_at + timedelta(seconds=60), lat, lon)])
+                      [("1002", setup.starts_at + timedelta(seconds=t), *setup.course.at(d))
+                       for t, d in ((58, 143), (60, 150))])
         # The next cycles pick the new point up without a restart.
         sarah = wait_for(lambda: next((r for r in (read_snapshot(snap_path) or {}).get(
             "racers", []) if r["id"] == "1002" and r["position"]), None))

@@ -110,7 +110,7 @@ def test_mid_race_once_custom_table(tmp_path: Path, dsn: str,
     for _, _, lat, _ in outsider_rows:
         assert f"{lat:.5f}".encode() not in published
     assert b"42.3333" not in published and b"-71.2222" not in published
-    assert by_id["1001"]["dropped"] == 0  # before the start is filtered in SQL
+    assert by_id["1001"]["dropped"] == {}  # before the start is filtered in SQL
 
 
 def test_text_ids_and_odd_identifiers(tmp_path: Path, dsn: str) -> None:

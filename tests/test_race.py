@@ -125,7 +125,7 @@ def test_duplicates_out_of_order_and_jumps() -> None:
     assert state.tracks["a"].dropped == {"duplicate": 1, "out_of_order": 1, "jump": 1}
     snap = state.snapshot(now=T0 + 63, seq=2)
     assert snap["racers"][0]["distance_m"] == pytest.approx(240, abs=1)
-    assert snap["racers"][0]["dropped"] == 3
+    assert snap["racers"][0]["dropped"] == {"duplicate": 1, "jump": 1, "out_of_order": 1}
     assert (round(far[0], 6), round(far[1], 6)) not in published_points(snap)
 
 
