@@ -31,6 +31,8 @@ class Row:
     kind: str
     color: str | None
     distance: str
+    pace: str
+    gap: str
     status: str
     finish: str
 
@@ -42,6 +44,8 @@ class PageContext:
     title: str
     race_id: str
     starts_at: str
+    state: str  # pre | live | finished
+    interval_s: int
     static: str  # relative URL prefix of the static files, e.g. "static/3f2a…"
     csp: str  # Content-Security-Policy for the page's <meta>
     rows: list[Row]
@@ -57,16 +61,21 @@ def environment(template_dir: Path | None) -> jinja2.Environment:
 
 def page_context(race: Race, course: Course, snapshot: dict[str, Any],
                  static_prefix: str) -> PageContext:
+    per = 1609.344 if race.units == "mi" else 1000.0
     rows = [
         Row(rank=r["rank"], id=r["id"], name=r["name"], kind=r["kind"], color=r["color"],
-            distance=_distance(r["distance_m"], race.units) if r["position"] else "–",
+            distance=f"{r['distance_m'] / per:.2f} {race.units}" if r["position"] else "–",
+            pace=f"{_clock(r['pace_s_per_km'] * per / 1000)} /{race.units}"
+            if r["pace_s_per_km"] else "",
+            gap=_gap(r["gap_s"]),
             status="finished" if r["finish_s"] is not None else
                    ("racing" if r["position"] else "waiting"),
-            finish=_clock(r["finish_s"]) if r["finish_s"] is not None else "")
+            finish=f"finished {_clock(r['finish_s'])}" if r["finish_s"] is not None else "")
         for r in snapshot["racers"]
     ]
     return PageContext(
         title=race.title, race_id=race.id, starts_at=snapshot["race"]["starts_at"],
+        state=snapshot["race"]["state"], interval_s=race.interval_s,
         static=static_prefix, csp=csp(race.tiles), rows=rows,
         config={
             "race": race.id, "title": race.title, "starts_at": snapshot["race"]["starts_at"],
@@ -91,8 +100,10 @@ def csp(tiles: str) -> str:
             f"img-src 'self' data: {tile_host}; base-uri 'none'; form-action 'none'")
 
 
-def _distance(metres: float, units: str) -> str:
-    return f"{metres / (1609.344 if units == 'mi' else 1000):.2f} {units}"
+def _gap(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    return "leader" if seconds == 0 else f"+{_clock(seconds)}"
 
 
 def _clock(seconds: float) -> str:

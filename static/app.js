@@ -4,22 +4,31 @@
   "use strict";
   var cfg = JSON.parse(document.getElementById("race-config").textContent);
   var palette = ["#e4572e", "#17bebb", "#ffc914", "#76b041", "#2e282a", "#8e6c8a", "#3a86ff"];
+  var METRES = { km: 1000, mi: 1609.344 };
   var intervalMs = Math.max(1, cfg.interval_s) * 1000;
   var snapshot = null, following = null, failures = 0, timer = null;
+  var skewMs = 0; // server clock minus ours, from the Date header: a phone's clock may be off
   var markers = {}, trails = {}, chunkCache = {};
-  var METRES = { km: 1000, mi: 1609.344 };
-  var units = localStorage.getItem("racepub.units") || cfg.units || "km";
-  if (!METRES[units]) units = "km";
+  var units = readUnits();
+
+  function readUnits() {
+    var u = null;
+    try { u = localStorage.getItem("racepub.units"); } catch (e) { /* private mode */ }
+    u = u || cfg.units || "km";
+    return METRES[u] ? u : "km";
+  }
+  function now() { return Date.now() + skewMs; }
 
   // -- map -------------------------------------------------------------------
-  var map = L.map("map", { zoomControl: true });
-  var course = L.polyline(cfg.course, { color: "#00843d", weight: 5, opacity: 0.7 }).addTo(map);
-  map.fitBounds(course.getBounds(), { padding: [20, 20] });
+  var map = L.map("map", { zoomSnap: 0.25 });
+  var course = L.polyline(cfg.course, { color: "#00572a", weight: 5, opacity: 0.6 }).addTo(map);
+  map.fitBounds(course.getBounds(), { padding: [16, 16] });
+  // Tiles are decoration: if they fail, the course, markers and trails still show.
   L.tileLayer(cfg.tiles, { attribution: cfg.attribution, maxZoom: 19 }).addTo(map);
   if (cfg.course.length) {
-    L.circleMarker(cfg.course[0], { radius: 6, color: "#fff", fillColor: "#00843d", fillOpacity: 1 })
+    L.circleMarker(cfg.course[0], { radius: 7, color: "#fff", weight: 2, fillColor: "#00572a", fillOpacity: 1 })
       .bindTooltip("Start").addTo(map);
-    L.circleMarker(cfg.course[cfg.course.length - 1], { radius: 6, color: "#fff", fillColor: "#111", fillOpacity: 1 })
+    L.circleMarker(cfg.course[cfg.course.length - 1], { radius: 7, color: "#fff", weight: 2, fillColor: "#111", fillOpacity: 1 })
       .bindTooltip("Finish").addTo(map);
   }
 
@@ -27,40 +36,46 @@
 
   function drawRacer(r, i) {
     var color = colorOf(r, i);
-    if (!trails[r.id]) trails[r.id] = L.polyline([], { color: color, weight: 3, opacity: 0.8 }).addTo(map);
+    if (!trails[r.id]) trails[r.id] = L.polyline([], { color: color, weight: 3, opacity: 0.85 }).addTo(map);
     var pts = [];
-    r.track.forEach(function (key) { (chunkCache[key] || []).forEach(function (p) { pts.push([p[0], p[1]]); }); });
+    r.track.forEach(function (key) {
+      if (!chunkCache[key]) fetchChunk(key);
+      (chunkCache[key] || []).forEach(function (p) { pts.push([p[0], p[1]]); });
+    });
     r.tail.forEach(function (p) { pts.push([p[0], p[1]]); });
     trails[r.id].setLatLngs(pts);
-    r.track.forEach(function (key) { if (!chunkCache[key]) fetchChunk(key); });
     if (!r.position) return;
     var ll = [r.position.lat, r.position.lon];
-    var vehicle = r.kind === "vehicle";
-    if (!markers[r.id]) {
-      markers[r.id] = L.circleMarker(ll, {
-        radius: vehicle ? 10 : 8, color: vehicle ? "#111" : "#fff", weight: vehicle ? 3 : 2,
-        dashArray: vehicle ? "4 3" : null, fillColor: color, fillOpacity: 0.95
-      }).addTo(map);
-      markers[r.id].bindTooltip("");
-      markers[r.id].on("click", function () { follow(r.id); });
+    var m = markers[r.id];
+    if (!m) {
+      if (r.kind === "vehicle") { // a square, not a dot: shape tells vehicles apart, not colour alone
+        m = L.marker(ll, { icon: L.divIcon({ className: "vehicle-marker", iconSize: [18, 18] }), keyboard: false });
+      } else {
+        m = L.circleMarker(ll, { radius: 8, color: "#fff", weight: 2, fillColor: color, fillOpacity: 0.95 });
+      }
+      m.addTo(map);
+      m.bindTooltip(document.createTextNode(r.name)); // a text node: never parsed as HTML
+      m.on("click", function () { follow(r.id); });
+      markers[r.id] = m;
     }
-    markers[r.id].setLatLng(ll);
-    markers[r.id].setTooltipContent(document.createTextNode(r.name)); // a node: text, never HTML
-    markers[r.id].setStyle({ fillOpacity: r.status === "stale" ? 0.35 : 0.95 });
+    m.setLatLng(ll);
+    var stale = r.status === "stale";
+    if (m.setStyle) m.setStyle({ fillOpacity: stale ? 0.35 : 0.95 });
+    else if (m.getElement()) { m.getElement().style.background = color; m.getElement().style.opacity = stale ? 0.45 : 1; }
   }
 
   function fetchChunk(key) {
-    chunkCache[key] = [];
+    chunkCache[key] = []; // fetched once: chunks never change
     fetch(key).then(function (res) {
-      if (!res.ok) throw new Error(res.status);
+      if (!res.ok) throw new Error("HTTP " + res.status);
       return res.json();
     }).then(function (chunk) {
       chunkCache[key] = chunk.points;
-      if (snapshot) render(snapshot);
+      if (snapshot) drawAll(snapshot);
     }).catch(function () { delete chunkCache[key]; });
   }
 
-  // -- leaderboard -----------------------------------------------------------
+  // -- formatting ------------------------------------------------------------
   function fmtClock(s) {
     if (s === null || s === undefined) return "";
     s = Math.max(0, Math.round(s));
@@ -68,77 +83,116 @@
     var mm = (h ? String(m).padStart(2, "0") : String(m)) + ":" + String(sec).padStart(2, "0");
     return h ? h + ":" + mm : mm;
   }
-  function fmtAge(iso, now) {
-    if (!iso) return "";
-    var s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
-    return s < 60 ? s + " s ago" : Math.floor(s / 60) + " min ago";
+  function fmtAgo(iso) {
+    var s = Math.max(0, Math.round((now() - Date.parse(iso)) / 1000));
+    if (s < 60) return s + " s ago";
+    if (s < 3600) return Math.floor(s / 60) + " min ago";
+    return Math.floor(s / 3600) + " h ago";
   }
-  function cell(tr, text, tag) {
+  function fmtDistance(m) { return (m / METRES[units]).toFixed(2) + " " + units; }
+  function fmtPace(sPerKm) { return sPerKm ? fmtClock(sPerKm * METRES[units] / 1000) + " /" + units : ""; }
+  function fmtGap(s) { return s === null || s === undefined ? "" : (s === 0 ? "leader" : "+" + fmtClock(s)); }
+  function fmtEta(r) {
+    if (r.finish_s !== null) return "finished " + fmtClock(r.finish_s);
+    return r.eta_s !== null && r.status === "racing" ? "in " + fmtClock(r.eta_s) : "";
+  }
+  function fmtFix(r) {
+    if (!r.position) return "waiting";
+    return fmtAgo(r.position.at);
+  }
+
+  // -- leaderboard -----------------------------------------------------------
+  function cell(tr, text, cls, tag) {
     var td = document.createElement(tag || "td");
     td.textContent = text;
+    if (cls) td.className = cls;
     tr.appendChild(td);
     return td;
   }
 
-  function renderBoard(snap, now) {
-    var body = document.querySelector("#board tbody");
+  function renderBoard(snap) {
     var rows = document.createDocumentFragment();
     snap.racers.forEach(function (r, i) {
       var tr = document.createElement("tr");
       tr.dataset.racer = r.id;
       tr.className = r.status + (following === r.id ? " following" : "");
       tr.tabIndex = 0;
+      tr.setAttribute("aria-selected", following === r.id ? "true" : "false");
       cell(tr, String(r.rank));
-      var name = cell(tr, "", "th");
+      var name = cell(tr, "", null, "th");
       name.scope = "row";
+      name.title = r.name;
       var sw = document.createElement("span");
       sw.className = "swatch " + r.kind;
       sw.style.background = colorOf(r, i);
       name.appendChild(sw);
-      name.appendChild(document.createTextNode(r.name));
-      name.title = r.name;
-      cell(tr, r.position ? (r.distance_m / METRES[units]).toFixed(2) + " " + units : "–");
-      cell(tr, r.pace_s_per_km ? fmtClock(r.pace_s_per_km * METRES[units] / 1000) + " /" + units : "");
-      cell(tr, r.gap_s === null ? "" : (r.gap_s === 0 ? "leader" : "+" + fmtClock(r.gap_s)));
-      cell(tr, r.finish_s !== null ? "finished " + fmtClock(r.finish_s) : (r.eta_s !== null ? "in " + fmtClock(r.eta_s) : ""));
-      cell(tr, r.position ? fmtAge(r.position.at, now) + (r.status === "stale" ? " (stale)" : "") : "waiting");
+      var label = document.createElement("span");
+      label.className = "name";
+      label.textContent = r.name;
+      name.appendChild(label);
+      var sub = document.createElement("span");
+      sub.className = "sub";
+      sub.textContent = fmtFix(r);
+      name.appendChild(sub);
+      cell(tr, r.position ? fmtDistance(r.distance_m) : "–");
+      cell(tr, fmtPace(r.pace_s_per_km), "opt");
+      cell(tr, fmtGap(r.gap_s));
+      cell(tr, fmtEta(r));
+      cell(tr, fmtFix(r) + (r.status === "stale" ? " (stale)" : ""), "opt");
       tr.addEventListener("click", function () { follow(r.id); });
-      tr.addEventListener("keydown", function (e) { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); follow(r.id); } });
+      tr.addEventListener("keydown", function (e) {
+        if (e.key === "Enter" || e.key === " ") { e.preventDefault(); follow(r.id); }
+      });
       rows.appendChild(tr);
     });
+    var body = document.querySelector("#board tbody");
+    var focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.racer : null;
     body.replaceChildren(rows);
+    if (focused) { // keep keyboard focus on the same racer across redraws
+      var again = body.querySelector('tr[data-racer="' + CSS.escape(focused) + '"]');
+      if (again) again.focus();
+    }
+    document.getElementById("board-title").textContent = snap.race.state === "finished" ? "Results" : "Leaderboard";
   }
 
-  function renderClock(snap, now) {
+  function renderClock(snap) {
     var start = Date.parse(snap.race.starts_at);
     var el = document.getElementById("clock");
-    if (snap.race.state === "pre") el.textContent = "Starts in " + fmtClock((start - now) / 1000);
-    else if (snap.race.state === "finished") el.textContent = "Finished";
-    else el.textContent = "Race time " + fmtClock((now - start) / 1000);
+    if (snap.race.state === "finished") el.textContent = "Finished";
+    else if (now() < start) el.textContent = "Starts in " + fmtClock((start - now()) / 1000);
+    else el.textContent = "Race time " + fmtClock((now() - start) / 1000);
   }
 
-  function renderStale(snap, now) {
-    var age = (now - Date.parse(snap.generated_at)) / 1000;
+  function renderFreshness(snap) {
+    var age = (now() - Date.parse(snap.generated_at)) / 1000;
     var banner = document.getElementById("stale");
-    var paused = snap.race.state !== "finished" && age > 3 * cfg.interval_s + 5;
+    var paused = snap.race.state !== "finished" && age > 3 * cfg.interval_s + 2;
     banner.hidden = !paused;
-    if (paused) banner.textContent = "Updates paused — last update " + fmtAge(snap.generated_at, now) + ".";
+    if (paused) banner.textContent = "Updates paused — last update " + fmtAgo(snap.generated_at) + ".";
   }
 
-  function render(snap) {
-    var now = Date.now();
+  function renderFollow(snap) {
+    var btn = document.getElementById("unfollow");
+    var r = snap.racers.filter(function (x) { return x.id === following; })[0];
+    btn.hidden = !r;
+    if (r) btn.textContent = "Following " + r.name + " ✕";
+    if (r && markers[r.id]) map.panTo(markers[r.id].getLatLng(), { animate: false });
+  }
+
+  function drawAll(snap) {
     snap.racers.forEach(drawRacer);
-    renderBoard(snap, now);
-    renderClock(snap, now);
-    renderStale(snap, now);
-    if (following && markers[following]) map.panTo(markers[following].getLatLng());
+    renderBoard(snap);
+    renderClock(snap);
+    renderFreshness(snap);
+    renderFollow(snap);
   }
 
   function follow(id) {
     following = following === id ? null : id;
-    history.replaceState(null, "", following ? "#racer=" + encodeURIComponent(following) : "#");
-    if (snapshot) render(snapshot);
+    history.replaceState(null, "", following ? "#racer=" + encodeURIComponent(following) : location.pathname);
+    if (snapshot) drawAll(snapshot);
   }
+  document.getElementById("unfollow").addEventListener("click", function () { follow(following); });
 
   // -- polling: plain GETs the CDN can cache; back off with jitter on errors --
   function schedule(ms) {
@@ -149,34 +203,41 @@
     if (document.hidden) return; // resumed by visibilitychange
     fetch("snapshot.json").then(function (res) {
       if (!res.ok) throw new Error("HTTP " + res.status);
+      var date = Date.parse(res.headers.get("Date") || "");
+      if (!isNaN(date)) skewMs = date - Date.now();
       return res.json();
     }).then(function (snap) {
       failures = 0;
-      if (!snapshot || snap.seq >= snapshot.seq) snapshot = snap;
-      render(snapshot);
+      if (!snapshot || snap.seq >= snapshot.seq) snapshot = snap; // never step back to an older copy
+      drawAll(snapshot);
       schedule(intervalMs);
     }).catch(function () {
       failures += 1;
-      if (snapshot) renderStale(snapshot, Date.now());
-      var backoff = Math.min(60000, intervalMs * Math.pow(2, failures));
-      schedule(backoff / 2 + Math.random() * backoff / 2);
+      if (snapshot) renderFreshness(snapshot);
+      // Exponential backoff with full jitter: a CDN hiccup must not synchronise everyone.
+      var ceiling = Math.min(60000, intervalMs * Math.pow(2, failures));
+      schedule(intervalMs + Math.random() * ceiling);
     });
   }
-  document.addEventListener("visibilitychange", function () { if (!document.hidden) schedule(0); });
-  setInterval(function () { if (snapshot) { renderClock(snapshot, Date.now()); renderStale(snapshot, Date.now()); } }, 1000);
+  document.addEventListener("visibilitychange", function () {
+    if (document.hidden) clearTimeout(timer);
+    else schedule(0);
+  });
+  setInterval(function () { if (snapshot) { renderClock(snapshot); renderFreshness(snapshot); } }, 1000);
 
+  // -- units -----------------------------------------------------------------
   var unitButton = document.getElementById("units");
   function showUnits() {
-    unitButton.textContent = units === "km" ? "Show miles" : "Show km";
+    unitButton.textContent = units === "km" ? "Miles" : "Kilometres";
     unitButton.setAttribute("aria-label", units === "km" ? "Show distances in miles" : "Show distances in kilometres");
   }
   unitButton.hidden = false;
   showUnits();
   unitButton.addEventListener("click", function () {
     units = units === "km" ? "mi" : "km";
-    localStorage.setItem("racepub.units", units);
+    try { localStorage.setItem("racepub.units", units); } catch (e) { /* private mode */ }
     showUnits();
-    if (snapshot) render(snapshot);
+    if (snapshot) drawAll(snapshot);
   });
 
   var m = /#racer=([^&]+)/.exec(location.hash);

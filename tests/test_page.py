@@ -1,9 +1,13 @@
-"""The spectator page in a real browser, loaded over HTTP from moto's S3 server."""
+"""The spectator page in a real browser (Debian's Chromium), loaded over HTTP
+from moto's S3 server, exactly as spectators load it from the CDN."""
 
 from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -11,35 +15,44 @@ from typing import Any
 import boto3
 import pytest
 
-from racepub.cli import main
-from tests.helpers import create_points_table, insert_points, now_utc, write_race
+from racepub import config
+from racepub.publish import Publisher
+from tests.helpers import RaceSetup, create_points_table, insert_points, now_utc, write_race
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 360, "height": 740}
+HOSTILE = "<img src=x onerror=alert(1)>Mallory"
+
+
+@dataclass
+class LiveRace:
+    url: str
+    publisher: Publisher
+    setup: RaceSetup
 
 
 @pytest.fixture
-def s3_env(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def live_race(tmp_path: Path, dsn: str, moto_server: str,
+              monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveRace]:
+    """A race mid-way, published once to a public bucket on moto's HTTP server."""
     for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                  "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(k, v)
     s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
-    name = f"page-{os.getpid()}-{len(s3.list_buckets()['Buckets'])}"
-    s3.create_bucket(Bucket=name)
-    # Spectators read anonymously, as through a public bucket or CloudFront.
-    s3.put_bucket_policy(Bucket=name, Policy=json.dumps({
+    bucket = f"page-{os.getpid()}-{len(s3.list_buckets()['Buckets'])}"
+    s3.create_bucket(Bucket=bucket)
+    # Spectators read anonymously, as through CloudFront or a public bucket.
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
-                       "Resource": f"arn:aws:s3:::{name}/*"}]}))
-    return name
-
-
-def publish_race(tmp_path: Path, dsn: str, moto_server: str, bucket: str) -> str:
+                       "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
     create_points_table(dsn, "CREATE TABLE live_points (user_id text, recorded_at timestamptz, "
                              "lat float8, lon float8)")
-    racers = """
+    racers = f"""
         [[races.t.racers]]
         id = "1001"
-        name = "<img src=x onerror=alert(1)>Mallory"
+        name = "{HOSTILE}"
 
         [[races.t.racers]]
         id = "1002"
@@ -54,9 +67,10 @@ def publish_race(tmp_path: Path, dsn: str, moto_server: str, bucket: str) -> str
         id = "1004"
         name = "Kim"
     """
-    setup = write_race(tmp_path, dsn, racers=racers, sink=f"s3://{bucket}/live",
+    setup = write_race(tmp_path, dsn, racers=racers, sink=f"s3://{bucket}/live", interval_s=1,
                        starts_at=now_utc() - timedelta(minutes=3),
-                       extra='tiles = "http://127.0.0.1:9/{z}/{x}/{y}.png"\nchunk_points = 20')
+                       extra='tiles = "http://127.0.0.1:9/{z}/{x}/{y}.png"\n'
+                             'chunk_points = 20\nunits = "mi"')
     setup.path.write_text(setup.path.read_text().replace(
         "[source]", f'[s3]\nendpoint_url = "{moto_server}"\nregion = "us-east-1"\n\n[source]'))
     rows = []
@@ -65,38 +79,154 @@ def publish_race(tmp_path: Path, dsn: str, moto_server: str, bucket: str) -> str
             lat, lon = setup.course.at(speed * 2 * i)
             rows.append((racer, setup.starts_at + timedelta(seconds=2 * i), lat, lon))
     insert_points(dsn, "live_points", ("user_id", "recorded_at", "lat", "lon"), rows)
-    assert main(["run", "--once", "--race", "t", "--config", str(setup.path)]) == 0
-    return f"{moto_server}/{bucket}/live/index.html"
+    cfg = config.load(str(setup.path))
+    publisher = Publisher(cfg, cfg.race("t"))
+    publisher.cycle()
+    yield LiveRace(f"{moto_server}/{bucket}/live/index.html", publisher, setup)
+    publisher.close()
 
 
-@pytest.mark.parametrize("viewport", [{"width": 1280, "height": 800},
-                                      {"width": 360, "height": 740}], ids=["desktop", "phone"])
-def test_page_shows_race_from_s3(tmp_path: Path, dsn: str, moto_server: str, s3_env: str,
-                                 browser: Any, viewport: dict[str, int]) -> None:
-    url = publish_race(tmp_path, dsn, moto_server, s3_env)
-    page = browser.new_page(viewport=viewport)
-    errors: list[str] = []
-    dialogs: list[str] = []
-    requests: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    page.on("request", lambda r: requests.append(r.url))
-    page.goto(url)
-    # First paint, before any script: the leaderboard is in the HTML.
-    rows = page.locator("#board tbody tr")
-    page.wait_for_function("document.querySelectorAll('#board tbody tr')[0]"
-                           "?.cells[3]?.textContent.includes('/')")
-    names = [rows.nth(i).locator("th").inner_text() for i in range(rows.count())]
-    assert names == ["<img src=x onerror=alert(1)>Mallory", "Sarah", "The T", "Kim"]
-    assert page.locator("#board tbody tr").nth(3).inner_text().count("waiting") == 1
-    # Course, start, finish, three racers (Kim has no fix yet): Leaflet paths.
-    page.wait_for_function("document.querySelectorAll('path.leaflet-interactive').length >= 6")
-    page.wait_for_timeout(500)
+@pytest.fixture
+def open_page(browser: Any) -> Iterator[Any]:
+    """Opens pages that record JavaScript errors and dialogs; asserts none at the end."""
+    pages: list[tuple[Any, list[str]]] = []
+
+    def opener(url: str, viewport: dict[str, int] = DESKTOP, **context: Any) -> Any:
+        ctx = browser.new_context(viewport=viewport, **context)
+        page = ctx.new_page()
+        problems: list[str] = []
+        page.on("pageerror", lambda e: problems.append(f"error: {e}"))
+        page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
+        page.requests = []
+        page.on("request", lambda r: page.requests.append(r.url))
+        page.goto(url)
+        pages.append((page, problems))
+        return page
+
+    yield opener
+    for page, problems in pages:
+        assert problems == []  # no JavaScript errors, no script from data
+        page.context.close()
+
+
+def names(page: Any) -> list[str]:
+    return page.locator("#board tbody tr .name").all_inner_texts()
+
+
+def shot(page: Any, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"page-{viewport['width']}.png"))
-    assert errors == [] and dialogs == []
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def wait_live(page: Any) -> None:
+    """Until the script has drawn the snapshot: paces filled in, markers on the map."""
+    # Predicates as functions: the page's CSP forbids eval, which string
+    # expressions would need.
+    page.wait_for_function("() => document.querySelector('#board tbody tr td:nth-child(5)')"
+                           "?.textContent === 'leader'")
+    page.wait_for_function("() => document.querySelectorAll('path.leaflet-interactive').length"
+                           " >= 5")
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_page_shows_the_race(live_race: LiveRace, open_page: Any,
+                             viewport: dict[str, int]) -> None:
+    page = open_page(live_race.url, viewport)
+    wait_live(page)
+    assert names(page) == [HOSTILE, "Sarah", "The T", "Kim"]  # literal text, by progress
+    assert page.locator("img[src='x']").count() == 0
+    rows = page.locator("#board tbody tr")
+    assert "waiting" in rows.nth(3).inner_text()
+    assert rows.nth(1).locator("td").nth(3).inner_text().startswith("+")  # gap to the leader
+    # Course + start + finish + three trails + two runners' dots; the vehicle is a square.
+    assert page.locator("path.leaflet-interactive").count() >= 7
+    assert page.locator(".vehicle-marker").count() == 1
     assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
-    polled = [u for u in requests if "snapshot.json" in u]
-    assert polled and all("?" not in u for u in polled)
-    assert any("/tracks/1001/0.json" in u for u in requests)  # the trail's chunks
-    page.close()
+    polled = [u for u in page.requests if u.endswith("snapshot.json") or "snapshot.json?" in u]
+    assert polled and all("?" not in u for u in polled)  # no cache-busting
+    assert any(u.endswith("/tracks/1001/0.json") for u in page.requests)  # trail chunks
+    page.wait_for_timeout(300)
+    shot(page, f"page-{viewport['width']}")
+
+
+def test_first_paint_needs_no_script(live_race: LiveRace, open_page: Any) -> None:
+    page = open_page(live_race.url, PHONE, java_script_enabled=False)
+    assert names(page) == [HOSTILE, "Sarah", "The T", "Kim"]
+    first = page.locator("#board tbody tr").first.inner_text()
+    assert "mi" in first and "leader" in first  # distance in the race's units, the gap
+    shot(page, "page-noscript")
+
+
+def test_stale_banner_comes_and_goes(live_race: LiveRace, open_page: Any) -> None:
+    page = open_page(live_race.url)
+    wait_live(page)
+    banner = page.locator("#stale")
+    assert banner.is_hidden()
+    # The publisher stops: after about three intervals spectators are told.
+    banner.wait_for(state="visible", timeout=15_000)
+    assert "Updates paused" in banner.inner_text()
+    shot(page, "page-stale")
+    live_race.publisher.cycle()  # publishing resumes
+    banner.wait_for(state="hidden", timeout=10_000)
+
+
+def test_units_toggle_is_remembered(live_race: LiveRace, open_page: Any) -> None:
+    page = open_page(live_race.url)
+    wait_live(page)
+    distance = page.locator("#board tbody tr td:nth-child(3)").first
+    assert distance.inner_text().endswith(" mi")  # the race's default
+    page.click("#units")
+    assert distance.inner_text().endswith(" km")
+    assert page.locator("#board tbody tr td:nth-child(4)").first.inner_text().endswith("/km")
+    page.reload()
+    wait_live(page)
+    assert page.locator("#board tbody tr td:nth-child(3)").first.inner_text().endswith(" km")
+
+
+def centre(box: dict[str, float]) -> tuple[float, float]:
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def test_racer_link_follows_them(live_race: LiveRace, open_page: Any) -> None:
+    page = open_page(live_race.url + "#racer=2001")
+    wait_live(page)
+    row = page.locator("#board tbody tr.following")
+    assert row.locator(".name").inner_text() == "The T"
+    assert page.locator("#unfollow").inner_text() == "Following The T ✕"
+    # The map keeps the followed racer in the middle.
+    mx, my = centre(page.locator("#map").bounding_box())
+    vx, vy = centre(page.locator(".vehicle-marker").bounding_box())
+    assert abs(mx - vx) < 25 and abs(my - vy) < 25
+    # Clicking another row follows them, and the address is the link to share.
+    page.locator("#board tbody tr", has_text="Sarah").click()
+    assert page.evaluate("location.hash") == "#racer=1002"
+    assert page.locator("#unfollow").inner_text() == "Following Sarah ✕"
+    page.locator("#unfollow").click()
+    assert page.locator("#board tbody tr.following").count() == 0
+    assert page.evaluate("location.hash") == ""
+
+
+def test_keyboard_can_follow_a_racer(live_race: LiveRace, open_page: Any) -> None:
+    page = open_page(live_race.url)
+    wait_live(page)
+    page.locator("#board tbody tr").nth(1).focus()
+    page.keyboard.press("Enter")
+    assert page.evaluate("location.hash") == "#racer=1002"
+
+
+def test_errors_back_off(live_race: LiveRace, open_page: Any) -> None:
+    page = open_page(live_race.url)
+    wait_live(page)
+    hits: list[float] = []
+
+    def fail(route: Any) -> None:
+        hits.append(time.monotonic())
+        route.fulfill(status=503, body="SlowDown")
+
+    page.route("**/snapshot.json", fail)
+    page.wait_for_timeout(12_000)
+    # Every second while healthy; backing off (with jitter) once it errors.
+    assert 2 <= len(hits) <= 7, hits
+    gaps = [b - a for a, b in zip(hits, hits[1:], strict=False)]
+    assert max(gaps) > 2.0
+    page.unroute("**/snapshot.json")
