@@ -13,16 +13,18 @@ from .config import Config, Race
 from .course import load_gpx
 from .errors import RacepubError
 from .sink import open_sink
-from .source import connect, describe, missing_columns
+from .source import connect, describe, index_advice, missing_columns
 
 
 def check(cfg: Config, race: Race, out: Callable[[str], None] = print) -> bool:
     ok = True
 
-    def report(good: bool, what: str, detail: str) -> None:
+    def report(good: bool, what: str, detail: str, warning: str | None = None) -> None:
         nonlocal ok
         ok = ok and good
         out(f"{'ok  ' if good else 'FAIL'}  {what}: {detail}")
+        if warning:
+            out(f"warn  {what}: {warning}")
 
     report(True, "config", f"{cfg.path} (race {race.id}: {len(race.racers)} racers, "
            f"every {race.interval_s}s)")
@@ -37,24 +39,28 @@ def check(cfg: Config, race: Race, out: Callable[[str], None] = print) -> bool:
     return ok
 
 
-def _database(cfg: Config) -> tuple[bool, str, str]:
+def _database(cfg: Config) -> tuple[bool, str, str, str | None]:
     try:
         with connect(cfg.dsn) as conn:
             columns = describe(conn, cfg.source)
             if not columns:
-                return False, "database", f"no table {cfg.source.table!r}"
+                return False, "database", f"no table {cfg.source.table!r}", None
             missing = missing_columns(cfg.source, columns)
             if missing:
                 return False, "database", (f"table {cfg.source.table!r} has no column "
-                                           f"{', '.join(map(repr, missing))}")
+                                           f"{', '.join(map(repr, missing))}"), None
             # The publisher needs SELECT and nothing else.
             conn.execute(sql.SQL("SELECT 1 FROM {} LIMIT 0").format(
                 sql.Identifier(*cfg.source.table_parts)))
+            advice = index_advice(conn, cfg.source)
     except RacepubError as e:
-        return False, "database", str(e)
+        return False, "database", str(e), None
     except psycopg.Error as e:
-        return False, "database", str(e).strip().splitlines()[0]
-    return True, "database", f"table {cfg.source.table!r} readable, columns present"
+        return False, "database", str(e).strip().splitlines()[0], None
+    warning = None
+    if advice:
+        warning = f"no index serves the incremental read (it would scan the table); add: {advice}"
+    return True, "database", f"table {cfg.source.table!r} readable, columns present", warning
 
 
 def _sink(cfg: Config, race: Race) -> tuple[bool, str, str]:

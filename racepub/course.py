@@ -20,7 +20,7 @@ EARTH_RADIUS_M = 6_371_008.8
 # How far around a racer's last progress to look first: far enough for any
 # gap between fixes, near enough that a course crossing itself or running
 # out-and-back does not send a racer to the other leg.
-SEARCH_BEHIND_M = 150.0
+SEARCH_BEHIND_M = 60.0
 SEARCH_AHEAD_M = 1500.0
 # Among stretches of the course near a fix, prefer the one nearest where the
 # racer should be: each metre of course distance away from it weighs as much
@@ -54,6 +54,13 @@ class Course:
             cum.append(cum[-1] + math.hypot(bx - ax, by - ay))
         self.cum: tuple[float, ...] = tuple(cum)
         self.length_m: float = cum[-1]
+        # Per segment: start (x, y), direction, 1/length², length, distance at start.
+        self._segs: list[tuple[float, float, float, float, float, float, float]] = []
+        for i, ((ax, ay), (bx, by)) in enumerate(zip(self._xy, self._xy[1:], strict=False)):
+            dx, dy = bx - ax, by - ay
+            seg2 = dx * dx + dy * dy
+            self._segs.append((ax, ay, dx, dy, 1.0 / seg2 if seg2 else 0.0, math.sqrt(seg2),
+                               cum[i]))
 
     def to_xy(self, lat: float, lon: float) -> tuple[float, float]:
         return (lon - self._lon0) * self._kx, (lat - self._lat0) * self._ky
@@ -104,25 +111,31 @@ class Course:
 
     def _nearest(self, x: float, y: float, lo: int, hi: int,
                  near_m: float | None = None, prefer: float = 0.0) -> Projection:
-        best_score, best_off, best_d = math.inf, math.inf, 0.0
-        last = len(self._xy) - 2
+        # The hot loop of every cycle (one pass per fix): squared distances,
+        # precomputed segments, no calls, one sqrt at the end.
+        best_score, best_off2, best_d = math.inf, math.inf, 0.0
+        segs = self._segs
+        last = len(segs) - 1
+        near = 0.0 if near_m is None else near_m
         for i in range(lo, hi + 1):
-            (ax, ay), (bx, by) = self._xy[i], self._xy[i + 1]
-            dx, dy = bx - ax, by - ay
-            seg2 = dx * dx + dy * dy
-            t = ((x - ax) * dx + (y - ay) * dy) / seg2 if seg2 else 0.0
-            seg = math.sqrt(seg2)
-            # Clamp to the segment, except beyond the finish, where the
-            # overshoot is what lets us time the crossing.
-            t_hi = 1.0 + OVERSHOOT_M / seg if (i == last and seg) else 1.0
-            t = min(max(t, 0.0), t_hi)
-            px, py = ax + t * dx, ay + t * dy
-            off = math.hypot(x - px, y - py)
-            d = self.cum[i] + t * seg
-            score = off if near_m is None else off + prefer * abs(d - near_m)
+            ax, ay, dx, dy, inv2, seg, start = segs[i]
+            t = ((x - ax) * dx + (y - ay) * dy) * inv2
+            if t < 0.0:
+                t = 0.0
+            elif t > 1.0 and (i != last or seg == 0.0):
+                t = 1.0
+            elif i == last and t > 1.0 + OVERSHOOT_M / seg:
+                t = 1.0 + OVERSHOOT_M / seg  # past the finish: kept, to time the crossing
+            ex, ey = x - ax - t * dx, y - ay - t * dy
+            off2 = ex * ex + ey * ey
+            d = start + t * seg
+            if prefer:
+                score = math.sqrt(off2) + prefer * (d - near if d > near else near - d)
+            else:
+                score = off2
             if score < best_score:
-                best_score, best_off, best_d = score, off, d
-        return Projection(distance_m=best_d, offset_m=best_off)
+                best_score, best_off2, best_d = score, off2, d
+        return Projection(distance_m=best_d, offset_m=math.sqrt(best_off2))
 
     def geometry(self, decimals: int = 6) -> list[list[float]]:
         return [[round(lat, decimals), round(lon, decimals)] for lat, lon in self.points]

@@ -49,6 +49,23 @@ def describe(conn: psycopg.Connection[Any], cfg: SourceConfig) -> dict[str, str]
     return {name: typ for name, typ in rows}
 
 
+def index_advice(conn: psycopg.Connection[Any], cfg: SourceConfig) -> str | None:
+    """The CREATE INDEX to add when no index leads with the cursor column
+    (each incremental read would otherwise scan the table), else None."""
+    table = sql.Identifier(*cfg.table_parts).as_string(conn)
+    cursor_col = cfg.ingest or cfg.time
+    rows = conn.execute(
+        "SELECT a.attname FROM pg_index i JOIN pg_attribute a "
+        "ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
+        "WHERE i.indrelid = to_regclass(%s) AND i.indisvalid",
+        (table,),
+    ).fetchall()
+    if any(name == cursor_col for (name,) in rows):
+        return None
+    return sql.SQL("CREATE INDEX CONCURRENTLY ON {} ({});").format(
+        sql.Identifier(*cfg.table_parts), sql.Identifier(cursor_col)).as_string(conn)
+
+
 def missing_columns(cfg: SourceConfig, columns: dict[str, str]) -> list[str]:
     wanted = [cfg.racer, cfg.time, cfg.lat, cfg.lon, cfg.ingest, cfg.accuracy]
     return [c for c in wanted if c is not None and c not in columns]

@@ -30,6 +30,13 @@ def test_check_all_good(tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture[
         assert line in out
     assert "FAIL" not in out
     assert not any(p.name.startswith(".racepub-check") for p in setup.sink_dir.iterdir())
+    # No index on the cursor column: a warning with the statement to run.
+    assert ('warn  database: no index serves the incremental read (it would scan the table); '
+            'add: CREATE INDEX CONCURRENTLY ON "live_points" ("recorded_at");') in out
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE INDEX ON live_points (recorded_at)")
+    assert main(["check", "--race", "t", "--config", str(setup.path)]) == 0
+    assert "warn" not in capsys.readouterr().out
 
 
 def test_check_reports_each_failure(tmp_path: Path, dsn: str,
