@@ -96,13 +96,23 @@ class Publisher:
             self._resume()
         assert self.seq is not None
         now = self.clock()
-        rows = self.source.read(now)
-        t1 = time.perf_counter()
-
-        accepted, chunks = self.state.update(rows, now)
-        for chunk in chunks:
-            self.pending[chunk.key] = json_bytes(chunk_body(chunk))
-        stats.new_points = accepted
+        read_s = update_s = 0.0
+        batches = self.source.read(now)
+        while True:  # read and apply batch by batch: memory stays bounded
+            t_read = time.perf_counter()
+            rows = next(batches, None)
+            read_s += time.perf_counter() - t_read
+            if rows is None:
+                break
+            t_update = time.perf_counter()
+            accepted, chunks = self.state.update(rows, now)
+            stats.new_points += accepted
+            for chunk in chunks:
+                if chunk.key in self.listed:  # published before a restart: never rewritten
+                    self.listed.discard(chunk.key)
+                else:
+                    self.pending[chunk.key] = json_bytes(chunk_body(chunk))
+            update_s += time.perf_counter() - t_update
         dropped = self.state.dropped_total()
         stats.reasons = {k: v - self._dropped_before.get(k, 0) for k, v in dropped.items()
                          if v > self._dropped_before.get(k, 0)}
@@ -126,12 +136,11 @@ class Publisher:
         self._write_all([page_obj], stats)
         self._write(snap_obj, stats, force=True)
         self.seq = seq
-        self.listed.difference_update(self.pending)
         self.pending.clear()
         t4 = time.perf_counter()
 
         stats.seq = seq
-        stats.ms = {"read": (t1 - t0) * 1000, "update": (t2 - t1) * 1000,
+        stats.ms = {"read": read_s * 1000, "update": update_s * 1000,
                     "render": (t3 - t2) * 1000, "write": (t4 - t3) * 1000,
                     "total": (t4 - t0) * 1000}
         return stats
@@ -156,10 +165,10 @@ class Publisher:
 
     def _changed(self, obj: Object) -> bool:
         """Whether the sink lacks these exact bytes. Chunks are cut once per
-        process, so only those the live snapshot already lists are in place;
-        for other keys the sink is asked once, then remembered."""
+        process (and never when the live snapshot lists them already); for
+        other keys the sink is asked once, then remembered."""
         if obj.key.startswith("tracks/"):
-            return obj.key not in self.listed
+            return True
         if obj.key not in self.written:
             self.written[obj.key] = self.sink.fingerprint(obj.key)
         return self.written[obj.key] != digest(obj.body)

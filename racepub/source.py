@@ -8,6 +8,7 @@ can point at a read replica with a read-only role.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -21,6 +22,7 @@ from .race import MAX_FUTURE_S, Row
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 5
+BATCH_ROWS = 50_000  # rows held at once, whatever the size of a read
 STATEMENT_TIMEOUT_MS = 10_000
 _INTEGER_TYPES = {"smallint", "integer", "bigint"}
 _TEXT_TYPES = {"text", "character varying", "character", "name"}
@@ -87,12 +89,13 @@ class PointSource:
         self.dsn, self.cfg, self.start_t = dsn, cfg, start_t
         self.racer_ids = racer_ids
         self._conn: psycopg.Connection[Any] | None = None
-        self._queries: tuple[sql.Composed, sql.Composed] | None = None
+        self._queries: tuple[sql.Composed, sql.Composed, sql.Composed] | None = None
         self._ids: list[Any] = []
         self._int_cursor = False
         self._low: float | int | None = None  # exclusive lower bound of the cursor column
         self._hwm: float | int | None = None  # newest cursor value read
-        self._seen: dict[tuple[Any, ...], float | int] = {}
+        self._seen: dict[Any, float | int] = {}  # rows of the overlap, read already
+        self._burst = False
         self.queries = 0
 
     def close(self) -> None:
@@ -127,8 +130,9 @@ class PointSource:
         self._conn = conn
         return conn
 
-    def _build(self, racer_type: str) -> tuple[sql.Composed, sql.Composed]:
-        """The first read (everything since the start) and the incremental one."""
+    def _build(self, racer_type: str) -> tuple[sql.Composed, sql.Composed, sql.Composed]:
+        """The first read (everything since the start), the incremental one,
+        and the rest of a burst."""
         c = self.cfg
         racer = sql.Identifier(c.racer)
         if racer_type in _INTEGER_TYPES:
@@ -148,9 +152,11 @@ class PointSource:
         cursor: sql.Composable
         if self._int_cursor:
             cursor, after = col, sql.SQL("{} > %(low)s").format(col)
+            at_least = sql.SQL("{} >= %(low)s").format(col)
         else:  # compare timestamps as timestamps so an index on the column serves
             cursor = sql.SQL("extract(epoch FROM {})::float8").format(col)
             after = sql.SQL("{} > to_timestamp(%(low)s)").format(col)
+            at_least = sql.SQL("{} >= to_timestamp(%(low)s)").format(col)
         base = sql.SQL(
             "SELECT {racer}::text, extract(epoch FROM {time})::float8, {lat}::float8, "
             "{lon}::float8, {accuracy}, {cursor} FROM {table} "
@@ -160,51 +166,79 @@ class PointSource:
                  match=match, cursor=cursor,
                  accuracy=sql.SQL("{}::float8").format(sql.Identifier(c.accuracy))
                  if c.accuracy else sql.SQL("NULL::float8"))
-        order = sql.SQL(" ORDER BY {}").format(col)
-        return base + order, base + sql.SQL(" AND ") + after + order
+        order = sql.SQL(" ORDER BY {} LIMIT %(limit)s").format(col)
+        # The rest of a burst, from the last row of the first page on (that
+        # row again, and any sharing its time, are skipped as seen).
+        rest = base + sql.SQL(" AND ") + at_least + sql.SQL(" ORDER BY {}").format(col)
+        return base + order, base + sql.SQL(" AND ") + after + order, rest
 
-    def read(self, now: float) -> list[Row]:
-        """The rows committed since the last read (plus the overlap, deduplicated)."""
+    def read(self, now: float) -> Iterator[list[Row]]:
+        """The rows committed since the last read (plus the overlap, deduplicated),
+        in batches: a restart or a burst of a million rows never sits in memory
+        at once. One query in the usual case; a burst streams the rest through
+        a server-side cursor."""
+        before = self._hwm
         try:
             conn = self._prepare()
             assert self._queries is not None
-            first, since = self._queries
-            low = Int8(int(self._low)) if self._int_cursor and self._low is not None else self._low
-            rows = conn.execute(first if low is None else since, {
-                "ids": self._ids, "start": self.start_t, "low": low,
-            }).fetchall()
+            first, since, rest = self._queries
+            page = conn.execute(first if self._low is None else since,
+                                self._params(self._low, BATCH_ROWS)).fetchall()
             self.queries += 1
+            yield self._fresh(page, now)
+            if len(page) == BATCH_ROWS:
+                with conn.transaction(), conn.cursor(name="racepub_burst") as cur:
+                    cur.execute(rest, self._params(page[-1][5], None))
+                    self.queries += 1
+                    while batch := cur.fetchmany(BATCH_ROWS):
+                        yield self._fresh(batch, now)
         except psycopg.Error as e:
             self.close()
             raise SourceError(f"database read failed: {_first_line(e)}") from None
-        return self._advance(rows, now)
+        self._settle(before)
 
-    def _advance(self, rows: list[tuple[Any, ...]], now: float) -> list[Row]:
+    def _params(self, low: float | int | None, limit: int | None) -> dict[str, Any]:
+        if self._int_cursor and low is not None:
+            low = Int8(int(low))
+        return {"ids": self._ids, "start": self.start_t, "low": low, "limit": limit}
+
+    def _fresh(self, rows: list[tuple[Any, ...]], now: float) -> list[Row]:
         fresh: list[Row] = []
-        before = self._hwm
         for racer_id, t, lat, lon, accuracy, cur in rows:
             if cur is None:  # no insert-order value: the cursor cannot track it
                 fresh.append(Row(racer_id, None, None, None))
                 continue
-            key = (cur, racer_id, t, lat, lon)
+            # Insert-order values are unique; times are unique per racer.
+            key = cur if self._int_cursor else (cur, racer_id)
             if key in self._seen:
                 continue
-            self._seen[key] = cur
             fresh.append(Row(racer_id, t, lat, lon, accuracy))
             # A fix stamped in the future must not drag a time cursor ahead.
             if self.cfg.ingest or t <= now + MAX_FUTURE_S:
                 self._hwm = cur if self._hwm is None else max(self._hwm, cur)
-        if self._hwm is not None:
-            if self.cfg.ingest:
-                # Start the next read from the mark before this one: a row
-                # whose id was taken earlier but committed within a cycle
-                # is still found.
-                self._low = before if before is not None else self._hwm
-            else:
-                self._low = max(self.start_t, float(self._hwm) - self.cfg.lookback_s)
-            low = self._low
-            self._seen = {k: v for k, v in self._seen.items() if v > low}
+            self._seen[key] = cur
+        if len(self._seen) > BATCH_ROWS and self._hwm is not None:
+            # Memory stays bounded in a burst: with a time cursor, rows older
+            # than lookback_s behind the newest can never be returned again;
+            # with an ingest cursor the overlap is given up for this one read.
+            keep = self._hwm - self.cfg.lookback_s if not self.cfg.ingest else self._hwm
+            self._seen = {k: v for k, v in self._seen.items() if v > keep}
+            self._burst = True
         return fresh
+
+    def _settle(self, before: float | int | None) -> None:
+        """Where the next read starts, and forget rows it cannot return again."""
+        if self._hwm is None:
+            return
+        if self.cfg.ingest:
+            # From the mark before this read: a row whose id was taken earlier
+            # but committed within a cycle is still found.
+            self._low = before if before is not None and not self._burst else self._hwm
+        else:
+            self._low = max(self.start_t, float(self._hwm) - self.cfg.lookback_s)
+        low = self._low
+        self._seen = {k: v for k, v in self._seen.items() if v > low}
+        self._burst = False
 
 
 def _is_timestamp(type_name: str) -> bool:
