@@ -30,6 +30,10 @@ def parser() -> argparse.ArgumentParser:
 
     run = race_cmd("run", "publish the race every interval_s seconds")
     run.add_argument("--once", action="store_true", help="publish one cycle and exit")
+    run.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    run.add_argument("--metrics-host", default="127.0.0.1",
+                     help="address for --metrics-port (default 127.0.0.1)")
+    race_cmd("status", "what spectators see now: seq and age of the published snapshot")
     race_cmd("check", "preflight: config, database, course, sink")
     sim = race_cmd("simulate", "write simulated points for the racers into the source table")
     sim.add_argument("--speed", type=_positive, default=1.0, help="racers move X times faster")
@@ -85,7 +89,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)
     race = cfg.race(args.race)
     if args.command == "run":
+        from .lock import RaceLock
         from .loop import run_forever, run_once
+        from .metrics import Metrics
         from .publish import Publisher
 
         publisher = Publisher(cfg, race)
@@ -94,8 +100,15 @@ def _dispatch(args: argparse.Namespace) -> int:
                 return 0 if run_once(publisher) else 1
             finally:
                 publisher.close()
-        run_forever(publisher)
+        metrics = Metrics()
+        if args.metrics_port is not None:
+            metrics.serve(args.metrics_port, args.metrics_host)
+        run_forever(publisher, lock=RaceLock(cfg.dsn, race.id), metrics=metrics)
         return 0
+    if args.command == "status":
+        from .status import status
+
+        return 0 if status(cfg, race) else 1
     if args.command == "check":
         from .check import check
 

@@ -1,60 +1,151 @@
-"""The publish loop: APScheduler wiring and signals only."""
+"""The publish loop: APScheduler wiring, the race lock, backoff and signals."""
 
 from __future__ import annotations
 
 import logging
+import os
+import random
 import signal
 import threading
+import time
 from datetime import UTC, datetime
 from types import FrameType
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from .errors import RacepubError
+from .errors import RacepubError, SinkError, SourceError
+from .lock import RaceLock
+from .metrics import Metrics
 from .publish import Publisher
 
 log = logging.getLogger(__name__)
+STOP_GRACE_S = 5.0  # on SIGTERM, how long the cycle under way may take to finish
 
 
-def run_once(publisher: Publisher) -> bool:
+def run_once(publisher: Publisher, metrics: Metrics | None = None) -> bool:
     """One cycle, logged. False (and the old snapshot left in place) on failure."""
     try:
         stats = publisher.cycle()
     except RacepubError as e:
-        log.error("cycle failed: %s", e)
+        stage = "read" if isinstance(e, SourceError) else "write" if isinstance(
+            e, SinkError) else "other"
+        log.error("cycle failed (%s): %s", stage, e)
+        if metrics:
+            metrics.failures.labels(stage).inc()
         return False
     log.info("%s", stats.line())
+    if metrics:
+        metrics.published(stats.seq, stats.ms["total"] / 1000, stats.new_points, stats.reasons,
+                          stats.bytes)
     return True
 
 
-def run_forever(publisher: Publisher, stop: threading.Event | None = None) -> None:
+class Runner:
+    """What each tick of the scheduler does: hold the race, publish, back off.
+
+    Only the holder of the race lock publishes; a standby tries for it every
+    tick, so it takes over within about an interval of the holder's death.
+    After a failure the next tries come later and later (with jitter, so
+    publishers and retries do not fall into step), but never more than two
+    intervals apart: once the database or S3 is back, publishing resumes
+    within a couple of intervals.
+    """
+
+    def __init__(self, publisher: Publisher, lock: RaceLock | None,
+                 metrics: Metrics | None = None):
+        self.publisher, self.lock, self.metrics = publisher, lock, metrics
+        self.failures = 0
+        self.next_try = 0.0
+        self.holding: bool | None = None  # None: not known yet
+        self.busy = threading.Event()
+
+    def backoff_s(self) -> float:
+        interval = self.publisher.race.interval_s
+        ceiling = min(2.0 * interval, interval * 2.0 ** (self.failures - 1))
+        return float(ceiling * random.uniform(0.5, 1.0))
+
+    def tick(self) -> None:
+        if time.monotonic() < self.next_try:
+            return
+        self.busy.set()
+        try:
+            if self._hold() and run_once(self.publisher, self.metrics):
+                self.failures = 0
+            elif self.holding is not False:  # failed, rather than standing by
+                self.failures += 1
+                self.next_try = time.monotonic() + self.backoff_s()
+        finally:
+            self.busy.clear()
+
+    def _hold(self) -> bool:
+        if self.lock is None:
+            return True
+        try:
+            held: bool | None = self.lock.hold()
+        except SourceError as e:
+            log.error("cycle failed (read): %s", e)
+            if self.metrics:
+                self.metrics.failures.labels("read").inc()
+            self.holding = None  # unknown until the database answers again
+            return False
+        if held != self.holding:
+            if held:
+                log.info("holding race %s: publishing", self.publisher.race.id)
+                # Another process may have published meanwhile: carry on
+                # from the sink, not from what this process last knew.
+                self.publisher.forget_sink()
+            else:
+                log.info("race %s is held by another publisher: standing by",
+                         self.publisher.race.id)
+        self.holding = held
+        if self.metrics:
+            self.metrics.standby.set(0 if held else 1)
+        return bool(held)
+
+
+def run_forever(publisher: Publisher, stop: threading.Event | None = None,
+                lock: RaceLock | None = None, metrics: Metrics | None = None) -> None:
     """Publish every interval_s until SIGTERM/SIGINT (or `stop` is set).
 
     One instance at a time, coalesced: a slow cycle delays the next instead
     of piling up behind it.
     """
+    runner = Runner(publisher, lock, metrics)
     scheduler = BlockingScheduler(executors={"default": ThreadPoolExecutor(1)},
                                   job_defaults={"max_instances": 1, "coalesce": True,
                                                 "misfire_grace_time": None})
-    scheduler.add_job(run_once, "interval", args=[publisher],
-                      seconds=publisher.race.interval_s, id="publish",
-                      next_run_time=datetime.now(UTC))
+    scheduler.add_job(runner.tick, "interval", seconds=publisher.race.interval_s,
+                      id="publish", next_run_time=datetime.now(UTC))
+
+    def stop_scheduler() -> None:
+        scheduler.shutdown(wait=False)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("signal %d: finishing the current cycle, then stopping", signum)
-        threading.Thread(target=scheduler.shutdown, kwargs={"wait": True}).start()
+        log.info("signal %d: stopping after the current cycle", signum)
+        threading.Thread(target=stop_scheduler, daemon=True).start()
 
     if stop is not None:
-        threading.Thread(target=lambda: (stop.wait(), scheduler.shutdown(wait=True)),
-                         daemon=True).start()
+        def stop_when_told() -> None:
+            stop.wait()
+            stop_scheduler()
+
+        threading.Thread(target=stop_when_told, daemon=True).start()
     elif threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
     log.info("publishing race %s every %ds to %s", publisher.race.id,
              publisher.race.interval_s, publisher.sink.describe())
-    try:
-        scheduler.start()
-    finally:
-        publisher.close()
-
+    scheduler.start()
+    # The scheduler is stopped; let a cycle under way finish, but not for long:
+    # an abandoned cycle leaves the last snapshot (written last) in place.
+    deadline = time.monotonic() + STOP_GRACE_S
+    while runner.busy.is_set() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if runner.busy.is_set():
+        log.warning("abandoning the cycle under way; the published race stays as it was")
+        logging.shutdown()
+        os._exit(0)
+    publisher.close()
+    if lock is not None:
+        lock.release()

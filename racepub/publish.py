@@ -70,6 +70,13 @@ class Publisher:
     def close(self) -> None:
         self.source.close()
 
+    def forget_sink(self) -> None:
+        """Read the sink afresh before the next write (another publisher may
+        have written meanwhile): seq and what is in place come from it."""
+        self.seq = None
+        self.written.clear()
+        self.listed.clear()
+
     def _resume(self) -> None:
         """Carry on from what spectators see now: seq keeps growing across
         restarts, and chunks the live snapshot lists are already in place."""

@@ -16,6 +16,7 @@ from .track import Chunk, Fix, Rules, Track, chunk_key
 SCHEMA = 1
 MAX_FUTURE_S = 120.0  # phone clocks run a little ahead; more than this is wrong
 TAIL_DECIMALS = 6  # ~0.1 m: finer than any GPS
+MAX_NAME = 80  # characters of a name published; a 10,000-character name is someone's joke
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +148,7 @@ class RaceState:
                vehicles: list[Track], now: float) -> dict[str, Any]:
         r = t.racer
         out: dict[str, Any] = {
-            "id": r.id, "name": r.name, "kind": r.kind, "color": r.color,
+            "id": r.id, "name": display_name(r.name), "kind": r.kind, "color": r.color,
             "status": "waiting", "position": None, "distance_m": 0.0, "rank": rank,
             "elapsed_s": None, "pace_s_per_km": None, "speed_kmh": None, "gap_s": None,
             "gap_ahead_s": None, "eta_s": None, "finish_s": None, "off_course": False,
@@ -202,9 +203,14 @@ class RaceState:
         return 0.5 * recent + 0.5 * avg
 
 
+def display_name(name: str) -> str:
+    name = " ".join(name.split())  # no newlines or runs of blanks in a leaderboard
+    return name if len(name) <= MAX_NAME else name[:MAX_NAME - 1] + "…"
+
+
 def _versus(runner: Track, vehicle: Track) -> dict[str, Any]:
     """Man against machine: ahead or behind the vehicle, by metres and seconds."""
-    out: dict[str, Any] = {"id": vehicle.racer.id, "name": vehicle.racer.name,
+    out: dict[str, Any] = {"id": vehicle.racer.id, "name": display_name(vehicle.racer.name),
                            "ahead": None, "metres": None, "seconds": None}
     if runner.last is None or vehicle.last is None:
         return out

@@ -155,7 +155,9 @@ def _versions(s3: Any, bucket: str) -> dict[str, int]:
 def test_s3_objects_headers_and_no_reupload(tmp_path: Path, dsn: str, bucket: str) -> None:
     create_points_table(dsn, "CREATE TABLE live_points (user_id text, recorded_at timestamptz, "
                              "lat float8, lon float8)")
-    setup = write_race(tmp_path, dsn, sink=f"s3://{bucket}/race", interval_s=3,
+    # A password in the DSN (trust auth ignores it): it must appear nowhere.
+    secret_dsn = dsn.replace("postgres@", "postgres:s3cr3t-pw@")
+    setup = write_race(tmp_path, secret_dsn, sink=f"s3://{bucket}/race", interval_s=3,
                        extra="chunk_points = 10")
     insert_points(dsn, "live_points", ("user_id", "recorded_at", "lat", "lon"),
                   truth_rows(setup, "1001", 3.0, 60) + truth_rows(setup, "2001", 5.0, 60))
@@ -198,7 +200,7 @@ def test_s3_objects_headers_and_no_reupload(tmp_path: Path, dsn: str, bucket: st
         data = got["Body"].read()
         if got.get("ContentEncoding") == "gzip":
             data = gzip.decompress(data)
-        for secret in (dsn, dsn.split("@")[1], "testing", "postgres"):
+        for secret in (secret_dsn, "s3cr3t-pw", dsn.split("@")[1], "testing", "postgres"):
             assert secret.encode() not in data, (key, secret)
 
     # A second run with no new points re-uploads the snapshot and nothing else.

@@ -164,3 +164,12 @@ def test_racer_key_is_url_and_path_safe(racer_id: str) -> None:
     assert all(c.isalnum() or c in "-_.~" for c in key) and not key.startswith(".")
     assert key.isascii()
     assert racer_key(racer_id) == key
+
+
+def test_hostile_names_are_kept_whole_but_shortened_for_display() -> None:
+    long = "x" * 10_000
+    emoji = "Zoë 🏃‍♀️ \"quoted\" <b>&amp;</b>\n\tnewline"
+    state = make_state(Racer("a", long), Racer("b c'\"", emoji))
+    names = {r["id"]: r["name"] for r in state.snapshot(T0, 1)["racers"]}
+    assert names["a"] == "x" * 79 + "…"
+    assert names["b c'\""] == "Zoë 🏃‍♀️ \"quoted\" <b>&amp;</b> newline"

@@ -1,0 +1,279 @@
+"""Race day faults, caused for real: the database stops, S3 errors, the
+publisher is killed mid-cycle, two publishers race, signals arrive. At every
+step the published race stays whole, and the publisher recovers by itself."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import psycopg
+import pytest
+
+from racepub import config
+from racepub.errors import SinkError
+from racepub.localdb import LocalPostgres, free_port
+from racepub.publish import Publisher as InProcessPublisher
+from tests.faults import FaultProxy, Publisher, Watcher, dir_getter, spectator_view, wait_for
+from tests.helpers import RaceSetup, create_points_table, insert_points, now_utc, write_race
+
+COLS = ("user_id", "recorded_at", "lat", "lon")
+TABLE = "CREATE TABLE live_points (user_id text, recorded_at timestamptz, lat float8, lon float8)"
+
+
+def fixes(setup: RaceSetup, racer: str, speed: float, t0: float, t1: float,
+          every: float = 2.0) -> list[tuple[Any, ...]]:
+    out, t = [], t0
+    while t <= t1:
+        out.append((racer, setup.starts_at + timedelta(seconds=t), *setup.course.at(speed * t)))
+        t += every
+    return out
+
+
+def snapshot(setup: RaceSetup) -> dict[str, Any] | None:
+    return spectator_view(dir_getter(setup.sink_dir))
+
+
+def test_database_outage(tmp_path: Path) -> None:
+    db = LocalPostgres(tmp_path / "pg")
+    dsn = db.start()
+    try:
+        create_points_table(dsn, TABLE)
+        setup = write_race(tmp_path, dsn, interval_s=1, starts_at=now_utc() - timedelta(minutes=2))
+        insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 2, 100))
+        pub = Publisher(setup.path)
+        watcher = Watcher(dir_getter(setup.sink_dir))
+        try:
+            wait_for(lambda: (snapshot(setup) or {}).get("seq", 0) >= 2)
+            db.stop("immediate")  # as if the server crashed
+            time.sleep(1.5)
+            frozen = snapshot(setup)
+            assert frozen is not None
+            time.sleep(4)
+            # Spectators keep the last good race: same snapshot, still whole.
+            assert snapshot(setup) == frozen
+            assert pub.proc.poll() is None
+            assert "cycle failed (read)" in pub.log
+            db.start()
+            insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 102, 110))
+            started = time.monotonic()
+            back = wait_for(lambda: (s := snapshot(setup)) and s["seq"] > frozen["seq"]
+                            and s["racers"][0]["distance_m"] > 320 and s, timeout=15)
+            # Within a couple of intervals (plus the backoff ceiling of two).
+            assert time.monotonic() - started < 5
+            assert back["racers"][0]["id"] == "1001"
+        finally:
+            pub.kill()
+            watcher.stop()
+    finally:
+        db.destroy()
+
+
+@pytest.fixture
+def s3_race(tmp_path: Path, dsn: str, moto_server: str,
+            monkeypatch: pytest.MonkeyPatch) -> Any:
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                 "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(k, v)
+    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    bucket = f"faults-{len(s3.list_buckets()['Buckets'])}"
+    s3.create_bucket(Bucket=bucket)
+    proxy = FaultProxy(moto_server)
+    create_points_table(dsn, TABLE)
+    setup = write_race(tmp_path, dsn, sink=f"s3://{bucket}/live", extra="chunk_points = 10")
+    setup.path.write_text(setup.path.read_text().replace(
+        "[source]", f'[s3]\nendpoint_url = "{proxy.url}"\nregion = "us-east-1"\n\n[source]'))
+
+    def get(key: str) -> bytes | None:
+        import gzip
+
+        try:
+            got = s3.get_object(Bucket=bucket, Key=f"live/{key}")
+        except s3.exceptions.NoSuchKey:
+            return None
+        data: bytes = got["Body"].read()
+        return gzip.decompress(data) if got.get("ContentEncoding") == "gzip" else data
+
+    yield setup, proxy, get
+    proxy.close()
+
+
+def test_s3_errors_leave_the_last_snapshot_and_heal(s3_race: Any, dsn: str) -> None:
+    setup, proxy, get = s3_race
+    cfg = config.load(str(setup.path))
+    pub = InProcessPublisher(cfg, cfg.race("t"))
+    try:
+        insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 2, 40))
+        pub.cycle()
+        before = spectator_view(get)
+        assert before is not None and len(before["racers"][0]["track"]) == 2
+
+        # S3 throttles everything for a while: the cycle fails after retries,
+        # and spectators keep the last snapshot.
+        insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 42, 80))
+        proxy.fail = lambda method, path: 503 if method == "PUT" else None
+        with pytest.raises(SinkError, match="SlowDown"):
+            pub.cycle()
+        assert proxy.failed >= 4  # botocore retried before giving up
+        assert spectator_view(get) == before
+
+        # Then only the snapshot's upload fails (500): the new chunks are in,
+        # but the published snapshot is still the old, whole one.
+        proxy.fail = lambda method, path: 500 if path.endswith("snapshot.json") else None
+        with pytest.raises(SinkError, match="InternalError"):
+            pub.cycle()
+        assert get("tracks/1001/3.json") is not None
+        assert spectator_view(get) == before
+
+        # S3 recovers: the next cycle completes what was missing.
+        proxy.fail = lambda method, path: None
+        pub.cycle()
+        after = spectator_view(get)
+        assert after is not None and after["seq"] > before["seq"]
+        assert len(after["racers"][0]["track"]) == 4
+        # Nothing secret in any object: not the endpoint, the DSN, nor a key.
+        s3 = boto3.client("s3", endpoint_url=proxy.url, region_name="us-east-1")
+        bucket = cfg.race("t").sink[5:].split("/")[0]
+        keys = [o["Key"][len("live/"):] for o in
+                s3.list_objects_v2(Bucket=bucket)["Contents"]]
+        for key in keys:
+            data = get(key)
+            for secret in (proxy.url.split("//")[1], dsn.split("@")[1], "testing", "postgres"):
+                assert secret.encode() not in data, (key, secret)
+    finally:
+        pub.close()
+
+
+def test_kill_9_mid_cycle_then_restart(tmp_path: Path, dsn: str) -> None:
+    racers = "".join(f'\n[[races.t.racers]]\nid = "{i}"\nname = "R{i}"\n' for i in range(40))
+    setup = write_race(tmp_path, dsn, racers=racers, interval_s=1, extra="chunk_points = 10",
+                       starts_at=now_utc() - timedelta(minutes=60))
+    create_points_table(dsn, TABLE)
+    # A long first cycle: an hour of fixes for 40 racers, ~70,000 points.
+    rows = [r for i in range(40) for r in fixes(setup, str(i), 0.5 + i * 0.01, 1, 3590, 2.0)]
+    insert_points(dsn, "live_points", COLS, rows)
+    tracks = setup.sink_dir / "tracks"
+    watcher = Watcher(dir_getter(setup.sink_dir))
+    pub = Publisher(setup.path)
+    try:
+        # Kill it while it is writing the first cycle's chunks, before its snapshot.
+        wait_for(lambda: tracks.exists() and sum(1 for _ in tracks.rglob("*.json")) > 50,
+                 every=0.01)
+        pub.kill()
+        written = {p: p.read_bytes() for p in tracks.rglob("*.json")}
+        assert not (setup.sink_dir / "snapshot.json").exists()
+        # Restarted, it rebuilds its state from the database and carries on.
+        assert subprocess.run([sys.executable, "-m", "racepub", "run", "--once", "--race", "t",
+                               "--config", str(setup.path)], timeout=120).returncode == 0
+        snap = snapshot(setup)
+        assert snap is not None and snap["seq"] == 1
+        per_racer = len(rows) // 40
+        assert sum(len(r["track"]) for r in snap["racers"]) == 40 * (per_racer // 10)
+        # Chunks are deterministic: nothing immutable was rewritten differently.
+        for path, body in written.items():
+            assert path.read_bytes() == body, path
+        # And a second restart carries seq on, rewriting no chunk at all.
+        mtimes = {p: p.stat().st_mtime_ns for p in tracks.rglob("*.json")}
+        assert subprocess.run([sys.executable, "-m", "racepub", "run", "--once", "--race", "t",
+                               "--config", str(setup.path)], timeout=120).returncode == 0
+        assert snapshot(setup)["seq"] == 2  # type: ignore[index]
+        assert {p: p.stat().st_mtime_ns for p in tracks.rglob("*.json")} == mtimes
+    finally:
+        pub.kill()
+        watcher.stop()
+
+
+def test_standby_takes_over_when_the_active_publisher_dies(tmp_path: Path, dsn: str) -> None:
+    create_points_table(dsn, TABLE)
+    setup = write_race(tmp_path, dsn, interval_s=1)
+    insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 2, 500))
+    a, b = Publisher(setup.path), Publisher(setup.path)
+    watcher = Watcher(dir_getter(setup.sink_dir))
+    try:
+        wait_for(lambda: (snapshot(setup) or {}).get("seq", 0) >= 3)
+        wait_for(lambda: "standing by" in a.log + b.log)
+        active, standby = (a, b) if " seq=" in a.log else (b, a)
+        assert " seq=" not in standby.log  # only one publishes
+        assert "standing by" in standby.log
+        last = snapshot(setup)["seq"]  # type: ignore[index]
+        active.kill()
+        died = time.monotonic()
+        wait_for(lambda: " seq=" in standby.log, timeout=10)
+        assert time.monotonic() - died < 3  # within about two intervals
+        wait_for(lambda: snapshot(setup)["seq"] > last)  # type: ignore[index]
+        assert "holding race t" in standby.log
+    finally:
+        a.kill()
+        b.kill()
+        watcher.stop()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+def test_signals_stop_cleanly(tmp_path: Path, dsn: str, signum: int) -> None:
+    create_points_table(dsn, TABLE)
+    setup = write_race(tmp_path, dsn, interval_s=1)
+    pub = Publisher(setup.path)
+    try:
+        wait_for(lambda: (snapshot(setup) or {}).get("seq", 0) >= 2)
+        pub.proc.send_signal(signum)
+        assert pub.proc.wait(timeout=8) == 0
+        assert "Traceback" not in pub.log
+    finally:
+        pub.kill()
+
+
+def test_metrics_and_status(tmp_path: Path, dsn: str) -> None:
+    create_points_table(dsn, TABLE)
+    setup = write_race(tmp_path, dsn, interval_s=1, starts_at=now_utc() - timedelta(seconds=65))
+    insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 2, 60)
+                  + [("1001", setup.starts_at + timedelta(seconds=61), 95.0, 0.0)])
+    port = free_port()
+    pub = Publisher(setup.path, "--metrics-port", str(port))
+    try:
+        wait_for(lambda: (snapshot(setup) or {}).get("seq", 0) >= 3)
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+        values = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+                  if line and not line.startswith("#")}
+        assert values["racepub_cycles_total"] >= 3
+        assert values["racepub_points_accepted_total"] == 30
+        assert values['racepub_points_dropped_total{reason="out_of_range"}'] == 1
+        assert values["racepub_seconds_since_last_publish"] < 3
+        assert values["racepub_standby"] == 0
+        assert values["racepub_seq"] >= 3
+        status = subprocess.run([sys.executable, "-m", "racepub", "status", "--race", "t",
+                                 "--config", str(setup.path)], capture_output=True, text=True)
+        assert status.returncode == 0 and "(fresh)" in status.stdout
+        assert "racers: 1 racing, 2 waiting" in status.stdout
+        pub.kill()
+        time.sleep(4)  # more than three intervals without a publish
+        status = subprocess.run([sys.executable, "-m", "racepub", "status", "--race", "t",
+                                 "--config", str(setup.path)], capture_output=True, text=True)
+        assert status.returncode == 1 and "STALE" in status.stdout
+    finally:
+        pub.kill()
+
+
+def test_select_only_role_runs_the_loop(tmp_path: Path, dsn: str) -> None:
+    create_points_table(dsn, TABLE + "; CREATE ROLE racepub_loop LOGIN; "
+                        "GRANT SELECT ON live_points TO racepub_loop")
+    setup = write_race(tmp_path, dsn.replace("postgres@", "racepub_loop@"), interval_s=1,
+                       starts_at=now_utc() - timedelta(seconds=45))
+    insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 2, 40))
+    pub = Publisher(setup.path)
+    try:
+        wait_for(lambda: (snapshot(setup) or {}).get("seq", 0) >= 2)
+        assert snapshot(setup)["racers"][0]["status"] == "racing"  # type: ignore[index]
+        with psycopg.connect(dsn) as conn:  # the role could not write if it tried
+            assert conn.execute("SELECT has_table_privilege('racepub_loop', 'live_points', "
+                                "'INSERT')").fetchone() == (False,)
+    finally:
+        pub.kill()
+    assert json.loads((setup.sink_dir / "snapshot.json").read_text())["schema"] == 1
