@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest clean vendor-leaflet
+.PHONY: demo test lint typecheck pytest bench clean vendor-leaflet
 
 demo: $(STAMP)
 	$(BIN)/racepub demo
@@ -12,13 +12,17 @@ demo: $(STAMP)
 test: $(STAMP) lint typecheck pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check racepub tests
+	$(BIN)/ruff check racepub tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy racepub
 
 pytest: $(STAMP)
 	$(BIN)/pytest
+
+# Cycle cost at 5..50,000 racers beside a naive baseline; writes bench/RESULTS.md.
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from .timefmt import ts
 
 log = logging.getLogger(__name__)
 UPLOAD_THREADS = 16
+PAGE_EVERY_S = 30.0
 
 
 @dataclass
@@ -66,6 +68,8 @@ class Publisher:
         self.listed: set[str] = set()  # chunk keys the live snapshot lists
         self.seq: int | None = None
         self._dropped_before: Counter[str] = Counter()
+        self._compress_before = 0.0
+        self._page_at, self._page_state = -math.inf, ""
 
     def close(self) -> None:
         self.source.close()
@@ -130,17 +134,26 @@ class Publisher:
         seq = self.seq + 1
         snap = self.state.snapshot(now, seq)
         static_prefix = f"static/{self.static_hash}"
-        page = render_page(self.env, page_context(self.race, self.course, snap, static_prefix))
+        # The page's server-rendered table is for the first paint only (the
+        # script takes over from snapshot.json) and CDNs keep it a minute:
+        # re-render it now and then, or at once when the race's state changes.
+        state = snap["race"]["state"]
+        page_obj = None
+        if now - self._page_at >= PAGE_EVERY_S or state != self._page_state:
+            page = render_page(self.env, page_context(self.race, self.course, snap,
+                                                      static_prefix))
+            page_obj = objects.make(objects.PAGE, page, self.race.interval_s)
         first = self.static_objects + [
             objects.make(k, b, self.race.interval_s) for k, b in self.pending.items()]
-        page_obj = objects.make(objects.PAGE, page, self.race.interval_s)
         snap_obj = objects.make(objects.SNAPSHOT, json_bytes(snap), self.race.interval_s)
         t3 = time.perf_counter()
 
         # Order keeps readers consistent: chunks and assets, then the page,
         # then the snapshot that points at them.
         self._write_all(first, stats)
-        self._write_all([page_obj], stats)
+        if page_obj is not None:
+            self._write_all([page_obj], stats)
+            self._page_at, self._page_state = now, state
         self._write(snap_obj, stats, force=True)
         self.seq = seq
         self.pending.clear()
@@ -148,8 +161,12 @@ class Publisher:
 
         stats.seq = seq
         stats.ms = {"read": read_s * 1000, "update": update_s * 1000,
-                    "render": (t3 - t2) * 1000, "write": (t4 - t3) * 1000,
-                    "total": (t4 - t0) * 1000}
+                    "render": (t3 - t2) * 1000}
+        compress_s = getattr(self.sink, "compress_s", None)
+        if compress_s is not None:  # S3: compressed on the way out, inside write
+            stats.ms["compress"] = (compress_s - self._compress_before) * 1000
+            self._compress_before = compress_s
+        stats.ms.update({"write": (t4 - t3) * 1000, "total": (t4 - t0) * 1000})
         return stats
 
     def _write_all(self, objs: list[Object], stats: CycleStats) -> None:

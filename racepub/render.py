@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,7 @@ def page_context(race: Race, course: Course, snapshot: dict[str, Any],
             "race": race.id, "title": race.title, "starts_at": snapshot["race"]["starts_at"],
             "interval_s": race.interval_s, "units": race.units,
             "tiles": race.tiles, "attribution": race.tile_attribution,
-            "course": course.geometry(), "course_length_m": round(course.length_m, 1),
+            "course": _geometry(course), "course_length_m": round(course.length_m, 1),
         },
     )
 
@@ -100,6 +101,11 @@ def csp(tiles: str) -> str:
         tile_host = f"{parts.scheme}://*.{parts.netloc.split('.', 1)[-1]}"
     return ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
             f"img-src 'self' data: {tile_host}; base-uri 'none'; form-action 'none'")
+
+
+@functools.cache
+def _geometry(course: Course) -> list[list[float]]:
+    return course.geometry()
 
 
 def _gap(seconds: float | None) -> str:
