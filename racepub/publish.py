@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import orjson
 
@@ -16,7 +17,7 @@ from . import objects
 from .assets import static_files
 from .config import Config, Race
 from .course import load_gpx
-from .errors import SinkError
+from .errors import SinkError, SourceError
 from .objects import Object
 from .race import RaceState, chunk_body
 from .render import environment, json_bytes, page_context, render_page
@@ -66,6 +67,9 @@ class Publisher:
         self.pending: dict[str, bytes] = {}  # chunks cut but not yet written
         self.written: dict[str, str | None] = {}  # key -> sha256 in the sink (None: absent)
         self.listed: set[str] = set()  # chunk keys the live snapshot lists
+        # Newest fix per racer in the snapshot found on (re)start: never publish
+        # less than that, e.g. from a replica that lags after a failover.
+        self.floor: dict[str, float] = {}
         self.seq: int | None = None
         self._dropped_before: Counter[str] = Counter()
         self._compress_before = 0.0
@@ -80,6 +84,7 @@ class Publisher:
         self.seq = None
         self.written.clear()
         self.listed.clear()
+        self.floor.clear()
 
     def _resume(self) -> None:
         """Carry on from what spectators see now: seq keeps growing across
@@ -95,7 +100,10 @@ class Publisher:
                 for racer in old.get("racers", []):
                     for key in racer.get("track", []):
                         self.listed.add(key)
-        except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
+                    if racer.get("position"):
+                        self.floor[racer["id"]] = datetime.fromisoformat(
+                            racer["position"]["at"]).timestamp()
+        except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError, KeyError):
             log.warning("the published snapshot.json is unreadable; starting at seq 1")
 
     def cycle(self) -> CycleStats:
@@ -133,6 +141,7 @@ class Publisher:
 
         seq = self.seq + 1
         snap = self.state.snapshot(now, seq)
+        self._never_regress()
         static_prefix = f"static/{self.static_hash}"
         # The page's server-rendered table is for the first paint only (the
         # script takes over from snapshot.json) and CDNs keep it a minute:
@@ -168,6 +177,18 @@ class Publisher:
             self._compress_before = compress_s
         stats.ms.update({"write": (t4 - t3) * 1000, "total": (t4 - t0) * 1000})
         return stats
+
+    def _never_regress(self) -> None:
+        """Refuse to publish a race behind what spectators already see."""
+        if not self.floor:
+            return
+        newest = {i: t.last.t for i, t in self.state.tracks.items() if t.last is not None}
+        behind = [i for i, t in self.floor.items()
+                  if i in self.state.tracks and newest.get(i, 0.0) < t - 0.001]
+        if behind:
+            raise SourceError(f"the database is behind the published race for {len(behind)} "
+                              f"racer(s) (a lagging replica?); keeping what is published")
+        self.floor.clear()
 
     def _write_all(self, objs: list[Object], stats: CycleStats) -> None:
         todo = [o for o in objs if self._changed(o)]

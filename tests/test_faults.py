@@ -277,3 +277,31 @@ def test_select_only_role_runs_the_loop(tmp_path: Path, dsn: str) -> None:
     finally:
         pub.kill()
     assert json.loads((setup.sink_dir / "snapshot.json").read_text())["schema"] == 1
+
+
+def test_a_lagging_replica_never_moves_the_race_backwards(
+        tmp_path: Path, dsn: str, caplog: pytest.LogCaptureFixture) -> None:
+    from racepub.cli import main
+
+    create_points_table(dsn, TABLE)
+    setup = write_race(tmp_path, dsn, starts_at=now_utc() - timedelta(minutes=2))
+    rows = fixes(setup, "1001", 3.0, 2, 100)
+    insert_points(dsn, "live_points", COLS, rows)
+    argv = ["run", "--once", "--race", "t", "--config", str(setup.path)]
+    assert main(argv) == 0
+    published = (setup.sink_dir / "snapshot.json").read_bytes()
+    # After a failover the publisher restarts against a replica that is
+    # behind: the newest fixes are not there yet.
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE held AS SELECT * FROM live_points "
+                     "WHERE recorded_at > now() - interval '70 seconds'")
+        conn.execute("DELETE FROM live_points WHERE recorded_at > now() - interval '70 seconds'")
+    assert main(argv) == 1
+    assert "behind the published race" in caplog.text
+    assert (setup.sink_dir / "snapshot.json").read_bytes() == published
+    # The replica catches up: publishing carries on, seq growing.
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO live_points SELECT * FROM held")
+    assert main(argv) == 0
+    snap = json.loads((setup.sink_dir / "snapshot.json").read_text())
+    assert snap["seq"] == 2 and snap["racers"][0]["distance_m"] >= 290
