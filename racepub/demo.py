@@ -66,8 +66,9 @@ def demo(port: int | None = None, speed: float = 1.0) -> None:
         url = f"http://127.0.0.1:{server.server_address[1]}/"
         print(f"racepub demo: {race.title}, started {STARTED_AGO.seconds // 60} min ago, "
               f"{len(race.racers)} racers", flush=True)
-        print(f"Open {url}  (Ctrl-C to stop)", flush=True)
+        print(f"Open {url}  (Ctrl-C to stop; working files in {workdir})", flush=True)
         stop.wait()
+        db.stop("immediate")  # first: whatever happens next, no server is left behind
         server.shutdown()
         publisher_thread.join(timeout=10)
     finally:

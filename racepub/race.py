@@ -11,11 +11,10 @@ from typing import Any
 from .config import Race
 from .course import Course
 from .timefmt import iso, ts
-from .track import Chunk, Fix, Rules, Track, chunk_key
+from .track import Chunk, Fix, Rules, Track
 
 SCHEMA = 1
 MAX_FUTURE_S = 120.0  # phone clocks run a little ahead; more than this is wrong
-TAIL_DECIMALS = 6  # ~0.1 m: finer than any GPS
 MAX_NAME = 80  # characters of a name published; a 10,000-character name is someone's joke
 
 
@@ -153,8 +152,8 @@ class RaceState:
             "elapsed_s": None, "pace_s_per_km": None, "speed_kmh": None, "gap_s": None,
             "gap_ahead_s": None, "eta_s": None, "finish_s": None, "off_course": False,
             "dropped": dict(sorted(t.dropped.items())),
-            "tail": [_point(f) for f in t.tail],
-            "track": [chunk_key(r.id, n) for n in range(t.chunks)],
+            "tail": list(t.tail),
+            "track": list(t.track_keys),
         }
         if r.kind == "runner" and vehicles:
             out["vs_vehicles"] = [_versus(t, v) for v in vehicles]
@@ -168,11 +167,15 @@ class RaceState:
             status = "stale"
         else:
             status = "racing"
-        speed = t.recent_speed() if t.finish_t is None else t.average_speed(self.start_t)
+        recent = t.recent_speed()
+        speed = recent if t.finish_t is None else t.average_speed(self.start_t)
+        distance = t.distance_m
         out.update({
             "status": status,
-            "position": {"lat": last.lat, "lon": last.lon, "at": iso(last.t)},
-            "distance_m": round(t.distance_m, 1),
+            # The tail's newest point is this fix, its time formatted already.
+            "position": {"lat": last.lat, "lon": last.lon,
+                         "at": t.tail[-1][2] if t.tail else iso(last.t)},
+            "distance_m": round(distance, 1),
             "elapsed_s": round(end_t - self.start_t),
             "pace_s_per_km": round(1000 / speed, 1) if speed else None,
             "speed_kmh": round(speed * 3.6, 1) if speed is not None else None,
@@ -184,18 +187,17 @@ class RaceState:
             out["finish_s"] = round(t.finish_t - self.start_t, 1)
             out["eta_s"] = 0
         else:
-            projected = self._projected_speed(t)
+            projected = self._projected_speed(t, recent)
             if projected:
-                remaining = self.course.length_m - t.distance_m
+                remaining = self.course.length_m - distance
                 out["eta_s"] = max(0, round(last.t + remaining / projected - now))
         return out
 
-    def _projected_speed(self, t: Track) -> float | None:
+    def _projected_speed(self, t: Track, recent: float | None) -> float | None:
         """Speed for the rest of the race: recent and average blended (a
         runner who stops slows it at once, yet one pause does not stall
         it); vehicles, which stop and start, by their average alone."""
         avg = t.average_speed(self.start_t)
-        recent = t.recent_speed()
         if t.racer.kind == "vehicle" or recent is None:
             return avg
         if avg is None:
@@ -225,10 +227,6 @@ def _versus(runner: Track, vehicle: Track) -> dict[str, Any]:
     return out
 
 
-def _point(f: Fix) -> list[Any]:
-    return [round(f.lat, TAIL_DECIMALS), round(f.lon, TAIL_DECIMALS), iso(f.t)]
-
-
 def _gap(t: Track, other: Track | None) -> float | None:
     """How long ago `other` was where `t` is now."""
     if other is None or t.last is None:
@@ -244,4 +242,4 @@ def _gap(t: Track, other: Track | None) -> float | None:
 
 
 def chunk_body(chunk: Chunk) -> dict[str, Any]:
-    return {"racer": chunk.racer_id, "points": [_point(f) for f in chunk.points]}
+    return {"racer": chunk.racer_id, "points": chunk.points}

@@ -14,9 +14,11 @@ import re
 from array import array
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from .config import Racer
 from .course import PREFER_NEAR, Course
+from .timefmt import iso
 
 # Extra distance a fix may cover beyond max speed: GPS error at both ends.
 JUMP_SLACK_M = 20.0
@@ -24,6 +26,7 @@ JUMP_SLACK_M = 20.0
 # accept again rather than freeze the racer forever.
 MAX_JUMPS_IN_A_ROW = 5
 TIMELINE_STEP_M = 25.0
+DECIMALS = 6  # ~0.1 m: finer than any GPS
 FINISH_TOLERANCE_M = 15.0  # GPS noise around the finish line
 MOVING_MPS = 0.3  # slower than this over the pace window is standing still
 # The finish is timed from the fixes this long before and after it: the run-in,
@@ -54,11 +57,16 @@ class Fix:
     lon: float
 
 
+def published(fix: Fix) -> list[Any]:
+    """A point as snapshot tails and chunks carry it: [lat, lon, "ISO-8601"]."""
+    return [round(fix.lat, DECIMALS), round(fix.lon, DECIMALS), iso(fix.t)]
+
+
 @dataclass
 class Chunk:
     racer_id: str
     n: int
-    points: list[Fix]
+    points: list[list[Any]]  # as published
 
     @property
     def key(self) -> str:
@@ -88,7 +96,10 @@ class Track:
     finish_t: float | None = None
     count: int = 0  # accepted fixes
     chunks: int = 0  # chunks cut so far
-    tail: list[Fix] = field(default_factory=list)
+    track_keys: list[str] = field(default_factory=list)  # their keys, as the snapshot lists them
+    # Points newer than the last chunk, formatted once as published (a tail
+    # is published every cycle; formatting it anew each time cost the most).
+    tail: list[list[Any]] = field(default_factory=list)
     window: deque[tuple[float, float]] = field(default_factory=deque)  # (t, progress)
     approach: deque[tuple[float, float]] = field(default_factory=deque)  # (t, raw projection)
     # When progress first reached each multiple of TIMELINE_STEP_M (8 bytes a mark).
@@ -109,6 +120,7 @@ class Track:
             self._accept(fix)
             if len(self.tail) >= self.rules.chunk_points:
                 chunks.append(Chunk(self.racer.id, self.chunks, self.tail))
+                self.track_keys.append(chunk_key(self.racer.id, self.chunks))
                 self.chunks += 1
                 self.tail = []
         return chunks
@@ -178,7 +190,7 @@ class Track:
             off_course_m=rules.off_course_m)
         self.last, self.offset_m = fix, proj.offset_m
         self.count += 1
-        self.tail.append(fix)
+        self.tail.append(published(fix))
         # Progress never goes back (GPS noise would make it shiver), and never
         # leaps further than the racer could have gone: a fix projected onto
         # another leg of a crossing course must not skip the racer ahead.
@@ -228,7 +240,7 @@ class Track:
 
     @property
     def distance_m(self) -> float:
-        return min(self.progress_m, self.course.length_m)
+        return self.progress_m if self.progress_m < self.course.length_m else self.course.length_m
 
     def time_at(self, distance_m: float) -> float | None:
         """When this racer first reached a distance (None if not yet).

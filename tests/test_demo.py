@@ -22,7 +22,7 @@ def test_demo_serves_a_live_race_and_stops_cleanly(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "racepub", "demo"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        url = None
+        url, workdir = None, ""
         deadline = time.monotonic() + 90
         lines = []
         assert proc.stdout is not None
@@ -31,8 +31,8 @@ def test_demo_serves_a_live_race_and_stops_cleanly(tmp_path: Path) -> None:
             if not line:
                 break
             lines.append(line)
-            m = re.search(r"http://127\.0\.0\.1:\d+/", line)
-            url = m.group(0) if m else None
+            m = re.search(r"(http://127\.0\.0\.1:\d+/).*working files in (\S+)\)", line)
+            url, workdir = (m.group(1), m.group(2)) if m else (None, "")
         assert url, "".join(lines)
         time.sleep(3)
         with urllib.request.urlopen(url, timeout=5) as r:
@@ -55,7 +55,8 @@ def test_demo_serves_a_live_race_and_stops_cleanly(tmp_path: Path) -> None:
     assert code == 0
     # The throwaway PostgreSQL went with it.
     assert not [p for p in Path("/proc").glob("[0-9]*/cmdline")
-                if b"racepub-demo-" in _read(p)]
+                if workdir.encode() in _read(p)]
+    assert not Path(workdir).exists()
 
 
 def _read(path: Path) -> bytes:
