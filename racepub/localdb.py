@@ -10,12 +10,14 @@ import glob
 import importlib.util
 import os
 import pwd
+import shlex
 import shutil
 import socket
 import stat
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from .errors import RacepubError
 
@@ -58,12 +60,14 @@ class LocalPostgres:
     def dsn(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
-    def _run(self, *args: str) -> None:
+    def _as_user(self) -> dict[str, Any]:
         # Drop root's groups too: a group match would trump the o+x bits.
-        as_user = {"user": self.user, "group": pwd.getpwnam(self.user).pw_gid,
-                   "extra_groups": []} if self.user else {}
+        return {"user": self.user, "group": pwd.getpwnam(self.user).pw_gid,
+                "extra_groups": []} if self.user else {}
+
+    def _run(self, *args: str) -> None:
         result = subprocess.run([str(self.bindir / args[0]), *args[1:]], capture_output=True,
-                                text=True, cwd=self.root, **as_user)  # type: ignore[call-overload]
+                                text=True, cwd=self.root, **self._as_user())
         if result.returncode != 0:
             log = (self.root / "postgres.log")
             tail = log.read_text()[-2000:] if log.exists() else ""
@@ -79,7 +83,19 @@ class LocalPostgres:
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "postgres.log"),
                   "-o", opts, "-w", "-t", "60", "start")
+        self._reap_with(os.getpid())
         return self.dsn
+
+    def _reap_with(self, owner: int) -> None:
+        """Stop the server when its owner is gone, even by kill -9: a watcher
+        in a session of its own (so signals to the owner's group miss it)."""
+        pg_ctl = shlex.quote(str(self.bindir / "pg_ctl"))
+        data = shlex.quote(str(self.data))
+        script = (f"while [ -d /proc/{owner} ]; do sleep 1; done; "
+                  f"{pg_ctl} -D {data} -m immediate stop >/dev/null 2>&1")
+        subprocess.Popen(["sh", "-c", script], start_new_session=True, cwd=self.root,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, **self._as_user())
 
     def stop(self, mode: str = "fast") -> None:
         """mode: fast (clean) or immediate (as if the server crashed)."""

@@ -54,9 +54,15 @@ def test_demo_serves_a_live_race_and_stops_cleanly(tmp_path: Path) -> None:
             proc.kill()
     assert code == 0
     # The throwaway PostgreSQL went with it.
-    assert not [p for p in Path("/proc").glob("[0-9]*/cmdline")
-                if workdir.encode() in _read(p)]
+    assert not servers(workdir)
     assert not Path(workdir).exists()
+
+
+def servers(workdir: str) -> list[Path]:
+    """PostgreSQL processes serving the demo's data directory."""
+    return [p for p in Path("/proc").glob("[0-9]*/cmdline")
+            if _read(p).startswith(b"/") and b"postgres" in _read(p)
+            and f"{workdir}/pg/data".encode() in _read(p)]
 
 
 def _read(path: Path) -> bytes:
@@ -64,3 +70,21 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except OSError:  # the process ended while we looked
         return b""
+
+
+def test_killed_demo_leaves_no_database_behind(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "racepub", "demo"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    workdir = ""
+    deadline = time.monotonic() + 90
+    while not workdir and time.monotonic() < deadline:
+        m = re.search(r"working files in (\S+)\)", proc.stdout.readline())
+        workdir = m.group(1) if m else ""
+    assert workdir
+    proc.kill()  # no chance to clean up
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and servers(workdir):
+        time.sleep(0.2)
+    assert not servers(workdir)  # gone soon after, by itself
