@@ -6,8 +6,10 @@ preview sends the same headers the CDN would.
 
 from __future__ import annotations
 
+import hashlib
 import mimetypes
 from dataclasses import dataclass
+from functools import cached_property
 
 SNAPSHOT = "snapshot.json"
 PAGE = "index.html"
@@ -27,6 +29,12 @@ class Object:
     body: bytes
     content_type: str
     cache_control: str
+
+    @cached_property
+    def sha256(self) -> str:
+        """Of the uncompressed body; computed once per object (the static
+        files are made once per process and checked every cycle)."""
+        return hashlib.sha256(self.body).hexdigest()
 
     @property
     def compressible(self) -> bool:

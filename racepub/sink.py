@@ -141,7 +141,7 @@ class S3Sink:
             self.client.put_object(
                 Bucket=self.bucket, Key=self.prefix + obj.key, Body=body,
                 ContentType=obj.content_type, CacheControl=obj.cache_control,
-                Metadata={"sha256": digest(obj.body)}, **extra,
+                Metadata={"sha256": obj.sha256}, **extra,
             )
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
             raise SinkError(f"cannot upload {obj.key} to s3://{self.bucket}: {_reason(e)}") \
