@@ -39,11 +39,16 @@ def dsn(pg_server: LocalPostgres) -> Iterator[str]:
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def fake_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credentials that can only ever reach moto."""
     for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                  "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture
+def aws(fake_aws_env: None) -> Iterator[None]:
     with mock_aws():
         yield
 

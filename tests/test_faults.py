@@ -79,10 +79,7 @@ def test_database_outage(tmp_path: Path) -> None:
 
 @pytest.fixture
 def s3_race(tmp_path: Path, dsn: str, moto_server: str,
-            monkeypatch: pytest.MonkeyPatch) -> Any:
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(k, v)
+            fake_aws_env: None) -> Any:
     s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
     bucket = f"faults-{len(s3.list_buckets()['Buckets'])}"
     s3.create_bucket(Bucket=bucket)

@@ -34,11 +34,8 @@ class LiveRace:
 
 @pytest.fixture
 def live_race(tmp_path: Path, dsn: str, moto_server: str,
-              monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveRace]:
+              fake_aws_env: None) -> Iterator[LiveRace]:
     """A race mid-way, published once to a public bucket on moto's HTTP server."""
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(k, v)
     s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
     bucket = f"page-{os.getpid()}-{len(s3.list_buckets()['Buckets'])}"
     s3.create_bucket(Bucket=bucket)
