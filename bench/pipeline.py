@@ -12,8 +12,10 @@ import gzip
 import random
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -33,7 +35,7 @@ def main(n: int) -> None:
     course = Course([demo.at(d) for d in range(0, int(demo.length_m), 10)] + [demo.points[-1]])
     racers = tuple(Racer(str(i), f"Runner {i}") for i in range(n))
     race = Race(id="b", title="B", starts_at=START, course=Path("x"), interval_s=2,
-                sink="dir:x", racers=racers)
+                sink="dir:x", racers=racers, chunk_points=240 if n > 500 else 30)
     state = RaceState(race, course)
     rnd = random.Random(1)
     speeds = [rnd.uniform(2.0, 4.0) for _ in range(n)]
@@ -51,7 +53,8 @@ def main(n: int) -> None:
         return out
 
     state.update(rows_between(0, 600), T0 + 600)
-    state.snapshot(T0 + 600, 0)
+    publish = publisher(state)
+    publish(T0 + 600, 0)
     times: dict[str, list[float]] = {"update": [], "snapshot": [], "json": [], "gzip": []}
     for c in range(5):
         a = 600 + 2 * c
@@ -59,16 +62,35 @@ def main(n: int) -> None:
         t0 = time.perf_counter()
         state.update(rows, T0 + a + 2)
         t1 = time.perf_counter()
-        snap = state.snapshot(T0 + a + 2, c + 1)
+        snaps = publish(T0 + a + 2, c + 1)
         t2 = time.perf_counter()
-        body = json_bytes(snap)
+        bodies = [json_bytes(s) for s in snaps]
         t3 = time.perf_counter()
-        gzip.compress(body, 6)
+        gz = [gzip.compress(b, 6) for b in bodies]
         t4 = time.perf_counter()
         for k, v in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
             times[k].append(v)
     medians = ", ".join(f"{k} {sorted(v)[2] * 1000:.0f} ms" for k, v in times.items())
-    print(f"{n} racers, {len(rows)} new fixes a cycle: {medians}; snapshot {len(body):,} bytes")
+    sizes = f"snapshot {len(bodies[0]):,} / {len(gz[0]):,} gz bytes"
+    if len(bodies) > 1:
+        sizes += f", a shard {len(bodies[1]):,} / {len(gz[1]):,} gz ({len(bodies) - 1} written)"
+    print(f"{n} racers, {len(rows)} new fixes a cycle: {medians}; {sizes}")
+
+
+def publisher(state: RaceState) -> Callable[[float, int], list[dict[str, Any]]]:
+    """What a cycle renders: the snapshot, and for a large race the shards due."""
+    race = state.race
+    if not race.large:
+        return lambda now, seq: [state.snapshot(now, seq)]
+    turn = [0]
+
+    def large(now: float, seq: int) -> list[dict[str, Any]]:
+        due = [(turn[0] + i) % race.shards for i in range(min(race.shards, race.shard_writes))]
+        turn[0] += len(due)
+        snap, shards = state.large_snapshot(now, seq, due, 0.0)
+        return [snap, *shards.values()]
+
+    return large
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ KINDS = ("runner", "vehicle")
 DEFAULT_MAX_KMH = {"runner": 30.0, "vehicle": 120.0}
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+LARGE_CHUNK_POINTS = 240  # 20 minutes of fixes every 5 s
 _COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 # A SQL identifier as users write them; it is still quoted, never spliced.
 _IDENT = re.compile(r"^[^\x00\"]{1,63}$")
@@ -60,6 +61,21 @@ class Race:
     max_accuracy_m: float = 50.0
     max_kmh: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MAX_KMH))
     template_dir: Path | None = None
+    # The large-race form (DESIGN.md): above `shard_above` racers, snapshot.json
+    # carries the leaderboard head and racer records live in shard objects.
+    shard_above: int = 500
+    shard_size: int = 200  # racers per shard: ~25 KB gzipped with thinned tails
+    head_size: int = 25  # leaderboard rows in a large race's snapshot.json
+    shard_writes: int = 32  # shards rewritten per cycle at most (round robin)
+    tail_points: int = 10  # a shard's tails are thinned to this many points
+
+    @property
+    def large(self) -> bool:
+        return len(self.racers) > self.shard_above
+
+    @property
+    def shards(self) -> int:
+        return max(1, -(-len(self.racers) // self.shard_size)) if self.large else 0
 
 
 @dataclass(frozen=True)
@@ -191,8 +207,7 @@ def _race(name: str, r: _Table, path: Path, errors: list[str]) -> Race | None:
     tiles = r.get("tiles", _tiles, "a tile URL template with {z}, {x} and {y}",
                   default=DEFAULT_TILES)
     attribution = r.get("tile_attribution", _text, "a string", default=DEFAULT_ATTRIBUTION)
-    chunk_points = r.get("chunk_points", _int_range(2, 10000), "a whole number 2..10000",
-                         default=30)
+    chunk_points = r.get("chunk_points", _int_range(2, 10000), "a whole number 2..10000")
     stale_after_s = r.get("stale_after_s", _int_range(1, 86400), "whole seconds >= 1",
                           default=60)
     off_course_m = r.get("off_course_m", _float_range(10, 10000), "metres, 10..10000",
@@ -202,6 +217,16 @@ def _race(name: str, r: _Table, path: Path, errors: list[str]) -> Race | None:
     max_accuracy_m = r.get("max_accuracy_m", _float_range(1, 10000), "metres, 1..10000",
                            default=50.0)
     template_dir = r.get("template_dir", _dir(base), "a directory (relative to the config)")
+    shard_above = r.get("shard_above", _int_range(0, 10_000_000), "a whole number >= 0",
+                        default=Race.shard_above)
+    shard_size = r.get("shard_size", _int_range(1, 100_000), "a whole number >= 1",
+                       default=Race.shard_size)
+    head_size = r.get("head_size", _int_range(1, 1000), "a whole number 1..1000",
+                      default=Race.head_size)
+    shard_writes = r.get("shard_writes", _int_range(1, 100_000), "a whole number >= 1",
+                         default=Race.shard_writes)
+    tail_points = r.get("tail_points", _int_range(2, 10000), "a whole number 2..10000",
+                        default=Race.tail_points)
     max_kmh = dict(DEFAULT_MAX_KMH)
     speeds = r.table("max_kmh")
     for kind in KINDS:
@@ -240,12 +265,16 @@ def _race(name: str, r: _Table, path: Path, errors: list[str]) -> Race | None:
                       "after starts_at")
     if len(errors) > n_before:
         return None
+    if chunk_points is None:
+        # Each chunk is one PUT: a big field's fixes fill few, larger ones.
+        chunk_points = LARGE_CHUNK_POINTS if len(racers) > shard_above else 30
     return Race(id=name, title=title, starts_at=starts_at, ends_at=ends_at, course=course,
                 interval_s=interval_s, sink=sink, racers=tuple(racers), units=units,
                 tiles=tiles, tile_attribution=attribution, chunk_points=chunk_points,
                 stale_after_s=stale_after_s, off_course_m=off_course_m,
                 pace_window_s=pace_window_s, max_accuracy_m=max_accuracy_m, max_kmh=max_kmh,
-                template_dir=template_dir)
+                template_dir=template_dir, shard_above=shard_above, shard_size=shard_size,
+                head_size=head_size, shard_writes=shard_writes, tail_points=tail_points)
 
 
 def _racers_csv(path: Path, errors: list[str]) -> list[Racer]:

@@ -13,6 +13,7 @@ from functools import cached_property
 
 SNAPSHOT = "snapshot.json"
 PAGE = "index.html"
+SHARDS = "racers/"  # a large race's racer records, polled like the snapshot
 IMMUTABLE = "public, max-age=31536000, immutable"
 PAGE_CACHE = "public, max-age=60"
 # Compressing these pays off; images are compressed already.
@@ -49,7 +50,7 @@ def content_type(key: str) -> str:
 
 
 def cache_control(key: str, interval_s: int) -> str:
-    if key == SNAPSHOT:
+    if key == SNAPSHOT or key.startswith(SHARDS):
         # The CDN may serve the old snapshot for one more interval while it
         # refetches, and keep serving it for a day if the origin errors.
         return (f"public, max-age={interval_s}, stale-while-revalidate={interval_s}, "
@@ -57,6 +58,10 @@ def cache_control(key: str, interval_s: int) -> str:
     if key.startswith(("tracks/", "static/")):
         return IMMUTABLE
     return PAGE_CACHE
+
+
+def shard_key(n: int) -> str:
+    return f"{SHARDS}{n}.json"
 
 
 def make(key: str, body: bytes, interval_s: int) -> Object:

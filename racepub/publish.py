@@ -10,6 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import orjson
 
@@ -74,6 +75,7 @@ class Publisher:
         self._dropped_before: Counter[str] = Counter()
         self._compress_before = 0.0
         self._page_at, self._page_state = -math.inf, ""
+        self._next_shard = 0  # large races: where the round robin of shard writes is
 
     def close(self) -> None:
         self.source.close()
@@ -95,16 +97,31 @@ class Publisher:
             return
         try:
             old = orjson.loads(body)
-            if old.get("race", {}).get("id") == self.race.id:
-                self.seq = int(old.get("seq", 0))
-                for racer in old.get("racers", []):
-                    for key in racer.get("track", []):
-                        self.listed.add(key)
-                    if racer.get("position"):
-                        self.floor[racer["id"]] = datetime.fromisoformat(
-                            racer["position"]["at"]).timestamp()
+            if old.get("race", {}).get("id") != self.race.id:
+                return
+            self.seq = int(old.get("seq", 0))
+            self._note_published(old.get("racers", []))
+            shards = int(old.get("field", {}).get("shards", 0))
         except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError, KeyError):
             log.warning("the published snapshot.json is unreadable; starting at seq 1")
+            return
+        # A large race: what spectators see is in the shards too.
+        with ThreadPoolExecutor(UPLOAD_THREADS) as pool:
+            bodies = list(pool.map(self.sink.get, [objects.shard_key(n) for n in range(shards)]))
+        for n, shard in enumerate(bodies):
+            try:
+                if shard is not None:
+                    self._note_published(orjson.loads(shard).get("racers", []))
+            except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError, KeyError):
+                log.warning("the published %s is unreadable", objects.shard_key(n))
+
+    def _note_published(self, racers: list[dict[str, Any]]) -> None:
+        for racer in racers:
+            for key in racer.get("track", []):
+                self.listed.add(key)
+            if racer.get("position"):
+                at = datetime.fromisoformat(racer["position"]["at"]).timestamp()
+                self.floor[racer["id"]] = max(at, self.floor.get(racer["id"], at))
 
     def cycle(self) -> CycleStats:
         """Publish once. Raises SourceError/SinkError; the published snapshot
@@ -140,7 +157,14 @@ class Publisher:
         t2 = time.perf_counter()
 
         seq = self.seq + 1
-        snap = self.state.snapshot(now, seq)
+        shard_objs: list[Object] = []
+        if self.race.large:
+            due, every_s = self._due_shards()
+            snap, shards = self.state.large_snapshot(now, seq, due, every_s)
+            shard_objs = [objects.make(objects.shard_key(n), json_bytes(body),
+                                       self.race.interval_s) for n, body in shards.items()]
+        else:
+            snap = self.state.snapshot(now, seq)
         self._never_regress()
         static_prefix = f"static/{self.static_hash}"
         # The page's server-rendered table is for the first paint only (the
@@ -157,15 +181,17 @@ class Publisher:
         snap_obj = objects.make(objects.SNAPSHOT, json_bytes(snap), self.race.interval_s)
         t3 = time.perf_counter()
 
-        # Order keeps readers consistent: chunks and assets, then the page,
-        # then the snapshot that points at them.
+        # Order keeps readers consistent: chunks and assets, then the shards
+        # and the page, then the snapshot that points at them.
         self._write_all(first, stats)
+        self._write_all(shard_objs + ([page_obj] if page_obj else []), stats)
         if page_obj is not None:
-            self._write_all([page_obj], stats)
             self._page_at, self._page_state = now, state
         self._write(snap_obj, stats, force=True)
         self.seq = seq
         self.pending.clear()
+        if shard_objs:
+            self._next_shard = (self._next_shard + len(shard_objs)) % self.race.shards
         t4 = time.perf_counter()
 
         stats.seq = seq
@@ -177,6 +203,21 @@ class Publisher:
             self._compress_before = compress_s
         stats.ms.update({"write": (t4 - t3) * 1000, "total": (t4 - t0) * 1000})
         return stats
+
+    def _due_shards(self) -> tuple[list[int], float]:
+        """Which shards to rewrite this cycle, and how often each is rewritten.
+
+        Each shard is one PUT: a 50,000-racer field has ~200, more than a
+        cycle can send. They go round robin, `shard_writes` a cycle; shards
+        this process has not written yet go first, all at once, so the
+        snapshot never points at a missing (or another run's) shard."""
+        race = self.race
+        missing = [n for n in range(race.shards) if objects.shard_key(n) not in self.written]
+        every_s = float(-(-race.shards // race.shard_writes) * race.interval_s)
+        if missing:
+            return missing, every_s
+        count = min(race.shards, race.shard_writes)
+        return [(self._next_shard + i) % race.shards for i in range(count)], every_s
 
     def _never_regress(self) -> None:
         """Refuse to publish a race behind what spectators already see."""
@@ -212,8 +253,8 @@ class Publisher:
         """Whether the sink lacks these exact bytes. Chunks are cut once per
         process (and never when the live snapshot lists them already); for
         other keys the sink is asked once, then remembered."""
-        if obj.key.startswith("tracks/"):
-            return True
+        if obj.key.startswith(("tracks/", objects.SHARDS)):
+            return True  # shards carry seq: always new
         if obj.key not in self.written:
             self.written[obj.key] = self.sink.fingerprint(obj.key)
         return self.written[obj.key] != obj.sha256

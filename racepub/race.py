@@ -50,10 +50,18 @@ class RaceState:
         race = self.race
         rules = {kind: Rules(start_t=self.start_t, max_mps=speed / 3.6,
                              chunk_points=race.chunk_points,
-                             pace_window_s=race.pace_window_s, off_course_m=race.off_course_m)
+                             pace_window_s=race.pace_window_s, off_course_m=race.off_course_m,
+                             tail_stride=-(-race.chunk_points // max(1, race.tail_points - 1))
+                             if race.large else 0)
                  for kind, speed in race.max_kmh.items()}
         self.tracks = {r.id: Track(racer=r, course=self.course, rules=rules[r.kind])
                        for r in race.racers}
+        self._order = {r.id: i for i, r in enumerate(race.racers)}
+        # Large races: which racers each shard object holds (fixed for the race).
+        self.shard_members: list[list[str]] = [[] for _ in range(race.shards)]
+        for r in race.racers:
+            if race.shards:
+                self.shard_members[shard_of(r.id, race.shards)].append(r.id)
 
     def update(self, rows: Iterable[Row], now: float) -> tuple[int, list[Chunk]]:
         """Check and apply new rows; return (rows accepted, chunks now full)."""
@@ -115,7 +123,7 @@ class RaceState:
 
     def ranked(self) -> list[Track]:
         """Finished by finish time, then by progress, then waiting in config order."""
-        order = {r.id: i for i, r in enumerate(self.race.racers)}
+        order = self._order
 
         def key(t: Track) -> tuple[int, float, int]:
             if t.finish_t is not None:
@@ -149,6 +157,9 @@ class RaceState:
             ahead = track if track.last is not None else ahead
         self._dirty.clear()
         self._leader_id = leader_id
+        return self._envelope(now, seq) | {"racers": racers}
+
+    def _envelope(self, now: float, seq: int) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
             "race": {
@@ -163,11 +174,65 @@ class RaceState:
             },
             "generated_at": iso(now),
             "seq": seq,
-            "racers": racers,
         }
 
+    def large_snapshot(self, now: float, seq: int, shard_ids: Iterable[int],
+                       shard_every_s: float) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+        """The large-race form: snapshot.json with the leaderboard head and the
+        field's counts, and the shard objects due this cycle (DESIGN.md).
+
+        Every racer is ranked each cycle (a sort), but records are built only
+        for the head and the racers of the shards written: that, not the
+        field's size, is what a cycle renders."""
+        race = self.race
+        ranked = self.ranked()
+        leader = ranked[0] if ranked and ranked[0].last is not None else None
+        vehicles = [t for t in self.tracks.values() if t.racer.kind == "vehicle"]
+        place: dict[str, tuple[int, Track | None]] = {}
+        counts = Counter[str]()
+        ahead: Track | None = None
+        stale_before = now - race.stale_after_s
+        for rank, track in enumerate(ranked, start=1):
+            place[track.racer.id] = (rank, ahead)
+            last = track.last
+            if last is None:
+                counts["waiting"] += 1
+                continue
+            counts["finished" if track.finish_t is not None else
+                   "stale" if last.t < stale_before else "racing"] += 1
+            ahead = track
+
+        def record(track: Track) -> dict[str, Any]:
+            rank, ahead = place[track.racer.id]
+            return self._racer(track, rank, leader, ahead, vehicles, now, thin=True)
+
+        head = ranked[:race.head_size]
+        head += [v for v in vehicles if place[v.racer.id][0] > race.head_size]
+        snap = self._envelope(now, seq) | {
+            "racers": [record(t) for t in head],
+            "field": {
+                "count": len(ranked),
+                "by_status": {k: counts[k] for k in ("racing", "stale", "finished", "waiting")},
+                "head": len(head),
+                "shards": race.shards,
+                "shard_url": "racers/{shard}.json",
+                "shard_of": "fnv1a32",
+                "shard_every_s": shard_every_s,
+                "tail_points": race.tail_points,
+            },
+        }
+        shards = {}
+        for n in shard_ids:
+            members = sorted((self.tracks[i] for i in self.shard_members[n]),
+                             key=lambda t: place[t.racer.id][0])
+            shards[n] = {"schema": SCHEMA, "race": race.id, "shard": n,
+                         "shards": race.shards, "generated_at": iso(now), "seq": seq,
+                         "racers": [record(t) for t in members]}
+        self._dirty.clear()
+        return snap, shards
+
     def _racer(self, t: Track, rank: int, leader: Track | None, ahead: Track | None,
-               vehicles: list[Track], now: float) -> dict[str, Any]:
+               vehicles: list[Track], now: float, thin: bool = False) -> dict[str, Any]:
         r = t.racer
         out: dict[str, Any] = {
             "id": r.id, "name": display_name(r.name), "kind": r.kind, "color": r.color,
@@ -175,7 +240,7 @@ class RaceState:
             "elapsed_s": None, "pace_s_per_km": None, "speed_kmh": None, "gap_s": None,
             "gap_ahead_s": None, "eta_s": None, "finish_s": None, "off_course": False,
             "dropped": dict(sorted(t.dropped.items())),
-            "tail": list(t.tail),
+            "tail": t.thin_tail() if thin else t.tail(),
             "track": list(t.track_keys),
         }
         if r.kind == "runner" and vehicles:
@@ -195,9 +260,7 @@ class RaceState:
         distance = t.distance_m
         out.update({
             "status": status,
-            # The tail's newest point is this fix, its time formatted already.
-            "position": {"lat": last.lat, "lon": last.lon,
-                         "at": t.tail[-1][2] if t.tail else iso(last.t)},
+            "position": {"lat": last.lat, "lon": last.lon, "at": iso(last.t)},
             "distance_m": round(distance, 1),
             "elapsed_s": round(end_t - self.start_t),
             "pace_s_per_km": round(1000 / speed, 1) if speed else None,
@@ -247,6 +310,15 @@ class RaceState:
         if avg is None:
             return recent or None
         return 0.5 * recent + 0.5 * avg
+
+
+def shard_of(racer_id: str, shards: int) -> int:
+    """Which shard object holds a racer: FNV-1a (32-bit) of the id's UTF-8
+    bytes, modulo the number of shards. The page computes the same."""
+    h = 0x811C9DC5
+    for byte in racer_id.encode():
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return h % shards
 
 
 def display_name(name: str) -> str:

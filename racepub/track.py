@@ -1,9 +1,10 @@
 """One racer's track: clean-up of raw fixes, progress, chunks, pace. Pure; no I/O.
 
 Only what the snapshot needs stays in memory: the tail (points newer than the
-last chunk), a short window for pace, and a coarse time-at-distance timeline
-for gaps. Chunked points leave memory once handed to the publisher, so memory
-does not grow with the race's history.
+last chunk, 24 bytes a point), a short window for pace, and a coarse
+time-at-distance timeline for gaps (4 bytes per 25 m). Chunked points leave
+memory once handed to the publisher, so memory does not grow with the number
+of fixes in the race's history; at 50,000 racers every byte per point counts.
 """
 
 from __future__ import annotations
@@ -57,9 +58,9 @@ class Fix:
     lon: float
 
 
-def published(fix: Fix) -> list[Any]:
+def published(lat: float, lon: float, t: float) -> list[Any]:
     """A point as snapshot tails and chunks carry it: [lat, lon, "ISO-8601"]."""
-    return [round(fix.lat, DECIMALS), round(fix.lon, DECIMALS), iso(fix.t)]
+    return [round(lat, DECIMALS), round(lon, DECIMALS), iso(t)]
 
 
 @dataclass
@@ -82,6 +83,9 @@ class Rules:
     chunk_points: int = 30
     pace_window_s: float = 60.0
     off_course_m: float = 150.0
+    # Large races publish thinned tails: every tail_stride-th point (kept
+    # formatted) and the newest. 0: no thinned tail.
+    tail_stride: int = 0
 
 
 @dataclass
@@ -97,13 +101,15 @@ class Track:
     count: int = 0  # accepted fixes
     chunks: int = 0  # chunks cut so far
     track_keys: list[str] = field(default_factory=list)  # their keys, as the snapshot lists them
-    # Points newer than the last chunk, formatted once as published (a tail
-    # is published every cycle; formatting it anew each time cost the most).
-    tail: list[list[Any]] = field(default_factory=list)
+    # Points newer than the last chunk as flat (lat, lon, t) triples: a list
+    # per point would cost ~200 bytes, and big fields keep hundreds a racer.
+    tail_xyt: array[float] = field(default_factory=lambda: array("d"))
+    sparse: list[list[Any]] = field(default_factory=list)  # the thinned tail, formatted
     window: deque[tuple[float, float]] = field(default_factory=deque)  # (t, progress)
     approach: deque[tuple[float, float]] = field(default_factory=deque)  # (t, raw projection)
-    # When progress first reached each multiple of TIMELINE_STEP_M (8 bytes a mark).
-    timeline: array[float] = field(default_factory=lambda: array("d"))
+    # When progress first reached each multiple of TIMELINE_STEP_M, in seconds
+    # after the start as float32 (1 ms steps over a day; 4 bytes a mark).
+    timeline: array[float] = field(default_factory=lambda: array("f"))
     dropped: Counter[str] = field(default_factory=Counter)
     jumps_in_a_row: int = 0
 
@@ -118,12 +124,31 @@ class Track:
                 self.dropped[reason] += 1
                 continue
             self._accept(fix)
-            if len(self.tail) >= self.rules.chunk_points:
-                chunks.append(Chunk(self.racer.id, self.chunks, self.tail))
+            if self.tail_len >= self.rules.chunk_points:
+                chunks.append(Chunk(self.racer.id, self.chunks, self.tail()))
                 self.track_keys.append(chunk_key(self.racer.id, self.chunks))
                 self.chunks += 1
-                self.tail = []
+                self.tail_xyt = array("d")
+                self.sparse = []
         return chunks
+
+    @property
+    def tail_len(self) -> int:
+        return len(self.tail_xyt) // 3
+
+    def tail(self) -> list[list[Any]]:
+        """The points newer than the last chunk, as published."""
+        xyt = self.tail_xyt
+        return [published(xyt[i], xyt[i + 1], xyt[i + 2]) for i in range(0, len(xyt), 3)]
+
+    def thin_tail(self) -> list[list[Any]]:
+        """Every tail_stride-th point of the tail and the newest: the same
+        points from one cycle to the next, each formatted once."""
+        n = self.tail_len
+        if not n or (n - 1) % max(1, self.rules.tail_stride) == 0:
+            return list(self.sparse)
+        xyt = self.tail_xyt
+        return [*self.sparse, published(xyt[-3], xyt[-2], xyt[-1])]
 
     def _reject(self, fix: Fix) -> str | None:
         last = self.last
@@ -190,7 +215,9 @@ class Track:
             off_course_m=rules.off_course_m)
         self.last, self.offset_m = fix, proj.offset_m
         self.count += 1
-        self.tail.append(published(fix))
+        self.tail_xyt.extend((fix.lat, fix.lon, fix.t))
+        if rules.tail_stride and (self.tail_len - 1) % rules.tail_stride == 0:
+            self.sparse.append(published(fix.lat, fix.lon, fix.t))
         # Progress never goes back (GPS noise would make it shiver), and never
         # leaps further than the racer could have gone: a fix projected onto
         # another leg of a crossing course must not skip the racer ahead.
@@ -234,7 +261,8 @@ class Track:
         d1 = min(d1, self.course.length_m)
         while len(self.timeline) * TIMELINE_STEP_M <= d1:
             mark = len(self.timeline) * TIMELINE_STEP_M
-            self.timeline.append(_interpolate_t(t0, d0, t1, d1, max(mark, d0)))
+            t = _interpolate_t(t0, d0, t1, d1, max(mark, d0))
+            self.timeline.append(t - self.rules.start_t)
 
     # -- derived numbers -------------------------------------------------------
 
@@ -249,20 +277,21 @@ class Track:
         with, not spread evenly: a trolley that reached a stop and waited
         there reached it when it arrived, not halfway through its wait.
         """
-        marks = self.timeline
+        marks, t0 = self.timeline, self.rules.start_t
         i = math.floor(distance_m / TIMELINE_STEP_M)
         if i < 0 or i >= len(marks) or self.last is None or self.distance_m < distance_m:
             return self.finish_t if self.finish_t is not None and \
                 distance_m >= self.course.length_m - 1e-6 else None
         if i + 1 < len(marks):
-            upper = marks[i + 1]
+            upper = t0 + marks[i + 1]
         else:
             upper = self.finish_t if self.finish_t is not None else self.last.t
         beyond = distance_m - i * TIMELINE_STEP_M
+        at = t0 + marks[i]
         if i == 0:
-            return marks[0] + (upper - marks[0]) * beyond / TIMELINE_STEP_M
+            return at + (upper - at) * beyond / TIMELINE_STEP_M
         pace = (marks[i] - marks[i - 1]) / TIMELINE_STEP_M  # seconds per metre coming in
-        return min(marks[i] + beyond * pace, upper)
+        return min(at + beyond * pace, upper)
 
     @property
     def off_course(self) -> bool:

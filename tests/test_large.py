@@ -1,0 +1,155 @@
+"""The large-race form: snapshot.json carries the leaderboard head, racer
+records live in shard objects (DESIGN.md). Real PostgreSQL, moto S3."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from racepub import config
+from racepub.publish import Publisher
+from racepub.race import shard_of
+from tests.helpers import create_points_table, insert_points, now_utc, write_race
+from tests.test_publish import truth_rows
+
+N = 23  # runners, plus one vehicle
+LARGE = """
+    shard_above = 10
+    shard_size = 5
+    head_size = 4
+    shard_writes = 2
+    tail_points = 4
+    chunk_points = 12
+"""
+
+
+def racers_csv(tmp_path: Path) -> None:
+    rows = [f"r{i:02d},Runner {i},runner\n" for i in range(N)] + ["tram,The T,vehicle\n"]
+    (tmp_path / "entrants.csv").write_text("id,name,kind\n" + "".join(rows))
+
+
+def test_fnv1a_shard_of_matches_published_vectors() -> None:
+    # FNV-1a 32-bit reference values (the page computes the same in JS).
+    assert shard_of("", 2**32) == 0x811C9DC5
+    assert shard_of("a", 2**32) == 0xE40C292C
+    assert shard_of("foobar", 2**32) == 0xBF9CF968
+    assert shard_of("Zoë", 7) == shard_of("Zoë", 7)  # UTF-8 bytes, not code points
+
+
+class Bucket:
+    def __init__(self, name: str):
+        self.s3, self.name = boto3.client("s3", region_name="us-east-1"), name
+
+    def json(self, key: str) -> Any:
+        body = self.s3.get_object(Bucket=self.name, Key=f"race/{key}")["Body"].read()
+        return json.loads(gzip.decompress(body))
+
+    def versions(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for page in self.s3.get_paginator("list_object_versions").paginate(Bucket=self.name):
+            for v in page.get("Versions", []):
+                counts[v["Key"]] = counts.get(v["Key"], 0) + 1
+        return counts
+
+
+def test_large_race_publishes_head_and_shards(tmp_path: Path, dsn: str, bucket: str) -> None:
+    create_points_table(dsn, "CREATE TABLE live_points (user_id text, recorded_at timestamptz, "
+                             "lat float8, lon float8)")
+    racers_csv(tmp_path)
+    setup = write_race(tmp_path, dsn, sink=f"s3://{bucket}/race", racers="\n",
+                       starts_at=now_utc() - timedelta(minutes=3),
+                       extra='racers_file = "entrants.csv"\n' + LARGE)
+    rows = [row for i in range(N) for row in truth_rows(setup, f"r{i:02d}", 2.0 + 0.05 * i, 170)]
+    rows += truth_rows(setup, "tram", 2.6, 170)
+    insert_points(dsn, "live_points", ("user_id", "recorded_at", "lat", "lon"), rows)
+    cfg = config.load(str(setup.path))
+    race = cfg.race("t")
+    assert race.large and race.shards == 5
+    pub = Publisher(cfg, race)
+    pub.cycle()
+    out = Bucket(bucket)
+
+    snap = out.json("snapshot.json")
+    assert snap["schema"] == 1 and snap["seq"] == 1
+    field = snap["field"]
+    assert field["count"] == N + 1 and field["shards"] == 5
+    assert field["by_status"] == {"racing": N + 1, "stale": 0, "finished": 0, "waiting": 0}
+    assert field["shard_url"] == "racers/{shard}.json" and field["shard_of"] == "fnv1a32"
+    # The head: the fastest four, and the vehicle wherever it is.
+    head = [r["id"] for r in snap["racers"]]
+    assert head[:4] == ["r22", "r21", "r20", "r19"] and head[4:] == ["tram"]
+    assert [r["rank"] for r in snap["racers"]][:4] == [1, 2, 3, 4]
+
+    # Every racer in exactly the shard the documented hash names, ranked,
+    # with the full record of schema 1 and a thinned tail.
+    seen: dict[str, dict[str, Any]] = {}
+    for n in range(5):
+        shard = out.json(f"racers/{n}.json")
+        assert (shard["shard"], shard["shards"], shard["seq"]) == (n, 5, 1)
+        ranks = [r["rank"] for r in shard["racers"]]
+        assert ranks == sorted(ranks)
+        for r in shard["racers"]:
+            assert shard_of(r["id"], 5) == n
+            seen[r["id"]] = r
+    assert len(seen) == N + 1
+    assert sorted(r["rank"] for r in seen.values()) == list(range(1, N + 2))
+    r05 = seen["r05"]
+    expected_m = (2.0 + 0.05 * 5) * 169
+    assert r05["distance_m"] == pytest.approx(expected_m, abs=3)
+    assert r05["position"]["at"] == (setup.starts_at + timedelta(seconds=169)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+    assert 1 <= len(r05["tail"]) <= 4 and r05["tail"][-1][2] == r05["position"]["at"]
+    # 85 fixes: 7 chunks of 12 listed and written, 1 point in the tail.
+    assert len(r05["track"]) == 7
+    for key in r05["track"]:
+        assert len(out.json(key)["points"]) == 12
+    assert snap["racers"][0] == seen["r22"] | {}  # head and shard agree in the same cycle
+
+    # Later cycles rewrite shard_writes shards, round robin, and the snapshot.
+    before = out.versions()
+    pub.cycle()
+    pub.cycle()
+    pub.cycle()
+    after = out.versions()
+    grew = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+    assert grew.pop("race/snapshot.json") == 3
+    assert sum(grew.values()) == 6 and set(grew) <= {f"race/racers/{n}.json" for n in range(5)}
+    assert max(grew.values()) - min(grew.values()) <= 1 and len(grew) == 5
+    assert out.json("snapshot.json")["field"]["shard_every_s"] == 3 * 2  # ceil(5/2) cycles
+    pub.close()
+
+
+def test_large_race_restart_resumes_from_shards(tmp_path: Path, dsn: str,
+                                                bucket: str) -> None:
+    create_points_table(dsn, "CREATE TABLE live_points (user_id text, recorded_at timestamptz, "
+                             "lat float8, lon float8)")
+    racers_csv(tmp_path)
+    setup = write_race(tmp_path, dsn, sink=f"s3://{bucket}/race", racers="\n",
+                       starts_at=now_utc() - timedelta(minutes=3),
+                       extra='racers_file = "entrants.csv"\n' + LARGE)
+    rows = [row for i in range(N) for row in truth_rows(setup, f"r{i:02d}", 2.5, 100)]
+    insert_points(dsn, "live_points", ("user_id", "recorded_at", "lat", "lon"), rows)
+    cfg = config.load(str(setup.path))
+    first = Publisher(cfg, cfg.race("t"))
+    first.cycle()
+    first.cycle()
+    first.close()
+    out = Bucket(bucket)
+    before = out.versions()
+
+    again = Publisher(cfg, cfg.race("t"))
+    again.cycle()
+    again.close()
+    after = out.versions()
+    assert out.json("snapshot.json")["seq"] == 3  # seq carries on
+    # Chunks the shards listed were not rewritten; every shard was (a new run
+    # writes them all before its first snapshot points at them).
+    rewritten = {k for k in after if after[k] != before.get(k, 0)}
+    assert not any("/tracks/" in k for k in rewritten)
+    assert {f"race/racers/{n}.json" for n in range(5)} <= rewritten
