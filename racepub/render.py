@@ -52,6 +52,8 @@ class PageContext:
     static: str  # relative URL prefix of the static files, e.g. "static/3f2a…"
     csp: str  # Content-Security-Policy for the page's <meta>
     rows: list[Row]
+    large: bool  # a large race: rows are the leaderboard head of `count` racers
+    count: str  # how many racers, formatted
     config: dict[str, Any]  # handed to the page's script as JSON (escaped by tojson)
 
 
@@ -80,6 +82,7 @@ def page_context(race: Race, course: Course, snapshot: dict[str, Any],
         title=race.title, race_id=race.id, starts_at=snapshot["race"]["starts_at"],
         state=snapshot["race"]["state"], interval_s=race.interval_s,
         static=static_prefix, csp=csp(race.tiles), rows=rows,
+        large=race.large, count=f"{len(race.racers):,}",
         config={
             "race": race.id, "title": race.title, "starts_at": snapshot["race"]["starts_at"],
             "interval_s": race.interval_s, "units": race.units,

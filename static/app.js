@@ -7,6 +7,8 @@
   var METRES = { km: 1000, mi: 1609.344 };
   var intervalMs = Math.max(1, cfg.interval_s) * 1000;
   var snapshot = null, following = null, failures = 0, timer = null;
+  // A large race (snapshot.field): the followed racer's record comes from its shard.
+  var shard = null, shardAt = 0, shardWanted = null;
   var skewMs = 0; // server clock minus ours, from the Date header: a phone's clock may be off
   var markers = {}, trails = {}, chunkCache = {};
   var units = readUnits();
@@ -34,16 +36,18 @@
 
   function colorOf(r, i) { return r.color || palette[i % palette.length]; }
 
-  function drawRacer(r, i) {
+  function drawRacer(r, i, withTrail) {
     var color = colorOf(r, i);
-    if (!trails[r.id]) trails[r.id] = L.polyline([], { color: color, weight: 3, opacity: 0.85 }).addTo(map);
-    var pts = [];
-    r.track.forEach(function (key) {
-      if (!chunkCache[key]) fetchChunk(key);
-      (chunkCache[key] || []).forEach(function (p) { pts.push([p[0], p[1]]); });
-    });
-    r.tail.forEach(function (p) { pts.push([p[0], p[1]]); });
-    trails[r.id].setLatLngs(pts);
+    if (withTrail) {
+      if (!trails[r.id]) trails[r.id] = L.polyline([], { color: color, weight: 3, opacity: 0.85 }).addTo(map);
+      var pts = [];
+      r.track.forEach(function (key) {
+        if (!chunkCache[key]) fetchChunk(key);
+        (chunkCache[key] || []).forEach(function (p) { pts.push([p[0], p[1]]); });
+      });
+      r.tail.forEach(function (p) { pts.push([p[0], p[1]]); });
+      trails[r.id].setLatLngs(pts);
+    }
     if (!r.position) return;
     var ll = [r.position.lat, r.position.lon];
     var m = markers[r.id];
@@ -110,9 +114,15 @@
     return td;
   }
 
-  function renderBoard(snap) {
+  function renderBoard(snap, racers) {
     var rows = document.createDocumentFragment();
-    snap.racers.forEach(function (r, i) {
+    racers.forEach(function (r, i) {
+      if (i > 0 && r.rank > racers[i - 1].rank + 1) { // a large race: the followed racer, below the head
+        var gap = document.createElement("tr");
+        gap.className = "more";
+        cell(gap, "⋮").colSpan = 7;
+        rows.appendChild(gap);
+      }
       var tr = document.createElement("tr");
       tr.dataset.racer = r.id;
       tr.className = r.status + (following === r.id ? " following" : "");
@@ -153,6 +163,14 @@
       if (again) again.focus();
     }
     document.getElementById("board-title").textContent = snap.race.state === "finished" ? "Results" : "Leaderboard";
+    var field = snap.field;
+    document.getElementById("field").hidden = !field;
+    if (field) {
+      var by = field.by_status;
+      document.getElementById("field-count").textContent = "The leaders of " + field.count.toLocaleString() +
+        " racers (" + by.racing.toLocaleString() + " racing, " + by.finished.toLocaleString() + " finished)." +
+        " A followed racer updates every " + Math.max(field.shard_every_s, cfg.interval_s) + " s or so.";
+    }
   }
 
   function renderClock(snap) {
@@ -171,26 +189,78 @@
     if (paused) banner.textContent = "Updates paused — last update " + fmtAgo(snap.generated_at) + ".";
   }
 
-  function renderFollow(snap) {
+  function renderFollow(snap, racers) {
     var btn = document.getElementById("unfollow");
-    var r = snap.racers.filter(function (x) { return x.id === following; })[0];
-    btn.hidden = !r;
-    if (r) btn.textContent = "Following " + r.name + " ✕";
+    var r = racers.filter(function (x) { return x.id === following; })[0];
+    btn.hidden = !following;
+    if (following) btn.textContent = (r ? "Following " + r.name : "Finding " + following + "…") + " ✕";
+    var msg = document.getElementById("find-msg");
+    if (msg) msg.textContent = following && !r && shard && shardWanted === null ? "No racer " + following + " in this race." : "";
     if (r && markers[r.id]) map.panTo(markers[r.id].getLatLng(), { animate: false });
   }
 
+  // The rows and markers shown: every racer of a small race; for a large one
+  // the head, and the followed racer from whichever copy is newer.
+  function shown(snap) {
+    if (!snap.field || !following) return snap.racers;
+    var inHead = snap.racers.some(function (x) { return x.id === following; });
+    if (inHead) return snap.racers;
+    var mine = shard ? shard.racers.filter(function (x) { return x.id === following; })[0] : null;
+    return mine ? snap.racers.concat([mine]) : snap.racers;
+  }
+
   function drawAll(snap) {
-    snap.racers.forEach(drawRacer);
-    renderBoard(snap);
+    var racers = shown(snap);
+    var keep = {};
+    racers.forEach(function (r, i) {
+      keep[r.id] = true;
+      drawRacer(r, i, !snap.field || r.id === following);
+    });
+    // The head of a large race changes: markers and trails of those who left it go.
+    Object.keys(markers).forEach(function (id) {
+      if (!keep[id]) { map.removeLayer(markers[id]); delete markers[id]; }
+    });
+    Object.keys(trails).forEach(function (id) {
+      if (!keep[id] || (snap.field && id !== following)) { map.removeLayer(trails[id]); delete trails[id]; }
+    });
+    renderBoard(snap, racers);
     renderClock(snap);
     renderFreshness(snap);
-    renderFollow(snap);
+    renderFollow(snap, racers);
   }
 
   function follow(id) {
     following = following === id ? null : id;
     history.replaceState(null, "", following ? "#racer=" + encodeURIComponent(following) : location.pathname);
+    if (snapshot && snapshot.field) pollShard(true);
     if (snapshot) drawAll(snapshot);
+  }
+
+  // FNV-1a (32-bit) of the id's UTF-8 bytes: the publisher's shard_of().
+  function fnv1a(text) {
+    var bytes = new TextEncoder().encode(text), h = 0x811c9dc5;
+    for (var i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i], 0x01000193) >>> 0;
+    return h;
+  }
+
+  // The followed racer's shard: one small object, fetched no more often than
+  // it is rewritten (field.shard_every_s), and never for racers in the head.
+  function pollShard(force) {
+    var field = snapshot && snapshot.field;
+    if (!field || !following) return;
+    var n = fnv1a(following) % field.shards;
+    var due = force || !shard || shard.shard !== n || Date.now() - shardAt >= 1000 * Math.max(field.shard_every_s, cfg.interval_s);
+    if (!due || shardWanted === n) return;
+    shardWanted = n;
+    fetch(field.shard_url.replace("{shard}", String(n))).then(function (res) {
+      if (!res.ok) throw new Error("HTTP " + res.status);
+      return res.json();
+    }).then(function (doc) {
+      shardWanted = null;
+      if (!shard || shard.shard !== doc.shard || doc.seq >= shard.seq) shard = doc;
+      shardAt = Date.now();
+      if (snapshot) drawAll(snapshot);
+    }).catch(function () { shardWanted = null; });
   }
   document.getElementById("unfollow").addEventListener("click", function () { follow(following); });
 
@@ -210,6 +280,7 @@
       failures = 0;
       if (!snapshot || snap.seq >= snapshot.seq) snapshot = snap; // never step back to an older copy
       drawAll(snapshot);
+      pollShard(false);
       schedule(intervalMs);
     }).catch(function () {
       failures += 1;
@@ -238,6 +309,13 @@
     try { localStorage.setItem("racepub.units", units); } catch (e) { /* private mode */ }
     showUnits();
     if (snapshot) drawAll(snapshot);
+  });
+
+  var find = document.getElementById("find");
+  find.addEventListener("submit", function (e) {
+    e.preventDefault();
+    var id = document.getElementById("find-id").value.trim();
+    if (id && id !== following) follow(id);
   });
 
   var m = /#racer=([^&]+)/.exec(location.hash);

@@ -227,3 +227,75 @@ def test_errors_back_off(live_race: LiveRace, open_page: Any) -> None:
     gaps = [b - a for a, b in zip(hits, hits[1:], strict=False)]
     assert max(gaps) > 2.0
     page.unroute("**/snapshot.json")
+
+
+@pytest.fixture
+def large_race(tmp_path: Path, dsn: str, moto_server: str,
+               fake_aws_env: None) -> Iterator[LiveRace]:
+    """A large race (more racers than shard_above): head + shards on moto's HTTP server."""
+    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    bucket = f"large-{os.getpid()}-{len(s3.list_buckets()['Buckets'])}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                       "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
+    create_points_table(dsn, "CREATE TABLE live_points (user_id text, recorded_at timestamptz, "
+                             "lat float8, lon float8)")
+    # Ids with non-ASCII bytes: the page's FNV-1a must hash UTF-8 as Python does.
+    ids = [f"bib{i}" for i in range(30)] + ["Zoë-7"]
+    (tmp_path / "entrants.csv").write_text(
+        "id,name,kind\n" + "".join(f"{i},Runner {i},runner\n" for i in ids))
+    setup = write_race(tmp_path, dsn, racers="\n", sink=f"s3://{bucket}/live", interval_s=1,
+                       starts_at=now_utc() - timedelta(minutes=3),
+                       extra='tiles = "http://127.0.0.1:9/{z}/{x}/{y}.png"\n'
+                             'racers_file = "entrants.csv"\nshard_above = 10\n'
+                             'shard_size = 4\nhead_size = 5\nchunk_points = 20')
+    setup.path.write_text(setup.path.read_text().replace(
+        "[source]", f'[s3]\nendpoint_url = "{moto_server}"\nregion = "us-east-1"\n\n[source]'))
+    rows = []
+    for k, racer in enumerate(ids):
+        for i in range(1, 85):
+            lat, lon = setup.course.at((3.6 - 0.05 * k) * 2 * i)
+            rows.append((racer, setup.starts_at + timedelta(seconds=2 * i), lat, lon))
+    insert_points(dsn, "live_points", ("user_id", "recorded_at", "lat", "lon"), rows)
+    cfg = config.load(str(setup.path))
+    publisher = Publisher(cfg, cfg.race("t"))
+    publisher.cycle()
+    yield LiveRace(f"{moto_server}/{bucket}/live/index.html", publisher, setup)
+    publisher.close()
+
+
+def test_large_race_head_and_following_one_racer(large_race: LiveRace, open_page: Any) -> None:
+    page = open_page(large_race.url, PHONE)
+    wait_live(page)
+    assert names(page) == [f"Runner bib{i}" for i in range(5)]  # the head only
+    assert "The leaders of 31 racers (31 racing, 0 finished)" in page.inner_text("#field")
+    assert not any("/racers/" in u for u in page.requests)  # no shard until someone follows
+
+    # A spectator looks up a racer far down the field by bib: one shard fetched.
+    page.fill("#find-id", "Zoë-7")
+    page.click("#find button")
+    page.wait_for_function("() => [...document.querySelectorAll('#board tbody tr .name')]"
+                           ".some(e => e.textContent === 'Runner Zoë-7')")
+    row = page.locator("#board tbody tr.following")
+    assert row.locator("td").first.inner_text() == "31"  # the last of 31, below the head
+    assert page.locator("#board tbody tr.more").count() == 1
+    assert "Following Runner Zoë-7" in page.inner_text("#unfollow")
+    assert "#racer=Zo%C3%AB-7" in page.url
+    shards = {u for u in page.requests if "/racers/" in u}
+    assert len(shards) == 1
+    # Their trail is drawn from the chunks the shard lists (84 fixes, chunks of
+    # 20), and only theirs: the head are markers without trails.
+    page.wait_for_function("() => performance.getEntriesByType('resource')"
+                           ".filter(e => e.name.includes('/tracks/')).length >= 4")
+    chunks = {u.rsplit("/", 2)[-2] for u in page.requests if "/tracks/" in u}
+    assert len(chunks) == 1 and next(iter(chunks)).startswith("~")  # a hashed key: not URL-safe
+    page.wait_for_function("() => document.querySelectorAll('path.leaflet-interactive').length"
+                           " === 10")  # course, start, finish, 6 dots, 1 trail
+    shot(page, "large-race-follow-phone")
+
+    page.fill("#find-id", "nobody")
+    page.click("#find button")
+    page.wait_for_function("() => document.getElementById('find-msg').textContent"
+                           " === 'No racer nobody in this race.'")

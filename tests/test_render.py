@@ -54,7 +54,7 @@ def test_page_context_is_what_the_template_uses() -> None:
     documented = {f.name for f in fields(PageContext)}
     used = set(re.findall(r"\{\{\s*([a-z_]+)", (Path(__file__).parents[1] / "templates" /
                                                    "index.html.j2").read_text()))
-    used |= set(re.findall(r"\{%\s*(?:if|for \w+ in)\s+([a-z_]+)",
+    used |= set(re.findall(r"\{%\s*(?:if(?: not)?|for \w+ in)\s+([a-z_]+)",
                            (Path(__file__).parents[1] / "templates" /
                             "index.html.j2").read_text()))
     assert used <= documented | {"row"}
