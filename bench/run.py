@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from array import array
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from racepub.localdb import LocalPostgres, free_port  # noqa: E402
 from racepub.publish import Publisher  # noqa: E402
 from racepub.race import Row  # noqa: E402
 from racepub.sink import gzip_bytes  # noqa: E402
+from racepub.track import published  # noqa: E402
 
 SIZES = [int(n) for n in os.environ.get("BENCH_SIZES", "5,1000,10000,50000").split(",")]
 AGES = [("10 min", 600), ("4 h", 4 * 3600)]
@@ -157,14 +159,15 @@ racers_file = "entrants.csv"
                 warm.append(Row(str(i), start.timestamp() + t, LAT0 + d / M_PER_DEG,
                                 LON0 + 0.0005 * math.sin(d / 700)))
         pub.state.update(warm, t_now)
+        steady_state(pub, age_s)
         with psycopg.connect(dsn) as conn:
             pub.source._hwm = pub.source._low = conn.execute(
                 "SELECT max(id) FROM live_points").fetchone()[0]
         pub.cycle()  # the first cycle uploads the static files: not a steady one
 
         stages: dict[str, list[float]] = {}
+        puts: list[int] = []
         queries_before = pub.source.queries
-        poll_raw = poll_gz = 0
         for c in range(CYCLES):
             t_cycle = age_s + c * INTERVAL_S
             with psycopg.connect(dsn, autocommit=True) as conn:
@@ -172,10 +175,17 @@ racers_file = "entrants.csv"
             stats = pub.cycle()
             for k, v in stats.ms.items():
                 stages.setdefault(k, []).append(v)
+            puts.append(stats.objects)
         queries = (pub.source.queries - queries_before) / CYCLES
-        body = s3.get_object(Bucket="bench-live", Key="race/snapshot.json")["Body"].read()
-        poll_gz = len(body)
-        poll_raw = len(gzip.decompress(body))
+        # What a spectator following one racer polls: snapshot.json, and in a
+        # large race the racer's shard too (the largest, to be fair).
+        poll = [s3.get_object(Bucket="bench-live", Key="race/snapshot.json")["Body"].read()]
+        if race.large:
+            shards = [s3.get_object(Bucket="bench-live", Key=f"race/racers/{k}.json")[
+                "Body"].read() for k in range(race.shards)]
+            poll.append(max(shards, key=len))
+        poll_gz = sum(len(b) for b in poll)
+        poll_raw = sum(len(gzip.decompress(b)) for b in poll)
         pub.close()
 
         base = baseline(dsn, n, s3)
@@ -183,12 +193,38 @@ racers_file = "entrants.csv"
             "racers": n, "age": age_s, "rows_in_table": rows_in_table, "gen_s": gen_s,
             "stages": {k: (statistics.median(v), _p95(v)) for k, v in stages.items()},
             "queries": queries, "poll_raw": poll_raw, "poll_gz": poll_gz,
+            "puts": statistics.median(puts), "large": race.large,
+            "shard_every_s": (-(-race.shards // race.shard_writes) * INTERVAL_S
+                              if race.large else INTERVAL_S),
             "baseline": base, "peak_rss_mb": resource.getrusage(
                 resource.RUSAGE_SELF).ru_maxrss / 1024,
         }
     finally:
         moto.terminate()
         db.destroy()
+
+
+def steady_state(pub: Publisher, age_s: int) -> None:
+    """Make each track look like one that has run since the start: a tail of
+    staggered length (so chunks fill at the steady rate, not all at once or
+    never) and the chunks already cut listed. The points are synthetic but
+    shaped like the race's (a fix every 5 s back along the course)."""
+    fixes_so_far = age_s // FIX_EVERY_S
+    for i, track in enumerate(pub.state.tracks.values()):
+        last = track.last
+        if last is None:
+            continue
+        rules = track.rules
+        n_tail = min((i * 7919) % rules.chunk_points, fixes_so_far)
+        xyt = array("d")
+        for k in range(n_tail - 1, -1, -1):
+            back = k * FIX_EVERY_S * speed(i)
+            xyt.extend((last.lat - back / M_PER_DEG, last.lon, last.t - k * FIX_EVERY_S))
+        track.tail_xyt = xyt
+        track.sparse = [published(xyt[j], xyt[j + 1], xyt[j + 2])
+                        for j in range(0, len(xyt), 3)
+                        if rules.tail_stride and (j // 3) % rules.tail_stride == 0]
+        track.chunks = max(0, fixes_so_far - n_tail) // rules.chunk_points
 
 
 def baseline(dsn: str, n: int, s3: Any) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+import numpy as np
+
 from .errors import UsageError
 
 EARTH_RADIUS_M = 6_371_008.8
@@ -30,6 +32,9 @@ PREFER_NEAR = 0.1
 # Past the finish a fix may project beyond the last vertex; keep that overshoot
 # (up to this much) so the finish crossing can be interpolated.
 OVERSHOOT_M = 300.0
+# project_many handles fixes whose search window spans at most this many
+# segments; a racer back after a long silence is searched one by one.
+BATCH_SEGMENTS = 64
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,9 @@ class Course:
             seg2 = dx * dx + dy * dy
             self._segs.append((ax, ay, dx, dy, 1.0 / seg2 if seg2 else 0.0, math.sqrt(seg2),
                                cum[i]))
+        # The same, as columns, for project_many.
+        self._cols = np.array(self._segs).T
+        self._cum = np.array(cum)
 
     def to_xy(self, lat: float, lon: float) -> tuple[float, float]:
         return (lon - self._lon0) * self._kx, (lat - self._lat0) * self._ky
@@ -108,6 +116,51 @@ class Course:
             if best.offset_m <= off_course_m:
                 return best
         return self._nearest(x, y, 0, last)
+
+    def project_many(self, lat: list[float], lon: list[float], near_m: list[float],
+                     ahead_m: list[float], expect_m: list[float], prefer: list[float],
+                     off_course_m: float) -> list[Projection | None]:
+        """project() for many fixes at once, as numpy arrays: the same
+        arithmetic in the same order, so the same answers. A large race's
+        cycle projects thousands of fixes, one per racer; one at a time in
+        Python that was most of the cycle. None where the fix needs the
+        one-at-a-time path (a window too wide, or off the stretch searched)."""
+        n = len(lat)
+        if n == 0:
+            return []
+        ax, ay, dx, dy, inv2, seg, start = self._cols
+        last = len(self._segs) - 1
+        x = (np.asarray(lon) - self._lon0) * self._kx
+        y = (np.asarray(lat) - self._lat0) * self._ky
+        near = np.asarray(near_m)
+        lo = np.maximum(np.searchsorted(self._cum, near - SEARCH_BEHIND_M, "left") - 1, 0)
+        hi = np.minimum(np.searchsorted(self._cum, near + np.asarray(ahead_m), "right"), last)
+        width = int(min(BATCH_SEGMENTS, (hi - lo).max() + 1))
+        idx = lo[:, None] + np.arange(width)[None, :]
+        inside = idx <= hi[:, None]
+        idx = np.minimum(idx, last)
+        xs, ys = x[:, None], y[:, None]
+        sax, say, sdx, sdy, sseg = ax[idx], ay[idx], dx[idx], dy[idx], seg[idx]
+        t = ((xs - sax) * sdx + (ys - say) * sdy) * inv2[idx]
+        is_last = idx == last
+        t = np.where(t < 0.0, 0.0, t)
+        t = np.where((t > 1.0) & (~is_last | (sseg == 0.0)), 1.0, t)
+        with np.errstate(divide="ignore"):
+            over = 1.0 + OVERSHOOT_M / sseg
+        t = np.where(is_last & (sseg != 0.0) & (t > over), over, t)
+        ex, ey = (xs - sax) - t * sdx, (ys - say) - t * sdy
+        off2 = ex * ex + ey * ey
+        d = start[idx] + t * sseg
+        score = np.sqrt(off2) + np.asarray(prefer)[:, None] * np.abs(
+            d - np.asarray(expect_m)[:, None])
+        score = np.where(inside, score, np.inf)
+        best = score.argmin(axis=1)
+        rows = np.arange(n)
+        best_d = d[rows, best].tolist()
+        best_off = np.sqrt(off2[rows, best]).tolist()
+        fits = ((hi - lo) < width).tolist()
+        return [Projection(distance_m=best_d[i], offset_m=best_off[i])
+                if fits[i] and best_off[i] <= off_course_m else None for i in range(n)]
 
     def _nearest(self, x: float, y: float, lo: int, hi: int,
                  near_m: float | None = None, prefer: float = 0.0) -> Projection:

@@ -48,7 +48,8 @@ def free_port() -> int:
 class LocalPostgres:
     """initdb into a temp directory, start on 127.0.0.1:PORT with trust auth."""
 
-    def __init__(self, root: Path | None = None):
+    def __init__(self, root: Path | None = None, settings: dict[str, str] | None = None):
+        self.settings = settings or {}  # extra server settings (-c name=value), e.g. logging
         self.bindir = find_bindir()
         self.root = root or Path(tempfile.mkdtemp(prefix="racepub-pg-"))
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -81,6 +82,7 @@ class LocalPostgres:
                       "-E", "UTF8", "--no-sync", "--no-instructions")
         opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+        opts += "".join(f" -c {k}={shlex.quote(v)}" for k, v in self.settings.items())
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "postgres.log"),
                   "-o", opts, "-w", "-t", "60", "start")
         self._reap_with(os.getpid())

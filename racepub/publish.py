@@ -119,6 +119,8 @@ class Publisher:
         for racer in racers:
             for key in racer.get("track", []):
                 self.listed.add(key)
+            for n in range(int(racer.get("chunks", 0))):  # the large form
+                self.listed.add(racer["track_url"].replace("{n}", str(n)))
             if racer.get("position"):
                 at = datetime.fromisoformat(racer["position"]["at"]).timestamp()
                 self.floor[racer["id"]] = max(at, self.floor.get(racer["id"], at))

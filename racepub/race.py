@@ -6,21 +6,22 @@ import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .config import Race
 from .course import Course
+from .standings import Standings
 from .timefmt import iso, ts
-from .track import Chunk, Fix, Rules, Track
+from .track import Chunk, Fix, Rules, Track, racer_key
 
 SCHEMA = 1
 MAX_FUTURE_S = 120.0  # phone clocks run a little ahead; more than this is wrong
 MAX_NAME = 80  # characters of a name published; a 10,000-character name is someone's joke
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """A raw row from the source, before any check."""
+class Row(NamedTuple):
+    """A raw row from the source, before any check. (A tuple: a large race
+    makes ~40,000 a cycle, and a frozen dataclass costs 3x as much to build.)"""
 
     racer_id: str
     t: float | None
@@ -57,6 +58,7 @@ class RaceState:
         self.tracks = {r.id: Track(racer=r, course=self.course, rules=rules[r.kind])
                        for r in race.racers}
         self._order = {r.id: i for i, r in enumerate(race.racers)}
+        self.standings = Standings(list(self.tracks.values()))  # large races' ranks
         # Large races: which racers each shard object holds (fixed for the race).
         self.shard_members: list[list[str]] = [[] for _ in range(race.shards)]
         for r in race.racers:
@@ -75,12 +77,26 @@ class RaceState:
             per_racer.setdefault(row.racer_id, []).append(Fix(row.t, row.lat, row.lon))
         chunks: list[Chunk] = []
         accepted = 0
+        one_each: list[tuple[Track, Fix]] = []  # the usual case: one new fix per racer
         for racer_id, fixes in per_racer.items():
             track = self.tracks[racer_id]
             self._dirty.add(racer_id)
+            if len(fixes) == 1 and track.last is not None:
+                if track.admit(fixes[0]):
+                    one_each.append((track, fixes[0]))
+                continue
             before = track.count
             chunks.extend(track.add(fixes))
             accepted += track.count - before
+        if one_each:
+            searches = [track.search(fix) for track, fix in one_each]
+            projections = self.course.project_many(
+                [f.lat for _, f in one_each], [f.lon for _, f in one_each],
+                [s[0] for s in searches], [s[1] for s in searches],
+                [s[2] for s in searches], [s[3] for s in searches], self.race.off_course_m)
+            for (track, fix), proj in zip(one_each, projections, strict=True):
+                chunks.extend(track.add_projected(fix, proj))
+            accepted += len(one_each)
         return accepted, chunks
 
     def _row_problem(self, row: Row, now: float) -> str | None:
@@ -123,16 +139,14 @@ class RaceState:
 
     def ranked(self) -> list[Track]:
         """Finished by finish time, then by progress, then waiting in config order."""
-        order = self._order
+        return sorted(self.tracks.values(), key=self._rank_key)
 
-        def key(t: Track) -> tuple[int, float, int]:
-            if t.finish_t is not None:
-                return (0, t.finish_t, order[t.racer.id])
-            if t.last is not None:
-                return (1, -t.distance_m, order[t.racer.id])
-            return (2, 0.0, order[t.racer.id])
-
-        return sorted(self.tracks.values(), key=key)
+    def _rank_key(self, t: Track) -> tuple[int, float, int]:
+        if t.finish_t is not None:
+            return (0, t.finish_t, self._order[t.racer.id])
+        if t.last is not None:
+            return (1, -t.distance_m, self._order[t.racer.id])
+        return (2, 0.0, self._order[t.racer.id])
 
     def snapshot(self, now: float, seq: int) -> dict[str, Any]:
         ranked = self.ranked()
@@ -184,35 +198,27 @@ class RaceState:
         Every racer is ranked each cycle (a sort), but records are built only
         for the head and the racers of the shards written: that, not the
         field's size, is what a cycle renders."""
-        race = self.race
-        ranked = self.ranked()
-        leader = ranked[0] if ranked and ranked[0].last is not None else None
+        race, standings = self.race, self.standings
+        standings.update(self._dirty)
+        count = len(self.tracks)
+        leader = standings.at(1) if count else None
+        leader = leader if leader is not None and leader.last is not None else None
         vehicles = [t for t in self.tracks.values() if t.racer.kind == "vehicle"]
-        place: dict[str, tuple[int, Track | None]] = {}
-        counts = Counter[str]()
-        ahead: Track | None = None
-        stale_before = now - race.stale_after_s
-        for rank, track in enumerate(ranked, start=1):
-            place[track.racer.id] = (rank, ahead)
-            last = track.last
-            if last is None:
-                counts["waiting"] += 1
-                continue
-            counts["finished" if track.finish_t is not None else
-                   "stale" if last.t < stale_before else "racing"] += 1
-            ahead = track
 
         def record(track: Track) -> dict[str, Any]:
-            rank, ahead = place[track.racer.id]
+            # Racers with a fix rank before those without: the one just
+            # above a racer with a fix has one too.
+            rank = standings.rank_of(track.racer.id)
+            ahead = standings.at(rank - 1) if rank > 1 and track.last is not None else None
             return self._racer(track, rank, leader, ahead, vehicles, now, thin=True)
 
-        head = ranked[:race.head_size]
-        head += [v for v in vehicles if place[v.racer.id][0] > race.head_size]
+        head = standings.top(race.head_size)
+        head += [v for v in vehicles if standings.rank_of(v.racer.id) > race.head_size]
         snap = self._envelope(now, seq) | {
             "racers": [record(t) for t in head],
             "field": {
-                "count": len(ranked),
-                "by_status": {k: counts[k] for k in ("racing", "stale", "finished", "waiting")},
+                "count": count,
+                "by_status": standings.counts(now - race.stale_after_s),
                 "head": len(head),
                 "shards": race.shards,
                 "shard_url": "racers/{shard}.json",
@@ -223,8 +229,7 @@ class RaceState:
         }
         shards = {}
         for n in shard_ids:
-            members = sorted((self.tracks[i] for i in self.shard_members[n]),
-                             key=lambda t: place[t.racer.id][0])
+            members = standings.by_rank(self.shard_members[n])
             shards[n] = {"schema": SCHEMA, "race": race.id, "shard": n,
                          "shards": race.shards, "generated_at": iso(now), "seq": seq,
                          "racers": [record(t) for t in members]}
@@ -240,9 +245,14 @@ class RaceState:
             "elapsed_s": None, "pace_s_per_km": None, "speed_kmh": None, "gap_s": None,
             "gap_ahead_s": None, "eta_s": None, "finish_s": None, "off_course": False,
             "dropped": dict(sorted(t.dropped.items())),
-            "tail": t.thin_tail() if thin else t.tail(),
-            "track": list(t.track_keys),
         }
+        if thin:  # a large race: constant size however long the race (DESIGN.md)
+            out["tail"] = t.thin_tail()
+            out["chunks"] = t.chunks
+            out["track_url"] = f"tracks/{racer_key(r.id)}/{{n}}.json"
+        else:
+            out["tail"] = t.tail()
+            out["track"] = t.track_keys
         if r.kind == "runner" and vehicles:
             out["vs_vehicles"] = [_versus(t, v) for v in vehicles]
         if t.last is None:

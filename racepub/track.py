@@ -15,10 +15,10 @@ import re
 from array import array
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .config import Racer
-from .course import PREFER_NEAR, Course
+from .course import PREFER_NEAR, Course, Projection
 from .timefmt import iso
 
 # Extra distance a fix may cover beyond max speed: GPS error at both ends.
@@ -51,8 +51,7 @@ def chunk_key(racer_id: str, n: int) -> str:
     return f"tracks/{racer_key(racer_id)}/{n}.json"
 
 
-@dataclass(frozen=True, slots=True)
-class Fix:
+class Fix(NamedTuple):  # a tuple: cheap to build, one per accepted row
     t: float  # epoch seconds
     lat: float
     lon: float
@@ -100,7 +99,6 @@ class Track:
     finish_t: float | None = None
     count: int = 0  # accepted fixes
     chunks: int = 0  # chunks cut so far
-    track_keys: list[str] = field(default_factory=list)  # their keys, as the snapshot lists them
     # Points newer than the last chunk as flat (lat, lon, t) triples: a list
     # per point would cost ~200 bytes, and big fields keep hundreds a racer.
     tail_xyt: array[float] = field(default_factory=lambda: array("d"))
@@ -119,18 +117,50 @@ class Track:
         for fix in sorted(fixes, key=lambda f: f.t):
             if self.last is None and not self._confirm_first(fix):
                 continue
-            reason = self._reject(fix)
-            if reason:
-                self.dropped[reason] += 1
-                continue
-            self._accept(fix)
-            if self.tail_len >= self.rules.chunk_points:
-                chunks.append(Chunk(self.racer.id, self.chunks, self.tail()))
-                self.track_keys.append(chunk_key(self.racer.id, self.chunks))
-                self.chunks += 1
-                self.tail_xyt = array("d")
-                self.sparse = []
+            if self.admit(fix):
+                self._accept(fix)
+                self._cut(chunks)
         return chunks
+
+    def admit(self, fix: Fix) -> bool:
+        """Whether a fix after the last one passes the checks (counted if not)."""
+        reason = self._reject(fix)
+        if reason:
+            self.dropped[reason] += 1
+            return False
+        return True
+
+    def add_projected(self, fix: Fix, proj: Projection | None) -> list[Chunk]:
+        """add() for one admitted fix, projected already (RaceState projects
+        a cycle's fixes together); None: project it here."""
+        chunks: list[Chunk] = []
+        self._accept(fix, proj)
+        self._cut(chunks)
+        return chunks
+
+    def search(self, fix: Fix) -> tuple[float, float, float, float]:
+        """Where to look for a fix on the course, after the last one: (near_m,
+        ahead_m, expect_m, prefer) as Course.project takes them."""
+        assert self.last is not None
+        rules = self.rules
+        prev_t, prev_d = self.last.t, self.progress_m
+        dt = max(fix.t - prev_t, 0.0)
+        return (prev_d, rules.max_mps * dt + JUMP_SLACK_M + SEARCH_MARGIN_M,
+                prev_d + dt * (self.recent_speed() or self.average_speed(rules.start_t) or 0.0),
+                # The longer since the last fix, the less sure where to expect them.
+                PREFER_NEAR / (1.0 + dt / 60.0))
+
+    def _cut(self, chunks: list[Chunk]) -> None:
+        if self.tail_len >= self.rules.chunk_points:
+            chunks.append(Chunk(self.racer.id, self.chunks, self.tail()))
+            self.chunks += 1
+            self.tail_xyt = array("d")
+            self.sparse = []
+
+    @property
+    def track_keys(self) -> list[str]:
+        """The keys of the chunks cut so far, as a small race's snapshot lists them."""
+        return [chunk_key(self.racer.id, n) for n in range(self.chunks)]
 
     @property
     def tail_len(self) -> int:
@@ -200,19 +230,22 @@ class Track:
                                    off_course_m=rules.off_course_m)
         return proj.offset_m <= rules.off_course_m and proj.distance_m <= reach
 
-    def _accept(self, fix: Fix) -> None:
+    def _accept(self, fix: Fix, proj: Projection | None = None) -> None:
         rules, length = self.rules, self.course.length_m
         first = self.last is None
         prev_t, prev_d = (fix.t, 0.0) if self.last is None else (self.last.t, self.progress_m)
-        dt = fix.t - (prev_t if self.last else rules.start_t)
-        proj = self.course.project(
-            fix.lat, fix.lon, near_m=prev_d,
-            ahead_m=rules.max_mps * max(dt, 0.0) + JUMP_SLACK_M + SEARCH_MARGIN_M,
-            expect_m=None if first else prev_d + dt * (
-                self.recent_speed() or self.average_speed(rules.start_t) or 0.0),
-            # The longer since the last fix, the less sure where to expect them.
-            prefer=PREFER_NEAR / (1.0 + max(dt, 0.0) / 60.0),
-            off_course_m=rules.off_course_m)
+        if proj is None and first:
+            proj = self.course.project(
+                fix.lat, fix.lon, near_m=0.0,
+                ahead_m=rules.max_mps * max(fix.t - rules.start_t, 0.0) + JUMP_SLACK_M
+                + SEARCH_MARGIN_M, prefer=PREFER_NEAR / (1.0 + max(fix.t - rules.start_t,
+                                                                  0.0) / 60.0),
+                off_course_m=rules.off_course_m)
+        elif proj is None:
+            near, ahead, expect, prefer = self.search(fix)
+            proj = self.course.project(fix.lat, fix.lon, near_m=near, ahead_m=ahead,
+                                       expect_m=expect, prefer=prefer,
+                                       off_course_m=rules.off_course_m)
         self.last, self.offset_m = fix, proj.offset_m
         self.count += 1
         self.tail_xyt.extend((fix.lat, fix.lon, fix.t))

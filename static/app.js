@@ -41,7 +41,7 @@
     if (withTrail) {
       if (!trails[r.id]) trails[r.id] = L.polyline([], { color: color, weight: 3, opacity: 0.85 }).addTo(map);
       var pts = [];
-      r.track.forEach(function (key) {
+      trackKeys(r).forEach(function (key) {
         if (!chunkCache[key]) fetchChunk(key);
         (chunkCache[key] || []).forEach(function (p) { pts.push([p[0], p[1]]); });
       });
@@ -66,6 +66,14 @@
     var stale = r.status === "stale";
     if (m.setStyle) m.setStyle({ fillOpacity: stale ? 0.35 : 0.95 });
     else if (m.getElement()) { m.getElement().style.background = color; m.getElement().style.opacity = stale ? 0.45 : 1; }
+  }
+
+  // A small race lists the chunk keys; a large one says how many and where.
+  function trackKeys(r) {
+    if (r.track) return r.track;
+    var keys = [];
+    for (var n = 0; n < (r.chunks || 0); n++) keys.push(r.track_url.replace("{n}", String(n)));
+    return keys;
   }
 
   function fetchChunk(key) {

@@ -78,3 +78,37 @@ def test_gpx_round_trip_escapes_name(tmp_path: Path) -> None:
     gpx = tmp_path / "c.gpx"
     gpx.write_text(write_gpx(STOPS, "<B & C>"))
     assert [pytest.approx(p) for p in STOPS] == list(load_gpx(gpx).points)
+
+
+def test_project_many_answers_exactly_as_project() -> None:
+    """The batched projection a large race's cycle uses must be the same
+    function as the one-at-a-time one: same distances, same offsets, same
+    choice between legs, including past the finish."""
+    import random
+
+    rnd = random.Random(7)
+    # A course that folds back on itself, with a vertex every ~10 m.
+    base = Course(STOPS + STOPS[-2::-1])
+    course = Course([base.at(d) for d in range(0, int(base.length_m), 10)] + [base.points[-1]])
+    lat, lon, near, ahead, expect, prefer = [], [], [], [], [], []
+    for _ in range(3000):
+        d = rnd.uniform(-50, course.length_m + 400)
+        x, y = course.to_xy(*course.at(d))
+        if d > course.length_m:  # past the finish, on the last segment's line
+            x, y = course.beyond(d)
+        la, lo = course.to_latlon(x + rnd.gauss(0, 15), y + rnd.gauss(0, 15))
+        lat.append(la)
+        lon.append(lo)
+        near.append(max(0.0, d - rnd.uniform(0, 80)))
+        ahead.append(rnd.choice([40.0, 112.0, 300.0, 2000.0]))
+        expect.append(d + rnd.gauss(0, 20))
+        prefer.append(rnd.choice([0.1, 0.05, 0.01]))
+    batch = course.project_many(lat, lon, near, ahead, expect, prefer, off_course_m=150.0)
+    batched = 0
+    for i, got in enumerate(batch):
+        want = course.project(lat[i], lon[i], near[i], ahead_m=ahead[i], expect_m=expect[i],
+                              prefer=prefer[i], off_course_m=150.0)
+        if got is not None:
+            batched += 1
+            assert got == want, i
+    assert batched > 2000  # the wide windows (2 km ahead) take the one-at-a-time path

@@ -13,6 +13,7 @@ import boto3
 import pytest
 
 from racepub import config
+from racepub.config import Racer
 from racepub.publish import Publisher
 from racepub.race import shard_of
 from tests.helpers import create_points_table, insert_points, now_utc, write_race
@@ -105,10 +106,12 @@ def test_large_race_publishes_head_and_shards(tmp_path: Path, dsn: str, bucket: 
     assert r05["position"]["at"] == (setup.starts_at + timedelta(seconds=169)).strftime(
         "%Y-%m-%dT%H:%M:%SZ")
     assert 1 <= len(r05["tail"]) <= 4 and r05["tail"][-1][2] == r05["position"]["at"]
-    # 85 fixes: 7 chunks of 12 listed and written, 1 point in the tail.
-    assert len(r05["track"]) == 7
-    for key in r05["track"]:
-        assert len(out.json(key)["points"]) == 12
+    # 85 fixes: 7 chunks of 12 written, 1 point in the tail; a large race's
+    # records say how many chunks and where, not every key.
+    assert "track" not in r05
+    assert (r05["chunks"], r05["track_url"]) == (7, "tracks/r05/{n}.json")
+    for n in range(7):
+        assert len(out.json(f"tracks/r05/{n}.json")["points"]) == 12
     assert snap["racers"][0] == seen["r22"] | {}  # head and shard agree in the same cycle
 
     # Later cycles rewrite shard_writes shards, round robin, and the snapshot.
@@ -153,3 +156,37 @@ def test_large_race_restart_resumes_from_shards(tmp_path: Path, dsn: str,
     rewritten = {k for k in after if after[k] != before.get(k, 0)}
     assert not any("/tracks/" in k for k in rewritten)
     assert {f"race/racers/{n}.json" for n in range(5)} <= rewritten
+
+
+def test_large_ranks_are_the_small_forms_ranks() -> None:
+    """The array-kept standings of a large race rank exactly as ranked() does:
+    finishers by time, then progress, ties and the waiting in config order."""
+    import random
+
+    from tests.test_race import T0, make_state, run
+
+    rnd = random.Random(3)
+    racers = tuple(Racer(f"r{i}", f"R{i}", "vehicle" if i == 7 else "runner")
+                   for i in range(60))
+    state = make_state(*racers, shard_above=10, shard_size=8, head_size=5)
+    assert state.race.large
+    for cycle in range(12):
+        rows = []
+        for i, r in enumerate(racers):
+            if i % 9 == 0 or rnd.random() < 0.3:
+                continue  # some never start; the rest report now and then
+            speed = 3.0 + (i % 5) * 0.4  # ties in speed: equal progress, config order
+            rows += run(r.id, cycle * 60, cycle * 60 + 58, speed, every=2.0,
+                        d0=speed * cycle * 60)
+        state.update(rows, T0 + cycle * 60 + 60)
+        snap, shards = state.large_snapshot(T0 + cycle * 60 + 60, cycle + 1,
+                                            range(state.race.shards), 0.0)
+        expected = {t.racer.id: k for k, t in enumerate(state.ranked(), start=1)}
+        got = {r["id"]: r["rank"] for s in shards.values() for r in s["racers"]}
+        assert got == expected
+        assert [r["id"] for r in snap["racers"]][:5] == list(expected)[:5]
+        by_status = snap["field"]["by_status"]
+        assert by_status["waiting"] == sum(1 for t in state.tracks.values() if t.last is None)
+        assert by_status["finished"] == sum(1 for t in state.tracks.values()
+                                            if t.finish_t is not None)
+    assert snap["field"]["by_status"]["finished"] > 0  # the course is short: some finish
