@@ -36,9 +36,9 @@ sys.path.insert(0, str(ROOT))
 from racepub import config  # noqa: E402
 from racepub.course import write_gpx  # noqa: E402
 from racepub.localdb import LocalPostgres, free_port  # noqa: E402
+from racepub.objects import gzip_bytes  # noqa: E402
 from racepub.publish import Publisher  # noqa: E402
 from racepub.race import Row  # noqa: E402
-from racepub.sink import gzip_bytes  # noqa: E402
 from racepub.track import published  # noqa: E402
 
 SIZES = [int(n) for n in os.environ.get("BENCH_SIZES", "5,1000,10000,50000").split(",")]
@@ -288,7 +288,7 @@ def table(results: list[dict[str, Any]]) -> str:
         def ms(k: str, st: dict[str, Any] = st) -> str:
             return f"{st[k][0]:.0f}" if k in st else "–"
 
-        upload = st["write"][0] - st.get("compress", (0.0, 0.0))[0]
+        upload = st["upload"][0]
         age = "10 min" if r["age"] == 600 else "4 h"
         total_med, total_p95 = st["total"]
         lines.append(

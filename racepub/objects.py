@@ -6,6 +6,7 @@ preview sends the same headers the CDN would.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import mimetypes
 from dataclasses import dataclass
@@ -37,9 +38,19 @@ class Object:
         files are made once per process and checked every cycle)."""
         return hashlib.sha256(self.body).hexdigest()
 
+    @cached_property
+    def gzipped(self) -> bytes:
+        """The body gzip-compressed, once per object (static files: once per process)."""
+        return gzip_bytes(self.body)
+
     @property
     def compressible(self) -> bool:
         return self.content_type.split(";")[0] in COMPRESSIBLE
+
+
+def gzip_bytes(body: bytes) -> bytes:
+    # mtime=0: the same body always compresses to the same bytes.
+    return gzip.compress(body, compresslevel=6, mtime=0)
 
 
 def content_type(key: str) -> str:

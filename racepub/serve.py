@@ -10,7 +10,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from . import objects
-from .sink import digest, gzip_bytes
+from .objects import gzip_bytes
+from .sink import digest
 
 log = logging.getLogger(__name__)
 
