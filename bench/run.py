@@ -265,7 +265,7 @@ def _p95(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
 
 
-def table(results: list[dict[str, Any]]) -> str:
+def table(results: list[dict[str, Any]], spectators: dict[str, Any] | None) -> str:
     lines = [
         "# racepub bench",
         "",
@@ -273,13 +273,15 @@ def table(results: list[dict[str, Any]]) -> str:
         f"{CYCLES} cycles a cell (median / p95, ms), 1 fix per racer every {FIX_EVERY_S} s, "
         f"a cycle every {INTERVAL_S} s; uploads to moto's S3 server on loopback. "
         "Baseline: DISTINCT ON over the whole table + standard json, every cycle "
-        f"(median of {BASELINE_CYCLES}). Ratio = baseline total / racepub total. "
+        f"(median of {BASELINE_CYCLES}). Ratio = baseline / racepub. Poll = what a "
+        "spectator following one racer fetches each poll: snapshot.json, plus in a large "
+        "race (more than 500 racers) that racer's shard (the largest). "
         "Command: `make bench`.",
         "",
         "| racers | race age | rows in table | read | update | render | compress | upload "
-        "| total (median / p95) | baseline total | ratio | queries/cycle | poll bytes raw / gz "
-        "| baseline poll gz | peak RSS MB |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| total (median / p95) | baseline total | ratio | PUTs/cycle | queries/cycle "
+        "| poll gz (raw) | baseline poll gz | ratio | peak RSS MB |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         st = r["stages"]
@@ -288,27 +290,94 @@ def table(results: list[dict[str, Any]]) -> str:
         def ms(k: str, st: dict[str, Any] = st) -> str:
             return f"{st[k][0]:.0f}" if k in st else "–"
 
-        upload = st["upload"][0]
         age = "10 min" if r["age"] == 600 else "4 h"
         total_med, total_p95 = st["total"]
         lines.append(
             f"| {r['racers']:,} | {age} | {r['rows_in_table']:,} | {ms('read')} | "
-            f"{ms('update')} | {ms('render')} | {ms('compress')} | {upload:.0f} | "
+            f"{ms('update')} | {ms('render')} | {ms('compress')} | {ms('upload')} | "
             f"{total_med:.0f} / {total_p95:.0f} | {base['stages']['total']:.0f} | "
-            f"{base['stages']['total'] / total_med:.1f}x | {r['queries']:.1f} | "
-            f"{r['poll_raw']:,} / {r['poll_gz']:,} | {base['poll_gz']:,} | "
+            f"{base['stages']['total'] / total_med:.1f}x | {r['puts']:.0f} | "
+            f"{r['queries']:.1f} | {r['poll_gz']:,} ({r['poll_raw']:,}) | "
+            f"{base['poll_gz']:,} | {base['poll_gz'] / r['poll_gz']:.1f}x | "
             f"{r['peak_rss_mb']:.0f} |")
     by = {(r["racers"], r["age"]): r for r in results}
     lines += ["", "Cycle at 4 h / cycle at 10 min (median totals):", ""]
+    ratios = {}
     for n in sorted({r["racers"] for r in results}):
         if (n, 600) in by and (n, 14400) in by:
             a, b = by[(n, 600)]["stages"]["total"][0], by[(n, 14400)]["stages"]["total"][0]
+            ratios[n] = b / a
             lines.append(f"- {n:,} racers: {b / a:.2f}")
     lines += ["", "Older history than the last 10 minutes is a fix a minute for fields over "
               "1,000 (50,000 x 4 h at a fix every 5 s would be 144M rows); the cursor's "
               "index makes each cycle's read independent of it, while the baseline's "
-              "DISTINCT ON walks all of it.", ""]
+              "DISTINCT ON walks all of it. Each publisher starts warm: every racer's tail "
+              "is of staggered length, so chunks fill at the steady rate (see steady_state). "
+              "Queries/cycle counts the read; `racepub run` adds one `SELECT 1` a cycle on "
+              "the race lock's connection (the lock must be alive).", ""]
+    lines += goals(by, ratios)
+    lines += spectator_table(spectators)
     return "\n".join(lines)
+
+
+def goals(by: dict[tuple[int, int], dict[str, Any]], ratios: dict[int, float]) -> list[str]:
+    def mark(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    out = ["## Goals", ""]
+    big = [by[k] for k in ((50000, 600), (50000, 14400)) if k in by]
+    if big:
+        med = max(r["stages"]["total"][0] for r in big)
+        p95 = max(r["stages"]["total"][1] for r in big)
+        poll = max(r["poll_gz"] for r in big)
+        out += [f"- 50,000 racers, median cycle <= 500 ms: {med:.0f} ms, {mark(med <= 500)}",
+                f"- 50,000 racers, p95 well under the 2 s interval: {p95:.0f} ms, "
+                f"{mark(p95 < 1500)}",
+                f"- 50,000 racers, poll for one followed racer <= 30 KB gz: {poll:,} B, "
+                f"{mark(poll <= 30_000)}"]
+    if ratios:
+        worst = max(ratios.values())
+        out.append(f"- cycle at 4 h / 10 min <= 1.2 at every size: worst {worst:.2f}, "
+                   f"{mark(worst <= 1.2)}")
+    small = [by[k] for k in ((5, 600), (5, 14400)) if k in by]
+    if small:
+        poll = by[(5, 600)]["poll_gz"] if (5, 600) in by else small[0]["poll_gz"]
+        out.append(f"- 5 racers (the demo's size, 10 min in), poll <= 1.5 KB gz: {poll:,} B, "
+                   f"{mark(poll <= 1500)}")
+    queries = max(r["queries"] for r in by.values()) + 1  # + the lock's SELECT 1
+    out += [f"- database queries per cycle <= 2: {queries:.0f} (read + lock check), "
+            f"{mark(queries <= 2)}", ""]
+    return out
+
+
+def spectator_table(sp: dict[str, Any] | None) -> list[str]:
+    out = ["## Spectators", ""]
+    if sp is None:
+        return out + ["Not measured (BENCH_SPECTATORS=0).", ""]
+    if "skipped" in sp:
+        return out + [f"Not measured: {sp['skipped']}.", ""]
+    out += [
+        f"wrk, {sp['connections']} connections for {sp['duration_s']} s, polling "
+        f"snapshot.json of a {sp['racers']:,}-racer race while `racepub run` publishes it "
+        f"every {sp['interval_s']} s and the app writes a fix per racer every 5 s. racepub: "
+        "through nginx (proxy_cache honouring Cache-Control, proxy_cache_lock on) in front "
+        "of moto's S3 server. Naive: a WSGI app (16 database connections) that queries "
+        "PostgreSQL per request. Origin GETs counted in moto's request log; database "
+        "statements in PostgreSQL's statement log, by application_name.",
+        "",
+        "| endpoint | requests/s | p99 latency ms | errors | origin GETs/s | "
+        "DB statements/s from spectators | per 1,000 requests | publisher's own DB "
+        "statements/s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in sp["results"].items():
+        origin = f"{r['origin_gets_per_s']:.2f}" if r["origin_gets_per_s"] is not None \
+            else "– (no cache)"
+        p99 = f"{r['p99_ms']:.0f}" if r["p99_ms"] is not None else "–"
+        out.append(f"| {name} | {r['rps']:,.0f} | {p99} | {r['errors']:,} | {origin} | "
+                   f"{r['db_per_s']:.1f} | {r['db_per_1000']:.1f} | "
+                   f"{r['publisher_db_per_s']:.1f} |")
+    return out + [""]
 
 
 def main() -> None:
@@ -324,7 +393,15 @@ def main() -> None:
             if done.returncode != 0:
                 sys.exit(f"bench cell {n}/{label} failed:\n{done.stderr[-3000:]}")
             results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    text = table(results)
+    spectators = None
+    if os.environ.get("BENCH_SPECTATORS", "1") != "0":
+        print("bench: spectators (nginx + wrk) ...", file=sys.stderr, flush=True)
+        done = subprocess.run([sys.executable, str(ROOT / "bench" / "spectators.py")],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"bench spectators failed:\n{done.stderr[-3000:]}")
+        spectators = json.loads(done.stdout.strip().splitlines()[-1])
+    text = table(results, spectators)
     out = ROOT / "bench" / "RESULTS.md"
     out.write_text(text)
     print(text)

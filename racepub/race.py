@@ -12,10 +12,11 @@ from .config import Race
 from .course import Course
 from .standings import Standings
 from .timefmt import iso, ts
-from .track import Chunk, Fix, Rules, Track, racer_key
+from .track import TIMELINE_STEP_M, Chunk, Fix, Rules, Track, racer_key
 
 SCHEMA = 1
 MAX_FUTURE_S = 120.0  # phone clocks run a little ahead; more than this is wrong
+LARGE_TIMELINE_STEP_M = 50.0  # gaps in a large race: half the memory, ample precision
 MAX_NAME = 80  # characters of a name published; a 10,000-character name is someone's joke
 
 
@@ -53,7 +54,9 @@ class RaceState:
                              chunk_points=race.chunk_points,
                              pace_window_s=race.pace_window_s, off_course_m=race.off_course_m,
                              tail_stride=-(-race.chunk_points // max(1, race.tail_points - 1))
-                             if race.large else 0)
+                             if race.large else 0,
+                             timeline_step_m=LARGE_TIMELINE_STEP_M if race.large
+                             else TIMELINE_STEP_M)
                  for kind, speed in race.max_kmh.items()}
         self.tracks = {r.id: Track(racer=r, course=self.course, rules=rules[r.kind])
                        for r in race.racers}
