@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import time
@@ -49,6 +50,16 @@ class CycleStats:
         return (f"seq={self.seq} racers={self.racers} new={self.new_points} "
                 f"dropped={self.dropped}{f'({why})' if why else ''} objects={self.objects} "
                 f"bytes={self.bytes} {stages}")
+
+
+def _settle_garbage() -> None:
+    """Collect this cycle's young garbage, then exempt what survived from
+    future collections. The race state is millions of long-lived objects:
+    a full collection walked them all (1.4 s pauses at 50,000 racers, the
+    p95 cycle). What survives a cycle is live state, freed by reference
+    counting when dropped; reference cycles among it are not expected."""
+    gc.collect(1)
+    gc.freeze()
 
 
 class Publisher:
@@ -199,6 +210,7 @@ class Publisher:
         self._write(snap_obj, stats, force=True)
         self.seq = seq
         self.pending.clear()
+        _settle_garbage()
         if shard_objs:
             self._next_shard = (self._next_shard + len(shard_objs)) % self.race.shards
         t4 = time.perf_counter()
