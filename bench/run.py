@@ -205,17 +205,21 @@ racers_file = "entrants.csv"
 
 
 def steady_state(pub: Publisher, age_s: int) -> None:
-    """Make each track look like one that has run since the start: a tail of
-    staggered length (so chunks fill at the steady rate, not all at once or
-    never) and the chunks already cut listed. The points are synthetic but
-    shaped like the race's (a fix every 5 s back along the course)."""
+    """Make each track what it would be after running since the start: the
+    chunks already cut (their sizes as Track.chunk_size makes them, so the
+    stagger spreads chunk PUTs as it would) and the tail that has grown since.
+    The tail's points are synthetic but shaped like the race's (a fix every
+    5 s back along the course)."""
     fixes_so_far = age_s // FIX_EVERY_S
     for i, track in enumerate(pub.state.tracks.values()):
         last = track.last
         if last is None:
             continue
         rules = track.rules
-        n_tail = min((i * 7919) % rules.chunk_points, fixes_so_far)
+        n_tail, chunks = fixes_so_far, 0
+        while n_tail >= track.chunk_size(chunks):
+            n_tail -= track.chunk_size(chunks)
+            chunks += 1
         xyt = array("d")
         for k in range(n_tail - 1, -1, -1):
             back = k * FIX_EVERY_S * speed(i)
@@ -224,7 +228,7 @@ def steady_state(pub: Publisher, age_s: int) -> None:
         track.sparse = [published(xyt[j], xyt[j + 1], xyt[j + 2])
                         for j in range(0, len(xyt), 3)
                         if rules.tail_stride and (j // 3) % rules.tail_stride == 0]
-        track.chunks = max(0, fixes_so_far - n_tail) // rules.chunk_points
+        track.chunks = chunks
 
 
 def baseline(dsn: str, n: int, s3: Any) -> dict[str, Any]:

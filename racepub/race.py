@@ -12,7 +12,7 @@ from .config import Race
 from .course import Course
 from .standings import Standings
 from .timefmt import iso, ts
-from .track import TIMELINE_STEP_M, Chunk, Fix, Rules, Track, racer_key
+from .track import TIMELINE_STEP_M, Chunk, Fix, Rules, Track, fnv1a32, racer_key
 
 SCHEMA = 1
 MAX_FUTURE_S = 120.0  # phone clocks run a little ahead; more than this is wrong
@@ -53,8 +53,11 @@ class RaceState:
         rules = {kind: Rules(start_t=self.start_t, max_mps=speed / 3.6,
                              chunk_points=race.chunk_points,
                              pace_window_s=race.pace_window_s, off_course_m=race.off_course_m,
-                             tail_stride=-(-race.chunk_points // max(1, race.tail_points - 1))
-                             if race.large else 0,
+                             # The longest tail (a staggered first chunk) thins
+                             # to tail_points.
+                             tail_stride=-(-(race.chunk_points * 3 // 2)
+                                           // max(1, race.tail_points - 1))
+                             if race.large else 0, stagger=race.large,
                              timeline_step_m=LARGE_TIMELINE_STEP_M if race.large
                              else TIMELINE_STEP_M)
                  for kind, speed in race.max_kmh.items()}
@@ -328,10 +331,7 @@ class RaceState:
 def shard_of(racer_id: str, shards: int) -> int:
     """Which shard object holds a racer: FNV-1a (32-bit) of the id's UTF-8
     bytes, modulo the number of shards. The page computes the same."""
-    h = 0x811C9DC5
-    for byte in racer_id.encode():
-        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
-    return h % shards
+    return fnv1a32(racer_id) % shards
 
 
 def display_name(name: str) -> str:

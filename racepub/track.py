@@ -47,6 +47,14 @@ def racer_key(racer_id: str) -> str:
     return "~" + hashlib.sha256(racer_id.encode()).hexdigest()[:16]
 
 
+def fnv1a32(text: str) -> int:
+    """FNV-1a, 32-bit, of the UTF-8 bytes: a stable hash the page can compute too."""
+    h = 0x811C9DC5
+    for byte in text.encode():
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return h
+
+
 def chunk_key(racer_id: str, n: int) -> str:
     return f"tracks/{racer_key(racer_id)}/{n}.json"
 
@@ -88,6 +96,10 @@ class Rules:
     # Large races mark the timeline every 50 m: half the memory (at 50,000
     # racers 4 hours in, the timelines were a third of the publisher's RSS).
     timeline_step_m: float = TIMELINE_STEP_M
+    # Large races stagger where each racer's chunks end: everyone's first fix
+    # comes at the gun, so equal chunks would all fill in the same cycle (at
+    # 50,000 racers, 50,000 PUTs at once every chunk_points fixes).
+    stagger: bool = False
 
 
 @dataclass
@@ -153,8 +165,16 @@ class Track:
                 # The longer since the last fix, the less sure where to expect them.
                 PREFER_NEAR / (1.0 + dt / 60.0))
 
+    def chunk_size(self, n: int) -> int:
+        """Fixes in chunk n: chunk_points, except a staggered first chunk of
+        between half and one and a half times that, by the racer's id."""
+        size = self.rules.chunk_points
+        if n == 0 and self.rules.stagger:
+            return size // 2 + fnv1a32(self.racer.id) % size
+        return size
+
     def _cut(self, chunks: list[Chunk]) -> None:
-        if self.tail_len >= self.rules.chunk_points:
+        if self.tail_len >= self.chunk_size(self.chunks):
             chunks.append(Chunk(self.racer.id, self.chunks, self.tail()))
             self.chunks += 1
             self.tail_xyt = array("d")

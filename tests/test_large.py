@@ -106,12 +106,15 @@ def test_large_race_publishes_head_and_shards(tmp_path: Path, dsn: str, bucket: 
     assert r05["position"]["at"] == (setup.starts_at + timedelta(seconds=169)).strftime(
         "%Y-%m-%dT%H:%M:%SZ")
     assert 1 <= len(r05["tail"]) <= 4 and r05["tail"][-1][2] == r05["position"]["at"]
-    # 85 fixes: 7 chunks of 12 written, 1 point in the tail; a large race's
-    # records say how many chunks and where, not every key.
-    assert "track" not in r05
-    assert (r05["chunks"], r05["track_url"]) == (7, "tracks/r05/{n}.json")
-    for n in range(7):
-        assert len(out.json(f"tracks/r05/{n}.json")["points"]) == 12
+    # A large race's records say how many chunks and where, not every key.
+    # The chunks and the tail hold each of the 85 fixes once, in order; the
+    # first chunk's size is staggered by id (6..17 fixes), the rest hold 12.
+    assert "track" not in r05 and r05["track_url"] == "tracks/r05/{n}.json"
+    chunks = [out.json(f"tracks/r05/{n}.json")["points"] for n in range(r05["chunks"])]
+    assert 6 <= len(chunks[0]) <= 17 and all(len(c) == 12 for c in chunks[1:])
+    times = [p[2] for c in chunks for p in c]
+    assert times == sorted(set(times)) and 85 - 12 < len(times) <= 85
+    assert r05["chunks"] == 1 + (85 - len(chunks[0])) // 12
     assert snap["racers"][0] == seen["r22"] | {}  # head and shard agree in the same cycle
 
     # Later cycles rewrite shard_writes shards, round robin, and the snapshot.
@@ -190,3 +193,21 @@ def test_large_ranks_are_the_small_forms_ranks() -> None:
         assert by_status["finished"] == sum(1 for t in state.tracks.values()
                                             if t.finish_t is not None)
     assert snap["field"]["by_status"]["finished"] > 0  # the course is short: some finish
+
+
+def test_large_race_chunks_do_not_all_fill_at_once() -> None:
+    """Everyone's first fix comes at the gun; with equal chunks, every racer
+    would cut one in the same cycle (50,000 PUTs at once in a marathon)."""
+    from tests.test_race import T0, make_state, run
+
+    racers = tuple(Racer(f"r{i}", f"R{i}") for i in range(200))
+    state = make_state(*racers, chunk_points=10, shard_above=100)
+    assert state.race.large
+    per_cycle = []
+    for cycle in range(40):  # a fix per racer per cycle, all in step
+        rows = [row for r in racers for row in run(r.id, 2.0 * cycle, 2.0 * cycle, 1.0,
+                                                   d0=2.0 * cycle)]
+        _, chunks = state.update(rows, T0 + 2.0 * cycle + 1)
+        per_cycle.append(len(chunks))
+    assert sum(per_cycle) > 500  # every racer cut several
+    assert max(per_cycle) <= 200 * 0.25  # spread out: about 200 / 10 a cycle
