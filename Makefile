@@ -20,7 +20,8 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest
 
-# Cycle cost at 5..50,000 racers beside a naive baseline; writes bench/RESULTS.md.
+# Cycle cost at 5..50,000 racers beside a naive baseline, and spectators under
+# nginx + wrk (installed with apt-get when root); writes bench/RESULTS.md (~8 min).
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 

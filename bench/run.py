@@ -315,8 +315,9 @@ def table(results: list[dict[str, Any]], spectators: dict[str, Any] | None) -> s
     lines += ["", "Older history than the last 10 minutes is a fix a minute for fields over "
               "1,000 (50,000 x 4 h at a fix every 5 s would be 144M rows); the cursor's "
               "index makes each cycle's read independent of it, while the baseline's "
-              "DISTINCT ON walks all of it. Each publisher starts warm: every racer's tail "
-              "is of staggered length, so chunks fill at the steady rate (see steady_state). "
+              "DISTINCT ON walks all of it. Each publisher starts warm, in the state it "
+              "would have after running since the start (see steady_state): chunks fill, "
+              "and are uploaded, at the steady rate. "
               "Queries/cycle counts the read; `racepub run` adds one `SELECT 1` a cycle on "
               "the race lock's connection (the lock must be alive).", ""]
     lines += goals(by, ratios)
