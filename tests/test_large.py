@@ -117,6 +117,20 @@ def test_large_race_publishes_head_and_shards(tmp_path: Path, dsn: str, bucket: 
     assert r05["chunks"] == 1 + (85 - len(chunks[0])) // 12
     assert snap["racers"][0] == seen["r22"] | {}  # head and shard agree in the same cycle
 
+    # Shards are polled like the snapshot: cached for one interval, served
+    # stale if the origin errors; gzip-compressed JSON.
+    head = out.s3.head_object(Bucket=bucket, Key="race/racers/0.json")
+    assert head["CacheControl"].startswith("public, max-age=2, stale-while-revalidate=2")
+    assert (head["ContentType"], head["ContentEncoding"]) == ("application/json", "gzip")
+    # Nothing secret in any object: no DSN, database host or port, no AWS key.
+    for key in out.versions():
+        got = out.s3.get_object(Bucket=bucket, Key=key)
+        data = got["Body"].read()
+        if got.get("ContentEncoding") == "gzip":
+            data = gzip.decompress(data)
+        for secret in (dsn, dsn.split("@")[1], "testing", "postgres"):
+            assert secret.encode() not in data, (key, secret)
+
     # Later cycles rewrite shard_writes shards, round robin, and the snapshot.
     before = out.versions()
     pub.cycle()
