@@ -125,6 +125,7 @@ class Track:
     timeline: array[float] = field(default_factory=lambda: array("f"))
     dropped: Counter[str] = field(default_factory=Counter)
     jumps_in_a_row: int = 0
+    _first_chunk: int | None = None  # its size, when staggered (computed once)
 
     def add(self, fixes: list[Fix]) -> list[Chunk]:
         """Accept the valid fixes (any order); return chunks that became full."""
@@ -170,7 +171,9 @@ class Track:
         between half and one and a half times that, by the racer's id."""
         size = self.rules.chunk_points
         if n == 0 and self.rules.stagger:
-            return size // 2 + fnv1a32(self.racer.id) % size
+            if self._first_chunk is None:
+                self._first_chunk = size // 2 + fnv1a32(self.racer.id) % size
+            return self._first_chunk
         return size
 
     def _cut(self, chunks: list[Chunk]) -> None:
@@ -295,6 +298,8 @@ class Track:
         refined as the fixes just past it arrive (a line fitted through a
         handful of fixes averages out the noise any single one carries)."""
         length = self.course.length_m
+        if self.finish_t is None and self.progress_m < length - self._finish_zone_m:
+            return  # far from the line: no fix here can be among those that time it
         self.approach.append((fix.t, raw_m))
         while self.approach[0][0] < fix.t - 2 * FINISH_FIT_S:
             self.approach.popleft()
@@ -311,6 +316,12 @@ class Track:
                 if d >= length:
                     break  # the first fix past the line; a racer may stop soon after
         self.finish_t = _fit_crossing(near, length) or self.finish_t
+
+    @property
+    def _finish_zone_m(self) -> float:
+        # Fixes that time the finish are at most FINISH_FIT_S before it: that
+        # far at top speed, with room to spare, is where approach is kept.
+        return self.rules.max_mps * 3 * FINISH_FIT_S + 100.0
 
     def _advance_timeline(self, t0: float, d0: float, t1: float, d1: float) -> None:
         """Record when each timeline mark was passed (interpolated)."""
