@@ -88,9 +88,12 @@ def open_page(browser: Any) -> Iterator[Any]:
     """Opens pages that record JavaScript errors and dialogs; asserts none at the end."""
     pages: list[tuple[Any, list[str]]] = []
 
-    def opener(url: str, viewport: dict[str, int] = DESKTOP, **context: Any) -> Any:
+    def opener(url: str, viewport: dict[str, int] = DESKTOP, init_script: str | None = None,
+               **context: Any) -> Any:
         ctx = browser.new_context(viewport=viewport, **context)
         page = ctx.new_page()
+        if init_script:
+            page.add_init_script(init_script)
         problems: list[str] = []
         page.on("pageerror", lambda e: problems.append(f"error: {e}"))
         page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
@@ -212,7 +215,9 @@ def test_keyboard_can_follow_a_racer(live_race: LiveRace, open_page: Any) -> Non
 
 
 def test_errors_back_off(live_race: LiveRace, open_page: Any) -> None:
-    page = open_page(live_race.url)
+    # The jitter pinned (random() = 0.75): a failing poll waits 1 s + 0.75 of
+    # a ceiling that doubles, 2 s, 4 s, 8 s: gaps of 2.5, 4 and 7 s.
+    page = open_page(live_race.url, init_script="Math.random = () => 0.75;")
     wait_live(page)
     hits: list[float] = []
 
@@ -223,9 +228,9 @@ def test_errors_back_off(live_race: LiveRace, open_page: Any) -> None:
     page.route("**/snapshot.json", fail)
     page.wait_for_timeout(12_000)
     # Every second while healthy; backing off (with jitter) once it errors.
-    assert 2 <= len(hits) <= 7, hits
+    assert 3 <= len(hits) <= 4, hits
     gaps = [b - a for a, b in zip(hits, hits[1:], strict=False)]
-    assert max(gaps) > 2.0
+    assert gaps[0] == pytest.approx(2.5, abs=0.4) and gaps[1] == pytest.approx(4.0, abs=0.4)
     page.unroute("**/snapshot.json")
 
 
