@@ -53,6 +53,7 @@ DENSE_S = 600
 LAT0, LON0 = 42.30, -71.10
 M_PER_DEG = 111_195.0
 COURSE_M = 42_195
+BUCKET = "bench-live"
 
 
 def course_gpx(path: Path) -> None:
@@ -60,6 +61,36 @@ def course_gpx(path: Path) -> None:
     pts = [(LAT0 + d / M_PER_DEG, LON0 + 0.0005 * math.sin(d / 700))
            for d in range(0, COURSE_M + 1, 10)]
     path.write_text(write_gpx(pts, "bench marathon"))
+
+
+def write_race(work: Path, n: int, dsn: str, endpoint: str, start: datetime) -> Path:
+    """The bench marathon's config, course and entrants, in `work`."""
+    course_gpx(work / "course.gpx")
+    (work / "entrants.csv").write_text(
+        "id,name,kind\n" + "".join(f"{i},Runner {i},runner\n" for i in range(n)))
+    path = work / "racepub.toml"
+    path.write_text(f"""
+[database]
+dsn = "{dsn}"
+[source]
+table = "live_points"
+racer = "user_id"
+time = "recorded_at"
+lat = "lat"
+lon = "lon"
+ingest = "id"
+[s3]
+endpoint_url = "{endpoint}"
+region = "us-east-1"
+[races.b]
+title = "Bench marathon"
+starts_at = "{start.isoformat()}"
+course = "course.gpx"
+interval_s = {INTERVAL_S}
+sink = "s3://{BUCKET}/race"
+racers_file = "entrants.csv"
+""")
+    return path
 
 
 def speed(i: int) -> float:
@@ -100,7 +131,7 @@ def cell(n: int, age_s: int) -> dict[str, Any]:
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
         for _ in range(100):
             try:
-                s3.create_bucket(Bucket="bench-live")
+                s3.create_bucket(Bucket=BUCKET)
                 break
             except Exception:  # the server is still starting
                 time.sleep(0.1)
@@ -118,31 +149,7 @@ def cell(n: int, age_s: int) -> dict[str, Any]:
             rows_in_table = conn.execute("SELECT count(*) FROM live_points").fetchone()[0]
         gen_s = time.perf_counter() - t_gen
 
-        (work / "course.gpx").parent.mkdir(exist_ok=True)
-        course_gpx(work / "course.gpx")
-        (work / "entrants.csv").write_text(
-            "id,name,kind\n" + "".join(f"{i},Runner {i},runner\n" for i in range(n)))
-        (work / "racepub.toml").write_text(f"""
-[database]
-dsn = "{dsn}"
-[source]
-table = "live_points"
-racer = "user_id"
-time = "recorded_at"
-lat = "lat"
-lon = "lon"
-ingest = "id"
-[s3]
-endpoint_url = "{endpoint}"
-region = "us-east-1"
-[races.b]
-title = "Bench marathon"
-starts_at = "{start.isoformat()}"
-course = "course.gpx"
-interval_s = {INTERVAL_S}
-sink = "s3://bench-live/race"
-racers_file = "entrants.csv"
-""")
+        write_race(work, n, dsn, endpoint, start)
         cfg = config.load(str(work / "racepub.toml"))
         race = cfg.race("b")
         pub = Publisher(cfg, race)
@@ -179,9 +186,9 @@ racers_file = "entrants.csv"
         queries = (pub.source.queries - queries_before) / CYCLES
         # What a spectator following one racer polls: snapshot.json, and in a
         # large race the racer's shard too (the largest, to be fair).
-        poll = [s3.get_object(Bucket="bench-live", Key="race/snapshot.json")["Body"].read()]
+        poll = [s3.get_object(Bucket=BUCKET, Key="race/snapshot.json")["Body"].read()]
         if race.large:
-            shards = [s3.get_object(Bucket="bench-live", Key=f"race/racers/{k}.json")[
+            shards = [s3.get_object(Bucket=BUCKET, Key=f"race/racers/{k}.json")[
                 "Body"].read() for k in range(race.shards)]
             poll.append(max(shards, key=len))
         poll_gz = sum(len(b) for b in poll)
@@ -253,7 +260,7 @@ def baseline(dsn: str, n: int, s3: Any) -> dict[str, Any]:
             t2 = time.perf_counter()
             gz = gzip_bytes(raw)
             t3 = time.perf_counter()
-            s3.put_object(Bucket="bench-live", Key="naive/snapshot.json", Body=gz,
+            s3.put_object(Bucket=BUCKET, Key="naive/snapshot.json", Body=gz,
                           ContentEncoding="gzip", ContentType="application/json")
             t4 = time.perf_counter()
             totals.append({"read": (t1 - t0) * 1000, "render": (t2 - t1) * 1000,

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from run import FIX_EVERY_S, INTERVAL_S, course_gpx, generate  # noqa: E402
+from run import BUCKET, FIX_EVERY_S, INTERVAL_S, generate, write_race  # noqa: E402
 
 from racepub.localdb import LocalPostgres, free_port  # noqa: E402
 
@@ -49,7 +49,6 @@ AGE_S = 600
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "256"))
 DURATION_S = int(os.environ.get("BENCH_LOAD_S", "20"))
 NAIVE_POOL = 16  # database connections of the naive app, as an app server's pool
-BUCKET = "bench-live"
 NGINX = "/usr/sbin/nginx"
 
 NGINX_CONF = """
@@ -220,33 +219,11 @@ def measure() -> dict[str, Any]:
 
         threading.Thread(target=feed, daemon=True).start()
 
-        course_gpx(work / "course.gpx")
-        (work / "entrants.csv").write_text(
-            "id,name,kind\n" + "".join(f"{i},Runner {i},runner\n" for i in range(RACERS)))
-        (work / "racepub.toml").write_text(f"""
-[database]
-dsn = "{dsn}?application_name=racepub"
-[source]
-table = "live_points"
-racer = "user_id"
-time = "recorded_at"
-lat = "lat"
-lon = "lon"
-ingest = "id"
-[s3]
-endpoint_url = "http://127.0.0.1:{moto_port}"
-region = "us-east-1"
-[races.b]
-title = "Bench marathon"
-starts_at = "{start.isoformat()}"
-course = "course.gpx"
-interval_s = {INTERVAL_S}
-sink = "s3://{BUCKET}/race"
-racers_file = "entrants.csv"
-""")
+        config = write_race(work, RACERS, dsn + "?application_name=racepub",
+                            f"http://127.0.0.1:{moto_port}", start)
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "racepub", "run", "--race", "b", "--config",
-             str(work / "racepub.toml")], env=env, stdout=subprocess.DEVNULL,
+             str(config)], env=env, stdout=subprocess.DEVNULL,
             stderr=(work / "publisher.log").open("wb")))
         for _ in range(600):  # the first cycle catches up on 10 minutes
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -92,3 +93,27 @@ def insert_points(dsn: str, table: str, columns: tuple[str, ...],
         sql.SQL(", ").join(sql.Placeholder() * len(columns)))
     with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor() as cur:
         cur.executemany(query, rows)
+
+
+def versions(s3: Any, bucket: str) -> dict[str, int]:
+    """How often each key was written (the bucket is versioned)."""
+    counts: dict[str, int] = {}
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        for v in page.get("Versions", []):
+            counts[v["Key"]] = counts.get(v["Key"], 0) + 1
+    return counts
+
+
+def public_bucket(s3: Any, prefix: str) -> str:
+    """A new bucket spectators read anonymously, as through CloudFront."""
+    bucket = f"{prefix}-{os.getpid()}-{len(s3.list_buckets()['Buckets'])}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                       "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
+    return bucket
+
+
+POINTS_DDL = ("CREATE TABLE live_points (user_id text, recorded_at timestamptz, "
+              "lat float8, lon float8)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,15 @@ from racepub import config
 from racepub.config import Racer
 from racepub.publish import Publisher
 from racepub.race import shard_of
-from tests.helpers import create_points_table, insert_points, now_utc, write_race
+from tests.helpers import (
+    POINTS_DDL,
+    RaceSetup,
+    create_points_table,
+    insert_points,
+    now_utc,
+    versions,
+    write_race,
+)
 from tests.test_publish import truth_rows
 
 N = 23  # runners, plus one vehicle
@@ -52,23 +61,26 @@ class Bucket:
         return json.loads(gzip.decompress(body))
 
     def versions(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for page in self.s3.get_paginator("list_object_versions").paginate(Bucket=self.name):
-            for v in page.get("Versions", []):
-                counts[v["Key"]] = counts.get(v["Key"], 0) + 1
-        return counts
+        return versions(self.s3, self.name)
 
 
-def test_large_race_publishes_head_and_shards(tmp_path: Path, dsn: str, bucket: str) -> None:
-    create_points_table(dsn, "CREATE TABLE live_points (user_id text, recorded_at timestamptz, "
-                             "lat float8, lon float8)")
+def large_race(tmp_path: Path, dsn: str, bucket: str, speed: Callable[[int], float],
+               until_s: float, tram: bool) -> RaceSetup:
+    """N runners (and the tram) from entrants.csv, their fixes in the table."""
+    create_points_table(dsn, POINTS_DDL)
     racers_csv(tmp_path)
     setup = write_race(tmp_path, dsn, sink=f"s3://{bucket}/race", racers="\n",
                        starts_at=now_utc() - timedelta(minutes=3),
                        extra='racers_file = "entrants.csv"\n' + LARGE)
-    rows = [row for i in range(N) for row in truth_rows(setup, f"r{i:02d}", 2.0 + 0.05 * i, 170)]
-    rows += truth_rows(setup, "tram", 2.6, 170)
+    rows = [row for i in range(N) for row in truth_rows(setup, f"r{i:02d}", speed(i), until_s)]
+    if tram:
+        rows += truth_rows(setup, "tram", 2.6, until_s)
     insert_points(dsn, "live_points", ("user_id", "recorded_at", "lat", "lon"), rows)
+    return setup
+
+
+def test_large_race_publishes_head_and_shards(tmp_path: Path, dsn: str, bucket: str) -> None:
+    setup = large_race(tmp_path, dsn, bucket, lambda i: 2.0 + 0.05 * i, 170, tram=True)
     cfg = config.load(str(setup.path))
     race = cfg.race("t")
     assert race.large and race.shards == 5
@@ -147,14 +159,7 @@ def test_large_race_publishes_head_and_shards(tmp_path: Path, dsn: str, bucket: 
 
 def test_large_race_restart_resumes_from_shards(tmp_path: Path, dsn: str,
                                                 bucket: str) -> None:
-    create_points_table(dsn, "CREATE TABLE live_points (user_id text, recorded_at timestamptz, "
-                             "lat float8, lon float8)")
-    racers_csv(tmp_path)
-    setup = write_race(tmp_path, dsn, sink=f"s3://{bucket}/race", racers="\n",
-                       starts_at=now_utc() - timedelta(minutes=3),
-                       extra='racers_file = "entrants.csv"\n' + LARGE)
-    rows = [row for i in range(N) for row in truth_rows(setup, f"r{i:02d}", 2.5, 100)]
-    insert_points(dsn, "live_points", ("user_id", "recorded_at", "lat", "lon"), rows)
+    setup = large_race(tmp_path, dsn, bucket, lambda i: 2.5, 100, tram=False)
     cfg = config.load(str(setup.path))
     first = Publisher(cfg, cfg.race("t"))
     first.cycle()

@@ -3,8 +3,6 @@ from moto's S3 server, exactly as spectators load it from the CDN."""
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +15,15 @@ import pytest
 
 from racepub import config
 from racepub.publish import Publisher
-from tests.helpers import RaceSetup, create_points_table, insert_points, now_utc, write_race
+from tests.helpers import (
+    POINTS_DDL,
+    RaceSetup,
+    create_points_table,
+    insert_points,
+    now_utc,
+    public_bucket,
+    write_race,
+)
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 DESKTOP = {"width": 1280, "height": 800}
@@ -37,15 +43,8 @@ def live_race(tmp_path: Path, dsn: str, moto_server: str,
               fake_aws_env: None) -> Iterator[LiveRace]:
     """A race mid-way, published once to a public bucket on moto's HTTP server."""
     s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
-    bucket = f"page-{os.getpid()}-{len(s3.list_buckets()['Buckets'])}"
-    s3.create_bucket(Bucket=bucket)
-    # Spectators read anonymously, as through CloudFront or a public bucket.
-    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
-                       "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
-    create_points_table(dsn, "CREATE TABLE live_points (user_id text, recorded_at timestamptz, "
-                             "lat float8, lon float8)")
+    bucket = public_bucket(s3, "page")
+    create_points_table(dsn, POINTS_DDL)
     racers = f"""
         [[races.t.racers]]
         id = "1001"
@@ -239,14 +238,8 @@ def large_race(tmp_path: Path, dsn: str, moto_server: str,
                fake_aws_env: None) -> Iterator[LiveRace]:
     """A large race (more racers than shard_above): head + shards on moto's HTTP server."""
     s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
-    bucket = f"large-{os.getpid()}-{len(s3.list_buckets()['Buckets'])}"
-    s3.create_bucket(Bucket=bucket)
-    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
-                       "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
-    create_points_table(dsn, "CREATE TABLE live_points (user_id text, recorded_at timestamptz, "
-                             "lat float8, lon float8)")
+    bucket = public_bucket(s3, "large")
+    create_points_table(dsn, POINTS_DDL)
     # Ids with non-ASCII bytes: the page's FNV-1a must hash UTF-8 as Python does.
     ids = [f"bib{i}" for i in range(30)] + ["Zoë-7"]
     (tmp_path / "entrants.csv").write_text(

@@ -16,7 +16,14 @@ import pytest
 from racepub import config
 from racepub.cli import main
 from racepub.publish import Publisher
-from tests.helpers import RaceSetup, create_points_table, insert_points, now_utc, write_race
+from tests.helpers import (
+    RaceSetup,
+    create_points_table,
+    insert_points,
+    now_utc,
+    versions,
+    write_race,
+)
 
 CUSTOM_SOURCE = """
     table = "tracking.gps_fix"
@@ -144,14 +151,6 @@ def test_text_ids_and_odd_identifiers(tmp_path: Path, dsn: str) -> None:
     assert "<b>Bold</b>" not in page and "&lt;b&gt;Bold&lt;/b&gt;" in page
 
 
-def _versions(s3: Any, bucket: str) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-        for v in page.get("Versions", []):
-            counts[v["Key"]] = counts.get(v["Key"], 0) + 1
-    return counts
-
-
 def test_s3_objects_headers_and_no_reupload(tmp_path: Path, dsn: str, bucket: str) -> None:
     create_points_table(dsn, "CREATE TABLE live_points (user_id text, recorded_at timestamptz, "
                              "lat float8, lon float8)")
@@ -164,7 +163,7 @@ def test_s3_objects_headers_and_no_reupload(tmp_path: Path, dsn: str, bucket: st
     argv = ["run", "--once", "--race", "t", "--config", str(setup.path)]
     assert main(argv) == 0
     s3 = boto3.client("s3", region_name="us-east-1")
-    keys = set(_versions(s3, bucket))
+    keys = set(versions(s3, bucket))
     assert {"race/index.html", "race/snapshot.json", "race/tracks/1001/0.json",
             "race/tracks/1001/2.json", "race/tracks/2001/0.json"} <= keys
     assert any(k.endswith("/vendor/leaflet/leaflet.js") for k in keys)
@@ -205,9 +204,9 @@ def test_s3_objects_headers_and_no_reupload(tmp_path: Path, dsn: str, bucket: st
 
     # A second run with no new points re-uploads the snapshot and nothing else.
     assert main(argv) == 0
-    versions = _versions(s3, bucket)
-    assert versions.pop("race/snapshot.json") == 2
-    assert set(versions.values()) == {1}
+    written = versions(s3, bucket)
+    assert written.pop("race/snapshot.json") == 2
+    assert set(written.values()) == {1}
     body = s3.get_object(Bucket=bucket, Key="race/snapshot.json")["Body"].read()
     assert json.loads(gzip.decompress(body))["seq"] == 2  # seq carries on across runs
 
