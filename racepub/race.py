@@ -61,15 +61,16 @@ class RaceState:
                              timeline_step_m=LARGE_TIMELINE_STEP_M if race.large
                              else TIMELINE_STEP_M)
                  for kind, speed in race.max_kmh.items()}
-        self.tracks = {r.id: Track(racer=r, course=self.course, rules=rules[r.kind])
+        self._track_drops: Counter[str] = Counter()  # shared by the tracks
+        self.tracks = {r.id: Track(racer=r, course=self.course, rules=rules[r.kind],
+                                   race_drops=self._track_drops)
                        for r in race.racers}
-        self._order = {r.id: i for i, r in enumerate(race.racers)}
-        self.standings = Standings(list(self.tracks.values()))  # large races' ranks
+        self.vehicles = [t for t in self.tracks.values() if t.racer.kind == "vehicle"]
+        self.standings = Standings(list(self.tracks.values()))  # config order; large races' ranks
         # Large races: which racers each shard object holds (fixed for the race).
         self.shard_members: list[list[str]] = [[] for _ in range(race.shards)]
-        for r in race.racers:
-            if race.shards:
-                self.shard_members[shard_of(r.id, race.shards)].append(r.id)
+        for r in race.racers if race.shards else ():
+            self.shard_members[shard_of(r.id, race.shards)].append(r.id)
 
     def update(self, rows: Iterable[Row], now: float) -> tuple[int, list[Chunk]]:
         """Check and apply new rows; return (rows accepted, chunks now full)."""
@@ -127,10 +128,7 @@ class RaceState:
         return None
 
     def dropped_total(self) -> Counter[str]:
-        total = Counter(self.dropped)
-        for track in self.tracks.values():
-            total.update(track.dropped)
-        return total
+        return self.dropped + self._track_drops
 
     # -- the snapshot ------------------------------------------------------------
 
@@ -148,18 +146,19 @@ class RaceState:
         return sorted(self.tracks.values(), key=self._rank_key)
 
     def _rank_key(self, t: Track) -> tuple[int, float, int]:
+        order = self.standings.index[t.racer.id]
         if t.finish_t is not None:
-            return (0, t.finish_t, self._order[t.racer.id])
+            return (0, t.finish_t, order)
         if t.last is not None:
-            return (1, -t.distance_m, self._order[t.racer.id])
-        return (2, 0.0, self._order[t.racer.id])
+            return (1, -t.distance_m, order)
+        return (2, 0.0, order)
 
     def snapshot(self, now: float, seq: int) -> dict[str, Any]:
         ranked = self.ranked()
         leader = ranked[0] if ranked and ranked[0].last is not None else None
         racers = []
         ahead: Track | None = None
-        vehicles = [t for t in self.tracks.values() if t.racer.kind == "vehicle"]
+        vehicles = self.vehicles
         leader_id = leader.racer.id if leader else None
         new_leader = leader_id != self._leader_id
         for rank, track in enumerate(ranked, start=1):
@@ -209,7 +208,7 @@ class RaceState:
         count = len(self.tracks)
         leader = standings.at(1) if count else None
         leader = leader if leader is not None and leader.last is not None else None
-        vehicles = [t for t in self.tracks.values() if t.racer.kind == "vehicle"]
+        vehicles = self.vehicles
 
         def record(track: Track) -> dict[str, Any]:
             # Racers with a fix rank before those without: the one just
