@@ -38,13 +38,35 @@ class LiveRace:
     setup: RaceSetup
 
 
-@pytest.fixture
-def live_race(tmp_path: Path, dsn: str, moto_server: str,
-              fake_aws_env: None) -> Iterator[LiveRace]:
-    """A race mid-way, published once to a public bucket on moto's HTTP server."""
+def publish_live(tmp_path: Path, dsn: str, moto_server: str, racers: str, extra: str,
+                 speeds: dict[str, float]) -> Iterator[LiveRace]:
+    """A race 3 minutes in (a fix every 2 s at each racer's speed), published
+    once to a public bucket on moto's HTTP server, as spectators load it."""
     s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
     bucket = public_bucket(s3, "page")
     create_points_table(dsn, POINTS_DDL)
+    setup = write_race(tmp_path, dsn, racers=racers, sink=f"s3://{bucket}/live", interval_s=1,
+                       starts_at=now_utc() - timedelta(minutes=3),
+                       extra='tiles = "http://127.0.0.1:9/{z}/{x}/{y}.png"\n' + extra)
+    setup.path.write_text(setup.path.read_text().replace(
+        "[source]", f'[s3]\nendpoint_url = "{moto_server}"\nregion = "us-east-1"\n\n[source]'))
+    rows = []
+    for racer, speed in speeds.items():
+        for i in range(1, 85):
+            lat, lon = setup.course.at(speed * 2 * i)
+            rows.append((racer, setup.starts_at + timedelta(seconds=2 * i), lat, lon))
+    insert_points(dsn, "live_points", ("user_id", "recorded_at", "lat", "lon"), rows)
+    cfg = config.load(str(setup.path))
+    publisher = Publisher(cfg, cfg.race("t"))
+    publisher.cycle()
+    yield LiveRace(f"{moto_server}/{bucket}/live/index.html", publisher, setup)
+    publisher.close()
+
+
+@pytest.fixture
+def live_race(tmp_path: Path, dsn: str, moto_server: str,
+              fake_aws_env: None) -> Iterator[LiveRace]:
+    """The founding race's shape mid-way: three racing, Kim not started."""
     racers = f"""
         [[races.t.racers]]
         id = "1001"
@@ -63,23 +85,8 @@ def live_race(tmp_path: Path, dsn: str, moto_server: str,
         id = "1004"
         name = "Kim"
     """
-    setup = write_race(tmp_path, dsn, racers=racers, sink=f"s3://{bucket}/live", interval_s=1,
-                       starts_at=now_utc() - timedelta(minutes=3),
-                       extra='tiles = "http://127.0.0.1:9/{z}/{x}/{y}.png"\n'
-                             'chunk_points = 20\nunits = "mi"')
-    setup.path.write_text(setup.path.read_text().replace(
-        "[source]", f'[s3]\nendpoint_url = "{moto_server}"\nregion = "us-east-1"\n\n[source]'))
-    rows = []
-    for racer, speed in (("1001", 3.4), ("1002", 3.1), ("2001", 2.0)):
-        for i in range(1, 85):
-            lat, lon = setup.course.at(speed * 2 * i)
-            rows.append((racer, setup.starts_at + timedelta(seconds=2 * i), lat, lon))
-    insert_points(dsn, "live_points", ("user_id", "recorded_at", "lat", "lon"), rows)
-    cfg = config.load(str(setup.path))
-    publisher = Publisher(cfg, cfg.race("t"))
-    publisher.cycle()
-    yield LiveRace(f"{moto_server}/{bucket}/live/index.html", publisher, setup)
-    publisher.close()
+    yield from publish_live(tmp_path, dsn, moto_server, racers, 'chunk_points = 20\nunits = "mi"',
+                            {"1001": 3.4, "1002": 3.1, "2001": 2.0})
 
 
 @pytest.fixture
@@ -237,31 +244,14 @@ def test_errors_back_off(live_race: LiveRace, open_page: Any) -> None:
 def large_race(tmp_path: Path, dsn: str, moto_server: str,
                fake_aws_env: None) -> Iterator[LiveRace]:
     """A large race (more racers than shard_above): head + shards on moto's HTTP server."""
-    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
-    bucket = public_bucket(s3, "large")
-    create_points_table(dsn, POINTS_DDL)
     # Ids with non-ASCII bytes: the page's FNV-1a must hash UTF-8 as Python does.
     ids = [f"bib{i}" for i in range(30)] + ["Zoë-7"]
     (tmp_path / "entrants.csv").write_text(
         "id,name,kind\n" + "".join(f"{i},Runner {i},runner\n" for i in ids))
-    setup = write_race(tmp_path, dsn, racers="\n", sink=f"s3://{bucket}/live", interval_s=1,
-                       starts_at=now_utc() - timedelta(minutes=3),
-                       extra='tiles = "http://127.0.0.1:9/{z}/{x}/{y}.png"\n'
-                             'racers_file = "entrants.csv"\nshard_above = 10\n'
-                             'shard_size = 4\nhead_size = 5\nchunk_points = 20')
-    setup.path.write_text(setup.path.read_text().replace(
-        "[source]", f'[s3]\nendpoint_url = "{moto_server}"\nregion = "us-east-1"\n\n[source]'))
-    rows = []
-    for k, racer in enumerate(ids):
-        for i in range(1, 85):
-            lat, lon = setup.course.at((3.6 - 0.05 * k) * 2 * i)
-            rows.append((racer, setup.starts_at + timedelta(seconds=2 * i), lat, lon))
-    insert_points(dsn, "live_points", ("user_id", "recorded_at", "lat", "lon"), rows)
-    cfg = config.load(str(setup.path))
-    publisher = Publisher(cfg, cfg.race("t"))
-    publisher.cycle()
-    yield LiveRace(f"{moto_server}/{bucket}/live/index.html", publisher, setup)
-    publisher.close()
+    yield from publish_live(tmp_path, dsn, moto_server, "\n",
+                            'racers_file = "entrants.csv"\nshard_above = 10\n'
+                            'shard_size = 4\nhead_size = 5\nchunk_points = 20',
+                            {racer: 3.6 - 0.05 * k for k, racer in enumerate(ids)})
 
 
 def test_large_race_head_and_following_one_racer(large_race: LiveRace, open_page: Any) -> None:
