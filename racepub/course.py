@@ -8,10 +8,11 @@ noise, and it keeps every projection a few multiplications.
 from __future__ import annotations
 
 import math
-import xml.etree.ElementTree as ET
 from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -35,6 +36,28 @@ OVERSHOOT_M = 300.0
 # project_many handles fixes whose search window spans at most this many
 # segments; a racer back after a long silence is searched one by one.
 BATCH_SEGMENTS = 64
+# After a long silence the stretch searched may pass the same place twice (a
+# course that comes back near itself). Stretches this close to the fix as the
+# nearest one are equally likely by position alone; course order decides.
+AMBIGUOUS_M = 30.0
+
+
+class Fit(NamedTuple):
+    """One pass of the course near a fix (Course.fits)."""
+
+    distance_m: float
+    offset_m: float
+    east: float  # the course's direction there, a unit vector
+    north: float
+
+
+@dataclass(frozen=True)
+class Waypoint:
+    """A named point of the GPX (<wpt>): a checkpoint, a stop, an aid station."""
+
+    name: str
+    lat: float
+    lon: float
 
 
 @dataclass(frozen=True)
@@ -44,11 +67,19 @@ class Projection:
 
 
 class Course:
-    def __init__(self, points: list[tuple[float, float]]):
-        pts = [p for i, p in enumerate(points) if i == 0 or p != points[i - 1]]
+    def __init__(self, points: Sequence[tuple[float, float]],
+                 elevations: Sequence[float | None] | None = None,
+                 waypoints: Sequence[Waypoint] = (), source: str = "track"):
+        keep = [i for i, p in enumerate(points) if i == 0 or p != points[i - 1]]
+        pts = [points[i] for i in keep]
         if len(pts) < 2:
             raise ValueError("a course needs at least two distinct points")
         self.points: tuple[tuple[float, float], ...] = tuple(pts)
+        # Metres above sea level per point, when the GPX has them (else None).
+        self.elevations: tuple[float | None, ...] = tuple(
+            elevations[i] for i in keep) if elevations else (None,) * len(pts)
+        self.waypoints = tuple(waypoints)
+        self.source = source  # "track" or "route": which part of the GPX it came from
         lat0 = sum(p[0] for p in pts) / len(pts)
         self._lat0, self._lon0 = lat0, sum(p[1] for p in pts) / len(pts)
         self._ky = EARTH_RADIUS_M * math.pi / 180
@@ -69,6 +100,7 @@ class Course:
         # The same, as columns, for project_many.
         self._cols = np.array(self._segs).T
         self._cum = np.array(cum)
+        self._grids: dict[float, _Grid] = {}
 
     def to_xy(self, lat: float, lon: float) -> tuple[float, float]:
         return (lon - self._lon0) * self._kx, (lat - self._lat0) * self._ky
@@ -101,21 +133,33 @@ class Course:
         """Project a fix onto the course, preferring the stretch near `near_m`.
 
         With a hint, only the stretch from a little behind the racer's last
-        progress to as far ahead as they could have got (`ahead_m`) is tried
-        first, and within it the place nearest `expect_m` (where they should
-        be by now) wins ties between legs, each metre away from it weighing
-        `prefer` metres of distance from the line. The whole course is searched only
-        if the fix is far from that stretch (the racer really is elsewhere).
+        progress to as far ahead as they could have got (`ahead_m`) is tried,
+        and within it the place nearest `expect_m` (where they should be by
+        now) wins ties between legs, each metre away from it weighing
+        `prefer` metres of distance from the line.
+
+        Only segments within `off_course_m` of the fix are ever looked at (a
+        spatial grid finds them), so a fix costs the same on a 10,000-point
+        course as on a 20-point one, and a fix far from the course costs
+        nothing: it is off course (offset infinite) and gains no progress.
+        A fix on the course but outside the stretch searched projects onto
+        the nearest place there (the caller bounds how far that may take the
+        racer).
         """
         x, y = self.to_xy(lat, lon)
-        last = len(self._xy) - 2
+        near = self._grid(off_course_m).near(x, y)
+        if not near:
+            return Projection(distance_m=near_m or 0.0, offset_m=math.inf)
         if near_m is not None:
             lo = max(bisect_left(self.cum, near_m - SEARCH_BEHIND_M) - 1, 0)
-            hi = min(bisect_right(self.cum, near_m + ahead_m), last)
-            best = self._nearest(x, y, lo, hi, near_m if expect_m is None else expect_m, prefer)
-            if best.offset_m <= off_course_m:
-                return best
-        return self._nearest(x, y, 0, last)
+            hi = min(bisect_right(self.cum, near_m + ahead_m), len(self._segs) - 1)
+            inside = near[bisect_left(near, lo):bisect_right(near, hi)]
+            if inside:
+                best = self._nearest(x, y, inside, near_m if expect_m is None else expect_m,
+                                     prefer)
+                if best.offset_m <= off_course_m:
+                    return best
+        return self._nearest(x, y, near)
 
     def project_many(self, lat: list[float], lon: list[float], near_m: list[float],
                      ahead_m: list[float], expect_m: list[float], prefer: list[float],
@@ -162,7 +206,20 @@ class Course:
         return [Projection(distance_m=best_d[i], offset_m=best_off[i])
                 if fits[i] and best_off[i] <= off_course_m else None for i in range(n)]
 
-    def _nearest(self, x: float, y: float, lo: int, hi: int,
+    def _project_on(self, i: int, x: float, y: float) -> tuple[float, float]:
+        """(squared offset, distance along the course) of (x, y) on segment i."""
+        ax, ay, dx, dy, inv2, seg, start = self._segs[i]
+        t = ((x - ax) * dx + (y - ay) * dy) * inv2
+        if t < 0.0:
+            t = 0.0
+        elif t > 1.0 and (i != len(self._segs) - 1 or seg == 0.0):
+            t = 1.0
+        elif i == len(self._segs) - 1 and t > 1.0 + OVERSHOOT_M / seg:
+            t = 1.0 + OVERSHOOT_M / seg  # past the finish: kept, to time the crossing
+        ex, ey = x - ax - t * dx, y - ay - t * dy
+        return ex * ex + ey * ey, start + t * seg
+
+    def _nearest(self, x: float, y: float, segments: Sequence[int],
                  near_m: float | None = None, prefer: float = 0.0) -> Projection:
         # The hot loop of every cycle (one pass per fix): squared distances,
         # precomputed segments, no calls, one sqrt at the end.
@@ -170,7 +227,7 @@ class Course:
         segs = self._segs
         last = len(segs) - 1
         near = 0.0 if near_m is None else near_m
-        for i in range(lo, hi + 1):
+        for i in segments:
             ax, ay, dx, dy, inv2, seg, start = segs[i]
             t = ((x - ax) * dx + (y - ay) * dy) * inv2
             if t < 0.0:
@@ -190,33 +247,114 @@ class Course:
                 best_score, best_off2, best_d = score, off2, d
         return Projection(distance_m=best_d, offset_m=math.sqrt(best_off2))
 
+    def fits(self, lat: float, lon: float, near_m: float, ahead_m: float,
+             off_course_m: float) -> list[Fit]:
+        """Every pass of the course that fits a fix about as well as the
+        best one, in course order: a racer back after a long silence may be
+        on any of them (a course that comes back near itself, an out-and-back).
+        Each run of consecutive segments near the fix counts once, at its
+        nearest point. [] if no pass in the stretch searched is within
+        `off_course_m`."""
+        x, y = self.to_xy(lat, lon)
+        near = self._grid(off_course_m).near(x, y)
+        lo = max(bisect_left(self.cum, near_m - SEARCH_BEHIND_M) - 1, 0)
+        hi = min(bisect_right(self.cum, near_m + ahead_m), len(self._segs) - 1)
+        found = [(i, off2, d) for i in near[bisect_left(near, lo):bisect_right(near, hi)]
+                 for off2, d in [self._project_on(i, x, y)]
+                 if d >= near_m - SEARCH_BEHIND_M and off2 <= off_course_m ** 2]
+        if not found:
+            return []
+        limit = (min(off2 for _, off2, _ in found) ** 0.5 + AMBIGUOUS_M) ** 2
+        passes: list[tuple[int, float, float]] = []
+        prev = -2
+        for i, off2, d in found:
+            if off2 > limit:
+                continue
+            if passes and i == prev + 1:
+                if off2 < passes[-1][1]:
+                    passes[-1] = (i, off2, d)
+            else:
+                passes.append((i, off2, d))
+            prev = i
+        return [Fit(d, math.sqrt(off2), *self.heading(i)) for i, off2, d in passes]
+
+    def heading(self, segment: int) -> tuple[float, float]:
+        """The unit vector (east, north) along a segment, in course direction."""
+        _, _, dx, dy, _, seg, _ = self._segs[segment]
+        return (dx / seg, dy / seg) if seg else (0.0, 0.0)
+
+    def _grid(self, radius_m: float) -> _Grid:
+        grid = self._grids.get(radius_m)
+        if grid is None:
+            grid = self._grids[radius_m] = _Grid(self._xy, radius_m)
+        return grid
+
     def geometry(self, decimals: int = 6) -> list[list[float]]:
         return [[round(lat, decimals), round(lon, decimals)] for lat, lon in self.points]
 
 
+class _Grid:
+    """Which segments pass within `radius` of a point: a hash grid of cells
+    twice the radius, each segment registered in the 3 x 3 cells around
+    points sampled along it every half radius. A query reads one cell: a
+    superset of the segments within the radius, in course order."""
+
+    def __init__(self, xy: list[tuple[float, float]], radius: float):
+        self.cell = 2.0 * max(radius, 1.0)
+        cells: dict[tuple[int, int], set[int]] = {}
+        step = self.cell / 4
+        for i, ((ax, ay), (bx, by)) in enumerate(zip(xy, xy[1:], strict=False)):
+            n = max(1, math.ceil(math.hypot(bx - ax, by - ay) / step))
+            for k in range(n + 1):
+                cx, cy = self._key(ax + (bx - ax) * k / n, ay + (by - ay) * k / n)
+                for ox in (-1, 0, 1):
+                    for oy in (-1, 0, 1):
+                        cells.setdefault((cx + ox, cy + oy), set()).add(i)
+        self.cells = {key: tuple(sorted(v)) for key, v in cells.items()}
+
+    def _key(self, x: float, y: float) -> tuple[int, int]:
+        return math.floor(x / self.cell), math.floor(y / self.cell)
+
+    def near(self, x: float, y: float) -> tuple[int, ...]:
+        if not (math.isfinite(x) and math.isfinite(y)):
+            return ()
+        return self.cells.get(self._key(x, y), ())
+
+
 def load_gpx(path: Path) -> Course:
-    """A GPX track (trkpt) or, failing that, a route (rtept)."""
+    """A GPX course: its track (every segment in order) or, when the track is
+    missing or degenerate (fewer than two distinct points), its route; with
+    elevations and named waypoints. Parsed by gpxpy, after defusedxml has
+    refused entity tricks (billion laughs, external entities)."""
+    import defusedxml.ElementTree as DET
+    import gpxpy
+    import gpxpy.gpx
+
     try:
-        root = ET.parse(path).getroot()
-    except (OSError, ET.ParseError) as e:
-        raise UsageError(f"{path}: cannot read GPX course: {e}") from None
-    found: dict[str, list[tuple[float, float]]] = {"trkpt": [], "rtept": []}
-    for el in root.iter():
-        tag = el.tag.rsplit("}", 1)[-1]
-        if tag in found:
-            try:
-                lat, lon = float(el.attrib["lat"]), float(el.attrib["lon"])
-            except (KeyError, ValueError):
-                raise UsageError(f"{path}: {tag} without a numeric lat and lon") from None
-            if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-                raise UsageError(f"{path}: {tag} lat={lat} lon={lon}: out of range")
-            found[tag].append((lat, lon))
-    pts = found["trkpt"] or found["rtept"]
+        data = path.read_bytes()
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read GPX course: {e.strerror}") from None
     try:
-        return Course(pts)
-    except ValueError:
-        raise UsageError(f"{path}: expected a GPX track or route with at least two "
-                         "points") from None
+        DET.fromstring(data)
+        gpx = gpxpy.parse(data.decode("utf-8", errors="replace"))
+    except Exception as e:  # defusedxml, expat and gpxpy each raise their own kinds
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"{path}: cannot read GPX course: {reason}") from None
+    track = [p for t in gpx.tracks for s in t.segments for p in s.points]
+    route = [p for r in gpx.routes for p in r.points]
+    for kind, pts in (("trkpt", track), ("rtept", route)):
+        for p in pts:
+            if not (-90 <= p.latitude <= 90 and -180 <= p.longitude <= 180):
+                raise UsageError(f"{path}: {kind} lat={p.latitude} lon={p.longitude}: "
+                                 "out of range")
+    waypoints = tuple(Waypoint(w.name.strip(), w.latitude, w.longitude)
+                      for w in gpx.waypoints if w.name and w.name.strip())
+    for source, pts in (("track", track), ("route", route)):
+        if len({(p.latitude, p.longitude) for p in pts}) >= 2:
+            return Course([(p.latitude, p.longitude) for p in pts],
+                          [p.elevation for p in pts], waypoints, source)
+    raise UsageError(f"{path}: expected a GPX track or route with at least two distinct "
+                     "points")
 
 
 def write_gpx(points: list[tuple[float, float]], name: str) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .config import Racer
-from .course import PREFER_NEAR, Course, Projection
+from .course import PREFER_NEAR, Course, Fit, Projection
 from .timefmt import iso
 
 # Extra distance a fix may cover beyond max speed: GPS error at both ends.
@@ -35,6 +35,15 @@ MOVING_MPS = 0.3  # slower than this over the pace window is standing still
 FINISH_FIT_S = 10.0
 FINISH_FIT_AFTER_S = 4.0
 SEARCH_MARGIN_M = 50.0  # searched beyond the furthest a racer could have got
+# After a silence this long, where the racer "should be by now" means little
+# (they may have stopped, or sped up): a fix that fits several passes of the
+# course is put on the first of them, in course order.
+LONG_GAP_S = 120.0
+# A fix back after a silence that fits several passes is held until the next
+# fix shows which way the racer is going (at least this far from it), or for
+# at most this long.
+HEADING_M = 10.0
+GAP_HOLD_S = 60.0
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")
 
@@ -65,6 +74,16 @@ class Fix(NamedTuple):  # a tuple: cheap to build, one per accepted row
     lon: float
 
 
+class Search(NamedTuple):
+    """Where on the course to look for a fix, as Course.project takes it."""
+
+    near_m: float  # the racer's progress so far
+    ahead_m: float  # how far past it they could have got
+    expect_m: float  # where they should be by now
+    prefer: float  # how much being near expect_m counts
+    in_order: bool  # after a long silence: the first pass that fits
+
+
 def published(lat: float, lon: float, t: float) -> list[Any]:
     """A point as snapshot tails and chunks carry it: [lat, lon, "ISO-8601"]."""
     return [round(lat, DECIMALS), round(lon, DECIMALS), iso(t)]
@@ -90,6 +109,9 @@ class Rules:
     chunk_points: int = 30
     pace_window_s: float = 60.0
     off_course_m: float = 150.0
+    # Fixes closer together than this are not accepted (too_frequent): a phone
+    # sending many a second would otherwise cost every spectator chunks.
+    min_spacing_s: float = 1.0
     # Large races publish thinned tails: every tail_stride-th point (kept
     # formatted) and the newest. 0: no thinned tail.
     tail_stride: int = 0
@@ -109,6 +131,9 @@ class Track:
     rules: Rules
     last: Fix | None = None
     first: Fix | None = None  # a first fix waiting for the next to confirm it
+    # A fix after a long silence that fits several passes of the course,
+    # waiting for the next fix to tell which (with the passes that fit).
+    after_gap: tuple[Fix, list[Fit]] | None = None
     progress_m: float = 0.0  # best progress so far (extended past the finish)
     offset_m: float = 0.0
     finish_t: float | None = None
@@ -137,34 +162,78 @@ class Track:
             if self.last is None and not self._confirm_first(fix):
                 continue
             if self.admit(fix):
-                self._accept(fix)
+                self._take(fix, chunks)
+        return chunks
+
+    def _take(self, fix: Fix, chunks: list[Chunk]) -> None:
+        """Accept an admitted fix, unless it comes back after a long silence
+        fitting several passes of the course: then it waits for the next."""
+        if self.after_gap is not None:
+            held, passes = self.after_gap
+            self.after_gap = None
+            self._accept(held, self._choose(passes, held, fix))
+            self._cut(chunks)
+        s = self.search(fix)
+        if s.in_order:
+            passes = self.course.fits(fix.lat, fix.lon, s.near_m, s.ahead_m,
+                                      self.rules.off_course_m)
+            if len(passes) > 1:
+                self.after_gap = (fix, passes)
+                return
+            if passes:
+                self._accept(fix, Projection(passes[0].distance_m, passes[0].offset_m))
                 self._cut(chunks)
+                return
+        self._accept(fix)
+        self._cut(chunks)
+
+    def _choose(self, passes: list[Fit], held: Fix, then: Fix | None) -> Projection:
+        """Which pass a fix after a silence was on: the one whose direction
+        the racer's next move follows; without a move to go by, the first
+        along the course (never one they cannot have reached yet)."""
+        best = passes[0]
+        if then is not None:
+            (ax, ay), (bx, by) = (self.course.to_xy(held.lat, held.lon),
+                                  self.course.to_xy(then.lat, then.lon))
+            moved = math.hypot(bx - ax, by - ay)
+            if moved >= HEADING_M:
+                best = max(passes, key=lambda p: ((bx - ax) * p.east + (by - ay) * p.north))
+        return Projection(best.distance_m, best.offset_m)
+
+    def settle(self, now: float) -> list[Chunk]:
+        """Place a fix held after a silence once no next fix came in time."""
+        chunks: list[Chunk] = []
+        if self.after_gap is not None and now - self.after_gap[0].t > GAP_HOLD_S:
+            held, passes = self.after_gap
+            self.after_gap = None
+            self._accept(held, self._choose(passes, held, None))
+            self._cut(chunks)
         return chunks
 
     def admit(self, fix: Fix) -> bool:
         """Whether a fix after the last one passes the checks (counted if not)."""
         reason = self._reject(fix)
         if reason:
-            self._drop(reason)
+            self.drop(reason)
             return False
         return True
 
-    def _drop(self, reason: str) -> None:
+    def drop(self, reason: str) -> None:
         self.dropped[reason] += 1
         self.race_drops[reason] += 1
 
     def add_projected(self, fix: Fix, proj: Projection | None) -> list[Chunk]:
-        """add() for one admitted fix, projected already (RaceState projects
-        a cycle's fixes together); None: project it here."""
+        """add() for one admitted fix projected already (RaceState projects
+        a cycle's usual fixes together)."""
         chunks: list[Chunk] = []
         self._accept(fix, proj)
         self._cut(chunks)
         return chunks
 
-    def search(self, fix: Fix) -> tuple[float, float, float, float]:
-        """Where to look for a fix on the course: (near_m, ahead_m, expect_m,
-        prefer) as Course.project takes them. After the last fix, where the
-        racer should be by now; a first fix, anywhere reachable since the start."""
+    def search(self, fix: Fix) -> Search:
+        """Where to look for a fix on the course. After the last fix, where
+        the racer should be by now; a first fix, anywhere reachable since the
+        start; after a long silence, the first pass of the course that fits."""
         rules = self.rules
         if self.last is None:
             dt = max(fix.t - rules.start_t, 0.0)
@@ -174,9 +243,10 @@ class Track:
             prev_d = self.progress_m
             expect = prev_d + dt * (
                 self.recent_speed() or self.average_speed(rules.start_t) or 0.0)
-        return (prev_d, rules.max_mps * dt + JUMP_SLACK_M + SEARCH_MARGIN_M, expect,
-                # The longer since the last fix, the less sure where to expect them.
-                PREFER_NEAR / (1.0 + dt / 60.0))
+        return Search(prev_d, rules.max_mps * dt + JUMP_SLACK_M + SEARCH_MARGIN_M, expect,
+                      # The longer since the last fix, the less sure where to expect them.
+                      PREFER_NEAR / (1.0 + dt / 60.0),
+                      self.last is not None and dt > LONG_GAP_S)
 
     def chunk_size(self, n: int) -> int:
         """Fixes in chunk n: chunk_points, except a staggered first chunk of
@@ -219,13 +289,15 @@ class Track:
         return [*self.sparse, published(xyt[-3], xyt[-2], xyt[-1])]
 
     def _reject(self, fix: Fix) -> str | None:
-        last = self.last
+        last = self.after_gap[0] if self.after_gap is not None else self.last
         if last is None:
             return None
         if fix.t == last.t:
             return "duplicate"
         if fix.t < last.t:
             return "out_of_order"
+        if fix.t - last.t < self.rules.min_spacing_s:
+            return "too_frequent"
         dist = _metres(self.course, last, fix)
         if dist > self.rules.max_mps * (fix.t - last.t) + JUMP_SLACK_M:
             self.jumps_in_a_row += 1
@@ -243,19 +315,24 @@ class Track:
         held = self.first
         if held is None or fix.t <= held.t:
             if held is not None and fix.t == held.t:
-                self._drop("duplicate")
+                self.drop("duplicate")
+            elif held is not None and held.t - fix.t < self.rules.min_spacing_s:
+                self.drop("too_frequent")
             elif self._plausible_first(fix):
                 if held is not None:
-                    self._drop("jump")  # an earlier fix came late: keep it instead
+                    self.drop("jump")  # an earlier fix came late: keep it instead
                 self.first = fix
             else:
-                self._drop("jump")
+                self.drop("jump")
+            return False
+        if fix.t - held.t < self.rules.min_spacing_s:
+            self.drop("too_frequent")
             return False
         if _metres(self.course, held, fix) <= self.rules.max_mps * (fix.t - held.t) + JUMP_SLACK_M:
             self.first = None
             self._accept(held)
             return True
-        self._drop("jump")  # the two disagree: the held one goes, this one waits
+        self.drop("jump")  # the two disagree: the held one goes, this one waits
         self.first = fix if self._plausible_first(fix) else None
         return False
 
@@ -273,9 +350,9 @@ class Track:
         first = self.last is None
         prev_t, prev_d = (fix.t, 0.0) if self.last is None else (self.last.t, self.progress_m)
         if proj is None:
-            near, ahead, expect, prefer = self.search(fix)
-            proj = self.course.project(fix.lat, fix.lon, near_m=near, ahead_m=ahead,
-                                       expect_m=expect, prefer=prefer,
+            s = self.search(fix)
+            proj = self.course.project(fix.lat, fix.lon, near_m=s.near_m, ahead_m=s.ahead_m,
+                                       expect_m=s.expect_m, prefer=s.prefer,
                                        off_course_m=rules.off_course_m)
         self.last, self.offset_m = fix, proj.offset_m
         self.count += 1
