@@ -13,7 +13,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ class Race:
     off_course_m: float = 150.0
     pace_window_s: int = 60
     max_accuracy_m: float = 50.0
+    min_fix_spacing_s: float = 1.0  # closer fixes of one racer are dropped (too_frequent)
     max_kmh: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MAX_KMH))
     template_dir: Path | None = None
     # The large-race form (DESIGN.md): above `shard_above` racers, snapshot.json
@@ -87,6 +88,7 @@ class Source:
     lon: str = "lon"
     ingest: str | None = None
     accuracy: str | None = None
+    valid: str | None = None  # a boolean column: false rows are not fixes (Traccar)
     lookback_s: int = 30
 
     @property
@@ -143,7 +145,7 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     env_dsn = os.environ.get("RACEPUB_DATABASE_URL")  # overrides database.dsn
     db = top.table("database", required=not env_dsn)
     dsn = db.get("dsn", _text, "a PostgreSQL URL (or set RACEPUB_DATABASE_URL)",
-                 required=not env_dsn)
+                 required=not env_dsn, secret=True)
     db.done()
     dsn = env_dsn or dsn
 
@@ -157,6 +159,7 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
         lon=src.get("lon", _ident, "a column name", default=Source.lon),
         ingest=src.get("ingest", _ident, "a column name"),
         accuracy=src.get("accuracy", _ident, "a column name (horizontal accuracy in metres)"),
+        valid=src.get("valid", _ident, "a column name (boolean: false rows are dropped)"),
         lookback_s=src.get("lookback_s", _int_range(0, 3600), "whole seconds 0..3600",
                            default=Source.lookback_s),
     )
@@ -194,9 +197,9 @@ def _race(name: str, r: _Table, path: Path, errors: list[str]) -> Race | None:
     base = path.parent
     n_before = len(errors)
     title = r.get("title", _text, "a non-empty string", default=name)
-    starts_at = r.get("starts_at", _datetime, "a date-time with a UTC offset, "
-                      "e.g. 2014-07-25T11:00:00-04:00", required=True)
-    ends_at = r.get("ends_at", _datetime, "a date-time with a UTC offset")
+    starts_at = r.get("starts_at", _datetime, "a date-time with a UTC offset between 1970 "
+                      "and 9998, e.g. 2014-07-25T11:00:00-04:00", required=True)
+    ends_at = r.get("ends_at", _datetime, "a date-time with a UTC offset between 1970 and 9998")
     course = r.get("course", _file(base), "a GPX file (relative to the config file)",
                    required=True)
     interval_s = r.get("interval_s", _int_range(1, 3600), "whole seconds >= 1", default=3)
@@ -216,6 +219,8 @@ def _race(name: str, r: _Table, path: Path, errors: list[str]) -> Race | None:
                           default=60)
     max_accuracy_m = r.get("max_accuracy_m", _float_range(1, 10000), "metres, 1..10000",
                            default=50.0)
+    min_fix_spacing_s = r.get("min_fix_spacing_s", _float_range(0, 60), "seconds, 0..60",
+                              default=Race.min_fix_spacing_s)
     template_dir = r.get("template_dir", _dir(base), "a directory (relative to the config)")
     shard_above = r.get("shard_above", _int_range(0, 10_000_000), "a whole number >= 0",
                         default=Race.shard_above)
@@ -272,7 +277,8 @@ def _race(name: str, r: _Table, path: Path, errors: list[str]) -> Race | None:
                 interval_s=interval_s, sink=sink, racers=tuple(racers), units=units,
                 tiles=tiles, tile_attribution=attribution, chunk_points=chunk_points,
                 stale_after_s=stale_after_s, off_course_m=off_course_m,
-                pace_window_s=pace_window_s, max_accuracy_m=max_accuracy_m, max_kmh=max_kmh,
+                pace_window_s=pace_window_s, max_accuracy_m=max_accuracy_m,
+                min_fix_spacing_s=min_fix_spacing_s, max_kmh=max_kmh,
                 template_dir=template_dir, shard_above=shard_above, shard_size=shard_size,
                 head_size=head_size, shard_writes=shard_writes, tail_points=tail_points)
 
@@ -340,7 +346,7 @@ class _Table:
         return f"{self.key}.{name}" if self.key else name
 
     def get(self, name: str, conv: Callable[[Any], Any], expected: str, *,
-            required: bool = False, default: Any = None) -> Any:
+            required: bool = False, default: Any = None, secret: bool = False) -> Any:
         self.used.add(name)
         value = self.raw.get(name, _MISSING)
         if value is _MISSING:
@@ -349,8 +355,9 @@ class _Table:
             return default
         try:
             return conv(value)
-        except (TypeError, ValueError):
-            self.errors.append(f"{self.path}: {self._sub(name)} = {_show(value)}: "
+        except (TypeError, ValueError, OverflowError):
+            shown = "(not shown: it may hold a password)" if secret else _show(value)
+            self.errors.append(f"{self.path}: {self._sub(name)} = {shown}: "
                                f"expected {expected}")
             return default
 
@@ -440,6 +447,10 @@ def _datetime(v: Any) -> datetime:
     if isinstance(v, str):
         v = datetime.fromisoformat(v)
     if not isinstance(v, datetime) or v.tzinfo is None:
+        raise ValueError
+    # In UTC and within years 1970..9998: every time racepub derives from it
+    # (an epoch second, the finish, a countdown) can then be represented.
+    if not 1970 <= v.astimezone(UTC).year <= 9998:
         raise ValueError
     return v
 

@@ -6,6 +6,8 @@ Uses the system's PostgreSQL binaries when there are any, else the ones the
 
 from __future__ import annotations
 
+import atexit
+import functools
 import glob
 import importlib.util
 import os
@@ -46,16 +48,29 @@ def free_port() -> int:
 
 
 class LocalPostgres:
-    """initdb into a temp directory, start on 127.0.0.1:PORT with trust auth."""
+    """initdb into a temp directory, start on 127.0.0.1:PORT with trust auth.
+
+    As root, the server runs as an unprivileged user (PostgreSQL refuses
+    root), which must reach its binaries and its data. Nothing outside the
+    server's own temp folders is changed for that: the data directory is a
+    new folder in the system temp directory (world-traversable), and when
+    the binaries sit under a private folder (a virtualenv in /root) they are
+    copied into a temp folder of their own.
+    """
 
     def __init__(self, root: Path | None = None, settings: dict[str, str] | None = None):
         self.settings = settings or {}  # extra server settings (-c name=value), e.g. logging
+        self.user = UNPRIVILEGED_USER if os.geteuid() == 0 else None
         self.bindir = find_bindir()
+        if self.user:
+            entry = pwd.getpwnam(self.user)
+            if not _reachable(self.bindir, entry.pw_uid, entry.pw_gid):
+                self.bindir = _public_copy(self.bindir)
+            root = None  # a caller's folder may sit under a private one
         self.root = root or Path(tempfile.mkdtemp(prefix="racepub-pg-"))
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.data = self.root / "data"
         self.port = free_port()
-        self.user = UNPRIVILEGED_USER if os.geteuid() == 0 else None
 
     @property
     def dsn(self) -> str:
@@ -76,7 +91,12 @@ class LocalPostgres:
 
     def start(self) -> str:
         if self.user:
-            self._let_user_in()
+            entry = pwd.getpwnam(self.user)
+            os.chown(self.root, entry.pw_uid, entry.pw_gid)
+            if not _reachable(self.root, entry.pw_uid, entry.pw_gid):
+                raise RacepubError(f"{self.root} is not reachable by the user {self.user} "
+                                   "that runs PostgreSQL (set TMPDIR to a world-traversable "
+                                   "folder such as /tmp)")
         if not (self.data / "PG_VERSION").exists():
             self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
                       "-E", "UTF8", "--no-sync", "--no-instructions")
@@ -110,15 +130,27 @@ class LocalPostgres:
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 
-    def _let_user_in(self) -> None:
-        """The unprivileged user must own the data and reach the binaries.
 
-        A private (0700) directory above the data or a venv's bundled
-        binaries would hide them, so those get the search bit (o+x) only.
-        """
-        entry = pwd.getpwnam(self.user or "")
-        os.chown(self.root, entry.pw_uid, entry.pw_gid)
-        for d in [self.bindir, *self.bindir.parents, *self.root.parents]:
-            mode = d.stat().st_mode
-            if not mode & stat.S_IXOTH:
-                d.chmod(mode | stat.S_IXOTH)
+def _reachable(path: Path, uid: int, gid: int) -> bool:
+    """Whether a user could traverse every folder down to `path` (and read it)."""
+    for d in [*reversed(path.parents), path]:
+        st = d.stat()
+        bits = (stat.S_IXUSR if st.st_uid == uid else
+                stat.S_IXGRP if st.st_gid == gid else stat.S_IXOTH)
+        if not st.st_mode & bits:
+            return False
+    return True
+
+
+@functools.cache
+def _public_copy(bindir: Path) -> Path:
+    """The PostgreSQL install (bin/, lib/, share/) copied into a temp folder
+    anyone may read, removed at exit: the alternative, opening up every
+    folder above a virtualenv, would change the machine."""
+    root = Path(tempfile.mkdtemp(prefix="racepub-pgbin-"))
+    root.chmod(0o755)
+    atexit.register(shutil.rmtree, root, True)
+    for part in ("bin", "lib", "share"):
+        if (bindir.parent / part).is_dir():
+            shutil.copytree(bindir.parent / part, root / part, symlinks=True)
+    return root / "bin"

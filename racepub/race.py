@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from .clock import CLOCK_SLACK_S, FUTURE_HORIZON_S, FUTURE_TOLERANCE_S, MAX_HELD, PhoneClock
 from .config import Race
 from .course import Course
 from .standings import Standings
@@ -15,7 +16,6 @@ from .timefmt import iso, ts
 from .track import TIMELINE_STEP_M, Chunk, Fix, Rules, Track, fnv1a32, racer_key
 
 SCHEMA = 1
-MAX_FUTURE_S = 120.0  # phone clocks run a little ahead; more than this is wrong
 LARGE_TIMELINE_STEP_M = 50.0  # gaps in a large race: half the memory, ample precision
 MAX_NAME = 80  # characters of a name published; a 10,000-character name is someone's joke
 
@@ -28,7 +28,11 @@ class Row(NamedTuple):
     t: float | None
     lat: float | None
     lon: float | None
-    accuracy: float | None = None  # metres, when the source has the column
+    accuracy: float | None = None  # metres, when the source has the column (0: unknown)
+    # When the row reached the database (its now() when read, or the ingest
+    # timestamp); None when unknown (a first read after a start).
+    arrival: float | None = None
+    problem: str | None = None  # set by the source: bad_value, invalid
 
 
 @dataclass
@@ -46,6 +50,11 @@ class RaceState:
         self._eta_at: dict[str, float | None] = {}
         self._ahead_of: dict[str, str | None] = {}
         self._dirty: set[str] = set()
+        self.clocks: dict[str, PhoneClock] = {}  # racers whose phones stamp ahead
+        # Fixes stamped ahead of their arrival, per racer: (stamp, lat, lon),
+        # judged again once their (corrected) time has come.
+        self._held: dict[str, list[tuple[float, float, float]]] = {}
+        self._after_gap: set[str] = set()  # racers with a fix held after a silence
         self._leader_id: str | None = None
         self.start_t = ts(self.race.starts_at)
         self.end_t = ts(self.race.ends_at) if self.race.ends_at else None
@@ -53,6 +62,7 @@ class RaceState:
         rules = {kind: Rules(start_t=self.start_t, max_mps=speed / 3.6,
                              chunk_points=race.chunk_points,
                              pace_window_s=race.pace_window_s, off_course_m=race.off_course_m,
+                             min_spacing_s=race.min_fix_spacing_s,
                              # The longest tail (a staggered first chunk) thins
                              # to tail_points.
                              tail_stride=-(-(race.chunk_points * 3 // 2)
@@ -76,39 +86,65 @@ class RaceState:
         """Check and apply new rows; return (rows accepted, chunks now full)."""
         per_racer: dict[str, list[Fix]] = {}
         for row in rows:
-            reason = self._row_problem(row, now)
-            if reason:
+            reason = self._row_problem(row)
+            if reason is None:
+                assert row.t is not None and row.lat is not None and row.lon is not None
+                t = self._on_phone_clock(row.racer_id, row.t, row.arrival)
+                reason = self._time_problem(t)
+                if reason is None and t > (now if row.arrival is None else row.arrival) \
+                        + FUTURE_TOLERANCE_S:
+                    reason = self._hold(row.racer_id, row.t, row.lat, row.lon, now)
+                if reason is None:
+                    per_racer.setdefault(row.racer_id, []).append(Fix(t, row.lat, row.lon))
+                    continue
+            if reason == "not_a_racer":
                 self.dropped[reason] += 1
-                continue
-            assert row.t is not None and row.lat is not None and row.lon is not None
-            per_racer.setdefault(row.racer_id, []).append(Fix(row.t, row.lat, row.lon))
+            else:  # counted against the racer, and published with their record
+                self.tracks[row.racer_id].drop(reason)
+                self._dirty.add(row.racer_id)
+        for racer_id, fixes in self._due(now).items():
+            per_racer.setdefault(racer_id, []).extend(fixes)
         chunks: list[Chunk] = []
         accepted = 0
         one_each: list[tuple[Track, Fix]] = []  # the usual case: one new fix per racer
         for racer_id, fixes in per_racer.items():
             track = self.tracks[racer_id]
             self._dirty.add(racer_id)
-            if len(fixes) == 1 and track.last is not None:
+            usual = track.last is not None and track.after_gap is None
+            if len(fixes) == 1 and usual and not track.search(fixes[0]).in_order:
                 if track.admit(fixes[0]):
                     one_each.append((track, fixes[0]))
                 continue
             before = track.count
             chunks.extend(track.add(fixes))
             accepted += track.count - before
+            if track.after_gap is not None:
+                self._after_gap.add(racer_id)
         if one_each:
             searches = [track.search(fix) for track, fix in one_each]
             projections = self.course.project_many(
                 [f.lat for _, f in one_each], [f.lon for _, f in one_each],
-                [s[0] for s in searches], [s[1] for s in searches],
-                [s[2] for s in searches], [s[3] for s in searches], self.race.off_course_m)
+                [s.near_m for s in searches], [s.ahead_m for s in searches],
+                [s.expect_m for s in searches], [s.prefer for s in searches],
+                self.race.off_course_m)
             for (track, fix), proj in zip(one_each, projections, strict=True):
                 chunks.extend(track.add_projected(fix, proj))
             accepted += len(one_each)
+        for racer_id in list(self._after_gap):  # held fixes whose next fix never came
+            track = self.tracks[racer_id]
+            before = track.count
+            chunks.extend(track.settle(now))
+            accepted += track.count - before
+            if track.after_gap is None:
+                self._after_gap.discard(racer_id)
+                self._dirty.add(racer_id)
         return accepted, chunks
 
-    def _row_problem(self, row: Row, now: float) -> str | None:
+    def _row_problem(self, row: Row) -> str | None:
         if row.racer_id not in self.tracks:
             return "not_a_racer"
+        if row.problem:
+            return row.problem
         if row.t is None or row.lat is None or row.lon is None:
             return "null"
         if not (math.isfinite(row.lat) and math.isfinite(row.lon) and math.isfinite(row.t)):
@@ -117,15 +153,61 @@ class RaceState:
             return "out_of_range"
         if row.lat == 0.0 and row.lon == 0.0:
             return "out_of_range"  # "null island": a phone's placeholder, not a place
-        if row.accuracy is not None and not row.accuracy <= self.race.max_accuracy_m:
+        # 0, NULL (and nonsense) accuracy means unknown: Traccar stores 0.
+        if row.accuracy is not None and row.accuracy > 0 and \
+                not row.accuracy <= self.race.max_accuracy_m:
             return "inaccurate"
-        if row.t < self.start_t:
-            return "before_start"  # privacy: where a racer was before the start
-        if self.end_t is not None and row.t > self.end_t:
-            return "after_end"
-        if row.t > now + MAX_FUTURE_S:
-            return "future"
         return None
+
+    def _time_problem(self, t: float) -> str | None:
+        if t < self.start_t:
+            return "before_start"  # privacy: where a racer was before the start
+        if self.end_t is not None and t > self.end_t:
+            return "after_end"
+        return None
+
+    def _on_phone_clock(self, racer_id: str, t: float, arrival: float | None) -> float:
+        """The fix's time corrected for its phone's clock (clock.py)."""
+        clock = self.clocks.get(racer_id)
+        if arrival is not None and (clock is not None or t - arrival > CLOCK_SLACK_S):
+            if clock is None:
+                clock = self.clocks[racer_id] = PhoneClock()
+            clock.observe(t, arrival)
+        return t - clock.offset_s if clock is not None else t
+
+    def _hold(self, racer_id: str, t: float, lat: float, lon: float, now: float) -> str:
+        """A fix stamped ahead of now: held until its time comes (counted as
+        future either way; too far ahead, or too many, it is not kept)."""
+        held = self._held.setdefault(racer_id, [])
+        if t - now <= FUTURE_HORIZON_S and len(held) < MAX_HELD:
+            held.append((t, lat, lon))
+        return "future"
+
+    def _due(self, now: float) -> dict[str, list[Fix]]:
+        """Held fixes whose corrected time has come, to be judged as new."""
+        due: dict[str, list[Fix]] = {}
+        for racer_id, held in list(self._held.items()):
+            clock = self.clocks.get(racer_id)
+            offset = clock.offset_s if clock is not None else 0.0
+            keep = []
+            for t, lat, lon in held:
+                if t - offset <= now:
+                    if self._time_problem(t - offset) is None:
+                        due.setdefault(racer_id, []).append(Fix(t - offset, lat, lon))
+                else:
+                    keep.append((t, lat, lon))
+            if keep:
+                self._held[racer_id] = keep
+            else:
+                del self._held[racer_id]
+        return due
+
+    def seed_clock(self, racer_id: str, offset_s: float) -> None:
+        """A phone's offset as last published: a restarted publisher corrects
+        the fixes it reads again before it has seen new ones arrive."""
+        if racer_id in self.tracks and offset_s:
+            clock = self.clocks.setdefault(racer_id, PhoneClock())
+            clock.offset_s = offset_s
 
     def dropped_total(self) -> Counter[str]:
         return self.dropped + self._track_drops
@@ -284,6 +366,9 @@ class RaceState:
             "gap_ahead_s": _gap(t, ahead),
             "off_course": t.off_course,
         })
+        clock = self.clocks.get(r.id)
+        if clock is not None and clock.offset_s:
+            out["clock_offset_s"] = clock.offset_s  # stamps were this far ahead: corrected
         if t.finish_t is not None:
             out["finish_s"] = round(t.finish_t - self.start_t, 1)
             out["eta_s"] = 0

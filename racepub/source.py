@@ -1,35 +1,50 @@
-"""PostgreSQL: the one place SQL lives. Reads the new points of the racers since a cursor.
+"""PostgreSQL: where the race's points are read. New points of the racers since a cursor.
 
 Table and column names come from the config and are always quoted as
 identifiers (psycopg.sql), never spliced. Only SELECT is needed, so the DSN
 can point at a read replica with a read-only role.
+
+What no racer can do, whatever their phone sends (DESIGN.md, "Reading the
+source"): move the cursor for anyone else (it never passes the database's
+own now()), stop the read (a value that does not convert costs that row
+only), or make every cycle read the same rows again (rows stamped ahead of
+now are fetched once, remembered per racer).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.json import Jsonb
 from psycopg.types.numeric import Int8
 
+from .clock import FUTURE_HORIZON_S, FUTURE_TOLERANCE_S
 from .config import Source as SourceConfig
 from .errors import SourceError
-from .race import MAX_FUTURE_S, Row
+from .race import Row
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 5
 BATCH_ROWS = 50_000  # rows held at once, whatever the size of a read
 STATEMENT_TIMEOUT_MS = 10_000
-_INTEGER_TYPES = {"smallint", "integer", "bigint"}
-_TEXT_TYPES = {"text", "character varying", "character", "name"}
+INTEGER_TYPES = {"smallint", "integer", "bigint"}
+TEXT_TYPES = {"text", "character varying", "character", "name"}
+FLOAT_TYPES = {"double precision", "real"}
+# Read as they are; any other type (numeric, text) is read as text and
+# converted row by row, so one value that does not convert costs one row.
+NUMBER_TYPES = FLOAT_TYPES | INTEGER_TYPES | {"numeric"}
 
 
 def connect(dsn: str) -> psycopg.Connection[Any]:
-    """A connection with timeouts, UTC, autocommit (each read sees fresh commits)."""
+    """A connection with timeouts, UTC, autocommit (each read sees fresh commits).
+    Its errors name the host and database, never the rest of the DSN."""
     try:
         return psycopg.connect(
             dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
@@ -37,7 +52,40 @@ def connect(dsn: str) -> psycopg.Connection[Any]:
             application_name="racepub",
         )
     except psycopg.Error as e:
-        raise SourceError(f"cannot connect to the database: {_first_line(e)}") from None
+        raise SourceError(f"cannot connect to the database {where(dsn)}: "
+                          f"{_connect_reason(e)}") from None
+
+
+def where(dsn: str) -> str:
+    """host:port/database of a DSN, fit for a log line (no user, no password)."""
+    try:
+        info = conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return "(the database URL is malformed; percent-encode any @ : / in the password)"
+    host = str(info.get("host") or "local socket")
+    if any(c in host for c in "@/ ") and not host.startswith("/"):
+        return "(the database URL's host is malformed; percent-encode any @ in the password)"
+    port = f":{info['port']}" if info.get("port") else ""
+    return f"{host}{port}/{info.get('dbname') or '(default database)'}"
+
+
+def _connect_reason(e: psycopg.Error) -> str:
+    """Why a connection failed, without echoing the DSN: the server's own
+    message when it answered (it never repeats a password), else a category."""
+    if e.diag.sqlstate and e.diag.message_primary:
+        return e.diag.message_primary
+    text = str(e).lower()
+    for pattern, reason in (
+        (r"invalid dsn|invalid percent|missing \"=\"|invalid uri|invalid connection option|"
+         r"invalid integer value|unterminated quoted", "the database URL is malformed"),
+        (r"resolve host|translate host name|name or service", "the host name was not found"),
+        (r"refused", "connection refused (is the server running and accepting TCP?)"),
+        (r"timeout|timed out", "timed out"),
+        (r"password", "authentication failed"),
+    ):
+        if re.search(pattern, text):
+            return reason
+    return "connection failed"
 
 
 def describe(conn: psycopg.Connection[Any], cfg: SourceConfig) -> dict[str, str]:
@@ -48,7 +96,35 @@ def describe(conn: psycopg.Connection[Any], cfg: SourceConfig) -> dict[str, str]
         "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped",
         (table,),
     ).fetchall()
-    return {name: typ for name, typ in rows}
+    return {name: base_type(typ) for name, typ in rows}
+
+
+def base_type(type_name: str) -> str:
+    """'timestamp(6) without time zone' -> 'timestamp without time zone', etc."""
+    return re.sub(r"\(\d+(,\d+)?\)", "", type_name)
+
+
+def insert_order_columns(conn: psycopg.Connection[Any], cfg: SourceConfig) -> list[str]:
+    """Columns that record insert order, best first: an identity or serial
+    key, then a timestamp the database fills in (received_at, Traccar's
+    servertime). Either can be `ingest`."""
+    table = sql.Identifier(*cfg.table_parts).as_string(conn)
+    rows = conn.execute(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attidentity, "
+        "pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a "
+        "LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+        "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped "
+        "ORDER BY a.attnum", (table,)).fetchall()
+    keys, stamps = [], []
+    for name, typ, identity, default in rows:
+        default = (default or "").lower()
+        if base_type(typ) in INTEGER_TYPES and (identity or "nextval(" in default):
+            keys.append(name)
+        elif typ.startswith("timestamp") and any(
+                f in default for f in ("now()", "current_timestamp", "clock_timestamp",
+                                       "statement_timestamp", "transaction_timestamp")):
+            stamps.append(name)
+    return keys + stamps
 
 
 def index_advice(conn: psycopg.Connection[Any], cfg: SourceConfig) -> str | None:
@@ -69,8 +145,33 @@ def index_advice(conn: psycopg.Connection[Any], cfg: SourceConfig) -> str | None
 
 
 def missing_columns(cfg: SourceConfig, columns: dict[str, str]) -> list[str]:
-    wanted = [cfg.racer, cfg.time, cfg.lat, cfg.lon, cfg.ingest, cfg.accuracy]
+    wanted = [cfg.racer, cfg.time, cfg.lat, cfg.lon, cfg.ingest, cfg.accuracy, cfg.valid]
     return [c for c in wanted if c is not None and c not in columns]
+
+
+def type_problems(cfg: SourceConfig, columns: dict[str, str]) -> tuple[list[str], list[str]]:
+    """(errors, warnings) about the source columns' types, one line each."""
+    errors, warnings = [], []
+    if not _is_timestamp(columns[cfg.time]):
+        errors.append(f"time column {cfg.time!r} is {columns[cfg.time]}: expected "
+                      "timestamptz (or timestamp, read as UTC)")
+    if cfg.ingest and not (columns[cfg.ingest] in INTEGER_TYPES
+                           or _is_timestamp(columns[cfg.ingest])):
+        errors.append(f"ingest column {cfg.ingest!r} is {columns[cfg.ingest]}: expected an "
+                      "integer (e.g. a bigserial id) or a timestamp")
+    if cfg.valid and columns[cfg.valid] != "boolean":
+        errors.append(f"valid column {cfg.valid!r} is {columns[cfg.valid]}: expected boolean")
+    for what, col in (("lat", cfg.lat), ("lon", cfg.lon), ("accuracy", cfg.accuracy)):
+        if col is None:
+            continue
+        typ = columns[col]
+        if typ in TEXT_TYPES:
+            warnings.append(f"{what} column {col!r} is {typ}: read as text and converted "
+                            "row by row; rows that do not convert are dropped (bad_value)")
+        elif typ not in NUMBER_TYPES:
+            errors.append(f"{what} column {col!r} is {typ}: expected a number "
+                          "(double precision, real or numeric)")
+    return errors, warnings
 
 
 class PointSource:
@@ -80,9 +181,17 @@ class PointSource:
     commits after a newer row was already read are still picked up:
     - with `ingest` (insert order: a bigserial or a received_at), each read
       starts from the mark of the read before last (one cycle of overlap);
-    - without it, from the newest `time` seen minus `lookback_s`.
+    - without it, from the newest `time` seen (never past the database's
+      now()) minus `lookback_s`. Rows stamped more than FUTURE_TOLERANCE_S
+      ahead of now() come from a second branch of the same query, each once:
+      per racer, only those newer than the newest such row already read.
     Rows read twice because of the overlap are skipped here, silently; real
     duplicates in the table are left for the track to count.
+
+    Each row carries its arrival: the database's now() when it was read
+    (or the ingest timestamp), None on a first read, when nobody knows how
+    long rows had been in the table. The race uses it to tell phones whose
+    clocks run ahead.
     """
 
     def __init__(self, dsn: str, cfg: SourceConfig, racer_ids: list[str], start_t: float):
@@ -90,13 +199,17 @@ class PointSource:
         self.racer_ids = racer_ids
         self._conn: psycopg.Connection[Any] | None = None
         self._queries: tuple[sql.Composed, sql.Composed, sql.Composed] | None = None
+        self._convert: tuple[bool, bool, bool] = (False, False, False)  # lat, lon, accuracy
         self._ids: list[Any] = []
         self._int_cursor = False
+        self._stamp_cursor = False  # ingest is a timestamp: it is each row's arrival
         self._low: float | int | None = None  # exclusive lower bound of the cursor column
         self._hwm: float | int | None = None  # newest cursor value read
         self._seen: dict[Any, float | int] = {}  # rows of the overlap, read already
+        self._ahead: dict[str, float] = {}  # per racer: newest stamp read that was ahead
         self._burst = False
         self.queries = 0
+        self.rows_read = 0  # rows the database returned (before skipping re-reads)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -112,42 +225,55 @@ class PointSource:
         except psycopg.Error as e:
             conn.close()
             raise SourceError(f"cannot read the source table: {_first_line(e)}") from None
+        problem = None
         if not columns:
+            problem = f"source table {self.cfg.table!r} not found"
+        elif missing := missing_columns(self.cfg, columns):
+            problem = (f"source table {self.cfg.table!r} has no column "
+                       f"{', '.join(map(repr, missing))}")
+        elif errors := type_problems(self.cfg, columns)[0]:
+            problem = "; ".join(errors)
+        if problem:
             conn.close()
-            raise SourceError(f"source table {self.cfg.table!r} not found")
-        missing = missing_columns(self.cfg, columns)
-        if missing:
-            conn.close()
-            raise SourceError(f"source table {self.cfg.table!r} has no column "
-                              f"{', '.join(map(repr, missing))}")
+            raise SourceError(problem)
         ingest_type = columns[self.cfg.ingest] if self.cfg.ingest else None
-        if ingest_type and not (ingest_type in _INTEGER_TYPES or _is_timestamp(ingest_type)):
-            conn.close()
-            raise SourceError(f"ingest column {self.cfg.ingest!r} is {ingest_type}: expected "
-                              "an integer (e.g. a bigserial id) or a timestamp")
-        self._int_cursor = ingest_type in _INTEGER_TYPES
-        self._queries = self._build(columns[self.cfg.racer])
+        self._int_cursor = ingest_type in INTEGER_TYPES
+        self._stamp_cursor = ingest_type is not None and _is_timestamp(ingest_type)
+        self._queries = self._build(columns)
         self._conn = conn
         return conn
 
-    def _build(self, racer_type: str) -> tuple[sql.Composed, sql.Composed, sql.Composed]:
+    def _build(self, columns: dict[str, str]) -> tuple[sql.Composed, sql.Composed, sql.Composed]:
         """The first read (everything since the start), the incremental one,
         and the rest of a burst."""
         c = self.cfg
         racer = sql.Identifier(c.racer)
-        if racer_type in _INTEGER_TYPES:
+        racer_type = columns[c.racer]
+        if racer_type in INTEGER_TYPES:
             self._ids = [Int8(int(i)) for i in self.racer_ids if _is_int(i)]
             skipped = [i for i in self.racer_ids if not _is_int(i)]
             if skipped:
                 log.warning("racer ids %s can never match the integer column %s",
                             skipped, c.racer)
             match = sql.SQL("{} = ANY(%(ids)s)").format(racer)
-        elif racer_type in _TEXT_TYPES:
+        elif racer_type in TEXT_TYPES:
             self._ids = list(self.racer_ids)
             match = sql.SQL("{} = ANY(%(ids)s)").format(racer)
         else:  # uuid and the like: compare as text (no index use, but correct)
             self._ids = list(self.racer_ids)
             match = sql.SQL("{}::text = ANY(%(ids)s)").format(racer)
+
+        def number(col: str | None) -> tuple[sql.Composable, bool]:
+            if col is None:
+                return sql.SQL("NULL::float8"), False
+            if columns[col] in FLOAT_TYPES:
+                return sql.Identifier(col), False
+            return sql.SQL("{}::text").format(sql.Identifier(col)), True  # converted per row
+
+        (lat, lat_text), (lon, lon_text), (acc, acc_text) = (
+            number(c.lat), number(c.lon), number(c.accuracy))
+        self._convert = (lat_text, lon_text, acc_text)
+        time = sql.Identifier(c.time)
         col = sql.Identifier(c.ingest or c.time)
         cursor: sql.Composable
         if self._int_cursor:
@@ -157,15 +283,23 @@ class PointSource:
             cursor = sql.SQL("extract(epoch FROM {})::float8").format(col)
             after = sql.SQL("{} > to_timestamp(%(low)s)").format(col)
             at_least = sql.SQL("{} >= to_timestamp(%(low)s)").format(col)
+        where = sql.SQL("{match} AND {time} >= to_timestamp(%(start)s)").format(
+            match=match, time=time)
+        if not c.ingest:
+            # Rows stamped ahead of now: only those of each racer newer than
+            # the newest already read (a phone whose clock runs ahead sends
+            # them in order), so none is read twice.
+            where += sql.SQL(
+                " AND ({time} <= now() + make_interval(secs => %(ahead_s)s) OR ({time} "
+                "<= now() + make_interval(secs => %(horizon_s)s) AND {time} > to_timestamp("
+                "coalesce((%(ahead)s::jsonb ->> {racer}::text)::float8, 0))))").format(
+                    time=time, racer=racer)
         base = sql.SQL(
-            "SELECT {racer}::text, extract(epoch FROM {time})::float8, {lat}::float8, "
-            "{lon}::float8, {accuracy}, {cursor} FROM {table} "
-            "WHERE {match} AND {time} >= to_timestamp(%(start)s)"
-        ).format(racer=racer, time=sql.Identifier(c.time), lat=sql.Identifier(c.lat),
-                 lon=sql.Identifier(c.lon), table=sql.Identifier(*c.table_parts),
-                 match=match, cursor=cursor,
-                 accuracy=sql.SQL("{}::float8").format(sql.Identifier(c.accuracy))
-                 if c.accuracy else sql.SQL("NULL::float8"))
+            "SELECT {racer}::text, extract(epoch FROM {time})::float8, {lat}, {lon}, {acc}, "
+            "{valid}, {cursor}, extract(epoch FROM now())::float8 FROM {table} WHERE {where}"
+        ).format(racer=racer, time=time, lat=lat, lon=lon, acc=acc, cursor=cursor,
+                 valid=sql.Identifier(c.valid) if c.valid else sql.SQL("NULL::boolean"),
+                 table=sql.Identifier(*c.table_parts), where=where)
         order = sql.SQL(" ORDER BY {} LIMIT %(limit)s").format(col)
         # The rest of a burst, from the last row of the first page on (that
         # row again, and any sharing its time, are skipped as seen).
@@ -178,20 +312,23 @@ class PointSource:
         at once. One query in the usual case; a burst streams the rest through
         a server-side cursor."""
         before = self._hwm
+        first_read = self._low is None
         try:
             conn = self._prepare()
             assert self._queries is not None
             first, since, rest = self._queries
-            page = conn.execute(first if self._low is None else since,
+            page = conn.execute(first if first_read else since,
                                 self._params(self._low, BATCH_ROWS)).fetchall()
             self.queries += 1
-            yield self._fresh(page, now)
+            self.rows_read += len(page)
+            yield self._fresh(page, first_read)
             if len(page) == BATCH_ROWS:
                 with conn.transaction(), conn.cursor(name="racepub_burst") as cur:
-                    cur.execute(rest, self._params(page[-1][5], None))
+                    cur.execute(rest, self._params(page[-1][6], None))
                     self.queries += 1
                     while batch := cur.fetchmany(BATCH_ROWS):
-                        yield self._fresh(batch, now)
+                        self.rows_read += len(batch)
+                        yield self._fresh(batch, first_read)
         except psycopg.Error as e:
             self.close()
             raise SourceError(f"database read failed: {_first_line(e)}") from None
@@ -200,11 +337,15 @@ class PointSource:
     def _params(self, low: float | int | None, limit: int | None) -> dict[str, Any]:
         if self._int_cursor and low is not None:
             low = Int8(int(low))
-        return {"ids": self._ids, "start": self.start_t, "low": low, "limit": limit}
+        return {"ids": self._ids, "start": self.start_t, "low": low, "limit": limit,
+                "ahead_s": FUTURE_TOLERANCE_S, "horizon_s": FUTURE_HORIZON_S,
+                "ahead": Jsonb(self._ahead)}
 
-    def _fresh(self, rows: list[tuple[Any, ...]], now: float) -> list[Row]:
+    def _fresh(self, rows: list[tuple[Any, ...]], first_read: bool) -> list[Row]:
         fresh: list[Row] = []
-        for racer_id, t, lat, lon, accuracy, cur in rows:
+        ingest = self.cfg.ingest
+        lat_text, lon_text, acc_text = self._convert
+        for racer_id, t, lat, lon, accuracy, valid, cur, db_now in rows:
             if cur is None:  # no insert-order value: the cursor cannot track it
                 fresh.append(Row(racer_id, None, None, None))
                 continue
@@ -212,16 +353,34 @@ class PointSource:
             key = cur if self._int_cursor else (cur, racer_id)
             if key in self._seen:
                 continue
-            fresh.append(Row(racer_id, t, lat, lon, accuracy))
-            # A fix stamped in the future must not drag a time cursor ahead.
-            if self.cfg.ingest or t <= now + MAX_FUTURE_S:
-                self._hwm = cur if self._hwm is None else max(self._hwm, cur)
             self._seen[key] = cur
+            problem = None
+            if lat_text or lon_text or acc_text:
+                try:
+                    lat = _number(lat) if lat_text else lat
+                    lon = _number(lon) if lon_text else lon
+                    accuracy = _number(accuracy) if acc_text else accuracy
+                except ValueError:
+                    problem = "bad_value"
+            if valid is False:
+                problem = problem or "invalid"
+            arrival = (min(float(cur), db_now) if self._stamp_cursor
+                       else None if first_read else db_now)
+            fresh.append(Row(racer_id, t, lat, lon, accuracy, arrival, problem))
+            if t is None:
+                continue
+            if not ingest and t > db_now + FUTURE_TOLERANCE_S:
+                self._ahead[racer_id] = max(t, self._ahead.get(racer_id, t))
+                continue  # from the branch for rows ahead: the cursor stays
+            # The cursor never passes the database's now(): a phone whose
+            # clock runs ahead must not hide anyone's fixes behind it.
+            mark = cur if self._int_cursor else min(float(cur), db_now)
+            self._hwm = mark if self._hwm is None else max(self._hwm, mark)
         if len(self._seen) > BATCH_ROWS and self._hwm is not None:
             # Memory stays bounded in a burst: with a time cursor, rows older
             # than lookback_s behind the newest can never be returned again;
             # with an ingest cursor the overlap is given up for this one read.
-            keep = self._hwm - self.cfg.lookback_s if not self.cfg.ingest else self._hwm
+            keep = self._hwm - self.cfg.lookback_s if not ingest else self._hwm
             self._seen = {k: v for k, v in self._seen.items() if v > keep}
             self._burst = True
         return fresh
@@ -239,6 +398,12 @@ class PointSource:
         low = self._low
         self._seen = {k: v for k, v in self._seen.items() if v > low}
         self._burst = False
+
+
+def _number(value: str | None) -> float | None:
+    """A number read as text (numeric or text columns). ValueError if it is
+    not one; 1e400 becomes inf, which the race drops as not finite."""
+    return None if value is None else float(value.strip())
 
 
 def _is_timestamp(type_name: str) -> bool:
