@@ -13,54 +13,84 @@ from .config import Config, Race
 from .course import load_gpx
 from .errors import RacepubError
 from .sink import open_sink
-from .source import connect, describe, index_advice, missing_columns
+from .source import (
+    connect,
+    describe,
+    index_advice,
+    insert_order_columns,
+    missing_columns,
+    type_problems,
+)
 
 
 def check(cfg: Config, race: Race, out: Callable[[str], None] = print) -> bool:
     ok = True
 
-    def report(good: bool, what: str, detail: str, warning: str | None = None) -> None:
+    def report(good: bool, what: str, detail: str) -> None:
         nonlocal ok
         ok = ok and good
+        if what.startswith("warn  "):  # a warning: printed, not a failure
+            out(f"{what}: {detail}")
+            return
         out(f"{'ok  ' if good else 'FAIL'}  {what}: {detail}")
-        if warning:
-            out(f"warn  {what}: {warning}")
 
     report(True, "config", f"{cfg.path} (race {race.id}: {len(race.racers)} racers, "
            f"every {race.interval_s}s)")
     try:
         course = load_gpx(race.course)
-        report(True, "course", f"{race.course} ({len(course.points)} points, "
-               f"{course.length_m / 1000:.2f} km)")
+        climb = (", with elevation" if any(e is not None for e in course.elevations)
+                 else ", no elevation")
+        report(True, "course", f"{race.course}: its {course.source} ({len(course.points)} "
+               f"points, {course.length_m / 1000:.2f} km{climb}, "
+               f"{len(course.waypoints)} named waypoints)")
     except RacepubError as e:
         report(False, "course", str(e))
-    report(*_database(cfg))
+    for good, what, detail in _database(cfg):
+        report(good, what, detail)
     report(*_sink(cfg, race))
     return ok
 
 
-def _database(cfg: Config) -> tuple[bool, str, str, str | None]:
+def _database(cfg: Config) -> list[tuple[bool, str, str]]:
+    """(ok, what, detail) lines: reachable, columns present and of usable
+    types, SELECT allowed; and warnings (ok, "warn …") for what would cost
+    fixes on race day: no index for the read, no insert-order column."""
+    src = cfg.source
     try:
         with connect(cfg.dsn) as conn:
-            columns = describe(conn, cfg.source)
+            columns = describe(conn, src)
             if not columns:
-                return False, "database", f"no table {cfg.source.table!r}", None
-            missing = missing_columns(cfg.source, columns)
+                return [(False, "database", f"no table {src.table!r}")]
+            missing = missing_columns(src, columns)
             if missing:
-                return False, "database", (f"table {cfg.source.table!r} has no column "
-                                           f"{', '.join(map(repr, missing))}"), None
+                return [(False, "database", f"table {src.table!r} has no column "
+                                            f"{', '.join(map(repr, missing))}")]
+            errors, warnings = type_problems(src, columns)
+            if errors:
+                return [(False, "database", e) for e in errors]
             # The publisher needs SELECT and nothing else.
             conn.execute(sql.SQL("SELECT 1 FROM {} LIMIT 0").format(
-                sql.Identifier(*cfg.source.table_parts)))
-            advice = index_advice(conn, cfg.source)
+                sql.Identifier(*src.table_parts)))
+            advice = index_advice(conn, src)
+            ordered = insert_order_columns(conn, src) if not src.ingest else []
     except RacepubError as e:
-        return False, "database", str(e), None
+        return [(False, "database", str(e))]
     except psycopg.Error as e:
-        return False, "database", str(e).strip().splitlines()[0], None
-    warning = None
+        return [(False, "database", str(e).strip().splitlines()[0])]
+    mode = (f"cursor {src.ingest!r} (insert order)" if src.ingest else
+            f"cursor {src.time!r} looking back {src.lookback_s} s")
+    lines = [(True, "database", f"table {src.table!r} readable, columns present, {mode}")]
+    lines += [(True, "warn  database", w) for w in warnings]
     if advice:
-        warning = f"no index serves the incremental read (it would scan the table); add: {advice}"
-    return True, "database", f"table {cfg.source.table!r} readable, columns present", warning
+        lines.append((True, "warn  database", "no index serves the incremental read (it would "
+                      f"scan the table); add: {advice}"))
+    if not src.ingest:
+        fix = (f"this table has one; add to [source]:  ingest = \"{ordered[0]}\"" if ordered
+               else "add an identity column or a received_at timestamptz DEFAULT now()")
+        lines.append((True, "warn  source", "no ingest column: fixes a phone uploads more "
+                      f"than lookback_s ({src.lookback_s} s) late, after a tunnel or a dead "
+                      f"battery, are never read; {fix}"))
+    return lines
 
 
 def _sink(cfg: Config, race: Race) -> tuple[bool, str, str]:

@@ -30,7 +30,7 @@ def parser() -> argparse.ArgumentParser:
 
     run = race_cmd("run", "publish the race every interval_s seconds")
     run.add_argument("--once", action="store_true", help="publish one cycle and exit")
-    run.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    run.add_argument("--metrics-port", type=_port, help="serve Prometheus metrics on this port")
     run.add_argument("--metrics-host", default="127.0.0.1",
                      help="address for --metrics-port (default 127.0.0.1)")
     race_cmd("status", "what spectators see now: seq and age of the published snapshot")
@@ -38,11 +38,21 @@ def parser() -> argparse.ArgumentParser:
     sim = race_cmd("simulate", "write simulated points for the racers into the source table")
     sim.add_argument("--speed", type=_positive, default=1.0, help="racers move X times faster")
     serve = race_cmd("serve", "serve a dir: sink on 127.0.0.1 with CDN-like headers")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=_port, default=8000)
     demo = sub.add_parser("demo", help="the founding race on a throwaway PostgreSQL")
-    demo.add_argument("--port", type=int, default=None, help="default: a free port")
+    demo.add_argument("--port", type=_port, default=None, help="default: a free port")
     demo.add_argument("--speed", type=_positive, default=1.0)
     return p
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a port number 1..65535") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a port number 1..65535")
+    return value
 
 
 def _positive(text: str) -> float:
@@ -132,3 +142,4 @@ def _dispatch(args: argparse.Namespace) -> int:
         server.serve_forever()
         return 0
     raise UsageError(f"racepub: unknown command {args.command}")
+

@@ -40,4 +40,9 @@ class PhoneClock:
         self.samples.append(stamp - arrival)
         # The lower median: one odd fix among honest ones corrects nothing.
         median = statistics.median_low(self.samples)
-        self.offset_s = round(median, 1) if median > CLOCK_SLACK_S else 0.0
+        target = median if median > CLOCK_SLACK_S else 0.0
+        # Changed only for a real change: arrival is known to within a
+        # publish interval, and an offset that wandered with it would shift
+        # fixes a second apart into each other.
+        if abs(target - self.offset_s) > CLOCK_SLACK_S:
+            self.offset_s = round(target, 1)

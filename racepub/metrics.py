@@ -6,6 +6,8 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from .errors import listening
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -42,4 +44,5 @@ class Metrics:
         self._last_ok = time.time()
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
-        start_http_server(port, addr=host, registry=self.registry)
+        with listening(host, port):
+            start_http_server(port, addr=host, registry=self.registry)

@@ -8,7 +8,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -29,6 +29,7 @@ from .timefmt import ts
 
 log = logging.getLogger(__name__)
 UPLOAD_THREADS = 16
+WRITE_INTERVALS = 2  # a cycle's writes get about this many intervals
 COMPRESS_THREADS = 2
 PAGE_EVERY_S = 30.0
 
@@ -68,7 +69,11 @@ class Publisher:
         self.race, self.clock = race, clock
         self.course = load_gpx(race.course)
         self.state = RaceState(race, self.course)
-        self.sink = sink or open_sink(race.sink, config.s3)
+        self.sink = sink or open_sink(race.sink, config.s3, race.interval_s)
+        # Uploads run here, each cycle's with a deadline: a hung request must
+        # not hold the loop (it finishes, or times out, in the background).
+        self._uploads = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="upload")
+        self._deadline = 0.0
         self.source = PointSource(config.dsn, config.source, [r.id for r in race.racers],
                                   ts(race.starts_at))
         self.env = environment(race.template_dir)
@@ -90,6 +95,7 @@ class Publisher:
 
     def close(self) -> None:
         self.source.close()
+        self._uploads.shutdown(wait=False, cancel_futures=True)
 
     def forget_sink(self) -> None:
         """Read the sink afresh before the next write (another publisher may
@@ -117,8 +123,8 @@ class Publisher:
             log.warning("the published snapshot.json is unreadable; starting at seq 1")
             return
         # A large race: what spectators see is in the shards too.
-        with ThreadPoolExecutor(UPLOAD_THREADS) as pool:
-            bodies = list(pool.map(self.sink.get, [objects.shard_key(n) for n in range(shards)]))
+        bodies = self._in_time([self._uploads.submit(self.sink.get, objects.shard_key(n))
+                                for n in range(shards)])
         for n, shard in enumerate(bodies):
             try:
                 if shard is not None:
@@ -132,6 +138,8 @@ class Publisher:
                 self.listed.add(key)
             for n in range(int(racer.get("chunks", 0))):  # the large form
                 self.listed.add(racer["track_url"].replace("{n}", str(n)))
+            if racer.get("clock_offset_s"):  # the phone's clock, as last corrected
+                self.state.seed_clock(racer["id"], float(racer["clock_offset_s"]))
             if racer.get("position"):
                 at = datetime.fromisoformat(racer["position"]["at"]).timestamp()
                 self.floor[racer["id"]] = max(at, self.floor.get(racer["id"], at))
@@ -141,6 +149,9 @@ class Publisher:
         then stays as it was."""
         stats = CycleStats(racers=len(self.race.racers))
         t0 = time.perf_counter()
+        # S3's share of a cycle is bounded: about two intervals, then the
+        # cycle fails and the published snapshot stays as it was.
+        self._deadline = time.monotonic() + WRITE_INTERVALS * self.race.interval_s + 1.0
         if self.seq is None:
             self._resume()
         assert self.seq is not None
@@ -207,7 +218,7 @@ class Publisher:
         self._write_all(shard_objs + ([page_obj] if page_obj else []), stats)
         if page_obj is not None:
             self._page_at, self._page_state = now, state
-        self._write(snap_obj, stats, force=True)
+        self._in_time([self._uploads.submit(self._write, snap_obj, stats, True)])
         self.seq = seq
         self.pending.clear()
         _settle_garbage()
@@ -249,22 +260,24 @@ class Publisher:
         self.floor.clear()
 
     def _write_all(self, objs: list[Object], stats: CycleStats) -> None:
-        todo = [o for o in objs if self._changed(o)]
-        if len(todo) <= 1:
-            for o in todo:
-                self._write(o, stats)
-            return
-        with ThreadPoolExecutor(min(UPLOAD_THREADS, len(todo))) as pool:
-            errors = [e for e in pool.map(lambda o: self._try_write(o, stats), todo) if e]
-        if errors:
-            raise errors[0]
+        self._in_time([self._uploads.submit(self._write, o, stats) for o in objs])
 
-    def _try_write(self, obj: Object, stats: CycleStats) -> SinkError | None:
-        try:
-            self._write(obj, stats)
-        except SinkError as e:
-            return e
-        return None
+    def _in_time(self, futures: list[Future[Any]]) -> list[Any]:
+        """The futures' results, or SinkError if any failed or the cycle's
+        deadline passed (those not started are cancelled: a late upload must
+        never overwrite what a later cycle wrote)."""
+        done, pending = wait(futures, timeout=max(0.0, self._deadline - time.monotonic()),
+                             return_when=FIRST_EXCEPTION)
+        failed = [f.exception() for f in done if f.exception() is not None]
+        if failed or pending:
+            for f in pending:
+                f.cancel()
+            if failed:
+                raise failed[0]  # type: ignore[misc]
+            limit = self.race.interval_s * WRITE_INTERVALS + 1
+            raise SinkError(f"the sink did not answer within {limit} s "
+                            f"({len(pending)} of {len(futures)} writes unfinished)")
+        return [f.result() for f in futures]
 
     def _changed(self, obj: Object) -> bool:
         """Whether the sink lacks these exact bytes. Chunks are cut once per

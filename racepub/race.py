@@ -176,8 +176,9 @@ class RaceState:
         return t - clock.offset_s if clock is not None else t
 
     def _hold(self, racer_id: str, t: float, lat: float, lon: float, now: float) -> str:
-        """A fix stamped ahead of now: held until its time comes (counted as
-        future either way; too far ahead, or too many, it is not kept)."""
+        """A fix stamped ahead of now: held until its time comes. Counted as
+        `future` while it is not published: held, or (too far ahead, too
+        many) not kept."""
         held = self._held.setdefault(racer_id, [])
         if t - now <= FUTURE_HORIZON_S and len(held) < MAX_HELD:
             held.append((t, lat, lon))
@@ -190,10 +191,15 @@ class RaceState:
             clock = self.clocks.get(racer_id)
             offset = clock.offset_s if clock is not None else 0.0
             keep = []
+            track = self.tracks[racer_id]
             for t, lat, lon in held:
                 if t - offset <= now:
-                    if self._time_problem(t - offset) is None:
+                    track.undrop("future")  # judged again, as a fix like any other
+                    reason = self._time_problem(t - offset)
+                    if reason is None:
                         due.setdefault(racer_id, []).append(Fix(t - offset, lat, lon))
+                    else:
+                        track.drop(reason)
                 else:
                     keep.append((t, lat, lon))
             if keep:

@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from . import objects
+from .errors import listening
 from .objects import gzip_bytes
 from .sink import digest
 
@@ -58,7 +59,8 @@ def make_server(root: Path, interval_s: int, port: int = 8000,
         def log_message(self, format: str, *args: object) -> None:
             log.debug("%s " + format, self.address_string(), *args)
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    with listening(host, port):
+        server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
     return server
 

@@ -41,21 +41,23 @@ def digest(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def open_sink(url: str, s3: S3 | None = None) -> Sink:
+def open_sink(url: str, s3: S3 | None = None, interval_s: float = 5.0) -> Sink:
     if url.startswith("dir:"):
         return DirSink(Path(url[4:]))
     if url.startswith("s3://"):
         bucket, _, prefix = url[5:].partition("/")
-        return S3Sink(s3_client(s3 or S3()), bucket, prefix)
+        return S3Sink(s3_client(s3 or S3(), interval_s), bucket, prefix)
     raise SinkError(f"unknown sink {url!r}: expected s3://bucket/prefix or dir:PATH")
 
 
-def s3_client(cfg: S3) -> S3Client:
-    """The one place a boto3 client is made. Timeouts keep a hung request from
-    stalling the loop; standard retries back off on 5xx and throttling."""
+def s3_client(cfg: S3, interval_s: float = 5.0) -> S3Client:
+    """The one place a boto3 client is made. Timeouts sized from the publish
+    interval keep a hung request from holding the loop past a couple of
+    intervals (the publisher also gives each cycle's writes a deadline);
+    standard retries back off on 5xx and throttling, which answer at once."""
     config = botocore.config.Config(
-        connect_timeout=5, read_timeout=15, max_pool_connections=32,
-        retries={"max_attempts": 4, "mode": "standard"},
+        connect_timeout=max(1.0, interval_s / 2), read_timeout=max(2.0, float(interval_s)),
+        max_pool_connections=32, retries={"max_attempts": 3, "mode": "standard"},
     )
     client: S3Client = boto3.client("s3", endpoint_url=cfg.endpoint_url,
                                     region_name=cfg.region, config=config)

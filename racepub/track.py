@@ -222,6 +222,13 @@ class Track:
         self.dropped[reason] += 1
         self.race_drops[reason] += 1
 
+    def undrop(self, reason: str) -> None:
+        """A row counted as dropped (held back) is judged again after all."""
+        for counter in (self.dropped, self.race_drops):
+            counter[reason] -= 1
+            if counter[reason] <= 0:
+                del counter[reason]
+
     def add_projected(self, fix: Fix, proj: Projection | None) -> list[Chunk]:
         """add() for one admitted fix projected already (RaceState projects
         a cycle's usual fixes together)."""

@@ -1,0 +1,413 @@
+"""What a real race day sends, caused on real parts: a phone whose clock runs
+ahead, a phone offline in a tunnel, rows that do not convert, a long GPS
+silence in a real recording, Traccar's own table, and a racer flooding the
+publisher. Each is checked in what spectators get: the published snapshot."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import gpxpy
+import gpxpy.gpx
+import psycopg
+import pytest
+
+from racepub import config
+from racepub.cli import main
+from racepub.course import Course
+from racepub.publish import Publisher
+from racepub.timefmt import iso
+from tests.helpers import (
+    POINTS_DDL,
+    RaceSetup,
+    create_points_table,
+    insert_points,
+    now_utc,
+    write_race,
+)
+
+DATA = Path(__file__).parent / "data"
+COLS = ("user_id", "recorded_at", "lat", "lon")
+
+
+def publisher(setup: RaceSetup, **kw: Any) -> Publisher:
+    cfg = config.load(str(setup.path))
+    return Publisher(cfg, cfg.race("t"), **kw)
+
+
+def record(snap: dict[str, Any], racer: str) -> dict[str, Any]:
+    return next(r for r in snap["racers"] if r["id"] == racer)
+
+
+def stamps(rec: dict[str, Any]) -> set[str]:
+    return {p[2] for p in rec["tail"]}
+
+
+def trail(setup: RaceSetup, rec: dict[str, Any]) -> list[list[Any]]:
+    """Every published point of a racer: their chunks, then their tail."""
+    return [p for key in rec["track"]
+            for p in json.loads((setup.sink_dir / key).read_text())["points"]] + rec["tail"]
+
+
+INGEST_DDL = ("CREATE TABLE live_points (id bigserial PRIMARY KEY, user_id text, "
+              "recorded_at timestamptz, lat float8, lon float8, "
+              "received_at timestamptz DEFAULT now())")
+
+
+@pytest.mark.parametrize("cursor", ["time", "ingest id", "ingest received_at"])
+def test_a_phone_90_s_fast_hides_nobody_and_is_corrected(tmp_path: Path, dsn: str,
+                                                         cursor: str) -> None:
+    """Racer 1001's phone keeps time; 1002's runs 90 s ahead. Every fix of
+    1001 is in the snapshot of the first cycle after it was written, and
+    1002 is shown where they are now, their times corrected and flagged."""
+    source = None
+    if cursor == "time":
+        create_points_table(dsn, POINTS_DDL)
+    else:
+        create_points_table(dsn, INGEST_DDL)
+        column = cursor.split()[1]
+        source = ('table = "live_points"\nracer = "user_id"\ntime = "recorded_at"\n'
+                  f'lat = "lat"\nlon = "lon"\ningest = "{column}"')
+    setup = write_race(tmp_path, dsn, source=source, interval_s=2, extra="chunk_points = 200",
+                       starts_at=now_utc() - timedelta(seconds=30))
+    start = setup.starts_at.timestamp()
+    pub = publisher(setup)
+    delays: list[float] = []
+    written: list[tuple[str, float]] = []  # 1001's stamps, and when each went in
+    try:
+        for step in range(10):  # a fix a second each, a cycle every two seconds
+            now = time.time()
+            t_fast = now + 90.0
+            insert_points(dsn, "live_points", COLS, [
+                ("1001", datetime.fromtimestamp(now, UTC), *setup.course.at(3.0 * (now - start))),
+                ("1002", datetime.fromtimestamp(t_fast, UTC),
+                 *setup.course.at(3.2 * (now - start)))])
+            written.append((iso(round(now, 3)), time.monotonic()))
+            if step % 2 == 1:
+                pub.cycle()
+                done = time.monotonic()
+                snap = setup.snapshot()
+                honest = stamps(record(snap, "1001"))
+                # Everything 1001 sent before this cycle is published by it.
+                assert {s for s, _ in written} <= honest, (cursor, step)
+                delays += [done - at for _, at in written]
+                written.clear()
+            time.sleep(max(0.0, now + 1.0 - time.time()))
+        fast = record(setup.snapshot(), "1002")
+        assert fast["clock_offset_s"] == pytest.approx(89, abs=3)
+        at = datetime.fromisoformat(fast["position"]["at"]).timestamp()
+        assert abs(at - time.time()) < 6  # where they are now, not 90 s from now
+        assert len(fast["tail"]) >= 7 and fast["dropped"] == {}
+        print(f"\n{cursor}: worst fix-to-published delay with a phone 90 s fast: "
+              f"{max(delays):.1f} s (cycles every 2 s)")
+    finally:
+        pub.close()
+
+
+def test_rows_far_ahead_are_read_once_counted_and_never_block(tmp_path: Path, dsn: str) -> None:
+    """60,000 rows stamped 2 to 50 minutes ahead (and some days ahead): read
+    once, counted against their racer as `future`, never published early,
+    never re-read every cycle, never in the way of anyone else's fixes."""
+    create_points_table(dsn, POINTS_DDL)
+    setup = write_race(tmp_path, dsn, starts_at=now_utc() - timedelta(minutes=5))
+    start = setup.starts_at.timestamp()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO live_points SELECT '1002', now() + make_interval(secs => "
+                     "120 + i * 0.048), 42.3401, -71.1667 FROM generate_series(1, 60000) i")
+        conn.execute("INSERT INTO live_points SELECT '1002', now() + interval '3 days', "
+                     "42.3401, -71.1667 FROM generate_series(1, 100)")
+    pub = publisher(setup)
+    try:
+        for k in range(3):
+            newest = start + 104 + 4 * k  # two fixes a cycle, in the recent past
+            insert_points(dsn, "live_points", COLS, [
+                ("1001", datetime.fromtimestamp(t, UTC), *setup.course.at(3.0 * (t - start)))
+                for t in (newest - 2, newest)])
+            before = pub.source.rows_read
+            pub.cycle()
+            read = pub.source.rows_read - before
+            if k == 0:
+                assert read == 60_002  # the rows ahead once; the ones days ahead never
+            else:
+                assert read <= 6  # the new fixes (and the overlap), not the rows ahead again
+            snap = setup.snapshot()
+            assert record(snap, "1001")["position"]["at"] == iso(newest)
+            ahead = record(snap, "1002")
+            assert ahead["position"] is None and ahead["dropped"] == {"future": 60_000}
+    finally:
+        pub.close()
+
+
+def test_one_bad_row_costs_one_row(tmp_path: Path, dsn: str,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Coordinates in numeric and text columns, some of which do not convert:
+    those rows are dropped (bad_value), every other row is read, and the
+    cursor moves past them."""
+    create_points_table(dsn, "CREATE TABLE live_points (user_id text, recorded_at timestamptz, "
+                             "lat numeric, lon text, acc_m text)")
+    source = ('table = "live_points"\nracer = "user_id"\ntime = "recorded_at"\n'
+              'lat = "lat"\nlon = "lon"\naccuracy = "acc_m"')
+    setup = write_race(tmp_path, dsn, source=source, starts_at=now_utc() - timedelta(minutes=3))
+    start = setup.starts_at
+
+    def row(racer: str, s: float, lat: Any = None, lon: Any = None,
+            acc: Any = "5") -> tuple[Any, ...]:
+        la, lo = setup.course.at(3.0 * s)
+        return (racer, start + timedelta(seconds=s), la if lat is None else lat,
+                str(lo) if lon is None else lon, acc)
+
+    cols = ("user_id", "recorded_at", "lat", "lon", "acc_m")
+    good = [row("1001", s) for s in range(2, 60, 2)]
+    bad = [row("1001", 31, lon="abc"), row("1001", 33, lon=""), row("1001", 35, acc="n/a"),
+           row("1001", 37, lat="1e400"), row("1001", 39, lat="NaN"), row("1001", 41, lon="1e999")]
+    insert_points(dsn, "live_points", cols, good + bad)
+    assert main(["run", "--once", "--race", "t", "--config", str(setup.path)]) == 0
+    r = record(setup.snapshot(), "1001")
+    assert len(trail(setup, r)) == len(good)
+    assert r["dropped"] == {"bad_value": 3, "not_finite": 3}
+    # The read goes on past them: the next fix is published next cycle.
+    insert_points(dsn, "live_points", cols, [row("1001", 62)])
+    assert main(["run", "--once", "--race", "t", "--config", str(setup.path)]) == 0
+    assert len(trail(setup, record(setup.snapshot(), "1001"))) == len(good) + 1
+    # check says how these columns are read, and refuses what cannot be.
+    capsys.readouterr()
+    assert main(["check", "--race", "t", "--config", str(setup.path)]) == 0
+    out = capsys.readouterr().out
+    assert "warn  database: lon column 'lon' is text: read as text and converted row by row" in out
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("ALTER TABLE live_points ALTER recorded_at TYPE text")
+    assert main(["check", "--race", "t", "--config", str(setup.path)]) == 1
+    assert ("FAIL  database: time column 'recorded_at' is text: expected timestamptz"
+            in capsys.readouterr().out)
+
+
+def cerknica() -> tuple[list[gpxpy.gpx.GPXTrackPoint], Course, list[float]]:
+    """A real recording (a Garmin log around Lake Cerknica, from gpxpy's test
+    files) up to where it ends near itself; a course planned along it (out of
+    town, a loop south, back along the same street); and where on the course
+    each recorded point truly is."""
+    gpx = gpxpy.parse((DATA / "cerknicko-jezero.gpx").read_text())
+    pts = [p for t in gpx.tracks for s in t.segments for p in s.points]
+    end = next(i for i, p in enumerate(pts) if p.time.strftime("%H:%M:%S") == "15:43:37")
+    pts = pts[:end + 1]
+    seg = gpxpy.gpx.GPXTrackSegment([gpxpy.gpx.GPXTrackPoint(p.latitude, p.longitude)
+                                     for p in pts])
+    seg.simplify(15)  # a planned course is simpler than a recorded track
+    course = Course([(p.latitude, p.longitude) for p in seg.points])
+    # The course keeps some of the recorded points: each other point lies
+    # between two of them, so its truth is found on that segment alone.
+    kept, i = [], 0
+    for v in course.points:
+        while (pts[i].latitude, pts[i].longitude) != v:
+            i += 1
+        kept.append(i)
+    truth = []
+    for j, p in enumerate(pts):
+        k = min(max(0, sum(1 for x in kept if x <= j) - 1), len(kept) - 2)
+        x, y = course.to_xy(p.latitude, p.longitude)
+        (ax, ay), (bx, by) = course.to_xy(*course.points[k]), course.to_xy(*course.points[k + 1])
+        seg_len = math.hypot(bx - ax, by - ay)
+        u = ((x - ax) * (bx - ax) + (y - ay) * (by - ay)) / seg_len ** 2 if seg_len else 0.0
+        truth.append(course.cum[k] + min(max(u, 0.0), 1.0) * seg_len)
+    return pts, course, truth
+
+
+def test_after_a_long_silence_no_finish_before_the_line(tmp_path: Path, dsn: str) -> None:
+    """The recording has silences of 10 and 14 minutes; here the phone also
+    lost the 90 s after the second (16 minutes in all). After it, the first
+    fix lies 8 m from the finish line and on the return leg 370 m before it:
+    the racer must not be declared finished until they reach the line."""
+    pts, course, truth = cerknica()
+    racers = '[[races.t.racers]]\nid = "car"\nname = "Car"\nkind = "vehicle"\n'
+    first = pts[0].time.timestamp()
+    starts_at = now_utc() - timedelta(hours=2)
+    setup = write_race(tmp_path, dsn, racers=racers, starts_at=starts_at,
+                       points=list(course.points))
+    create_points_table(dsn, POINTS_DDL)
+    lost = ("15:24:47", "15:40:30")
+    replay = [p for p in pts if not lost[0] < p.time.strftime("%H:%M:%S") < lost[1]]
+    clock = {"now": 0.0}
+    pub = publisher(setup, clock=lambda: clock["now"])
+
+    def at(p: gpxpy.gpx.GPXTrackPoint) -> float:
+        return starts_at.timestamp() + p.time.timestamp() - first
+
+    truth_finish = at(pts[-1]) - starts_at.timestamp()
+    try:
+        # Replayed as the phone sent it: each fix in the cycle after it was taken.
+        for p in replay:
+            insert_points(dsn, "live_points", COLS, [
+                ("car", datetime.fromtimestamp(at(p), UTC), p.latitude, p.longitude)])
+            clock["now"] = at(p) + 1
+            pub.cycle()
+            car = record(setup.snapshot(), "car")
+            if p is not pts[-1]:
+                assert car["finish_s"] is None, p.time
+                # Never ahead of where they are (GPS noise and the course's
+                # simplification aside), so no finish before the line.
+                assert car["distance_m"] <= truth[pts.index(p)] + 30, p.time
+        car = record(setup.snapshot(), "car")
+        assert car["status"] == "finished"
+        assert car["finish_s"] == pytest.approx(truth_finish, abs=2)
+    finally:
+        pub.close()
+
+
+TRACCAR_DDL = """
+    -- tc_positions as Traccar's schema (changelog-4.0-clean) creates it on PostgreSQL
+    CREATE TABLE tc_positions (
+        id SERIAL PRIMARY KEY, protocol VARCHAR(128), deviceid INTEGER NOT NULL,
+        servertime TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+        devicetime TIMESTAMP(6) NOT NULL, fixtime TIMESTAMP(6) NOT NULL,
+        valid BOOLEAN NOT NULL, latitude DOUBLE PRECISION NOT NULL,
+        longitude DOUBLE PRECISION NOT NULL, altitude FLOAT NOT NULL, speed FLOAT NOT NULL,
+        course FLOAT NOT NULL, address VARCHAR(512), attributes VARCHAR(4000),
+        accuracy DOUBLE PRECISION NOT NULL DEFAULT 0, network VARCHAR(4000));
+    CREATE INDEX position_deviceid_fixtime ON tc_positions (deviceid, fixtime);
+"""
+TRACCAR_SOURCE = """
+    table = "tc_positions"
+    racer = "deviceid"
+    time = "fixtime"
+    lat = "latitude"
+    lon = "longitude"
+    accuracy = "accuracy"
+    valid = "valid"
+"""
+
+
+def test_traccar(tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Traccar's own table: invalid fixes (valid = false) are not fixes,
+    accuracy 0 means unknown, fixtime is a timestamp without time zone in UTC."""
+    create_points_table(dsn, TRACCAR_DDL)
+    racers = '[[races.t.racers]]\nid = 7\nname = "Device seven"\n'
+    setup = write_race(tmp_path, dsn, source=TRACCAR_SOURCE, racers=racers,
+                       starts_at=now_utc() - timedelta(minutes=3))
+    # Without an ingest column, check names the one this table has.
+    assert main(["check", "--race", "t", "--config", str(setup.path)]) == 0
+    out = capsys.readouterr().out
+    assert 'add to [source]:  ingest = "id"' in out
+    setup.path.write_text(setup.path.read_text().replace('valid = "valid"',
+                                                         'valid = "valid"\ningest = "id"'))
+    assert main(["check", "--race", "t", "--config", str(setup.path)]) == 0
+    assert "warn  source" not in capsys.readouterr().out
+    start = setup.starts_at.astimezone(UTC).replace(tzinfo=None)  # fixtime holds UTC
+    rows = []
+    for s in range(2, 120, 2):
+        lat, lon = setup.course.at(3.0 * s)
+        valid, acc = True, 0.0  # Traccar's default: accuracy unknown
+        if s % 10 == 0:  # a cell-tower guess, flagged as such
+            valid, lat, lon = False, lat + 0.02, lon
+        elif s % 14 == 0:
+            acc = 400.0
+        fix = start + timedelta(seconds=s)
+        rows.append(("osmand", 7, fix, fix, valid, lat, lon, 0.0, 0.0, 0.0, acc))
+    insert_points(dsn, "tc_positions", ("protocol", "deviceid", "devicetime", "fixtime", "valid",
+                                        "latitude", "longitude", "altitude", "speed", "course",
+                                        "accuracy"), rows)
+    assert main(["run", "--once", "--race", "t", "--config", str(setup.path)]) == 0
+    r = record(setup.snapshot(), "7")
+    invalid = sum(1 for row in rows if not row[4])
+    inaccurate = sum(1 for row in rows if row[10] == 400.0)
+    assert r["dropped"] == {"invalid": invalid, "inaccurate": inaccurate}
+    assert len(trail(setup, r)) == len(rows) - invalid - inaccurate
+    published = {(p[0], p[1]) for p in trail(setup, r)}
+    assert not any((round(row[5], 6), round(row[6], 6)) in published for row in rows
+                   if not row[4])
+    assert r["distance_m"] == pytest.approx(3.0 * 118, abs=10)
+    # fixtime is UTC: the newest fix is the one 118 s after the start.
+    assert r["position"]["at"] == iso(setup.starts_at.timestamp() + 118)
+
+
+def test_a_late_batch_is_applied_whole_with_ingest(tmp_path: Path, dsn: str) -> None:
+    """A phone offline for ten minutes (the finish among them) uploads its
+    buffered fixes in one batch, stamped with their real times. With an
+    ingest column every one is applied: the trail is complete and the finish
+    right. With the time cursor, the fixes older than lookback_s are lost
+    (what `check` warns about)."""
+    create_points_table(dsn, INGEST_DDL)
+    source = ('table = "live_points"\nracer = "user_id"\ntime = "recorded_at"\n'
+              'lat = "lat"\nlon = "lon"\ningest = "id"')
+    setup = write_race(tmp_path, dsn, source=source, extra="chunk_points = 50",
+                       starts_at=now_utc() - timedelta(minutes=20))
+    speed = 3.0
+    finish = setup.course.length_m / speed
+    course = setup.course
+    fixes = [("1001", setup.starts_at + timedelta(seconds=s),
+              *course.to_latlon(*course.beyond(speed * s))) for s in range(2, int(finish) + 8, 2)]
+    live = [f for f in fixes if (f[1] - setup.starts_at).total_seconds() < 300]
+    batch = [f for f in fixes if (f[1] - setup.starts_at).total_seconds() >= 300]
+    insert_points(dsn, "live_points", COLS, live)
+    assert main(["run", "--once", "--race", "t", "--config", str(setup.path)]) == 0
+    assert record(setup.snapshot(), "1001")["status"] == "stale"  # in the tunnel
+    insert_points(dsn, "live_points", COLS, batch)  # back from the tunnel
+    assert main(["run", "--once", "--race", "t", "--config", str(setup.path)]) == 0
+    r = record(setup.snapshot(), "1001")
+    assert r["status"] == "finished"
+    assert r["finish_s"] == pytest.approx(finish, abs=2)
+    assert [p[2] for p in trail(setup, r)] == [iso(f[1].timestamp()) for f in fixes]
+    assert r["dropped"] == {}
+
+
+def test_a_late_batch_without_ingest_loses_what_lookback_cannot_see(
+        tmp_path: Path, dsn: str) -> None:
+    create_points_table(dsn, POINTS_DDL)
+    setup = write_race(tmp_path, dsn, starts_at=now_utc() - timedelta(minutes=12))
+    start = setup.starts_at
+    fixes = [("1001", start + timedelta(seconds=s), *setup.course.at(2.0 * s))
+             for s in range(2, 700, 2)]
+    other = [("1002", start + timedelta(seconds=s), *setup.course.at(2.1 * s))
+             for s in range(1, 700, 2)]
+    cut = start + timedelta(seconds=100)
+    pub = publisher(setup)  # one running publisher: a restart would read it all again
+    try:
+        insert_points(dsn, "live_points", COLS, [f for f in fixes + other if f[1] < cut])
+        pub.cycle()
+        insert_points(dsn, "live_points", COLS, [f for f in other if f[1] >= cut])
+        pub.cycle()  # 1002 carries on while 1001 is in the tunnel
+        insert_points(dsn, "live_points", COLS, [f for f in fixes if f[1] >= cut])
+        pub.cycle()
+    finally:
+        pub.close()
+    seen = trail(setup, record(setup.snapshot(), "1001"))
+    assert datetime.fromisoformat(seen[-1][2]) == fixes[-1][1]
+    # Of the batch, only its last lookback_s (30 s: 15 fixes) was read.
+    assert len(seen) == 49 + 15
+
+
+@pytest.mark.parametrize("flood", ["standing still", "off course", "at the finish line"])
+def test_one_racer_flooding_costs_only_their_rows(tmp_path: Path, dsn: str, flood: str) -> None:
+    """10,000 rows in one cycle from one phone, milliseconds apart: a second's
+    worth of them is kept, no chunk is cut for them, and everyone else's
+    race is published as if nothing happened."""
+    create_points_table(dsn, POINTS_DDL)
+    setup = write_race(tmp_path, dsn, starts_at=now_utc() - timedelta(minutes=30),
+                       extra="chunk_points = 30")
+    start = setup.starts_at
+    honest = [("1002", start + timedelta(seconds=s), *setup.course.at(2.5 * s))
+              for s in range(2, 120, 2)]
+    spot = {"standing still": setup.course.at(300.0),
+            "off course": (setup.course.at(300.0)[0] + 0.1, setup.course.at(300.0)[1]),
+            "at the finish line": setup.course.at(setup.course.length_m)}[flood]
+    t0 = start + timedelta(seconds=100)
+    hostile = [("1001", t0 + timedelta(milliseconds=k), spot[0] + (k % 7) * 1e-6, spot[1])
+               for k in range(10_000)]
+    insert_points(dsn, "live_points", COLS, honest + hostile)
+    pub = publisher(setup)
+    try:
+        stats = pub.cycle()
+        snap = setup.snapshot()
+        bad = record(snap, "1001")
+        assert bad["track"] == []  # no chunk: spectators fetch nothing more for them
+        assert len(bad["tail"]) <= 11  # 10 s of rows, at most one fix a second
+        assert sum(bad["dropped"].values()) >= 10_000 - 11
+        good = record(snap, "1002")
+        assert len(good["tail"]) + 30 * len(good["track"]) == len(honest)
+        assert stats.objects <= 45  # the page, its static files, two chunks, the snapshot
+    finally:
+        pub.close()
