@@ -8,7 +8,8 @@ import random
 import signal
 import threading
 import time
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -53,8 +54,12 @@ class Runner:
     """
 
     def __init__(self, publisher: Publisher, lock: RaceLock | None,
-                 metrics: Metrics | None = None):
+                 metrics: Metrics | None = None,
+                 retry_in: Callable[[float], None] | None = None):
         self.publisher, self.lock, self.metrics = publisher, lock, metrics
+        # Brings the next tick forward to the retry: waiting for the next
+        # tick of the interval would add up to an interval to every recovery.
+        self.retry_in = retry_in
         self.failures = 0
         self.next_try = 0.0
         self.holding: bool | None = None  # None: not known yet
@@ -66,7 +71,7 @@ class Runner:
         return float(ceiling * random.uniform(0.5, 1.0))
 
     def tick(self) -> None:
-        if time.monotonic() < self.next_try:
+        if time.monotonic() < self.next_try - 0.05:  # (a retry brought forward may wake early)
             return
         self.busy.set()
         try:
@@ -74,7 +79,10 @@ class Runner:
                 self.failures = 0
             elif self.holding is not False:  # failed, rather than standing by
                 self.failures += 1
-                self.next_try = time.monotonic() + self.backoff_s()
+                wait = self.backoff_s()
+                self.next_try = time.monotonic() + wait
+                if self.retry_in is not None:
+                    self.retry_in(wait)
         finally:
             self.busy.clear()
 
@@ -111,10 +119,15 @@ def run_forever(publisher: Publisher, stop: threading.Event | None = None,
     One instance at a time, coalesced: a slow cycle delays the next instead
     of piling up behind it.
     """
-    runner = Runner(publisher, lock, metrics)
     scheduler = BlockingScheduler(executors={"default": ThreadPoolExecutor(1)},
                                   job_defaults={"max_instances": 1, "coalesce": True,
                                                 "misfire_grace_time": None})
+
+    def retry_in(seconds: float) -> None:
+        scheduler.modify_job("publish",
+                             next_run_time=datetime.now(UTC) + timedelta(seconds=seconds))
+
+    runner = Runner(publisher, lock, metrics, retry_in)
     scheduler.add_job(runner.tick, "interval", seconds=publisher.race.interval_s,
                       id="publish", next_run_time=datetime.now(UTC))
 

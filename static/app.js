@@ -6,10 +6,17 @@
   var palette = ["#e4572e", "#17bebb", "#ffc914", "#76b041", "#2e282a", "#8e6c8a", "#3a86ff"];
   var METRES = { km: 1000, mi: 1609.344 };
   var intervalMs = Math.max(1, cfg.interval_s) * 1000;
-  var snapshot = null, following = null, failures = 0, timer = null;
+  var snapshot = null, following = null, failures = 0, timer = null, stalls = 0;
   // A large race (snapshot.field): the followed racer's record comes from its shard.
   var shard = null, shardAt = 0, shardWanted = null;
-  var skewMs = 0; // server clock minus ours, from the Date header: a phone's clock may be off
+  // Server clock minus ours: a phone's clock may be off. From Date + Age (a
+  // CDN serving a cached or stale-if-error copy sends the origin's Date and
+  // how long it has kept it). Both are whole seconds, so while estimates
+  // agree the largest is the closest; one that jumps is believed at once.
+  var skewMs = null;
+  // How long after generated_at the publisher's snapshot is in place: the
+  // least seen between generated_at and the origin's Date.
+  var lagMs = null;
   var markers = {}, trails = {}, chunkCache = {};
   var units = readUnits();
 
@@ -19,7 +26,7 @@
     u = u || cfg.units || "km";
     return METRES[u] ? u : "km";
   }
-  function now() { return Date.now() + skewMs; }
+  function now() { return Date.now() + (skewMs || 0); }
 
   // -- map -------------------------------------------------------------------
   var map = L.map("map", { zoomSnap: 0.25 });
@@ -277,19 +284,54 @@
     clearTimeout(timer);
     timer = setTimeout(poll, ms);
   }
+  function header(res, name) { return res.headers.get(name) || ""; }
+
+  function learnClock(res) {
+    var date = Date.parse(header(res, "Date"));
+    if (isNaN(date)) return;
+    var sample = date + (parseFloat(header(res, "Age")) || 0) * 1000 - Date.now();
+    skewMs = skewMs !== null && Math.abs(sample - skewMs) < 1500 ? Math.max(sample, skewMs) : sample;
+  }
+
+  // When a newer copy can first be had: the publisher has written the next
+  // snapshot (generated_at + interval + its usual lag) and the CDN's copy
+  // has expired (the origin's Date + max-age). Polling then, not on a timer
+  // of our own, keeps what a spectator sees about one interval old at most,
+  // with one request per interval; polling before it would fetch the old
+  // copy again, or make the CDN keep an old one for another max-age.
+  function nextPollMs(res, snap) {
+    var date = Date.parse(header(res, "Date"));
+    var generated = Date.parse(snap.generated_at);
+    var maxAge = /max-age=(\d+)/.exec(header(res, "Cache-Control"));
+    if (isNaN(date) || isNaN(generated)) return intervalMs;
+    if (!parseFloat(header(res, "Age"))) { // fresh from the origin: the publisher's lag
+      var lag = Math.max(0, date - generated);
+      lagMs = lagMs === null ? lag : Math.min(lagMs, lag);
+    }
+    var published = generated + intervalMs + Math.min(lagMs || 0, intervalMs);
+    var expires = date + (maxAge ? parseInt(maxAge[1], 10) * 1000 : 0);
+    var due = Math.max(published, expires) + 250 + Math.random() * Math.min(500, intervalMs / 8);
+    return Math.min(Math.max(due - now(), 250), 2 * intervalMs);
+  }
+
   function poll() {
     if (document.hidden) return; // resumed by visibilitychange
-    fetch("snapshot.json").then(function (res) {
-      if (!res.ok) throw new Error("HTTP " + res.status);
-      var date = Date.parse(res.headers.get("Date") || "");
-      if (!isNaN(date)) skewMs = date - Date.now();
-      return res.json();
+    var res = null;
+    fetch("snapshot.json").then(function (r) {
+      if (!r.ok) throw new Error("HTTP " + r.status);
+      res = r;
+      learnClock(r);
+      return r.json();
     }).then(function (snap) {
       failures = 0;
+      var news = !snapshot || snap.seq > snapshot.seq;
       if (!snapshot || snap.seq >= snapshot.seq) snapshot = snap; // never step back to an older copy
       drawAll(snapshot);
       pollShard(false);
-      schedule(intervalMs);
+      // No news yet (the publisher is late, or the CDN still has the old
+      // copy): look again soon, then less and less often.
+      stalls = news ? 0 : stalls + 1;
+      schedule(news ? nextPollMs(res, snap) : Math.min(intervalMs, intervalMs / 4 * Math.pow(2, stalls - 1)));
     }).catch(function () {
       failures += 1;
       if (snapshot) renderFreshness(snapshot);
@@ -327,7 +369,9 @@
   });
 
   var m = /#racer=([^&]+)/.exec(location.hash);
-  if (m) following = decodeURIComponent(m[1]);
+  if (m) {
+    try { following = decodeURIComponent(m[1]); } catch (e) { following = null; } // a mangled link
+  }
   document.querySelectorAll(".swatch[data-color]").forEach(function (el) { el.style.background = el.dataset.color; });
   poll();
 })();

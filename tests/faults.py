@@ -23,12 +23,16 @@ INTERNAL = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</
 
 class FaultProxy:
     """Forwards to an S3 endpoint; `fail` decides per (method, path) whether
-    to answer 503 SlowDown or 500 InternalError instead."""
+    to answer 503 SlowDown or 500 InternalError instead, `hang` whether to
+    hold the request, unanswered, until `release` is set."""
 
     def __init__(self, upstream: str):
         self.upstream = urlsplit(upstream)
         self.fail: Callable[[str, str], int | None] = lambda method, path: None
+        self.hang: Callable[[str, str], bool] = lambda method, path: False
+        self.release = threading.Event()
         self.failed = 0
+        self.hung = 0
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -36,6 +40,9 @@ class FaultProxy:
 
             def _any(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if proxy.hang(self.command, self.path):
+                    proxy.hung += 1
+                    proxy.release.wait(60)
                 code = proxy.fail(self.command, self.path)
                 if code:
                     proxy.failed += 1
@@ -63,7 +70,13 @@ class FaultProxy:
                     self.wfile.write(data)
                 conn.close()
 
-            do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _any
+            def _any_quietly(self) -> None:
+                try:
+                    self._any()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up on a request held too long: as it should
+
+            do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _any_quietly
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -74,6 +87,7 @@ class FaultProxy:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def close(self) -> None:
+        self.release.set()
         self.server.shutdown()
 
 

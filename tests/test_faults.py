@@ -149,6 +149,35 @@ def test_s3_errors_leave_the_last_snapshot_and_heal(s3_race: Any, dsn: str) -> N
         pub.close()
 
 
+def test_a_hung_put_holds_the_loop_two_intervals_at_most(s3_race: Any, dsn: str) -> None:
+    """S3 accepts PUTs and never answers (a stalled connection): each cycle
+    gives up after about two intervals, spectators keep the last whole
+    snapshot, and once S3 answers again the loop publishes within two
+    intervals."""
+    setup, proxy, get = s3_race  # interval_s = 2
+    insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 2, 40))
+    pub = Publisher(setup.path)
+    try:
+        wait_for(lambda: (spectator_view(get) or {}).get("seq", 0) >= 2)
+        insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 42, 300))
+        proxy.hang = lambda method, path: method == "PUT"
+        wait_for(lambda: "did not answer within 5 s" in pub.log, timeout=20)
+        frozen = spectator_view(get)
+        assert frozen is not None
+        # Each failed cycle ends at its deadline, not at botocore's timeouts.
+        wait_for(lambda: pub.log.count("cycle failed") >= 2, timeout=20)
+        assert spectator_view(get) == frozen
+        proxy.hang = lambda method, path: False
+        proxy.release.set()
+        cleared = time.monotonic()
+        wait_for(lambda: (s := spectator_view(get)) and s["seq"] > frozen["seq"] and s,
+                 timeout=20, every=0.05)
+        assert time.monotonic() - cleared <= 2 * 2 + 1  # two intervals (and the cycle)
+        assert proxy.hung >= 2
+    finally:
+        pub.kill()
+
+
 def test_kill_9_mid_cycle_then_restart(tmp_path: Path, dsn: str) -> None:
     racers = "".join(f'\n[[races.t.racers]]\nid = "{i}"\nname = "R{i}"\n' for i in range(40))
     setup = write_race(tmp_path, dsn, racers=racers, interval_s=1, extra="chunk_points = 10",

@@ -3,6 +3,8 @@ from moto's S3 server, exactly as spectators load it from the CDN."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -287,3 +289,50 @@ def test_large_race_head_and_following_one_racer(large_race: LiveRace, open_page
     page.click("#find button")
     page.wait_for_function("() => document.getElementById('find-msg').textContent"
                            " === 'No racer nobody in this race.'")
+
+
+@contextlib.contextmanager
+def publishing(race: LiveRace) -> Iterator[None]:
+    """The publisher at work, a cycle a second, for as long as the block runs."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(1.0):
+            race.publisher.cycle()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def test_an_old_copy_from_the_cdn_shows_updates_paused(live_race: LiveRace,
+                                                       open_page: Any) -> None:
+    """A CDN serving a cached copy, or a stale-if-error one while S3 or the
+    publisher is down, sends the origin's Date and an Age: the page takes
+    the server's time from both, so a copy kept ten minutes is ten minutes old."""
+    with publishing(live_race):
+        page = open_page(live_race.url)
+        wait_live(page)
+        banner = page.locator("#stale")
+        page.wait_for_timeout(3000)
+        assert banner.is_hidden()
+
+        def kept_ten_minutes(route: Any) -> None:
+            res = route.fetch()
+            route.fulfill(response=res, headers={**res.headers, "age": "600"})
+
+        page.route("**/snapshot.json", kept_ten_minutes)
+        banner.wait_for(state="visible", timeout=10_000)
+        assert "Updates paused — last update 10 min ago." in banner.inner_text()
+        page.unroute("**/snapshot.json")
+        banner.wait_for(state="hidden", timeout=10_000)
+
+
+def test_a_mangled_racer_link_is_ignored(live_race: LiveRace, open_page: Any) -> None:
+    page = open_page(live_race.url + "#racer=%E0")  # not UTF-8: decodeURIComponent throws
+    wait_live(page)  # the page polls and draws all the same (and throws nothing)
+    assert page.locator("#board tbody tr.following").count() == 0
