@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import socket
 import urllib.request
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -33,10 +34,21 @@ def test_check_all_good(tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture[
     # No index on the cursor column: a warning with the statement to run.
     assert ('warn  database: no index serves the incremental read (it would scan the table); '
             'add: CREATE INDEX CONCURRENTLY ON "live_points" ("recorded_at");') in out
+    # Without an insert-order column, late uploads are lost: check says so.
+    assert "warn  source: no ingest column" in out and "add an identity column" in out
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE INDEX ON live_points (recorded_at)")
+        conn.execute("ALTER TABLE live_points ADD COLUMN id bigserial")
     assert main(["check", "--race", "t", "--config", str(setup.path)]) == 0
-    assert "warn" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "no index serves" not in out
+    assert 'this table has one; add to [source]:  ingest = "id"' in out
+    setup.path.write_text(setup.path.read_text().replace('lon = "lon"', 'lon = "lon"\ningest = "id"'))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE INDEX ON live_points (id)")
+    assert main(["check", "--race", "t", "--config", str(setup.path)]) == 0
+    out = capsys.readouterr().out
+    assert "warn" not in out and "cursor 'id' (insert order)" in out
 
 
 def test_check_reports_each_failure(tmp_path: Path, dsn: str,
@@ -141,3 +153,46 @@ def test_serve_sends_cdn_headers(tmp_path: Path) -> None:
             assert e.value.code == 404
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize("bad_dsn", [
+    "postgresql://racepub:S3cr%zzet@127.0.0.1:1/app",  # a % that is no percent-encoding
+    "postgresql://racepub:S3cr@dor@127.0.0.1:1/app",  # an @ left in the password
+    "host=127.0.0.1 port=1 dbname=app password=S3cr3t secretword",  # a word without =
+    "postgresql://racepub:S3cr3t@127.0.0.1:1/app",  # well formed; nobody listening
+], ids=["percent", "at-sign", "keyword", "refused"])
+def test_no_secret_of_the_dsn_in_any_error(tmp_path: Path, bad_dsn: str,
+                                           monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str],
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    setup = write_race(tmp_path, "postgresql://racepub@127.0.0.1:1/app")
+    monkeypatch.setenv("RACEPUB_DATABASE_URL", bad_dsn)
+    assert main(["run", "--once", "--race", "t", "--config", str(setup.path)]) == 1
+    assert main(["check", "--race", "t", "--config", str(setup.path)]) == 1
+    out = capsys.readouterr()
+    said = out.out + out.err + caplog.text
+    assert "cannot connect to the database" in said
+    for secret in ("S3cr", "zzet", "dor@", "secretword"):
+        assert secret not in said, (secret, said)
+    if "refused" in bad_dsn or bad_dsn.endswith("zzet@127.0.0.1:1/app"):
+        assert "127.0.0.1:1/app" in said or "malformed" in said  # where, at least
+
+
+def test_ports_out_of_range_and_busy_are_one_line(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    setup = write_race(tmp_path, "postgresql://racepub@127.0.0.1:1/app")
+    for argv in (["serve", "--race", "t", "--port", "70000"],
+                 ["run", "--race", "t", "--metrics-port", "70000"],
+                 ["demo", "--port", "0"]):
+        assert main([*argv[:3], "--config", str(setup.path), *argv[3:]]
+                    if argv[0] != "demo" else argv) == 2
+        err = capsys.readouterr().err
+        assert "expected a port number 1..65535" in err and "Traceback" not in err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", "--race", "t", "--config", str(setup.path),
+                     "--port", str(port)]) == 1
+        err = capsys.readouterr().err
+        assert err.strip() == f"racepub: cannot listen on 127.0.0.1:{port}: Address already in use"

@@ -112,3 +112,49 @@ def test_project_many_answers_exactly_as_project() -> None:
             batched += 1
             assert got == want, i
     assert batched > 2000  # the wide windows (2 km ahead) take the one-at-a-time path
+
+
+def test_a_degenerate_track_falls_back_to_the_route(tmp_path: Path) -> None:
+    """Planning tools write a route and a track of one point (the start):
+    the route is the course."""
+    gpx = tmp_path / "planned.gpx"
+    route = "".join(f'<rtept lat="{42.0 + i * 0.001}" lon="-71.0"><ele>{10 + i}</ele></rtept>'
+                    for i in range(5))
+    gpx.write_text('<gpx xmlns="http://www.topografix.com/GPX/1/1" version="1.1">'
+                   '<trk><trkseg><trkpt lat="42.0" lon="-71.0"/></trkseg></trk>'
+                   f"<rte>{route}</rte></gpx>")
+    course = load_gpx(gpx)
+    assert course.source == "route" and len(course.points) == 5
+    assert course.elevations == (10.0, 11.0, 12.0, 13.0, 14.0)
+
+
+def test_real_gpx_keeps_elevation_and_named_waypoints() -> None:
+    """A real Garmin log (gpxpy's test file): several tracks, gaps, waypoints."""
+    course = load_gpx(Path(__file__).parent / "data" / "cerknicko-jezero.gpx")
+    assert course.source == "track" and len(course.points) == 296
+    assert all(e is not None and 500 < e < 600 for e in course.elevations)
+    names = [w.name for w in course.waypoints]
+    assert names[:3] == ["001", "BACK T TH", "BIRDS NEST"] and len(names) == 7
+
+
+def test_entity_tricks_are_refused(tmp_path: Path) -> None:
+    gpx = tmp_path / "bomb.gpx"
+    gpx.write_text('<?xml version="1.0"?><!DOCTYPE gpx [<!ENTITY a "aaaaaaaaaa">'
+                   '<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+                   '<gpx><trk><name>&b;</name><trkseg><trkpt lat="1" lon="1"/>'
+                   '<trkpt lat="2" lon="2"/></trkseg></trk></gpx>')
+    with pytest.raises(UsageError, match="cannot read GPX course"):
+        load_gpx(gpx)
+
+
+def test_far_off_course_costs_nothing_and_gains_nothing() -> None:
+    """A fix kilometres from the course is off course without a search of
+    the whole course, and moves nobody on."""
+    base = Course(STOPS)
+    course = Course([base.at(d) for d in range(0, int(base.length_m), 5)] + [base.points[-1]])
+    lat, lon = course.at(1000)
+    far = course.project(lat + 0.05, lon, near_m=900, ahead_m=300)
+    assert far.offset_m == float("inf") and far.distance_m == 900
+    assert course._grid(150.0).near(*course.to_xy(lat + 0.05, lon)) == ()
+    near = course.project(lat, lon, near_m=900, ahead_m=300)
+    assert near.distance_m == pytest.approx(1000, abs=0.5)
