@@ -43,7 +43,8 @@ def test_check_all_good(tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture[
     out = capsys.readouterr().out
     assert "no index serves" not in out
     assert 'this table has one; add to [source]:  ingest = "id"' in out
-    setup.path.write_text(setup.path.read_text().replace('lon = "lon"', 'lon = "lon"\ningest = "id"'))
+    text = setup.path.read_text()
+    setup.path.write_text(text.replace('lon = "lon"', 'lon = "lon"\ningest = "id"'))
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE INDEX ON live_points (id)")
     assert main(["check", "--race", "t", "--config", str(setup.path)]) == 0
