@@ -414,6 +414,16 @@ def main() -> None:
             sys.exit(f"bench spectators failed:\n{done.stderr[-3000:]}")
         spectators = json.loads(done.stdout.strip().splitlines()[-1])
     text = table(results, spectators)
+    if os.environ.get("BENCH_INPUTS", "1") != "0":
+        print("bench: real input (read cost, flood, freshness) ...", file=sys.stderr, flush=True)
+        done = subprocess.run([sys.executable, str(ROOT / "bench" / "inputs.py")],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"bench inputs failed:\n{done.stderr[-3000:]}")
+        sys.path.insert(0, str(ROOT / "bench"))
+        from inputs import markdown
+
+        text += "\n" + "\n".join(markdown(json.loads(done.stdout.strip().splitlines()[-1])))
     out = ROOT / "bench" / "RESULTS.md"
     out.write_text(text)
     print(text)

@@ -62,10 +62,15 @@ def content_type(key: str) -> str:
 
 def cache_control(key: str, interval_s: int) -> str:
     if key == SNAPSHOT or key.startswith(SHARDS):
-        # The CDN may serve the old snapshot for one more interval while it
-        # refetches, and keep serving it for a day if the origin errors.
-        return (f"public, max-age={interval_s}, stale-while-revalidate={interval_s}, "
-                "stale-if-error=86400")
+        # Fresh for one interval; for CDNs (s-maxage) a second less, so the
+        # copy a CDN fetched just after one publish has expired when the
+        # spectators ask just after the next (DESIGN.md, "Freshness through
+        # a CDN"); a CDN collapses their requests into one origin fetch. No
+        # stale-while-revalidate: the first poll after expiry, the page's,
+        # would get the old copy. Served stale for a day if the origin errors
+        # (the page then says how old it is).
+        cdn = max(1, interval_s - 1)
+        return f"public, max-age={interval_s}, s-maxage={cdn}, stale-if-error=86400"
     if key.startswith(("tracks/", "static/")):
         return IMMUTABLE
     return PAGE_CACHE

@@ -8,7 +8,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -29,7 +29,7 @@ from .timefmt import ts
 
 log = logging.getLogger(__name__)
 UPLOAD_THREADS = 16
-WRITE_INTERVALS = 2  # a cycle's writes get about this many intervals
+WRITE_INTERVALS = 2  # a sink silent for about this many intervals fails the cycle
 COMPRESS_THREADS = 2
 PAGE_EVERY_S = 30.0
 
@@ -73,7 +73,9 @@ class Publisher:
         # Uploads run here, each cycle's with a deadline: a hung request must
         # not hold the loop (it finishes, or times out, in the background).
         self._uploads = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="upload")
-        self._deadline = 0.0
+        # The sink may answer nothing for this long before a cycle fails.
+        self._stall_s = WRITE_INTERVALS * race.interval_s + 1.0
+        self._lag_s: float | None = None  # the last cycle's start to its snapshot in place
         self.source = PointSource(config.dsn, config.source, [r.id for r in race.racers],
                                   ts(race.starts_at))
         self.env = environment(race.template_dir)
@@ -149,9 +151,6 @@ class Publisher:
         then stays as it was."""
         stats = CycleStats(racers=len(self.race.racers))
         t0 = time.perf_counter()
-        # S3's share of a cycle is bounded: about two intervals, then the
-        # cycle fails and the published snapshot stays as it was.
-        self._deadline = time.monotonic() + WRITE_INTERVALS * self.race.interval_s + 1.0
         if self.seq is None:
             self._resume()
         assert self.seq is not None
@@ -189,6 +188,10 @@ class Publisher:
                                        self.race.interval_s) for n, body in shards.items()]
         else:
             snap = self.state.snapshot(now, seq)
+        if self._lag_s is not None:
+            # How long after generated_at the last snapshot was in place: the
+            # page polls that long after the next is due (DESIGN.md).
+            snap["publish_lag_s"] = round(self._lag_s, 3)
         self._never_regress()
         static_prefix = f"static/{self.static_hash}"
         # The page's server-rendered table is for the first paint only (the
@@ -219,6 +222,7 @@ class Publisher:
         if page_obj is not None:
             self._page_at, self._page_state = now, state
         self._in_time([self._uploads.submit(self._write, snap_obj, stats, True)])
+        self._lag_s = time.perf_counter() - t0
         self.seq = seq
         self.pending.clear()
         _settle_garbage()
@@ -263,20 +267,22 @@ class Publisher:
         self._in_time([self._uploads.submit(self._write, o, stats) for o in objs])
 
     def _in_time(self, futures: list[Future[Any]]) -> list[Any]:
-        """The futures' results, or SinkError if any failed or the cycle's
-        deadline passed (those not started are cancelled: a late upload must
-        never overwrite what a later cycle wrote)."""
-        done, pending = wait(futures, timeout=max(0.0, self._deadline - time.monotonic()),
-                             return_when=FIRST_EXCEPTION)
-        failed = [f.exception() for f in done if f.exception() is not None]
-        if failed or pending:
-            for f in pending:
-                f.cancel()
-            if failed:
-                raise failed[0]  # type: ignore[misc]
-            limit = self.race.interval_s * WRITE_INTERVALS + 1
-            raise SinkError(f"the sink did not answer within {limit} s "
-                            f"({len(pending)} of {len(futures)} writes unfinished)")
+        """The futures' results; SinkError if any failed, or if the sink
+        answered none of them for about two intervals (a stalled connection:
+        the rest are cancelled, so a late upload never overwrites what a
+        later cycle wrote). A catch-up writing thousands of chunks takes as
+        long as it takes, as long as the sink keeps answering."""
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=self._stall_s, return_when=FIRST_COMPLETED)
+            failed = [f.exception() for f in done if f.exception() is not None]
+            if failed or not done:
+                for f in pending:
+                    f.cancel()
+                if failed:
+                    raise failed[0]  # type: ignore[misc]
+                raise SinkError(f"the sink did not answer for {self._stall_s:.0f} s "
+                                f"({len(pending)} of {len(futures)} writes unfinished)")
         return [f.result() for f in futures]
 
     def _changed(self, obj: Object) -> bool:

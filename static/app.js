@@ -293,31 +293,45 @@
     skewMs = skewMs !== null && Math.abs(sample - skewMs) < 1500 ? Math.max(sample, skewMs) : sample;
   }
 
-  // When a newer copy can first be had: the publisher has written the next
-  // snapshot (generated_at + interval + its usual lag) and the CDN's copy
-  // has expired (the origin's Date + max-age). Polling then, not on a timer
-  // of our own, keeps what a spectator sees about one interval old at most,
-  // with one request per interval; polling before it would fetch the old
-  // copy again, or make the CDN keep an old one for another max-age.
+  // When the next snapshot can first be had: just after the publisher has
+  // written it (generated_at + interval + its usual lag). Polling then, not
+  // on a timer of our own, shows each publish about a lag old, with one
+  // request per interval; every spectator asking then also keeps the CDN's
+  // copies in phase with publishing (its copy expires just before the next).
   function nextPollMs(res, snap) {
     var date = Date.parse(header(res, "Date"));
     var generated = Date.parse(snap.generated_at);
-    var maxAge = /max-age=(\d+)/.exec(header(res, "Cache-Control"));
-    if (isNaN(date) || isNaN(generated)) return intervalMs;
-    if (!parseFloat(header(res, "Age"))) { // fresh from the origin: the publisher's lag
+    if (isNaN(generated)) return intervalMs;
+    if (!isNaN(date) && !parseFloat(header(res, "Age"))) { // fresh from the origin
       var lag = Math.max(0, date - generated);
       lagMs = lagMs === null ? lag : Math.min(lagMs, lag);
     }
-    var published = generated + intervalMs + Math.min(lagMs || 0, intervalMs);
-    var expires = date + (maxAge ? parseInt(maxAge[1], 10) * 1000 : 0);
-    var due = Math.max(published, expires) + 250 + Math.random() * Math.min(500, intervalMs / 8);
+    // The publisher says how long its last snapshot took to be in place;
+    // else the least Date - generated_at seen (whole seconds: a rough guess).
+    var lag = typeof snap.publish_lag_s === "number" ? 1000 * snap.publish_lag_s : (lagMs || 0);
+    var due = generated + intervalMs + Math.min(lag, intervalMs) + 250 +
+      Math.random() * intervalMs / 10;
     return Math.min(Math.max(due - now(), 250), 2 * intervalMs);
+  }
+
+  // No news in a poll: the CDN's copy is still within its max-age (it may
+  // be kept that much longer), or the publisher is late (ask again soon).
+  function retryMs(res) {
+    var age = parseFloat(header(res, "Age"));
+    var ttl = /s-maxage=(\d+)/.exec(header(res, "Cache-Control")) ||
+      /max-age=(\d+)/.exec(header(res, "Cache-Control"));
+    if (age > 0 && ttl && age < parseInt(ttl[1], 10)) {
+      return (parseInt(ttl[1], 10) - age) * 1000 + 100;
+    }
+    return Math.min(intervalMs, intervalMs / 4 * Math.pow(2, stalls - 1));
   }
 
   function poll() {
     if (document.hidden) return; // resumed by visibilitychange
     var res = null;
-    fetch("snapshot.json").then(function (r) {
+    // no-cache: the browser asks (conditionally) every time rather than
+    // reuse its own copy; the CDN still answers from its cache.
+    fetch("snapshot.json", { cache: "no-cache" }).then(function (r) {
       if (!r.ok) throw new Error("HTTP " + r.status);
       res = r;
       learnClock(r);
@@ -328,10 +342,8 @@
       if (!snapshot || snap.seq >= snapshot.seq) snapshot = snap; // never step back to an older copy
       drawAll(snapshot);
       pollShard(false);
-      // No news yet (the publisher is late, or the CDN still has the old
-      // copy): look again soon, then less and less often.
       stalls = news ? 0 : stalls + 1;
-      schedule(news ? nextPollMs(res, snap) : Math.min(intervalMs, intervalMs / 4 * Math.pow(2, stalls - 1)));
+      schedule(news ? nextPollMs(res, snap) : retryMs(res));
     }).catch(function () {
       failures += 1;
       if (snapshot) renderFreshness(snapshot);

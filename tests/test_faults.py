@@ -161,7 +161,7 @@ def test_a_hung_put_holds_the_loop_two_intervals_at_most(s3_race: Any, dsn: str)
         wait_for(lambda: (spectator_view(get) or {}).get("seq", 0) >= 2)
         insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 42, 300))
         proxy.hang = lambda method, path: method == "PUT"
-        wait_for(lambda: "did not answer within 5 s" in pub.log, timeout=20)
+        wait_for(lambda: "did not answer for 5 s" in pub.log, timeout=20)
         frozen = spectator_view(get)
         assert frozen is not None
         # Each failed cycle ends at its deadline, not at botocore's timeouts.
