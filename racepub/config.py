@@ -63,20 +63,15 @@ class Race:
     max_kmh: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MAX_KMH))
     template_dir: Path | None = None
     # The large-race form (DESIGN.md): above `shard_above` racers, snapshot.json
-    # carries the leaderboard head and racer records live in shard objects.
+    # carries the leaderboard head and every racer's live record is in a
+    # shard object of columns, all rewritten every cycle.
     shard_above: int = 500
-    shard_size: int = 200  # racers per shard: ~25 KB gzipped with thinned tails
+    shard_size: int = 1000  # racers per shard: about 20 KB gzipped
     head_size: int = 25  # leaderboard rows in a large race's snapshot.json
-    shard_writes: int = 32  # shards rewritten per cycle at most (round robin)
-    tail_points: int = 10  # a shard's tails are thinned to this many points
 
     @property
     def large(self) -> bool:
         return len(self.racers) > self.shard_above
-
-    @property
-    def shards(self) -> int:
-        return max(1, -(-len(self.racers) // self.shard_size)) if self.large else 0
 
 
 @dataclass(frozen=True)
@@ -224,14 +219,15 @@ def _race(name: str, r: _Table, path: Path, errors: list[str]) -> Race | None:
     template_dir = r.get("template_dir", _dir(base), "a directory (relative to the config)")
     shard_above = r.get("shard_above", _int_range(0, 10_000_000), "a whole number >= 0",
                         default=Race.shard_above)
-    shard_size = r.get("shard_size", _int_range(1, 100_000), "a whole number >= 1",
+    shard_size = r.get("shard_size", _int_range(1, 100_000), "a whole number 1..100000",
                        default=Race.shard_size)
     head_size = r.get("head_size", _int_range(1, 1000), "a whole number 1..1000",
                       default=Race.head_size)
-    shard_writes = r.get("shard_writes", _int_range(1, 100_000), "a whole number >= 1",
-                         default=Race.shard_writes)
-    tail_points = r.get("tail_points", _int_range(2, 10000), "a whole number 2..10000",
-                        default=Race.tail_points)
+    for gone in ("shard_writes", "tail_points"):  # the round-robin large form's
+        if gone in r.raw:
+            r.used.add(gone)
+            errors.append(f"{path}: {r.key}.{gone}: no longer used (every shard is written "
+                          "every cycle, trails are in packs): remove it")
     max_kmh = dict(DEFAULT_MAX_KMH)
     speeds = r.table("max_kmh")
     for kind in KINDS:
@@ -280,7 +276,7 @@ def _race(name: str, r: _Table, path: Path, errors: list[str]) -> Race | None:
                 pace_window_s=pace_window_s, max_accuracy_m=max_accuracy_m,
                 min_fix_spacing_s=min_fix_spacing_s, max_kmh=max_kmh,
                 template_dir=template_dir, shard_above=shard_above, shard_size=shard_size,
-                head_size=head_size, shard_writes=shard_writes, tail_points=tail_points)
+                head_size=head_size)
 
 
 def _racers_csv(path: Path, errors: list[str]) -> list[Racer]:

@@ -80,10 +80,11 @@ class Course:
             elevations[i] for i in keep) if elevations else (None,) * len(pts)
         self.waypoints = tuple(waypoints)
         self.source = source  # "track" or "route": which part of the GPX it came from
+        # The local projection to metres: x = (lon - lon0) * kx, y = (lat - lat0) * ky.
         lat0 = sum(p[0] for p in pts) / len(pts)
-        self._lat0, self._lon0 = lat0, sum(p[1] for p in pts) / len(pts)
-        self._ky = EARTH_RADIUS_M * math.pi / 180
-        self._kx = self._ky * math.cos(math.radians(lat0))
+        self.lat0, self.lon0 = lat0, sum(p[1] for p in pts) / len(pts)
+        self.ky = EARTH_RADIUS_M * math.pi / 180
+        self.kx = self.ky * math.cos(math.radians(lat0))
         self._xy = [self.to_xy(lat, lon) for lat, lon in pts]
         cum = [0.0]
         for (ax, ay), (bx, by) in zip(self._xy, self._xy[1:], strict=False):
@@ -103,10 +104,10 @@ class Course:
         self._grids: dict[float, _Grid] = {}
 
     def to_xy(self, lat: float, lon: float) -> tuple[float, float]:
-        return (lon - self._lon0) * self._kx, (lat - self._lat0) * self._ky
+        return (lon - self.lon0) * self.kx, (lat - self.lat0) * self.ky
 
     def to_latlon(self, x: float, y: float) -> tuple[float, float]:
-        return self._lat0 + y / self._ky, self._lon0 + x / self._kx
+        return self.lat0 + y / self.ky, self.lon0 + x / self.kx
 
     def at(self, distance_m: float) -> tuple[float, float]:
         """The (lat, lon) at a distance along the course (clamped to the course)."""
@@ -164,22 +165,52 @@ class Course:
     def project_many(self, lat: list[float], lon: list[float], near_m: list[float],
                      ahead_m: list[float], expect_m: list[float], prefer: list[float],
                      off_course_m: float) -> list[Projection | None]:
-        """project() for many fixes at once, as numpy arrays: the same
-        arithmetic in the same order, so the same answers. A large race's
+        """project() for many fixes at once: the same arithmetic in the same
+        order, so the same answers. None where the fix needs the one-at-a-
+        time path (a window too wide, or off the stretch searched)."""
+        d, off, fits = self.project_columns(
+            np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64),
+            np.asarray(near_m, dtype=np.float64), np.asarray(ahead_m, dtype=np.float64),
+            np.asarray(expect_m, dtype=np.float64), np.asarray(prefer, dtype=np.float64),
+            off_course_m)
+        return [Projection(a, b) if ok else None
+                for a, b, ok in zip(d.tolist(), off.tolist(), fits.tolist(), strict=True)]
+
+    def project_columns(self, lat: np.ndarray, lon: np.ndarray, near_m: np.ndarray,
+                        ahead_m: np.ndarray, expect_m: np.ndarray, prefer: np.ndarray,
+                        off_course_m: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """project_many as columns: (distance, offset, fits). A large race's
         cycle projects thousands of fixes, one per racer; one at a time in
-        Python that was most of the cycle. None where the fix needs the
-        one-at-a-time path (a window too wide, or off the stretch searched)."""
+        Python that was most of the cycle. Fixes are projected in groups by
+        how many segments their stretch spans, each group as wide as it
+        needs (a few racers back after a pause would widen every row)."""
         n = len(lat)
+        d_out, off_out = np.zeros(n), np.full(n, np.inf)
+        fits = np.zeros(n, dtype=bool)
         if n == 0:
-            return []
+            return d_out, off_out, fits
+        last = len(self._segs) - 1
+        lo = np.maximum(np.searchsorted(self._cum, near_m - SEARCH_BEHIND_M, "left") - 1, 0)
+        hi = np.minimum(np.searchsorted(self._cum, near_m + ahead_m, "right"), last)
+        span = hi - lo + 1
+        for width in (8, 16, 32, BATCH_SEGMENTS):
+            rows = np.flatnonzero((span <= width) & (span > width // 2) if width > 8
+                                  else span <= width)
+            if not len(rows):
+                continue
+            d, off = self._nearest_columns(lat[rows], lon[rows], lo[rows], hi[rows], width,
+                                           expect_m[rows], prefer[rows])
+            d_out[rows], off_out[rows] = d, off
+            fits[rows] = off <= off_course_m
+        return d_out, off_out, fits
+
+    def _nearest_columns(self, lat: np.ndarray, lon: np.ndarray, lo: np.ndarray,
+                         hi: np.ndarray, width: int, expect_m: np.ndarray,
+                         prefer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ax, ay, dx, dy, inv2, seg, start = self._cols
         last = len(self._segs) - 1
-        x = (np.asarray(lon) - self._lon0) * self._kx
-        y = (np.asarray(lat) - self._lat0) * self._ky
-        near = np.asarray(near_m)
-        lo = np.maximum(np.searchsorted(self._cum, near - SEARCH_BEHIND_M, "left") - 1, 0)
-        hi = np.minimum(np.searchsorted(self._cum, near + np.asarray(ahead_m), "right"), last)
-        width = int(min(BATCH_SEGMENTS, (hi - lo).max() + 1))
+        x = (lon - self.lon0) * self.kx
+        y = (lat - self.lat0) * self.ky
         idx = lo[:, None] + np.arange(width)[None, :]
         inside = idx <= hi[:, None]
         idx = np.minimum(idx, last)
@@ -195,16 +226,11 @@ class Course:
         ex, ey = (xs - sax) - t * sdx, (ys - say) - t * sdy
         off2 = ex * ex + ey * ey
         d = start[idx] + t * sseg
-        score = np.sqrt(off2) + np.asarray(prefer)[:, None] * np.abs(
-            d - np.asarray(expect_m)[:, None])
+        score = np.sqrt(off2) + prefer[:, None] * np.abs(d - expect_m[:, None])
         score = np.where(inside, score, np.inf)
         best = score.argmin(axis=1)
-        rows = np.arange(n)
-        best_d = d[rows, best].tolist()
-        best_off = np.sqrt(off2[rows, best]).tolist()
-        fits = ((hi - lo) < width).tolist()
-        return [Projection(distance_m=best_d[i], offset_m=best_off[i])
-                if fits[i] and best_off[i] <= off_course_m else None for i in range(n)]
+        rows = np.arange(len(lat))
+        return d[rows, best], np.sqrt(off2[rows, best])
 
     def _project_on(self, i: int, x: float, y: float) -> tuple[float, float]:
         """(squared offset, distance along the course) of (x, y) on segment i."""

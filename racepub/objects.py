@@ -14,7 +14,13 @@ from functools import cached_property
 
 SNAPSHOT = "snapshot.json"
 PAGE = "index.html"
-SHARDS = "racers/"  # a large race's racer records, polled like the snapshot
+# A large race's objects (large.py): live shards and trail groups change;
+# packs, rosters and name indexes never do (their names say what they hold).
+SHARDS = "racers/"
+TRAILS = "trails/"
+PACKS = "packs/"
+ROSTER = "roster/"
+NAMES = "names/"
 IMMUTABLE = "public, max-age=31536000, immutable"
 PAGE_CACHE = "public, max-age=60"
 # Compressing these pays off; images are compressed already.
@@ -23,6 +29,7 @@ COMPRESSIBLE = ("application/json", "text/html", "text/css", "text/javascript",
 
 mimetypes.add_type("text/javascript", ".js")
 mimetypes.add_type("application/json", ".json")
+mimetypes.add_type("application/octet-stream", ".bin")
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,7 @@ def content_type(key: str) -> str:
 
 
 def cache_control(key: str, interval_s: int) -> str:
-    if key == SNAPSHOT or key.startswith(SHARDS):
+    if key == SNAPSHOT or key.startswith((SHARDS, TRAILS)):
         # Fresh for one interval; for CDNs (s-maxage) a second less, so the
         # copy a CDN fetched just after one publish has expired when the
         # spectators ask just after the next (DESIGN.md, "Freshness through
@@ -71,13 +78,36 @@ def cache_control(key: str, interval_s: int) -> str:
         # (the page then says how old it is).
         cdn = max(1, interval_s - 1)
         return f"public, max-age={interval_s}, s-maxage={cdn}, stale-if-error=86400"
-    if key.startswith(("tracks/", "static/")):
+    if key.startswith(("tracks/", "static/", PACKS, ROSTER, NAMES)):
         return IMMUTABLE
     return PAGE_CACHE
 
 
-def shard_key(n: int) -> str:
+# -- object keys: every template in one place -------------------------------------
+
+def chunk_key(racer_key: str, n: int | str) -> str:
+    """A small race's chunk: tracks/<racer>/<n>.json (track.racer_key)."""
+    return f"tracks/{racer_key}/{n}.json"
+
+
+def shard_key(n: int | str) -> str:
     return f"{SHARDS}{n}.json"
+
+
+def trail_key(n: int | str) -> str:
+    return f"{TRAILS}{n}.json"
+
+
+def pack_key(seq: int, token: str) -> str:
+    return f"{PACKS}{seq}-{token}.bin"
+
+
+def roster_key(digest: str, n: str) -> str:
+    return f"{ROSTER}{digest}/{n}.json"
+
+
+def names_key(digest: str, key: str) -> str:
+    return f"{NAMES}{digest}/{key}.json"
 
 
 def make(key: str, body: bytes, interval_s: int) -> Object:

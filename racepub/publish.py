@@ -20,12 +20,14 @@ from .assets import static_files
 from .config import Config, Race
 from .course import load_gpx
 from .errors import SinkError, SourceError
+from .large import LargeForm
 from .objects import Object
 from .race import RaceState, chunk_body
 from .render import environment, json_bytes, page_context, render_page
 from .sink import Sink, open_sink
 from .source import PointSource
 from .timefmt import ts
+from .track import Chunk
 
 log = logging.getLogger(__name__)
 UPLOAD_THREADS = 16
@@ -84,7 +86,10 @@ class Publisher:
             objects.make(f"static/{self.static_hash}/{rel}", body, race.interval_s)
             for rel, body in files.items()
         ]
-        self.pending: dict[str, bytes] = {}  # chunks cut but not yet written
+        # The large form (large.py); a small race publishes every record itself.
+        self.large = LargeForm(race, self.state) if race.large else None
+        self.pending: dict[str, bytes] = {}  # small race: chunks cut but not yet written
+        self.pending_chunks: list[Chunk] = []  # large race: chunks not yet in a pack
         self.written: dict[str, str | None] = {}  # key -> sha256 in the sink (None: absent)
         self.listed: set[str] = set()  # chunk keys the live snapshot lists
         # Newest fix per racer in the snapshot found on (re)start: never publish
@@ -93,7 +98,6 @@ class Publisher:
         self.seq: int | None = None
         self._dropped_before: Counter[str] = Counter()
         self._page_at, self._page_state = -math.inf, ""
-        self._next_shard = 0  # large races: where the round robin of shard writes is
 
     def close(self) -> None:
         self.source.close()
@@ -120,26 +124,28 @@ class Publisher:
                 return
             self.seq = int(old.get("seq", 0))
             self._note_published(old.get("racers", []))
-            shards = int(old.get("field", {}).get("shards", 0))
         except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError, KeyError):
             log.warning("the published snapshot.json is unreadable; starting at seq 1")
             return
-        # A large race: what spectators see is in the shards too.
-        bodies = self._in_time([self._uploads.submit(self.sink.get, objects.shard_key(n))
-                                for n in range(shards)])
-        for n, shard in enumerate(bodies):
+        if self.large is not None and "field" in old:
+            # What spectators see is in the live shards and trail groups too.
             try:
-                if shard is not None:
-                    self._note_published(orjson.loads(shard).get("racers", []))
-            except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError, KeyError):
-                log.warning("the published %s is unreadable", objects.shard_key(n))
+                floor = self.large.resume(self._get_all)
+            except (orjson.JSONDecodeError, TypeError, ValueError, KeyError, IndexError):
+                log.warning("the published shards are unreadable; writing them afresh")
+                floor = {}
+            for rid, at in floor.items():
+                self.floor[rid] = max(at, self.floor.get(rid, at))
+
+    def _get_all(self, key: str) -> bytes | None:
+        """sink.get, bounded like every write (the large form reads many at once)."""
+        result: bytes | None = self._in_time([self._uploads.submit(self.sink.get, key)])[0]
+        return result
 
     def _note_published(self, racers: list[dict[str, Any]]) -> None:
         for racer in racers:
             for key in racer.get("track", []):
                 self.listed.add(key)
-            for n in range(int(racer.get("chunks", 0))):  # the large form
-                self.listed.add(racer["track_url"].replace("{n}", str(n)))
             if racer.get("clock_offset_s"):  # the phone's clock, as last corrected
                 self.state.seed_clock(racer["id"], float(racer["clock_offset_s"]))
             if racer.get("position"):
@@ -166,7 +172,9 @@ class Publisher:
             t_update = time.perf_counter()
             accepted, chunks = self.state.update(rows, now)
             stats.new_points += accepted
-            for chunk in chunks:
+            if self.large is not None:
+                self.pending_chunks.extend(chunks)
+            for chunk in chunks if self.large is None else ():
                 if chunk.key in self.listed:  # published before a restart: never rewritten
                     self.listed.discard(chunk.key)
                 else:
@@ -180,14 +188,14 @@ class Publisher:
         t2 = time.perf_counter()
 
         seq = self.seq + 1
+        moment = self.state.moment(now)
         shard_objs: list[Object] = []
-        if self.race.large:
-            due, every_s = self._due_shards()
-            snap, shards = self.state.large_snapshot(now, seq, due, every_s)
-            shard_objs = [objects.make(objects.shard_key(n), json_bytes(body),
-                                       self.race.interval_s) for n, body in shards.items()]
+        large = None
+        if self.large is not None:
+            large = self.large.cycle(now, seq, moment, self.pending_chunks)
+            snap, shard_objs = large.snapshot, large.objects
         else:
-            snap = self.state.snapshot(now, seq)
+            snap = self.state.snapshot(now, seq, moment)
         if self._lag_s is not None:
             # How long after generated_at the last snapshot was in place: the
             # page polls that long after the next is due (DESIGN.md).
@@ -205,6 +213,8 @@ class Publisher:
             page_obj = objects.make(objects.PAGE, page, self.race.interval_s)
         first = self.static_objects + [
             objects.make(k, b, self.race.interval_s) for k, b in self.pending.items()]
+        if self.large is not None:  # written once per start, unchanged ones skipped
+            first += self.large.roster_objects + self.large.name_objects
         snap_obj = objects.make(objects.SNAPSHOT, json_bytes(snap), self.race.interval_s)
         t3 = time.perf_counter()
         if getattr(self.sink, "compresses", False):
@@ -225,9 +235,10 @@ class Publisher:
         self._lag_s = time.perf_counter() - t0
         self.seq = seq
         self.pending.clear()
+        if large is not None:
+            large.commit()
+            self.pending_chunks.clear()
         _settle_garbage()
-        if shard_objs:
-            self._next_shard = (self._next_shard + len(shard_objs)) % self.race.shards
         t4 = time.perf_counter()
 
         stats.seq = seq
@@ -235,21 +246,6 @@ class Publisher:
                     "render": (t3 - t2) * 1000, "compress": (t_compress - t3) * 1000,
                     "upload": (t4 - t_compress) * 1000, "total": (t4 - t0) * 1000}
         return stats
-
-    def _due_shards(self) -> tuple[list[int], float]:
-        """Which shards to rewrite this cycle, and how often each is rewritten.
-
-        Each shard is one PUT: a 50,000-racer field has ~200, more than a
-        cycle can send. They go round robin, `shard_writes` a cycle; shards
-        this process has not written yet go first, all at once, so the
-        snapshot never points at a missing (or another run's) shard."""
-        race = self.race
-        missing = [n for n in range(race.shards) if objects.shard_key(n) not in self.written]
-        every_s = float(-(-race.shards // race.shard_writes) * race.interval_s)
-        if missing:
-            return missing, every_s
-        count = min(race.shards, race.shard_writes)
-        return [(self._next_shard + i) % race.shards for i in range(count)], every_s
 
     def _never_regress(self) -> None:
         """Refuse to publish a race behind what spectators already see."""
@@ -289,8 +285,8 @@ class Publisher:
         """Whether the sink lacks these exact bytes. Chunks are cut once per
         process (and never when the live snapshot lists them already); for
         other keys the sink is asked once, then remembered."""
-        if obj.key.startswith(("tracks/", objects.SHARDS)):
-            return True  # shards carry seq: always new
+        if obj.key.startswith(("tracks/", objects.SHARDS, objects.TRAILS, objects.PACKS)):
+            return True  # new every time: chunks cut once, the rest carry seq
         if obj.key not in self.written:
             self.written[obj.key] = self.sink.fingerprint(obj.key)
         return self.written[obj.key] != obj.sha256
@@ -299,7 +295,7 @@ class Publisher:
         if not force and not self._changed(obj):
             return
         sent = self.sink.put(obj)
-        if not obj.key.startswith("tracks/"):
+        if not obj.key.startswith(("tracks/", objects.PACKS)):
             self.written[obj.key] = obj.sha256
         stats.objects += 1
         stats.bytes += sent

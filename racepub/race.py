@@ -8,14 +8,28 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from .clock import CLOCK_SLACK_S, FUTURE_HORIZON_S, FUTURE_TOLERANCE_S, MAX_HELD, PhoneClock
 from .config import Race
-from .course import Course
-from .standings import Standings
+from .course import PREFER_NEAR, Course
+from .standings import STATUSES, Moment, Standings
 from .timefmt import iso, ts
-from .track import TIMELINE_STEP_M, Chunk, Fix, Rules, Track, fnv1a32, racer_key
+from .track import (
+    JUMP_SLACK_M,
+    LONG_GAP_S,
+    SEARCH_MARGIN_M,
+    TIMELINE_STEP_M,
+    Chunk,
+    Fix,
+    Rules,
+    Track,
+)
 
 SCHEMA = 1
+# Why a row is not a fix, as RaceState._check finds them ("problem": the
+# source's own reason, bad_value or invalid).
+ROW_REASONS = ("not_a_racer", "problem", "null", "not_finite", "out_of_range", "inaccurate")
 LARGE_TIMELINE_STEP_M = 50.0  # gaps in a large race: half the memory, ample precision
 MAX_NAME = 80  # characters of a name published; a 10,000-character name is someone's joke
 
@@ -43,121 +57,196 @@ class RaceState:
     dropped: Counter[str] = field(default_factory=Counter)  # rows dropped before a track
 
     def __post_init__(self) -> None:
-        # Each racer's published record, rebuilt only when they have news; the
-        # rest only have their rank, status, ETA and gap to the racer ahead
-        # brought up to date (at 50,000 racers, most are unchanged a cycle).
-        self._records: dict[str, dict[str, Any]] = {}
-        self._eta_at: dict[str, float | None] = {}
-        self._ahead_of: dict[str, str | None] = {}
-        self._dirty: set[str] = set()
         self.clocks: dict[str, PhoneClock] = {}  # racers whose phones stamp ahead
         # Fixes stamped ahead of their arrival, per racer: (stamp, lat, lon),
         # judged again once their (corrected) time has come.
         self._held: dict[str, list[tuple[float, float, float]]] = {}
         self._after_gap: set[str] = set()  # racers with a fix held after a silence
-        self._leader_id: str | None = None
         self.start_t = ts(self.race.starts_at)
         self.end_t = ts(self.race.ends_at) if self.race.ends_at else None
         race = self.race
         rules = {kind: Rules(start_t=self.start_t, max_mps=speed / 3.6,
                              chunk_points=race.chunk_points,
                              pace_window_s=race.pace_window_s, off_course_m=race.off_course_m,
-                             min_spacing_s=race.min_fix_spacing_s,
-                             # The longest tail (a staggered first chunk) thins
-                             # to tail_points.
-                             tail_stride=-(-(race.chunk_points * 3 // 2)
-                                           // max(1, race.tail_points - 1))
-                             if race.large else 0, stagger=race.large,
+                             min_spacing_s=race.min_fix_spacing_s, stagger=race.large,
                              timeline_step_m=LARGE_TIMELINE_STEP_M if race.large
                              else TIMELINE_STEP_M)
                  for kind, speed in race.max_kmh.items()}
-        self._track_drops: Counter[str] = Counter()  # shared by the tracks
+        # Shared by the tracks: drops by reason, and "accepted" (fixes accepted).
+        self._track_drops: Counter[str] = Counter()
         self.tracks = {r.id: Track(racer=r, course=self.course, rules=rules[r.kind],
                                    race_drops=self._track_drops)
                        for r in race.racers}
         self.vehicles = [t for t in self.tracks.values() if t.racer.kind == "vehicle"]
-        self.standings = Standings(list(self.tracks.values()))  # config order; large races' ranks
-        # Large races: which racers each shard object holds (fixed for the race).
-        self.shard_members: list[list[str]] = [[] for _ in range(race.shards)]
-        for r in race.racers if race.shards else ():
-            self.shard_members[shard_of(r.id, race.shards)].append(r.id)
+        self.order = list(self.tracks.values())  # config order: the index of every column
+        self.standings = Standings(self.order, race.stale_after_s)
 
     def update(self, rows: Iterable[Row], now: float) -> tuple[int, list[Chunk]]:
-        """Check and apply new rows; return (rows accepted, chunks now full)."""
-        per_racer: dict[str, list[Fix]] = {}
-        for row in rows:
-            reason = self._row_problem(row)
-            if reason is None:
-                assert row.t is not None and row.lat is not None and row.lon is not None
-                t = self._on_phone_clock(row.racer_id, row.t, row.arrival)
-                reason = self._time_problem(t)
-                if reason is None and t > (now if row.arrival is None else row.arrival) \
-                        + FUTURE_TOLERANCE_S:
-                    reason = self._hold(row.racer_id, row.t, row.lat, row.lon, now)
-                if reason is None:
-                    per_racer.setdefault(row.racer_id, []).append(Fix(t, row.lat, row.lon))
-                    continue
-            if reason == "not_a_racer":
-                self.dropped[reason] += 1
-            else:  # counted against the racer, and published with their record
-                self.tracks[row.racer_id].drop(reason)
-                self._dirty.add(row.racer_id)
-        for racer_id, fixes in self._due(now).items():
-            per_racer.setdefault(racer_id, []).extend(fixes)
+        """Check and apply new rows; return (rows accepted, chunks now full).
+
+        Rows are checked as columns. The usual row (a racer's one fix this
+        cycle, clean, on time) goes the vectorised way (_advance_usual);
+        any other row the general way, one at a time, with the same result."""
+        rows = rows if isinstance(rows, list) else list(rows)
+        counted = self._track_drops["accepted"]
         chunks: list[Chunk] = []
-        accepted = 0
-        one_each: list[tuple[Track, Fix]] = []  # the usual case: one new fix per racer
-        for racer_id, fixes in per_racer.items():
-            track = self.tracks[racer_id]
-            self._dirty.add(racer_id)
-            usual = track.last is not None and track.after_gap is None
-            if len(fixes) == 1 and usual and not track.search(fixes[0]).in_order:
-                if track.admit(fixes[0]):
-                    one_each.append((track, fixes[0]))
-                continue
-            before = track.count
-            chunks.extend(track.add(fixes))
-            accepted += track.count - before
-            if track.after_gap is not None:
-                self._after_gap.add(racer_id)
-        if one_each:
-            searches = [track.search(fix) for track, fix in one_each]
-            projections = self.course.project_many(
-                [f.lat for _, f in one_each], [f.lon for _, f in one_each],
-                [s.near_m for s in searches], [s.ahead_m for s in searches],
-                [s.expect_m for s in searches], [s.prefer for s in searches],
-                self.race.off_course_m)
-            for (track, fix), proj in zip(one_each, projections, strict=True):
-                chunks.extend(track.add_projected(fix, proj))
-            accepted += len(one_each)
+        per_racer: dict[int, list[Fix]] = {}
+        usual = self._check(rows, now, per_racer)
+        for i, fixes in self._due(now).items():
+            per_racer.setdefault(i, []).extend(fixes)
+        if per_racer:  # a racer with a held fix or several this cycle: not the usual way
+            in_general = np.fromiter(per_racer, dtype=np.int64, count=len(per_racer))
+            moved = np.isin(usual[0], in_general)
+            for k in np.flatnonzero(moved).tolist():
+                per_racer[int(usual[0][k])].append(
+                    Fix(float(usual[1][k]), float(usual[2][k]), float(usual[3][k])))
+            usual = tuple(a[~moved] for a in usual)  # type: ignore[assignment]
+        for i, fixes in per_racer.items():
+            chunks.extend(self._add(self.order[i], fixes))
+        if len(usual[0]):
+            self._advance_usual(*usual, chunks)
         for racer_id in list(self._after_gap):  # held fixes whose next fix never came
             track = self.tracks[racer_id]
-            before = track.count
             chunks.extend(track.settle(now))
-            accepted += track.count - before
             if track.after_gap is None:
                 self._after_gap.discard(racer_id)
-                self._dirty.add(racer_id)
-        return accepted, chunks
+                self.standings.refresh(self.standings.index[racer_id])
+        return self._track_drops["accepted"] - counted, chunks
 
-    def _row_problem(self, row: Row) -> str | None:
-        if row.racer_id not in self.tracks:
-            return "not_a_racer"
-        if row.problem:
-            return row.problem
-        if row.t is None or row.lat is None or row.lon is None:
-            return "null"
-        if not (math.isfinite(row.lat) and math.isfinite(row.lon) and math.isfinite(row.t)):
-            return "not_finite"
-        if not (-90.0 <= row.lat <= 90.0 and -180.0 <= row.lon <= 180.0):
-            return "out_of_range"
-        if row.lat == 0.0 and row.lon == 0.0:
-            return "out_of_range"  # "null island": a phone's placeholder, not a place
-        # 0, NULL (and nonsense) accuracy means unknown: Traccar stores 0.
-        if row.accuracy is not None and row.accuracy > 0 and \
-                not row.accuracy <= self.race.max_accuracy_m:
-            return "inaccurate"
-        return None
+    def _check(self, rows: list[Row], now: float, slow: dict[int, list[Fix]]
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The rows' checks as columns. Drops are counted; fixes of racers
+        with several this cycle, or needing a phone's clock or a hold, go to
+        `slow` (by racer index). Returns the usual fixes: (racer index, t,
+        lat, lon), one per racer."""
+        empty = np.zeros(0)
+        if not rows:
+            return np.zeros(0, dtype=np.int64), empty, empty, empty
+        ids, ts_, lats, lons, accs, arrivals, problem = zip(*rows, strict=True)
+        index = self.standings.index
+        idx = np.array([index.get(r, -1) for r in ids], dtype=np.int64)
+        null = np.array([a is None or b is None or c is None
+                         for a, b, c in zip(ts_, lats, lons, strict=True)])
+        t = np.array(ts_, dtype=np.float64)
+        lat = np.array(lats, dtype=np.float64)
+        lon = np.array(lons, dtype=np.float64)
+        acc = np.array(accs, dtype=np.float64)
+        reason = np.zeros(len(rows), dtype=np.int8)  # 0: fine; else ROW_REASONS[code - 1]
+        with np.errstate(invalid="ignore"):
+            checks = [
+                (idx < 0, "not_a_racer"),
+                (np.array([p is not None for p in problem]), "problem"),
+                (null, "null"),
+                (~(np.isfinite(t) & np.isfinite(lat) & np.isfinite(lon)), "not_finite"),
+                ((np.abs(lat) > 90.0) | (np.abs(lon) > 180.0) | ((lat == 0.0) & (lon == 0.0)),
+                 "out_of_range"),
+                # 0, NULL (and nonsense) accuracy means unknown: Traccar stores 0.
+                ((acc > 0) & ~(acc <= self.race.max_accuracy_m), "inaccurate"),
+            ]
+        for mask, name in checks:
+            reason[(reason == 0) & mask] = ROW_REASONS.index(name) + 1
+        # Phones whose clocks run ahead, and rows stamped ahead of now, one at
+        # a time (clock.py); the rest by time as columns.
+        arrival = np.array(arrivals, dtype=np.float64)
+        ref = np.where(np.isnan(arrival), now, arrival)
+        clocked = np.array([r in self.clocks for r in ids]) if self.clocks else \
+            np.zeros(len(rows), dtype=bool)
+        special = (reason == 0) & (clocked | (t - ref > min(CLOCK_SLACK_S, FUTURE_TOLERANCE_S)))
+        timely = (reason == 0) & ~special
+        too_early = timely & (t < self.start_t)
+        too_late = timely & (t > self.end_t) if self.end_t is not None else \
+            np.zeros(len(rows), dtype=bool)
+        for k in np.flatnonzero(special).tolist():
+            self._one_row(rows[k], now, slow)
+        for k in np.flatnonzero((reason > 0) | too_early | too_late).tolist():
+            code = int(reason[k])
+            name = ROW_REASONS[code - 1] if code else "before_start" if too_early[k] \
+                else "after_end"
+            if name == "problem":
+                name = str(problem[k])
+            if name == "not_a_racer":
+                self.dropped[name] += 1
+            else:  # counted against the racer, and published with their record
+                self.order[int(idx[k])].drop(name)
+        good = np.flatnonzero(timely & ~too_early & ~too_late)
+        gi = idx[good]
+        uniq, first, counts = np.unique(gi, return_index=True, return_counts=True)
+        for k in good[np.isin(gi, uniq[counts > 1])].tolist():
+            slow.setdefault(int(idx[k]), []).append(Fix(float(t[k]), float(lat[k]),
+                                                        float(lon[k])))
+        single = good[first[counts == 1]]
+        return idx[single], t[single], lat[single], lon[single]
+
+    def _one_row(self, row: Row, now: float, slow: dict[int, list[Fix]]) -> None:
+        """A row whose phone's clock is corrected, or which is held until its
+        time comes (clock.py)."""
+        assert row.t is not None and row.lat is not None and row.lon is not None
+        t = self._on_phone_clock(row.racer_id, row.t, row.arrival)
+        reason = self._time_problem(t)
+        if reason is None and t > (now if row.arrival is None else row.arrival) \
+                + FUTURE_TOLERANCE_S:
+            reason = self._hold(row.racer_id, row.t, row.lat, row.lon, now)
+        if reason is None:
+            slow.setdefault(self.standings.index[row.racer_id], []).append(
+                Fix(t, row.lat, row.lon))
+        else:
+            self.tracks[row.racer_id].drop(reason)
+
+    def _add(self, track: Track, fixes: list[Fix]) -> list[Chunk]:
+        """Fixes for one racer the general way (Track.add), then their columns."""
+        chunks = track.add(fixes)
+        if track.after_gap is not None:
+            self._after_gap.add(track.racer.id)
+        self.standings.refresh(self.standings.index[track.racer.id])
+        return chunks
+
+    def _advance_usual(self, idx: np.ndarray, t: np.ndarray, lat: np.ndarray,
+                       lon: np.ndarray, chunks: list[Chunk]) -> None:
+        """One fix each for many racers: checked and searched for as columns,
+        projected together, each applied by one call (Track.step). A fix
+        that is not the usual case goes the general way: a duplicate, out
+        of order or too soon, a jump, after a long silence, near the finish,
+        a racer whose first fix is still held or just after a jump. The
+        result is the same as Track.add's, fix for fix (tests/test_race.py)."""
+        st = self.standings
+        c = self.course
+        dt = t - st.last_t[idx]
+        max_mps = st.max_mps[idx]
+        reach = max_mps * dt + JUMP_SLACK_M
+        moved = np.hypot((lon - c.lon0) * c.kx - (st.lon[idx] - c.lon0) * c.kx,
+                         (lat - c.lat0) * c.ky - (st.lat[idx] - c.lat0) * c.ky)
+        with np.errstate(invalid="ignore"):
+            ok = (st.usual[idx] & (dt >= np.maximum(st.min_spacing[idx], 1e-9))
+                  & (dt <= LONG_GAP_S) & (moved <= reach)
+                  & (st.progress[idx] + reach < c.length_m - st.finish_zone[idx]))
+        go = np.flatnonzero(ok)
+        progress = st.progress[idx[go]]
+        d, off, fits = c.project_columns(
+            lat[go], lon[go], progress, reach[go] + SEARCH_MARGIN_M,
+            progress + dt[go] * st.expect_speed[idx[go]], PREFER_NEAR / (1.0 + dt[go] / 60.0),
+            self.race.off_course_m)
+        go = go[fits]
+        order = self.order
+        recent, reached = [], []
+        gi = idx[go].tolist()
+        for i, ft, fa, fo, pd, po in zip(gi, t[go].tolist(), lat[go].tolist(),
+                                         lon[go].tolist(), d[fits].tolist(),
+                                         off[fits].tolist(), strict=True):
+            track = order[i]
+            cut = track.step(ft, fa, fo, pd, po)
+            if cut is not None:
+                chunks.append(cut)
+            r = track._recent
+            recent.append(math.nan if r is None else r)
+            reached.append(track.distance_m)
+        self._track_drops["accepted"] += len(go)
+        if len(go):
+            st.advanced(idx[go], t[go], lat[go], lon[go], np.array(recent), reached)
+        rest = np.ones(len(idx), dtype=bool)
+        rest[go] = False
+        for k in np.flatnonzero(rest).tolist():
+            chunks.extend(self._add(order[int(idx[k])], [Fix(float(t[k]), float(lat[k]),
+                                                                 float(lon[k]))]))
 
     def _time_problem(self, t: float) -> str | None:
         if t < self.start_t:
@@ -184,10 +273,11 @@ class RaceState:
             held.append((t, lat, lon))
         return "future"
 
-    def _due(self, now: float) -> dict[str, list[Fix]]:
+    def _due(self, now: float) -> dict[int, list[Fix]]:
         """Held fixes whose corrected time has come, to be judged as new."""
-        due: dict[str, list[Fix]] = {}
+        due: dict[int, list[Fix]] = {}
         for racer_id, held in list(self._held.items()):
+            index = self.standings.index[racer_id]
             clock = self.clocks.get(racer_id)
             offset = clock.offset_s if clock is not None else 0.0
             keep = []
@@ -197,7 +287,7 @@ class RaceState:
                     track.undrop("future")  # judged again, as a fix like any other
                     reason = self._time_problem(t - offset)
                     if reason is None:
-                        due.setdefault(racer_id, []).append(Fix(t - offset, lat, lon))
+                        due.setdefault(index, []).append(Fix(t - offset, lat, lon))
                     else:
                         track.drop(reason)
                 else:
@@ -216,7 +306,8 @@ class RaceState:
             clock.offset_s = offset_s
 
     def dropped_total(self) -> Counter[str]:
-        return self.dropped + self._track_drops
+        return self.dropped + Counter({k: v for k, v in self._track_drops.items()
+                                       if k != "accepted"})
 
     # -- the snapshot ------------------------------------------------------------
 
@@ -229,44 +320,17 @@ class RaceState:
             return "finished"
         return "live"
 
-    def ranked(self) -> list[Track]:
-        """Finished by finish time, then by progress, then waiting in config order."""
-        return sorted(self.tracks.values(), key=self._rank_key)
+    def moment(self, now: float) -> Moment:
+        """The whole field ranked at `now` (standings.py): the one ranking."""
+        return self.standings.at(now)
 
-    def _rank_key(self, t: Track) -> tuple[int, float, int]:
-        order = self.standings.index[t.racer.id]
-        if t.finish_t is not None:
-            return (0, t.finish_t, order)
-        if t.last is not None:
-            return (1, -t.distance_m, order)
-        return (2, 0.0, order)
+    def snapshot(self, now: float, seq: int, moment: Moment | None = None) -> dict[str, Any]:
+        """The small form: every racer's full record, by rank (schema 1)."""
+        moment = moment or self.moment(now)
+        return self.envelope(now, seq, moment) | {
+            "racers": self.records([int(i) for i in moment.order], moment)}
 
-    def snapshot(self, now: float, seq: int) -> dict[str, Any]:
-        ranked = self.ranked()
-        leader = ranked[0] if ranked and ranked[0].last is not None else None
-        racers = []
-        ahead: Track | None = None
-        vehicles = self.vehicles
-        leader_id = leader.racer.id if leader else None
-        new_leader = leader_id != self._leader_id
-        for rank, track in enumerate(ranked, start=1):
-            rid = track.racer.id
-            ahead_id = ahead.racer.id if ahead else None
-            rec = self._records.get(rid)
-            if rec is None or rid in self._dirty:
-                rec = self._racer(track, rank, leader, ahead, vehicles, now)
-                self._records[rid] = rec
-            else:
-                self._refresh(rec, track, rank, leader if new_leader else None, ahead,
-                              ahead_id, vehicles, now)
-            self._ahead_of[rid] = ahead_id
-            racers.append(dict(rec))  # a copy: the cached record changes next cycle
-            ahead = track if track.last is not None else ahead
-        self._dirty.clear()
-        self._leader_id = leader_id
-        return self._envelope(now, seq) | {"racers": racers}
-
-    def _envelope(self, now: float, seq: int) -> dict[str, Any]:
+    def envelope(self, now: float, seq: int, moment: Moment) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
             "race": {
@@ -283,145 +347,55 @@ class RaceState:
             "seq": seq,
         }
 
-    def large_snapshot(self, now: float, seq: int, shard_ids: Iterable[int],
-                       shard_every_s: float) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
-        """The large-race form: snapshot.json with the leaderboard head and the
-        field's counts, and the shard objects due this cycle (DESIGN.md).
+    def records(self, indices: list[int], moment: Moment, *,
+                trails: bool = True) -> list[dict[str, Any]]:
+        """Full records of the racers at these indices, in that order. The
+        gap to the racer ranked just ahead is worked out for each (a
+        timeline lookup each: for the head and small races only)."""
+        leader = moment.leader()
+        return [self._record(i, moment, leader, trails) for i in indices]
 
-        Every racer is ranked each cycle (a sort), but records are built only
-        for the head and the racers of the shards written: that, not the
-        field's size, is what a cycle renders."""
-        race, standings = self.race, self.standings
-        standings.update(self._dirty)
-        count = len(self.tracks)
-        leader = standings.at(1) if count else None
-        leader = leader if leader is not None and leader.last is not None else None
-        vehicles = self.vehicles
-
-        def record(track: Track) -> dict[str, Any]:
-            # Racers with a fix rank before those without: the one just
-            # above a racer with a fix has one too.
-            rank = standings.rank_of(track.racer.id)
-            ahead = standings.at(rank - 1) if rank > 1 and track.last is not None else None
-            return self._racer(track, rank, leader, ahead, vehicles, now, thin=True)
-
-        head = standings.top(race.head_size)
-        head += [v for v in vehicles if standings.rank_of(v.racer.id) > race.head_size]
-        snap = self._envelope(now, seq) | {
-            "racers": [record(t) for t in head],
-            "field": {
-                "count": count,
-                "by_status": standings.counts(now - race.stale_after_s),
-                "head": len(head),
-                "shards": race.shards,
-                "shard_url": "racers/{shard}.json",
-                "shard_of": "fnv1a32",
-                "shard_every_s": shard_every_s,
-                "tail_points": race.tail_points,
-            },
-        }
-        shards = {}
-        for n in shard_ids:
-            members = standings.by_rank(self.shard_members[n])
-            shards[n] = {"schema": SCHEMA, "race": race.id, "shard": n,
-                         "shards": race.shards, "generated_at": iso(now), "seq": seq,
-                         "racers": [record(t) for t in members]}
-        self._dirty.clear()
-        return snap, shards
-
-    def _racer(self, t: Track, rank: int, leader: Track | None, ahead: Track | None,
-               vehicles: list[Track], now: float, thin: bool = False) -> dict[str, Any]:
+    def _record(self, i: int, moment: Moment, leader: int | None,
+                trails: bool) -> dict[str, Any]:
+        t = self.order[i]
         r = t.racer
+        rank = int(moment.rank[i])
         out: dict[str, Any] = {
             "id": r.id, "name": display_name(r.name), "kind": r.kind, "color": r.color,
             "status": "waiting", "position": None, "distance_m": 0.0, "rank": rank,
             "elapsed_s": None, "pace_s_per_km": None, "speed_kmh": None, "gap_s": None,
             "gap_ahead_s": None, "eta_s": None, "finish_s": None, "off_course": False,
             "dropped": dict(sorted(t.dropped.items())),
+            # In a large race trails live in packs (large.py): field.trails_url.
+            "tail": t.tail() if trails else [], "track": t.track_keys if trails else [],
         }
-        if thin:  # a large race: constant size however long the race (DESIGN.md)
-            out["tail"] = t.thin_tail()
-            out["chunks"] = t.chunks
-            out["track_url"] = f"tracks/{racer_key(r.id)}/{{n}}.json"
-        else:
-            out["tail"] = t.tail()
-            out["track"] = t.track_keys
-        if r.kind == "runner" and vehicles:
-            out["vs_vehicles"] = [_versus(t, v) for v in vehicles]
+        if r.kind == "runner" and self.vehicles:
+            out["vs_vehicles"] = [_versus(t, v) for v in self.vehicles]
         if t.last is None:
             return out
         last = t.last
         end_t = t.finish_t if t.finish_t is not None else last.t
-        if t.finish_t is not None:
-            status = "finished"
-        elif now - last.t > self.race.stale_after_s:
-            status = "stale"
-        else:
-            status = "racing"
         recent = t.recent_speed()
         speed = recent if t.finish_t is None else t.average_speed(self.start_t)
-        distance = t.distance_m
+        ahead = self.order[int(moment.order[rank - 2])] if rank > 1 else None
         out.update({
-            "status": status,
+            "status": STATUSES[moment.status[i]],
             "position": {"lat": last.lat, "lon": last.lon, "at": iso(last.t)},
-            "distance_m": round(distance, 1),
+            "distance_m": round(t.distance_m, 1),
             "elapsed_s": round(end_t - self.start_t),
             "pace_s_per_km": round(1000 / speed, 1) if speed else None,
             "speed_kmh": round(speed * 3.6, 1) if speed is not None else None,
-            "gap_s": _gap(t, leader),
-            "gap_ahead_s": _gap(t, ahead),
+            "gap_s": _seconds(moment.gap_s[i]),
+            "gap_ahead_s": _gap(t, ahead) if ahead is not None else None,
+            "eta_s": None if math.isnan(moment.eta_s[i]) else round(moment.eta_s[i]),
             "off_course": t.off_course,
         })
+        if t.finish_t is not None:
+            out["finish_s"] = round(t.finish_t - self.start_t, 1)
         clock = self.clocks.get(r.id)
         if clock is not None and clock.offset_s:
             out["clock_offset_s"] = clock.offset_s  # stamps were this far ahead: corrected
-        if t.finish_t is not None:
-            out["finish_s"] = round(t.finish_t - self.start_t, 1)
-            out["eta_s"] = 0
-        else:
-            projected = self._projected_speed(t, recent)
-            if projected:
-                remaining = self.course.length_m - distance
-                eta_at = last.t + remaining / projected
-                self._eta_at[r.id] = eta_at
-                out["eta_s"] = max(0, round(eta_at - now))
         return out
-
-    def _refresh(self, rec: dict[str, Any], t: Track, rank: int, new_leader: Track | None,
-                 ahead: Track | None, ahead_id: str | None, vehicles: list[Track],
-                 now: float) -> None:
-        """What changes for a racer with no news: rank, staleness, the ETA
-        countdown, the gap when the lead changes hands, who is just ahead,
-        and where the vehicles are."""
-        rec["rank"] = rank
-        if new_leader is not None:
-            rec["gap_s"] = _gap(t, new_leader)
-        if t.last is not None and t.finish_t is None:
-            rec["status"] = "stale" if now - t.last.t > self.race.stale_after_s else "racing"
-            eta_at = self._eta_at.get(t.racer.id)
-            if eta_at is not None:
-                rec["eta_s"] = max(0, round(eta_at - now))
-        if self._ahead_of.get(t.racer.id, "") != ahead_id:
-            rec["gap_ahead_s"] = _gap(t, ahead)
-        if "vs_vehicles" in rec:
-            rec["vs_vehicles"] = [_versus(t, v) for v in vehicles]
-
-    def _projected_speed(self, t: Track, recent: float | None) -> float | None:
-        """Speed for the rest of the race: recent and average blended (a
-        runner who stops slows it at once, yet one pause does not stall
-        it); vehicles, which stop and start, by their average alone."""
-        avg = t.average_speed(self.start_t)
-        if t.racer.kind == "vehicle" or recent is None:
-            return avg
-        if avg is None:
-            return recent or None
-        return 0.5 * recent + 0.5 * avg
-
-
-def shard_of(racer_id: str, shards: int) -> int:
-    """Which shard object holds a racer: FNV-1a (32-bit) of the id's UTF-8
-    bytes, modulo the number of shards. The page computes the same."""
-    return fnv1a32(racer_id) % shards
 
 
 def display_name(name: str) -> str:
@@ -446,18 +420,21 @@ def _versus(runner: Track, vehicle: Track) -> dict[str, Any]:
     return out
 
 
-def _gap(t: Track, other: Track | None) -> float | None:
-    """How long ago `other` was where `t` is now."""
-    if other is None or t.last is None:
+def _gap(t: Track, other: Track) -> float | None:
+    """How long ago `other` was where `t` is now (both finished: how long
+    after them `t` finished)."""
+    if t.last is None or other.last is None:
         return None
-    if other is t:
-        return 0.0
     if t.finish_t is not None and other.finish_t is not None:
         return round(t.finish_t - other.finish_t, 1)
     when = other.time_at(t.distance_m)
     if when is None:
         return None
     return round(max(0.0, t.last.t - when), 1)
+
+
+def _seconds(value: float) -> float | None:
+    return None if math.isnan(value) else round(float(value), 1)
 
 
 def chunk_body(chunk: Chunk) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 5
 BATCH_ROWS = 50_000  # rows held at once, whatever the size of a read
+MAX_HOLES = 100_000  # ids between two reads listed to be asked for again
+# Above this many racers, racers are told apart here, not in the query (README).
+FILTER_IN_DATABASE_MAX = 2000
 STATEMENT_TIMEOUT_MS = 10_000
 INTEGER_TYPES = {"smallint", "integer", "bigint"}
 TEXT_TYPES = {"text", "character varying", "character", "name"}
@@ -206,6 +210,9 @@ class PointSource:
         self._low: float | int | None = None  # exclusive lower bound of the cursor column
         self._hwm: float | int | None = None  # newest cursor value read
         self._seen: dict[Any, float | int] = {}  # rows of the overlap, read already
+        self._holes: list[int] = []  # ids skipped by the last read (integer ingest)
+        self._returned: list[int] = []  # ids this read returned (integer ingest)
+        self._only: set[str] | None = None  # racers filtered here, not in the query
         self._ahead: dict[str, float] = {}  # per racer: newest stamp read that was ahead
         self._burst = False
         self.queries = 0
@@ -249,7 +256,15 @@ class PointSource:
         c = self.cfg
         racer = sql.Identifier(c.racer)
         racer_type = columns[c.racer]
-        if racer_type in INTEGER_TYPES:
+        match: sql.Composable
+        if len(self.racer_ids) > FILTER_IN_DATABASE_MAX:
+            # A mass race: shipping tens of thousands of ids with every query
+            # (and planning against them) cost more than the read itself.
+            # Every new row is read; those of others are skipped here.
+            self._ids = []
+            match = sql.SQL("TRUE")
+            self._only = set(self.racer_ids)
+        elif racer_type in INTEGER_TYPES:
             self._ids = [Int8(int(i)) for i in self.racer_ids if _is_int(i)]
             skipped = [i for i in self.racer_ids if not _is_int(i)]
             if skipped:
@@ -277,7 +292,10 @@ class PointSource:
         col = sql.Identifier(c.ingest or c.time)
         cursor: sql.Composable
         if self._int_cursor:
-            cursor, after = col, sql.SQL("{} > %(low)s").format(col)
+            # Past the newest id read, or one of the ids skipped then (holes:
+            # taken by a transaction not yet committed, or not a racer's row).
+            cursor = col
+            after = sql.SQL("({c} > %(low)s OR {c} = ANY(%(holes)s))").format(c=col)
             at_least = sql.SQL("{} >= %(low)s").format(col)
         else:  # compare timestamps as timestamps so an index on the column serves
             cursor = sql.SQL("extract(epoch FROM {})::float8").format(col)
@@ -317,13 +335,14 @@ class PointSource:
             conn = self._prepare()
             assert self._queries is not None
             first, since, rest = self._queries
-            page = conn.execute(first if first_read else since,
-                                self._params(self._low, BATCH_ROWS)).fetchall()
+            # Binary: a row's numbers arrive as numbers, not text to parse.
+            page = conn.cursor(binary=True).execute(
+                first if first_read else since, self._params(self._low, BATCH_ROWS)).fetchall()
             self.queries += 1
             self.rows_read += len(page)
             yield self._fresh(page, first_read)
             if len(page) == BATCH_ROWS:
-                with conn.transaction(), conn.cursor(name="racepub_burst") as cur:
+                with conn.transaction(), conn.cursor(name="racepub_burst", binary=True) as cur:
                     cur.execute(rest, self._params(page[-1][6], None))
                     self.queries += 1
                     while batch := cur.fetchmany(BATCH_ROWS):
@@ -339,13 +358,18 @@ class PointSource:
             low = Int8(int(low))
         return {"ids": self._ids, "start": self.start_t, "low": low, "limit": limit,
                 "ahead_s": FUTURE_TOLERANCE_S, "horizon_s": FUTURE_HORIZON_S,
-                "ahead": Jsonb(self._ahead)}
+                "ahead": Jsonb(self._ahead), "holes": self._holes}
 
     def _fresh(self, rows: list[tuple[Any, ...]], first_read: bool) -> list[Row]:
         fresh: list[Row] = []
         ingest = self.cfg.ingest
         lat_text, lon_text, acc_text = self._convert
+        if self._int_cursor:
+            self._returned.extend(row[6] for row in rows if row[6] is not None)
+        only = self._only
         for racer_id, t, lat, lon, accuracy, valid, cur, db_now in rows:
+            if only is not None and racer_id not in only:
+                continue  # another user's row: not the race's, not counted
             if cur is None:  # no insert-order value: the cursor cannot track it
                 fresh.append(Row(racer_id, None, None, None))
                 continue
@@ -362,6 +386,7 @@ class PointSource:
                     accuracy = _number(accuracy) if acc_text else accuracy
                 except ValueError:
                     problem = "bad_value"
+                    lat = lon = accuracy = None  # the row carries its problem only
             if valid is False:
                 problem = problem or "invalid"
             arrival = (min(float(cur), db_now) if self._stamp_cursor
@@ -389,9 +414,24 @@ class PointSource:
         """Where the next read starts, and forget rows it cannot return again."""
         if self._hwm is None:
             return
-        if self.cfg.ingest:
-            # From the mark before this read: a row whose id was taken earlier
-            # but committed within a cycle is still found.
+        returned, self._returned = self._returned, []
+        if self._int_cursor:
+            # A row whose id was taken before a newer row was read, but which
+            # committed a moment later, is found the next read: the ids this
+            # read passed over are asked for again, once. (Too many to list,
+            # in a table shared with others: from the mark before this read.)
+            self._holes, self._low = [], self._hwm
+            if before is not None and not self._burst:
+                span = int(self._hwm) - int(before)
+                if span > MAX_HOLES:
+                    self._low = before
+                else:
+                    skipped = np.setdiff1d(np.arange(int(before) + 1, int(self._hwm) + 1),
+                                           np.asarray(returned, dtype=np.int64))
+                    self._holes = skipped.tolist()
+        elif self.cfg.ingest:
+            # From the mark before this read: a row stamped earlier but
+            # committed within a cycle is still found.
             self._low = before if before is not None and not self._burst else self._hwm
         else:
             self._low = max(self.start_t, float(self._hwm) - self.cfg.lookback_s)

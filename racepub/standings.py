@@ -1,63 +1,206 @@
-"""Ranks of a large field, kept as arrays (numpy).
+"""The field at one moment: every racer's rank, gap and ETA, as arrays. Pure; no I/O.
 
-Ranking 50,000 racers as Python objects every cycle cost ~0.15 s; here a
-cycle updates the racers with news and sorts three arrays. Pure; no I/O.
+Racers' fixes arrive at different times: ranking by progress at each
+racer's own newest fix would put a racer whose fix is two seconds older
+behind one who is really behind them. So the field is compared at one
+moment, the snapshot's time: each racer's progress is estimated forward
+from their newest fix at their recent speed (for at most EXTRAPOLATE_S,
+never past the finish line, which only a fix crosses). `distance_m` and
+`position` stay the newest fix as recorded; only ranks, gaps and ETAs use
+the estimate.
+
+The one ranking rule, for both forms: finished racers by finish time, then
+racers by estimated progress, then those without a fix in config order;
+ties by config order. Ranks are unique across the whole field.
+
+Kept as columns indexed by config order, brought up to date only for racers
+with news, so a 50,000-racer field is ranked in a few milliseconds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
 from .track import Track
 
 FINISHED, RACING, WAITING = 0, 1, 2
+EXTRAPOLATE_S = 30.0  # a silent racer is not carried on for longer than this
+STATUS_CODES = {"finished": 0, "racing": 1, "stale": 2, "waiting": 3}
+STATUSES = list(STATUS_CODES)
+
+
+@dataclass(frozen=True)
+class Moment:
+    """The field at `now`: arrays indexed by config order (nan: unknown)."""
+
+    now: float
+    rank: np.ndarray  # 1..n, unique
+    order: np.ndarray  # order[k] is the index of the racer ranked k + 1
+    estimate_m: np.ndarray  # progress estimated at now
+    gap_s: np.ndarray  # behind the leader at now
+    eta_s: np.ndarray  # seconds from now to the finish (0 once finished)
+    status: np.ndarray  # STATUS_CODES
+
+    def leader(self) -> int | None:
+        first = int(self.order[0]) if len(self.order) else None
+        return first if first is not None and self.status[first] != STATUS_CODES["waiting"] \
+            else None
 
 
 class Standings:
-    """Rank order: finished by finish time, then by progress, then waiting,
-    ties (and the waiting) in config order, as RaceState.ranked()."""
+    """Every racer's scalars as columns, and the field ranked at a moment."""
 
-    def __init__(self, tracks: list[Track]):
+    def __init__(self, tracks: list[Track], stale_after_s: float):
         self.tracks = tracks
         self.index = {t.racer.id: i for i, t in enumerate(tracks)}
+        self.stale_after_s = stale_after_s
         n = len(tracks)
         self.state = np.full(n, WAITING, dtype=np.int8)
-        self.value = np.zeros(n)  # finish time, or minus the distance
-        self.last_t = np.zeros(n)  # newest fix (racing racers)
-        self.order = np.arange(n)  # tracks[order[k]] has rank k + 1
-        self.rank = np.arange(1, n + 1)  # rank of tracks[i]
+        self.finish_t = np.full(n, np.nan)
+        self.progress = np.zeros(n)  # at the newest fix, capped at the course length
+        self.last_t = np.full(n, np.nan)
+        self.lat = np.full(n, np.nan)  # the newest fix
+        self.lon = np.full(n, np.nan)
+        self.recent = np.full(n, np.nan)  # m/s over the pace window (pace), nan if unknown
+        self.speed = np.zeros(n)  # m/s to carry progress on with (0: stopped, unknown)
+        self.expect_speed = np.zeros(n)  # m/s a fix is searched for at (Track.search)
+        self.eta_speed = np.full(n, np.nan)  # m/s expected for the rest of the race
+        self.length = tracks[0].course.length_m if tracks else 0.0
+        self.start_t = tracks[0].rules.start_t if tracks else 0.0
+        # What RaceState's vectorised steps need of each racer (race.py).
+        self.usual = np.zeros(n, dtype=bool)  # a fix can take the usual path
+        self.max_mps = np.array([t.rules.max_mps for t in tracks])
+        self.min_spacing = np.array([t.rules.min_spacing_s for t in tracks])
+        self.finish_zone = np.array([t.finish_zone_m for t in tracks])
+        self.vehicle = np.array([t.racer.kind == "vehicle" for t in tracks], dtype=bool)
 
-    def update(self, racer_ids: Iterable[str]) -> None:
-        """Bring racers with news up to date, then re-rank everyone."""
-        for rid in racer_ids:
-            i = self.index[rid]
-            t = self.tracks[i]
-            if t.finish_t is not None:
-                self.state[i], self.value[i] = FINISHED, t.finish_t
-            elif t.last is not None:
-                self.state[i], self.value[i], self.last_t[i] = RACING, -t.distance_m, t.last.t
-        self.order = np.lexsort((np.arange(len(self.tracks)), self.value, self.state))
-        self.rank = np.empty_like(self.order)
-        self.rank[self.order] = np.arange(1, len(self.order) + 1)
+    def refresh(self, i: int) -> None:
+        """Bring one racer up to date from their track (after the general path)."""
+        t = self.tracks[i]
+        self.usual[i] = (t.last is not None and t.after_gap is None and t.finish_t is None
+                         and t.jumps_in_a_row == 0)
+        if t.last is None:
+            return
+        last = t.last
+        self.last_t[i], self.lat[i], self.lon[i] = last.t, last.lat, last.lon
+        self.progress[i] = t.distance_m
+        if t.finish_t is not None:
+            self.state[i], self.finish_t[i] = FINISHED, t.finish_t
+        else:
+            self.state[i] = RACING
+        recent = t.recent_speed()
+        self._speeds(np.array([i]), np.array([np.nan if recent is None else recent]))
 
-    def rank_of(self, racer_id: str) -> int:
-        return int(self.rank[self.index[racer_id]])
+    def advanced(self, idx: np.ndarray, t: np.ndarray, lat: np.ndarray, lon: np.ndarray,
+                 recent: np.ndarray, progress: list[float]) -> None:
+        """Racers who took the usual path (RaceState._advance_usual)."""
+        self.last_t[idx], self.lat[idx], self.lon[idx] = t, lat, lon
+        self.progress[idx] = progress
+        self._speeds(idx, recent)
 
-    def at(self, rank: int) -> Track:
-        return self.tracks[int(self.order[rank - 1])]
+    def _speeds(self, idx: np.ndarray, recent: np.ndarray) -> None:
+        """The speeds of Track.search, Track.projected_speed and pace, as
+        columns (recent: nan where unknown, 0 when stopped)."""
+        finished = self.state[idx] == FINISHED
+        progress = self.progress[idx]
+        end = np.where(finished, self.finish_t[idx], self.last_t[idx])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            avg = np.where((end > self.start_t) & (progress >= 50.0),
+                           progress / (end - self.start_t), np.nan)
+        known = ~np.isnan(recent)
+        moving = known & (recent != 0)
+        self.expect_speed[idx] = np.where(moving, recent, np.nan_to_num(avg))
+        self.speed[idx] = np.where(finished, 0.0,
+                                   np.where(known, recent, np.nan_to_num(avg)))
+        blend = np.where(np.isnan(avg), np.where(moving, recent, np.nan),
+                         0.5 * recent + 0.5 * avg)
+        eta = np.where(self.vehicle[idx] | ~known, avg, blend)
+        self.eta_speed[idx] = np.where(eta > 0, eta, np.nan)
+        # Pace: recent while racing (nan when stopped), the average once finished.
+        self.recent[idx] = np.where(finished, avg, np.where(moving, recent, np.nan))
 
-    def top(self, n: int) -> list[Track]:
-        return [self.tracks[i] for i in self.order[:n].tolist()]
-
-    def by_rank(self, racer_ids: list[str]) -> list[Track]:
-        idx = np.array([self.index[r] for r in racer_ids], dtype=np.int64)
-        return [self.tracks[i] for i in idx[np.argsort(self.rank[idx])].tolist()]
-
-    def counts(self, stale_before: float) -> dict[str, int]:
+    def at(self, now: float) -> Moment:
+        n = len(self.tracks)
         racing = self.state == RACING
-        stale = int(np.count_nonzero(racing & (self.last_t < stale_before)))
-        return {"racing": int(np.count_nonzero(racing)) - stale, "stale": stale,
-                "finished": int(np.count_nonzero(self.state == FINISHED)),
-                "waiting": int(np.count_nonzero(self.state == WAITING))}
+        since = np.clip(now - self.last_t, 0.0, EXTRAPOLATE_S)
+        estimate = np.where(racing, np.minimum(
+            self.progress + self.speed * np.nan_to_num(since),
+            np.maximum(self.progress, self.length - 0.01)), self.progress)
+        estimate = np.where(self.state == FINISHED, self.length, estimate)
+        key = np.where(self.state == FINISHED, self.finish_t,
+                       np.where(racing, -estimate, 0.0))
+        order = np.lexsort((np.arange(n), key, self.state))
+        rank = np.empty(n, dtype=np.int64)
+        rank[order] = np.arange(1, n + 1)
+        status = np.full(n, STATUS_CODES["waiting"], dtype=np.int8)
+        status[racing] = STATUS_CODES["racing"]
+        status[racing & (now - self.last_t > self.stale_after_s)] = STATUS_CODES["stale"]
+        status[self.state == FINISHED] = STATUS_CODES["finished"]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            remaining = np.maximum(self.length - self.progress, 0.0)
+            eta = np.where(self.state == FINISHED, 0.0,
+                           self.last_t + remaining / self.eta_speed - now)
+        eta = np.where(np.isfinite(eta), np.maximum(eta, 0.0), np.nan)
+        gap = np.full(n, np.nan)
+        if n and self.state[order[0]] != WAITING:
+            gap = self._gaps(int(order[0]), estimate, now)
+        return Moment(now, rank, order, estimate, gap, eta, status)
+
+    def _gaps(self, leader: int, estimate: np.ndarray, now: float) -> np.ndarray:
+        """How long ago the leader was where each racer is estimated to be now
+        (finished racers: behind the leader's finish)."""
+        lead = self.tracks[leader]
+        when = times_at(lead, estimate, self.speed[leader])
+        gap = np.where(self.state == RACING, now - when, np.nan)
+        if self.state[leader] == FINISHED:
+            gap = np.where(self.state == FINISHED, self.finish_t - self.finish_t[leader], gap)
+        gap[leader] = 0.0
+        return np.where(np.isfinite(gap), np.maximum(gap, 0.0), np.nan)
+
+    def counts(self, moment: Moment) -> dict[str, int]:
+        found = np.bincount(moment.status, minlength=len(STATUSES))
+        return {name: int(found[code]) for name, code in STATUS_CODES.items()}
+
+    def density(self, moment: Moment, bins: int) -> list[int]:
+        """How many racers (racing or stale) are on each of `bins` equal
+        stretches of the course, by estimated progress."""
+        on_course = (moment.status == STATUS_CODES["racing"]) | (
+            moment.status == STATUS_CODES["stale"])
+        counts, _ = np.histogram(moment.estimate_m[on_course], bins=bins,
+                                 range=(0.0, max(self.length, 1.0)))
+        return [int(c) for c in counts]
+
+
+def times_at(track: Track, distances: np.ndarray, speed: float) -> np.ndarray:
+    """Track.time_at for many distances at once; beyond the track's newest
+    fix, carried on at `speed` (nan where it cannot be said)."""
+    out = np.full(len(distances), np.nan)
+    if track.last is None:
+        return out
+    marks = np.frombuffer(track.timeline, dtype=np.float32).astype(np.float64)
+    step = track.rules.timeline_step_m
+    t0 = track.rules.start_t
+    reached = track.distance_m
+    d = np.asarray(distances, dtype=np.float64)
+    i = np.floor(d / step).astype(np.int64)
+    inside = (i >= 0) & (i < len(marks)) & (d <= reached)
+    if len(marks):
+        ic = np.clip(i, 0, len(marks) - 1)
+        at = t0 + marks[ic]
+        end = track.finish_t if track.finish_t is not None else track.last.t
+        upper = np.where(ic + 1 < len(marks), t0 + marks[np.minimum(ic + 1, len(marks) - 1)],
+                         end)
+        beyond = d - ic * step
+        prev = marks[np.maximum(ic - 1, 0)]
+        pace = (marks[ic] - prev) / step
+        first = at + (upper - at) * beyond / step
+        later = np.minimum(at + beyond * pace, upper)
+        out = np.where(inside, np.where(ic == 0, first, later), out)
+    if track.finish_t is not None:
+        out = np.where(d >= track.course.length_m - 1e-6, track.finish_t, out)
+    elif speed > 0:
+        ahead = d > reached
+        out = np.where(ahead, track.last.t + (d - reached) / speed, out)
+    return out

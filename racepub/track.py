@@ -17,6 +17,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from . import objects
 from .config import Racer
 from .course import PREFER_NEAR, Course, Fit, Projection
 from .timefmt import iso
@@ -35,6 +36,7 @@ MOVING_MPS = 0.3  # slower than this over the pace window is standing still
 FINISH_FIT_S = 10.0
 FINISH_FIT_AFTER_S = 4.0
 SEARCH_MARGIN_M = 50.0  # searched beyond the furthest a racer could have got
+RECENT_EVERY_S = 30.0  # recent trails keep a fix every this much race time
 # After a silence this long, where the racer "should be by now" means little
 # (they may have stopped, or sped up): a fix that fits several passes of the
 # course is put on the first of them, in course order.
@@ -65,7 +67,7 @@ def fnv1a32(text: str) -> int:
 
 
 def chunk_key(racer_id: str, n: int) -> str:
-    return f"tracks/{racer_key(racer_id)}/{n}.json"
+    return objects.chunk_key(racer_key(racer_id), n)
 
 
 class Fix(NamedTuple):  # a tuple: cheap to build, one per accepted row
@@ -93,11 +95,17 @@ def published(lat: float, lon: float, t: float) -> list[Any]:
 class Chunk:
     racer_id: str
     n: int
-    points: list[list[Any]]  # as published
+    xyt: array[float]  # (lat, lon, t) triples
 
     @property
     def key(self) -> str:
         return chunk_key(self.racer_id, self.n)
+
+    @property
+    def points(self) -> list[list[Any]]:
+        """As a small race's chunk object publishes them: [lat, lon, "ISO-8601"]."""
+        xyt = self.xyt
+        return [published(xyt[i], xyt[i + 1], xyt[i + 2]) for i in range(0, len(xyt), 3)]
 
 
 @dataclass(frozen=True)
@@ -112,9 +120,6 @@ class Rules:
     # Fixes closer together than this are not accepted (too_frequent): a phone
     # sending many a second would otherwise cost every spectator chunks.
     min_spacing_s: float = 1.0
-    # Large races publish thinned tails: every tail_stride-th point (kept
-    # formatted) and the newest. 0: no thinned tail.
-    tail_stride: int = 0
     # Large races mark the timeline every 50 m: half the memory (at 50,000
     # racers 4 hours in, the timelines were a third of the publisher's RSS).
     timeline_step_m: float = TIMELINE_STEP_M
@@ -142,7 +147,10 @@ class Track:
     # Points newer than the last chunk as flat (lat, lon, t) triples: a list
     # per point would cost ~200 bytes, and big fields keep hundreds a racer.
     tail_xyt: array[float] = field(default_factory=lambda: array("d"))
-    sparse: list[list[Any]] = field(default_factory=list)  # the thinned tail, formatted
+    # The tail thinned as it grows: the first fix of each RECENT_EVERY_S of
+    # race time (the large form's recent trails; see recent()).
+    recent_xyt: array[float] = field(default_factory=lambda: array("d"))
+    _recent_slot: float = -1.0
     window: deque[tuple[float, float]] = field(default_factory=deque)  # (t, progress)
     approach: deque[tuple[float, float]] = field(default_factory=deque)  # (t, raw projection)
     # When progress first reached each multiple of rules.timeline_step_m, in seconds
@@ -154,6 +162,7 @@ class Track:
     race_drops: Counter[str] = field(default_factory=Counter)
     jumps_in_a_row: int = 0
     _first_chunk: int | None = None  # its size, when staggered (computed once)
+    _recent: float | None = None  # recent_speed(), worked out once per accepted fix
 
     def add(self, fixes: list[Fix]) -> list[Chunk]:
         """Accept the valid fixes (any order); return chunks that became full."""
@@ -267,10 +276,11 @@ class Track:
 
     def _cut(self, chunks: list[Chunk]) -> None:
         if self.tail_len >= self.chunk_size(self.chunks):
-            chunks.append(Chunk(self.racer.id, self.chunks, self.tail()))
+            chunks.append(Chunk(self.racer.id, self.chunks, self.tail_xyt))
             self.chunks += 1
             self.tail_xyt = array("d")
-            self.sparse = []
+            self.recent_xyt = array("d")
+            self._recent_slot = -1.0
 
     @property
     def track_keys(self) -> list[str]:
@@ -286,14 +296,21 @@ class Track:
         xyt = self.tail_xyt
         return [published(xyt[i], xyt[i + 1], xyt[i + 2]) for i in range(0, len(xyt), 3)]
 
-    def thin_tail(self) -> list[list[Any]]:
-        """Every tail_stride-th point of the tail and the newest: the same
-        points from one cycle to the next, each formatted once."""
-        n = self.tail_len
-        if not n or (n - 1) % max(1, self.rules.tail_stride) == 0:
-            return list(self.sparse)
-        xyt = self.tail_xyt
-        return [*self.sparse, published(xyt[-3], xyt[-2], xyt[-1])]
+    def recent(self) -> array[float]:
+        """The tail thinned to the first fix of each RECENT_EVERY_S of race
+        time, and the newest, as flat (lat, lon, t): what bridges the last
+        chunk to the racer's position with no straight line longer than
+        twice RECENT_EVERY_S."""
+        out = array("d", self.recent_xyt)
+        if len(self.tail_xyt) and (not out or out[-1] != self.tail_xyt[-1]):
+            out.extend(self.tail_xyt[-3:])
+        return out
+
+    def _thin(self, fix: Fix) -> None:
+        slot = (fix.t - self.rules.start_t) // RECENT_EVERY_S
+        if slot != self._recent_slot:
+            self._recent_slot = slot
+            self.recent_xyt.extend((fix.lat, fix.lon, fix.t))
 
     def _reject(self, fix: Fix) -> str | None:
         last = self.after_gap[0] if self.after_gap is not None else self.last
@@ -363,9 +380,9 @@ class Track:
                                        off_course_m=rules.off_course_m)
         self.last, self.offset_m = fix, proj.offset_m
         self.count += 1
+        self.race_drops["accepted"] += 1
         self.tail_xyt.extend((fix.lat, fix.lon, fix.t))
-        if rules.tail_stride and (self.tail_len - 1) % rules.tail_stride == 0:
-            self.sparse.append(published(fix.lat, fix.lon, fix.t))
+        self._thin(fix)
         # Progress never goes back (GPS noise would make it shiver), and never
         # leaps further than the racer could have gone: a fix projected onto
         # another leg of a crossing course must not skip the racer ahead.
@@ -375,9 +392,50 @@ class Track:
             self._advance_timeline(prev_t, prev_d, fix.t, reach)
             self.progress_m = reach
         self._time_finish(fix, proj.distance_m, proj.offset_m, prev_t, prev_d)
-        self.window.append((fix.t, min(self.progress_m, length)))
-        while len(self.window) > 2 and self.window[1][0] <= fix.t - rules.pace_window_s:
-            self.window.popleft()
+        window = self.window
+        window.append((fix.t, min(self.progress_m, length)))
+        while len(window) > 2 and window[1][0] <= fix.t - rules.pace_window_s:
+            window.popleft()
+        self._recent = self._speed_over_window()
+
+    def step(self, t: float, lat: float, lon: float, d: float, off: float) -> Chunk | None:
+        """_accept for the usual fix, in one call (RaceState._advance_usual
+        checked it is one: after the last fix, not after a long silence, not
+        near the finish; projected already at d, off). The same arithmetic
+        as _accept, in the same order, so the same result; the caller counts
+        it. Returns the chunk it filled, if any."""
+        rules = self.rules
+        last = self.last
+        assert last is not None
+        prev_t, prev_d = last.t, self.progress_m
+        self.last, self.offset_m = Fix(t, lat, lon), off
+        self.count += 1
+        tail = self.tail_xyt
+        tail.extend((lat, lon, t))
+        slot = (t - rules.start_t) // RECENT_EVERY_S  # _thin, inlined
+        if slot != self._recent_slot:
+            self._recent_slot = slot
+            self.recent_xyt.extend((lat, lon, t))
+        reach = min(d, prev_d + rules.max_mps * (t - prev_t) + JUMP_SLACK_M)
+        if reach > prev_d:
+            if len(self.timeline) * rules.timeline_step_m <= reach:  # a mark passed
+                self._advance_timeline(prev_t, prev_d, t, reach)
+            self.progress_m = reach
+        window = self.window
+        length = self.course.length_m
+        window.append((t, self.progress_m if self.progress_m < length else length))
+        while len(window) > 2 and window[1][0] <= t - rules.pace_window_s:
+            window.popleft()
+        self._recent = self._speed_over_window()
+        if len(tail) >= 3 * self.chunk_size(self.chunks):
+            chunks: list[Chunk] = []
+            self._cut(chunks)
+            return chunks[0]
+        return None
+
+    @property
+    def finish_zone_m(self) -> float:
+        return self._finish_zone_m
 
     def _time_finish(self, fix: Fix, raw_m: float, offset_m: float, prev_t: float,
                      prev_d: float) -> None:
@@ -457,6 +515,9 @@ class Track:
 
     def recent_speed(self) -> float | None:
         """Metres per second of progress over the pace window (0 when stopped)."""
+        return self._recent
+
+    def _speed_over_window(self) -> float | None:
         if len(self.window) < 2:
             return None
         (t0, d0), (t1, d1) = self.window[0], self.window[-1]
@@ -464,6 +525,17 @@ class Track:
             return None  # too short a baseline for a steady figure
         speed = (d1 - d0) / (t1 - t0)
         return speed if speed >= MOVING_MPS else 0.0
+
+    def projected_speed(self, recent: float | None) -> float | None:
+        """Speed for the rest of the race: recent and average blended (a
+        runner who stops slows it at once, yet one pause does not stall
+        it); vehicles, which stop and start, by their average alone."""
+        avg = self.average_speed(self.rules.start_t)
+        if self.racer.kind == "vehicle" or recent is None:
+            return avg
+        if avg is None:
+            return recent or None
+        return 0.5 * recent + 0.5 * avg
 
     def average_speed(self, start_t: float) -> float | None:
         end_t = self.finish_t if self.finish_t is not None else (self.last.t if self.last else None)

@@ -202,11 +202,14 @@ def test_s3_objects_headers_and_no_reupload(tmp_path: Path, dsn: str, bucket: st
         for secret in (secret_dsn, "s3cr3t-pw", dsn.split("@")[1], "testing", "postgres"):
             assert secret.encode() not in data, (key, secret)
 
-    # A second run with no new points re-uploads the snapshot and nothing else.
+    # A second run with no new points re-uploads the snapshot and nothing else
+    # (but the page, whose first-paint leaderboard ranks the field at the
+    # moment it is made: racers' progress is carried on since their fixes).
     assert main(argv) == 0
     written = versions(s3, bucket)
     assert written.pop("race/snapshot.json") == 2
-    assert set(written.values()) == {1}
+    assert written.pop("race/index.html") <= 2
+    assert set(written.values()) == {1}, {k: v for k, v in written.items() if v > 1}
     body = s3.get_object(Bucket=bucket, Key="race/snapshot.json")["Body"].read()
     assert json.loads(gzip.decompress(body))["seq"] == 2  # seq carries on across runs
 
