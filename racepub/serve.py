@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import posixpath
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -43,7 +44,15 @@ def make_server(root: Path, interval_s: int, port: int = 8000,
                 self.send_header("ETag", etag)
                 self.end_headers()
                 return
-            self.send_response(200)
+            wanted = _range(self.headers.get("Range"), len(body))
+            if wanted is not None and not obj.compressible:  # a large race's packs
+                start, end = wanted
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{end}/{len(body)}")
+                body = body[start:end + 1]
+            else:
+                self.send_response(200)
+            self.send_header("Accept-Ranges", "bytes")
             self.send_header("Content-Type", obj.content_type)
             self.send_header("Cache-Control", obj.cache_control)
             self.send_header("ETag", etag)
@@ -74,6 +83,20 @@ def _key(path: str) -> str | None:
     if norm.startswith("..") or "\0" in norm:
         return None
     return norm
+
+
+def _range(header: str | None, size: int) -> tuple[int, int] | None:
+    """One byte range (`bytes=a-b`, `bytes=a-`, `bytes=-n`), clipped to
+    the body; None to send it whole (none asked, or one we do not serve)."""
+    m = re.fullmatch(r"bytes=(\d*)-(\d*)", (header or "").strip())
+    if m is None or m.group(1) == m.group(2) == "":
+        return None
+    if m.group(1) == "":
+        start, end = max(0, size - int(m.group(2))), size - 1
+    else:
+        start = int(m.group(1))
+        end = min(size - 1, int(m.group(2))) if m.group(2) else size - 1
+    return (start, end) if start <= end else None
 
 
 def serve_in_thread(server: ThreadingHTTPServer) -> threading.Thread:

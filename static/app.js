@@ -7,8 +7,19 @@
   var METRES = { km: 1000, mi: 1609.344 };
   var intervalMs = Math.max(1, cfg.interval_s) * 1000;
   var snapshot = null, following = null, failures = 0, timer = null, stalls = 0;
-  // A large race (snapshot.field): the followed racer's record comes from its shard.
-  var shard = null, shardAt = 0, shardWanted = null;
+  // A large race (snapshot.field, DESIGN.md "Large races"): the followed
+  // racer's record comes from its live shard every poll; its trail from
+  // range reads of the packs its trail group lists.
+  var big = {
+    rosters: {},      // shard number -> roster (immutable): ids, names, kinds, colors
+    wanted: {},       // objects being fetched, by URL
+    record: null,     // the followed racer's live record, built from shard columns
+    missing: false,   // the followed id is in no roster
+    group: null, groupAt: 0, // the followed racer's trail group, and when fetched
+    pieces: {},       // "pack@offset" -> points ([lat, lon, s after t0]); immutable
+    live: [],         // positions seen since, as [lat, lon, s after t0]
+  };
+  var density = null; // the field overview: the course coloured by crowding
   // Server clock minus ours: a phone's clock may be off. From Date + Age (a
   // CDN serving a cached or stale-if-error copy sends the origin's Date and
   // how long it has kept it). Both are whole seconds, so while estimates
@@ -47,12 +58,12 @@
     var color = colorOf(r, i);
     if (withTrail) {
       if (!trails[r.id]) trails[r.id] = L.polyline([], { color: color, weight: 3, opacity: 0.85 }).addTo(map);
-      var pts = [];
-      trackKeys(r).forEach(function (key) {
+      var pts = snapshot && snapshot.field ? followedTrail() : [];
+      if (!snapshot || !snapshot.field) trackKeys(r).forEach(function (key) {
         if (!chunkCache[key]) fetchChunk(key);
         (chunkCache[key] || []).forEach(function (p) { pts.push([p[0], p[1]]); });
       });
-      r.tail.forEach(function (p) { pts.push([p[0], p[1]]); });
+      (r.tail || []).forEach(function (p) { pts.push([p[0], p[1]]); });
       trails[r.id].setLatLngs(pts);
     }
     if (!r.position) return;
@@ -75,13 +86,7 @@
     else if (m.getElement()) { m.getElement().style.background = color; m.getElement().style.opacity = stale ? 0.45 : 1; }
   }
 
-  // A small race lists the chunk keys; a large one says how many and where.
-  function trackKeys(r) {
-    if (r.track) return r.track;
-    var keys = [];
-    for (var n = 0; n < (r.chunks || 0); n++) keys.push(r.track_url.replace("{n}", String(n)));
-    return keys;
-  }
+  function trackKeys(r) { return r.track || []; }
 
   function fetchChunk(key) {
     chunkCache[key] = []; // fetched once: chunks never change
@@ -110,7 +115,10 @@
   }
   function fmtDistance(m) { return (m / METRES[units]).toFixed(2) + " " + units; }
   function fmtPace(sPerKm) { return sPerKm ? fmtClock(sPerKm * METRES[units] / 1000) + " /" + units : ""; }
-  function fmtGap(s) { return s === null || s === undefined ? "" : (s === 0 ? "leader" : "+" + fmtClock(s)); }
+  function fmtGap(r) {
+    if (r.rank === 1 && r.status !== "waiting") return "leader";
+    return r.gap_s === null || r.gap_s === undefined ? "" : "+" + fmtClock(r.gap_s);
+  }
   function fmtEta(r) {
     if (r.finish_s !== null) return "finished " + fmtClock(r.finish_s);
     return r.eta_s !== null && r.status === "racing" ? "in " + fmtClock(r.eta_s) : "";
@@ -161,7 +169,7 @@
       name.appendChild(sub);
       cell(tr, r.position ? fmtDistance(r.distance_m) : "–");
       cell(tr, fmtPace(r.pace_s_per_km), "opt");
-      cell(tr, fmtGap(r.gap_s));
+      cell(tr, fmtGap(r));
       cell(tr, fmtEta(r));
       cell(tr, fmtFix(r) + (r.status === "stale" ? " (stale)" : ""), "opt");
       tr.addEventListener("click", function () { follow(r.id); });
@@ -184,7 +192,7 @@
       var by = field.by_status;
       document.getElementById("field-count").textContent = "The leaders of " + field.count.toLocaleString() +
         " racers (" + by.racing.toLocaleString() + " racing, " + by.finished.toLocaleString() + " finished)." +
-        " A followed racer updates every " + Math.max(field.shard_every_s, cfg.interval_s) + " s or so.";
+        " The course is shaded by how many are on each stretch.";
     }
   }
 
@@ -210,18 +218,18 @@
     btn.hidden = !following;
     if (following) btn.textContent = (r ? "Following " + r.name : "Finding " + following + "…") + " ✕";
     var msg = document.getElementById("find-msg");
-    if (msg) msg.textContent = following && !r && shard && shardWanted === null ? "No racer " + following + " in this race." : "";
+    if (msg && following) msg.textContent = big.missing ? "No racer " + following + " in this race." : "";
     if (r && markers[r.id]) map.panTo(markers[r.id].getLatLng(), { animate: false });
   }
 
   // The rows and markers shown: every racer of a small race; for a large one
-  // the head, and the followed racer from whichever copy is newer.
+  // the head, with the followed racer's live record in place of (or below) theirs.
   function shown(snap) {
     if (!snap.field || !following) return snap.racers;
-    var inHead = snap.racers.some(function (x) { return x.id === following; });
-    if (inHead) return snap.racers;
-    var mine = shard ? shard.racers.filter(function (x) { return x.id === following; })[0] : null;
-    return mine ? snap.racers.concat([mine]) : snap.racers;
+    var mine = big.record && big.record.id === following ? big.record : null;
+    if (!mine) return snap.racers;
+    var inHead = snap.racers.some(function (x) { return x.id === mine.id; });
+    return inHead ? snap.racers : snap.racers.concat([mine]);
   }
 
   function drawAll(snap) {
@@ -238,6 +246,7 @@
     Object.keys(trails).forEach(function (id) {
       if (!keep[id] || (snap.field && id !== following)) { map.removeLayer(trails[id]); delete trails[id]; }
     });
+    if (snap.field) drawDensity(snap.field.density);
     renderBoard(snap, racers);
     renderClock(snap);
     renderFreshness(snap);
@@ -247,10 +256,12 @@
   function follow(id) {
     following = following === id ? null : id;
     history.replaceState(null, "", following ? "#racer=" + encodeURIComponent(following) : location.pathname);
-    if (snapshot && snapshot.field) pollShard(true);
+    big.record = null; big.missing = false; big.group = null; big.live = [];
+    if (snapshot && snapshot.field) pollFollowed();
     if (snapshot) drawAll(snapshot);
   }
 
+  // -- a large race: following one racer of many ------------------------------
   // FNV-1a (32-bit) of the id's UTF-8 bytes: the publisher's shard_of().
   function fnv1a(text) {
     var bytes = new TextEncoder().encode(text), h = 0x811c9dc5;
@@ -258,24 +269,194 @@
     return h;
   }
 
-  // The followed racer's shard: one small object, fetched no more often than
-  // it is rewritten (field.shard_every_s), and never for racers in the head.
-  function pollShard(force) {
-    var field = snapshot && snapshot.field;
-    if (!field || !following) return;
-    var n = fnv1a(following) % field.shards;
-    var due = force || !shard || shard.shard !== n || Date.now() - shardAt >= 1000 * Math.max(field.shard_every_s, cfg.interval_s);
-    if (!due || shardWanted === n) return;
-    shardWanted = n;
-    fetch(field.shard_url.replace("{shard}", String(n))).then(function (res) {
+  // One fetch per URL at a time; JSON, or gzip members read by byte range.
+  function getJSON(url, opts) {
+    if (big.wanted[url]) return Promise.reject(new Error("already asked"));
+    big.wanted[url] = true;
+    return fetch(url, opts).then(function (res) {
       if (!res.ok) throw new Error("HTTP " + res.status);
       return res.json();
+    }).finally(function () { delete big.wanted[url]; });
+  }
+  function getPiece(pack, at, length) {
+    var want = { headers: { Range: "bytes=" + at + "-" + (at + length - 1) } };
+    return fetch(pack, want).then(function (res) {
+      if (res.status !== 206 && res.status !== 200) throw new Error("HTTP " + res.status);
+      return res.arrayBuffer().then(function (buf) {
+        if (res.status === 200) buf = buf.slice(at, at + length); // a server that ignores Range
+        var text = new Response(new Blob([buf]).stream().pipeThrough(new DecompressionStream("gzip")));
+        return text.json();
+      });
+    });
+  }
+
+  function recordOf(roster, doc, j) {
+    var statuses = ["finished", "racing", "stale", "waiting"];
+    var r = {
+      id: roster.ids[j], name: roster.names[j], kind: roster.kinds[j], color: roster.colors[j],
+      rank: doc.rank[j], status: statuses[doc.status[j]], distance_m: doc.distance_m[j] || 0,
+      pace_s_per_km: doc.pace_s_per_km[j], gap_s: doc.gap_s[j], eta_s: doc.eta_s[j],
+      finish_s: doc.finish_s[j], position: null, tail: [], track: [],
+    };
+    if (doc.lat_e6[j] !== null) {
+      var at = Date.parse(doc.generated_at) - doc.age_ms[j];
+      r.position = { lat: doc.lat0 + doc.lat_e6[j] / 1e6, lon: doc.lon0 + doc.lon_e6[j] / 1e6,
+                     at: new Date(at).toISOString() };
+    }
+    return r;
+  }
+
+  // Every poll: the followed racer's live shard (a few KB, fresh each cycle);
+  // its roster once; its trail group when due (rewritten every trail_every_s).
+  function pollFollowed() {
+    var field = snapshot && snapshot.field;
+    if (!field || !following) return;
+    var id = following, n = fnv1a(id) % field.shards;
+    var roster = big.rosters[n];
+    if (!roster) {
+      getJSON(field.roster_url.replace("{shard}", String(n))).then(function (doc) {
+        big.rosters[n] = doc;
+        pollFollowed();
+      }).catch(function () { /* asked again next poll */ });
+      return;
+    }
+    var j = roster.ids.indexOf(id);
+    big.missing = j < 0;
+    if (j < 0) { if (snapshot) drawAll(snapshot); return; }
+    getJSON(field.shard_url.replace("{shard}", String(n)), { cache: "no-cache" }).then(function (doc) {
+      if (following !== id) return;
+      var rec = recordOf(roster, doc, j);
+      if (big.record && big.record.seq > doc.seq) return; // never step back to an older copy
+      rec.seq = doc.seq;
+      big.record = rec;
+      if (rec.position) {
+        var s = (Date.parse(rec.position.at) - Date.parse(snapshot.race.starts_at)) / 1000;
+        var last = big.live[big.live.length - 1];
+        if (!last || s > last[2]) big.live.push([rec.position.lat, rec.position.lon, s]);
+      }
+      drawAll(snapshot);
+    }).catch(function () { /* asked again next poll */ });
+    if (!big.group || big.group.id !== id || Date.now() - big.groupAt > 1000 * field.trail_every_s / 3) {
+      var g = fnv1a(id) % field.trails;
+      getJSON(field.trail_url.replace("{trail}", String(g)), { cache: "no-cache" }).then(function (doc) {
+        var k = doc.ids.indexOf(id);
+        if (k < 0 || following !== id) return;
+        var refs = doc.chunks[k].slice();
+        if (doc.recent[k]) refs.push(doc.recent[k]);
+        big.group = { id: id, refs: refs.map(function (ref) { return [doc.packs[ref[0]], ref[1], ref[2]]; }) };
+        big.groupAt = Date.now();
+        big.group.refs.forEach(function (ref) {
+          var key = ref[0] + "@" + ref[1];
+          if (big.pieces[key]) return;
+          big.pieces[key] = "asked";
+          getPiece(ref[0], ref[1], ref[2]).then(function (piece) {
+            big.pieces[key] = piece.points;
+            if (snapshot) drawAll(snapshot);
+          }).catch(function () { delete big.pieces[key]; });
+        });
+        if (snapshot) drawAll(snapshot);
+      }).catch(function () { /* asked again next poll */ });
+    }
+  }
+
+  // The followed racer's trail: chunks and recent trail from the packs, in
+  // order, then the positions seen since; as [lat, lon].
+  function followedTrail() {
+    var pts = [], last = -Infinity;
+    function add(p) { if (p[2] > last) { pts.push([p[0], p[1]]); last = p[2]; } }
+    (big.group && big.group.id === following ? big.group.refs : []).forEach(function (ref) {
+      var got = big.pieces[ref[0] + "@" + ref[1]];
+      if (Array.isArray(got)) got.forEach(add);
+    });
+    big.live.forEach(add);
+    return pts;
+  }
+
+  // -- a large race: the field overview --------------------------------------
+  // The course cut into density.bins equal stretches, each coloured by how
+  // many racers are on it (none: not drawn).
+  var densityLayer = L.layerGroup().addTo(map), stretches = null, densityKey = "";
+  function courseStretches(bins) {
+    var c = cfg.course, d = [0];
+    for (var i = 1; i < c.length; i++) d.push(d[i - 1] + map.distance(c[i - 1], c[i]));
+    var total = d[d.length - 1] || 1, out = [], k = 0;
+    function at(x) {
+      while (k < c.length - 2 && d[k + 1] < x) k++;
+      var f = d[k + 1] > d[k] ? (x - d[k]) / (d[k + 1] - d[k]) : 0;
+      return [c[k][0] + (c[k + 1][0] - c[k][0]) * f, c[k][1] + (c[k + 1][1] - c[k][1]) * f];
+    }
+    for (var b = 0; b < bins; b++) {
+      var from = total * b / bins, to = total * (b + 1) / bins, seg = [at(from)];
+      for (var j = k + 1; j < c.length && d[j] < to; j++) seg.push(c[j]);
+      seg.push(at(to));
+      out.push(seg);
+    }
+    return out;
+  }
+  function drawDensity(dens) {
+    if (!dens || cfg.course.length < 2) return;
+    var key = dens.counts.join(",");
+    if (key === densityKey) return;
+    densityKey = key;
+    if (!stretches || stretches.length !== dens.bins) stretches = courseStretches(dens.bins);
+    var most = Math.max.apply(null, dens.counts.concat([1]));
+    densityLayer.clearLayers();
+    dens.counts.forEach(function (n, b) {
+      if (!n) return;
+      var f = Math.sqrt(n / most); // a crowd of 2,000 beside a handful still shows both
+      var hue = Math.round(55 - 55 * f); // yellow (few) to red (many)
+      L.polyline(stretches[b], { color: "hsl(" + hue + ",95%,48%)", weight: 5 + 6 * f, opacity: 0.9,
+                                 interactive: false }).addTo(densityLayer);
+    });
+  }
+
+  // -- a large race: finding a racer by name or bib -----------------------------
+  // As the publisher folds (large.py fold/tokens/name_key): accents off,
+  // lower case, words of letters and digits.
+  function fold(text) { return text.normalize("NFKD").replace(/\p{Mn}/gu, "").toLowerCase(); }
+  function words(text) { return fold(text).split(/[^\p{L}\p{N}]+/u).filter(Boolean); }
+  function nameKey(prefix) {
+    if (/^[a-z0-9]+$/.test(prefix)) return prefix;
+    var hex = "";
+    new TextEncoder().encode(prefix).forEach(function (b) { hex += b.toString(16).padStart(2, "0"); });
+    return "~" + hex;
+  }
+  function findRacers(query) {
+    var field = snapshot && snapshot.field, want = words(query);
+    if (!field || !want.length) return Promise.resolve([]);
+    var first = Array.from(want[0]);
+    function lookup(prefix) {
+      return getJSON(field.names_url.replace("{key}", nameKey(prefix))).catch(function () { return { racers: [] }; });
+    }
+    return lookup(first.slice(0, 2).join("")).then(function (doc) {
+      // A crowded prefix lists only exact two-letter words; the rest are one letter on.
+      return doc.split && first.length > 2 ? lookup(first.slice(0, 3).join("")) : doc;
     }).then(function (doc) {
-      shardWanted = null;
-      if (!shard || shard.shard !== doc.shard || doc.seq >= shard.seq) shard = doc;
-      shardAt = Date.now();
-      if (snapshot) drawAll(snapshot);
-    }).catch(function () { shardWanted = null; });
+      return doc.racers.filter(function (r) {
+        var have = words(r[1] + " " + r[0]);
+        return want.every(function (w) { return have.some(function (h) { return h.indexOf(w) === 0; }); });
+      });
+    });
+  }
+  function showMatches(query, found) {
+    var list = document.getElementById("find-results"), msg = document.getElementById("find-msg");
+    list.replaceChildren();
+    if (!found.length) {
+      if (following && big.missing) follow(following); // stop looking for one who is not there
+      msg.textContent = "No racer matches " + query + ".";
+      return;
+    }
+    var exact = found.filter(function (r) { return r[0] === query; });
+    if (exact.length || found.length === 1) { msg.textContent = ""; follow((exact[0] || found[0])[0]); return; }
+    msg.textContent = found.length + " racers match:";
+    found.slice(0, 20).forEach(function (r) {
+      var li = document.createElement("li"), b = document.createElement("button");
+      b.type = "button";
+      b.textContent = r[1] + " (" + r[0] + ")";
+      b.addEventListener("click", function () { list.replaceChildren(); msg.textContent = ""; follow(r[0]); });
+      li.appendChild(b);
+      list.appendChild(li);
+    });
   }
   document.getElementById("unfollow").addEventListener("click", function () { follow(following); });
 
@@ -341,7 +522,7 @@
       var news = !snapshot || snap.seq > snapshot.seq;
       if (!snapshot || snap.seq >= snapshot.seq) snapshot = snap; // never step back to an older copy
       drawAll(snapshot);
-      pollShard(false);
+      pollFollowed();
       stalls = news ? 0 : stalls + 1;
       schedule(news ? nextPollMs(res, snap) : retryMs(res));
     }).catch(function () {
@@ -376,14 +557,20 @@
   var find = document.getElementById("find");
   find.addEventListener("submit", function (e) {
     e.preventDefault();
-    var id = document.getElementById("find-id").value.trim();
-    if (id && id !== following) follow(id);
+    var query = document.getElementById("find-id").value.trim();
+    if (!query) return;
+    findRacers(query).then(function (found) { showMatches(query, found); });
   });
 
-  var m = /#racer=([^&]+)/.exec(location.hash);
-  if (m) {
-    try { following = decodeURIComponent(m[1]); } catch (e) { following = null; } // a mangled link
+  function linkedRacer() {
+    var m = /#racer=([^&]+)/.exec(location.hash);
+    try { return m ? decodeURIComponent(m[1]) : null; } catch (e) { return null; } // a mangled link
   }
+  following = linkedRacer();
+  window.addEventListener("hashchange", function () { // a link opened in this tab
+    var id = linkedRacer();
+    if (id !== following) { following = null; follow(id); }
+  });
   document.querySelectorAll(".swatch[data-color]").forEach(function (el) { el.style.background = el.dataset.color; });
   poll();
 })();

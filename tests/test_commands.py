@@ -148,6 +148,18 @@ def test_serve_sends_cdn_headers(tmp_path: Path) -> None:
             assert gzip.decompress(r.read()) == b'{"schema": 1}'
         with urllib.request.urlopen(base + "/tracks/1001/0.json") as r:
             assert r.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        # A large race's packs are read by byte range, as from S3 and CDNs.
+        (root / "packs").mkdir()
+        (root / "packs" / "1-ab.bin").write_bytes(bytes(range(100)))
+        for asked, status, got, span in (("bytes=10-19", 206, bytes(range(10, 20)), "10-19"),
+                                         ("bytes=95-", 206, bytes(range(95, 100)), "95-99"),
+                                         ("bytes=-3", 206, bytes(range(97, 100)), "97-99"),
+                                         ("bytes=200-300", 200, bytes(range(100)), None)):
+            req = urllib.request.Request(base + "/packs/1-ab.bin", headers={"Range": asked})
+            with urllib.request.urlopen(req) as r:
+                assert (r.status, r.read()) == (status, got), asked
+                assert r.headers["Content-Range"] == (span and f"bytes {span}/100")
+                assert r.headers["Cache-Control"] == "public, max-age=31536000, immutable"
         for path in ("/../secret.txt", "/%2e%2e/secret.txt", "/nope.json"):
             with pytest.raises(urllib.error.HTTPError) as e:
                 urllib.request.urlopen(base + path)

@@ -256,39 +256,93 @@ def large_race(tmp_path: Path, dsn: str, moto_server: str,
                             {racer: 3.6 - 0.05 * k for k, racer in enumerate(ids)})
 
 
-def test_large_race_head_and_following_one_racer(large_race: LiveRace, open_page: Any) -> None:
+def trail_ends(page: Any, color: str) -> dict[str, Any]:
+    """Where a racer's trail (stroke `color`, weight 3) starts and ends on
+    the map, and where their dot is: SVG user coordinates."""
+    return page.evaluate("""(color) => {
+        const trail = document.querySelector(`path[stroke="${color}"][stroke-width="3"]`);
+        const dot = document.querySelector(`path[fill="${color}"][stroke-width="2"]`);
+        if (!trail || !dot) return null;
+        const a = trail.getPointAtLength(0), b = trail.getPointAtLength(trail.getTotalLength());
+        const box = dot.getBBox();
+        return {first: [a.x, a.y], last: [b.x, b.y],
+                dot: [box.x + box.width / 2, box.y + box.height / 2],
+                start: (() => { const s = document.querySelector('path[fill="#00572a"]').getBBox();
+                                return [s.x + s.width / 2, s.y + s.height / 2]; })()};
+    }""", color)
+
+
+def near(a: list[float], b: list[float], px: float = 3.0) -> bool:
+    return abs(a[0] - b[0]) <= px and abs(a[1] - b[1]) <= px
+
+
+def test_large_race_head_and_following_one_racer(large_race: LiveRace, open_page: Any,
+                                                 dsn: str) -> None:
     page = open_page(large_race.url, PHONE)
     wait_live(page)
     assert names(page) == [f"Runner bib{i}" for i in range(5)]  # the head only
     assert "The leaders of 31 racers (31 racing, 0 finished)" in page.inner_text("#field")
     assert not any("/racers/" in u for u in page.requests)  # no shard until someone follows
+    # The field overview: the course shaded where the 31 are.
+    page.wait_for_function("() => [...document.querySelectorAll('path')]"
+                           ".filter(p => p.getAttribute('stroke')?.startsWith('hsl')).length > 0")
 
-    # A spectator looks up a racer far down the field by bib: one shard fetched.
-    page.fill("#find-id", "Zoë-7")
+    # Several match "runner bib1": the page lists them to choose from.
+    page.fill("#find-id", "runner bib1")
+    page.click("#find button")
+    page.wait_for_function("() => document.querySelectorAll('#find-results button').length"
+                           " === 11")  # bib1, bib10..bib19
+    assert "11 racers match" in page.inner_text("#find-msg")
+    # One matches "ZOE" (accents and case do not matter): followed at once.
+    page.fill("#find-id", "ZOE")
     page.click("#find button")
     page.wait_for_function("() => [...document.querySelectorAll('#board tbody tr .name')]"
                            ".some(e => e.textContent === 'Runner Zoë-7')")
+    names_fetched = [u for u in page.requests if "/names/" in u]
+    assert len(names_fetched) == 2 and names_fetched[-1].endswith("/zo.json")
     row = page.locator("#board tbody tr.following")
     assert row.locator("td").first.inner_text() == "31"  # the last of 31, below the head
     assert page.locator("#board tbody tr.more").count() == 1
     assert "Following Runner Zoë-7" in page.inner_text("#unfollow")
     assert "#racer=Zo%C3%AB-7" in page.url
-    shards = {u for u in page.requests if "/racers/" in u}
-    assert len(shards) == 1
-    # Their trail is drawn from the chunks the shard lists (84 fixes, chunks of
-    # 20), and only theirs: the head are markers without trails.
-    page.wait_for_function("() => performance.getEntriesByType('resource')"
-                           ".filter(e => e.name.includes('/tracks/')).length >= 4")
-    chunks = {u.rsplit("/", 2)[-2] for u in page.requests if "/tracks/" in u}
-    assert len(chunks) == 1 and next(iter(chunks)).startswith("~")  # a hashed key: not URL-safe
-    page.wait_for_function("() => document.querySelectorAll('path.leaflet-interactive').length"
-                           " === 10")  # course, start, finish, 6 dots, 1 trail
+    assert len({u for u in page.requests if "/racers/" in u}) == 1  # one shard, polled
+    # Their trail, from the start to their dot, read from the packs by range.
+    color = "#8e6c8a"  # palette[5]: the sixth row
+    page.wait_for_function("""(c) => {
+        const t = document.querySelector(`path[stroke="${c}"][stroke-width="3"]`);
+        return t && t.getTotalLength() > 30; }""", arg=color)
+    ends = trail_ends(page, color)
+    assert near(ends["first"], ends["start"], 6) and near(ends["last"], ends["dot"])
+    assert any("/packs/" in u for u in page.requests)
     shot(page, "large-race-follow-phone")
 
+    # The race goes on: Zoë-7's new fixes reach their row, dot and trail each cycle.
+    setup = large_race.setup
+    before = row.locator("td").nth(1).inner_text()
+    polls = len([u for u in page.requests if "/racers/" in u])
+    with publishing(large_race):
+        t0 = time.time()
+        for k in range(6):
+            t = (setup.starts_at + timedelta(seconds=170 + 2 * k))
+            lat, lon = setup.course.at(2.1 * (170 + 2 * k) + 150)  # a burst of speed
+            insert_points(dsn, "live_points", ("user_id", "recorded_at", "lat", "lon"),
+                          [("Zoë-7", t, lat, lon)])
+            page.wait_for_timeout(1000)
+        page.wait_for_function("(b) => document.querySelector('#board tbody tr.following "
+                               "td:nth-child(3)').textContent !== b", arg=before)
+        assert time.time() - t0 < 15
+    assert len([u for u in page.requests if "/racers/" in u]) >= polls + 4  # every poll
+    ends = trail_ends(page, color)
+    assert near(ends["last"], ends["dot"])  # the trail reaches the new position
+
+    # A link to a racer who is not in the race says so.
+    page.goto(large_race.url + "#racer=nobody")
+    page.wait_for_function("() => document.getElementById('find-msg').textContent"
+                           " === 'No racer nobody in this race.'")
     page.fill("#find-id", "nobody")
     page.click("#find button")
     page.wait_for_function("() => document.getElementById('find-msg').textContent"
-                           " === 'No racer nobody in this race.'")
+                           " === 'No racer matches nobody.'")
 
 
 @contextlib.contextmanager
@@ -328,7 +382,7 @@ def test_an_old_copy_from_the_cdn_shows_updates_paused(live_race: LiveRace,
         page.route("**/snapshot.json", kept_ten_minutes)
         banner.wait_for(state="visible", timeout=10_000)
         assert "Updates paused — last update 10 min ago." in banner.inner_text()
-        page.unroute("**/snapshot.json")
+        page.unroute_all(behavior="wait")  # let a handler mid-fetch finish
         banner.wait_for(state="hidden", timeout=10_000)
 
 
