@@ -46,7 +46,9 @@ class Runner:
     """What each tick of the scheduler does: hold the race, publish, back off.
 
     Only the holder of the race lock publishes; a standby tries for it every
-    tick, so it takes over within about an interval of the holder's death.
+    tick, so it takes over within about an interval of the holder's death,
+    and meanwhile reads and applies the source as the holder does, so its
+    first cycle publishes the race as it is, at any field size.
     After a failure the next tries come later and later (with jitter, so
     publishers and retries do not fall into step), but never more than two
     intervals apart: once the database or S3 is back, publishing resumes
@@ -75,9 +77,13 @@ class Runner:
             return
         self.busy.set()
         try:
-            if self._hold() and run_once(self.publisher, self.metrics):
+            if self._hold():
+                ok = run_once(self.publisher, self.metrics)
+            else:
+                ok = self.holding is False and self._keep_up()
+            if ok:
                 self.failures = 0
-            elif self.holding is not False:  # failed, rather than standing by
+            else:
                 self.failures += 1
                 wait = self.backoff_s()
                 self.next_try = time.monotonic() + wait
@@ -85,6 +91,17 @@ class Runner:
                     self.retry_in(wait)
         finally:
             self.busy.clear()
+
+    def _keep_up(self) -> bool:
+        """A standby reads as the active publisher does (Publisher.standby)."""
+        try:
+            stats = self.publisher.standby()
+        except RacepubError as e:
+            log.error("standby read failed: %s", e)
+            return False
+        if stats.new_points or stats.ms["total"] > 1000 * self.publisher.race.interval_s:
+            log.debug("standby: %d new points in %.0f ms", stats.new_points, stats.ms["total"])
+        return True
 
     def _hold(self) -> bool:
         if self.lock is None:

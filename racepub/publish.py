@@ -26,7 +26,7 @@ from .race import RaceState, chunk_body
 from .render import environment, json_bytes, page_context, render_page
 from .sink import Sink, open_sink
 from .source import PointSource
-from .timefmt import ts
+from .timefmt import iso, ts
 from .track import Chunk
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,8 @@ UPLOAD_THREADS = 16
 WRITE_INTERVALS = 2  # a sink silent for about this many intervals fails the cycle
 COMPRESS_THREADS = 2
 PAGE_EVERY_S = 30.0
+PROGRESS_EVERY_S = 5.0  # a long catch-up logs how far it has got this often
+STANDBY_KEEP_S = 600.0  # a standby keeps chunks this long for the takeover
 
 
 @dataclass
@@ -98,6 +100,7 @@ class Publisher:
         self.seq: int | None = None
         self._dropped_before: Counter[str] = Counter()
         self._page_at, self._page_state = -math.inf, ""
+        self._current = False  # a standby has read all there was
 
     def close(self) -> None:
         self.source.close()
@@ -159,32 +162,13 @@ class Publisher:
         t0 = time.perf_counter()
         if self.seq is None:
             self._resume()
+            # Chunks cut while standing by that the sink has already.
+            for key in [k for k in self.pending if k in self.listed]:
+                del self.pending[key]
+                self.listed.discard(key)
         assert self.seq is not None
         now = self.clock()
-        read_s = update_s = 0.0
-        batches = self.source.read(now)
-        while True:  # read and apply batch by batch: memory stays bounded
-            t_read = time.perf_counter()
-            rows = next(batches, None)
-            read_s += time.perf_counter() - t_read
-            if rows is None:
-                break
-            t_update = time.perf_counter()
-            accepted, chunks = self.state.update(rows, now)
-            stats.new_points += accepted
-            if self.large is not None:
-                self.pending_chunks.extend(chunks)
-            for chunk in chunks if self.large is None else ():
-                if chunk.key in self.listed:  # published before a restart: never rewritten
-                    self.listed.discard(chunk.key)
-                else:
-                    self.pending[chunk.key] = json_bytes(chunk_body(chunk))
-            update_s += time.perf_counter() - t_update
-        dropped = self.state.dropped_total()
-        stats.reasons = {k: v - self._dropped_before.get(k, 0) for k, v in dropped.items()
-                         if v > self._dropped_before.get(k, 0)}
-        stats.dropped = sum(stats.reasons.values())
-        self._dropped_before = dropped
+        read_s, update_s = self._advance(now, stats)
         t2 = time.perf_counter()
 
         seq = self.seq + 1
@@ -246,6 +230,64 @@ class Publisher:
                     "render": (t3 - t2) * 1000, "compress": (t_compress - t3) * 1000,
                     "upload": (t4 - t_compress) * 1000, "total": (t4 - t0) * 1000}
         return stats
+
+    def standby(self) -> CycleStats:
+        """While another publisher holds the race: read and apply the source
+        as it does, publishing nothing, so that taking over costs a cycle,
+        not a catch-up. What the other writes meanwhile is read back at
+        takeover (forget_sink): chunks it has published are not written
+        again; chunks cut here more than STANDBY_KEEP_S ago are let go (the
+        active publisher has packed them long since, or is not publishing)."""
+        stats = CycleStats(racers=len(self.race.racers))
+        t0 = time.perf_counter()
+        now = self.clock()
+        read_s, update_s = self._advance(now, stats)
+        if self.large is not None:
+            keep = now - STANDBY_KEEP_S
+            self.pending_chunks = [c for c in self.pending_chunks if c.xyt[-1] >= keep]
+        stats.ms = {"read": read_s * 1000, "update": update_s * 1000,
+                    "total": (time.perf_counter() - t0) * 1000}
+        if not self._current:
+            self._current = True
+            log.info("standby is current: %d rows read in %.1f s; ready to take over",
+                     self.source.rows_read, stats.ms["total"] / 1000)
+        return stats
+
+    def _advance(self, now: float, stats: CycleStats) -> tuple[float, float]:
+        """Read the new rows and apply them, batch by batch (memory stays
+        bounded). A long catch-up (a restart hours into a race) says how it
+        is getting on every PROGRESS_EVERY_S. Returns (read s, update s)."""
+        read_s = update_s = 0.0
+        said = start = time.monotonic()
+        batches = self.source.read(now)
+        while True:
+            t_read = time.perf_counter()
+            rows = next(batches, None)
+            read_s += time.perf_counter() - t_read
+            if rows is None:
+                break
+            t_update = time.perf_counter()
+            accepted, chunks = self.state.update(rows, now)
+            stats.new_points += accepted
+            if self.large is not None:
+                self.pending_chunks.extend(chunks)
+            for chunk in chunks if self.large is None else ():
+                if chunk.key in self.listed:  # published before a restart: never rewritten
+                    self.listed.discard(chunk.key)
+                else:
+                    self.pending[chunk.key] = json_bytes(chunk_body(chunk))
+            update_s += time.perf_counter() - t_update
+            if time.monotonic() - said >= PROGRESS_EVERY_S:
+                said = time.monotonic()
+                newest = max((r.t for r in rows if r.t is not None), default=None)
+                log.info("catching up: %d rows read in %.0f s, up to %s", self.source.rows_read,
+                         said - start, iso(newest) if newest is not None else "?")
+        dropped = self.state.dropped_total()
+        stats.reasons = {k: v - self._dropped_before.get(k, 0) for k, v in dropped.items()
+                         if v > self._dropped_before.get(k, 0)}
+        stats.dropped = sum(stats.reasons.values())
+        self._dropped_before = dropped
+        return read_s, update_s
 
     def _never_regress(self) -> None:
         """Refuse to publish a race behind what spectators already see."""

@@ -84,9 +84,12 @@ class RaceState:
     def update(self, rows: Iterable[Row], now: float) -> tuple[int, list[Chunk]]:
         """Check and apply new rows; return (rows accepted, chunks now full).
 
-        Rows are checked as columns. The usual row (a racer's one fix this
-        cycle, clean, on time) goes the vectorised way (_advance_usual);
-        any other row the general way, one at a time, with the same result."""
+        Rows are checked as columns. Clean, on-time rows go the vectorised
+        way (_advance_usual) in rounds: each racer's first fix of the batch,
+        then each one's second, and so on (a catch-up after a restart reads
+        hundreds a racer). Rows needing a phone's clock or a hold, and
+        whatever _advance_usual finds unusual, go the general way, one at a
+        time, with the same result."""
         rows = rows if isinstance(rows, list) else list(rows)
         counted = self._track_drops["accepted"]
         chunks: list[Chunk] = []
@@ -94,7 +97,7 @@ class RaceState:
         usual = self._check(rows, now, per_racer)
         for i, fixes in self._due(now).items():
             per_racer.setdefault(i, []).extend(fixes)
-        if per_racer:  # a racer with a held fix or several this cycle: not the usual way
+        if per_racer:  # a racer with a held fix this cycle: all theirs the general way
             in_general = np.fromiter(per_racer, dtype=np.int64, count=len(per_racer))
             moved = np.isin(usual[0], in_general)
             for k in np.flatnonzero(moved).tolist():
@@ -103,8 +106,17 @@ class RaceState:
             usual = tuple(a[~moved] for a in usual)  # type: ignore[assignment]
         for i, fixes in per_racer.items():
             chunks.extend(self._add(self.order[i], fixes))
-        if len(usual[0]):
-            self._advance_usual(*usual, chunks)
+        idx, t, lat, lon = usual
+        if len(idx):
+            # In time order per racer (stable: equal times keep their order,
+            # as Track.add's sort does); round k holds each racer's k-th fix.
+            order = np.lexsort((t, idx))
+            idx, t, lat, lon = idx[order], t[order], lat[order], lon[order]
+            starts = np.flatnonzero(np.r_[True, idx[1:] != idx[:-1]])
+            nth = np.arange(len(idx)) - np.repeat(starts, np.diff(np.r_[starts, len(idx)]))
+            for k in range(int(nth.max()) + 1):
+                sel = np.flatnonzero(nth == k)
+                self._advance_usual(idx[sel], t[sel], lat[sel], lon[sel], chunks)
         for racer_id in list(self._after_gap):  # held fixes whose next fix never came
             track = self.tracks[racer_id]
             chunks.extend(track.settle(now))
@@ -115,10 +127,9 @@ class RaceState:
 
     def _check(self, rows: list[Row], now: float, slow: dict[int, list[Fix]]
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The rows' checks as columns. Drops are counted; fixes of racers
-        with several this cycle, or needing a phone's clock or a hold, go to
-        `slow` (by racer index). Returns the usual fixes: (racer index, t,
-        lat, lon), one per racer."""
+        """The rows' checks as columns. Drops are counted; fixes needing a
+        phone's clock or a hold go to `slow` (by racer index). Returns the
+        rest: (racer index, t, lat, lon)."""
         empty = np.zeros(0)
         if not rows:
             return np.zeros(0, dtype=np.int64), empty, empty, empty
@@ -169,13 +180,7 @@ class RaceState:
             else:  # counted against the racer, and published with their record
                 self.order[int(idx[k])].drop(name)
         good = np.flatnonzero(timely & ~too_early & ~too_late)
-        gi = idx[good]
-        uniq, first, counts = np.unique(gi, return_index=True, return_counts=True)
-        for k in good[np.isin(gi, uniq[counts > 1])].tolist():
-            slow.setdefault(int(idx[k]), []).append(Fix(float(t[k]), float(lat[k]),
-                                                        float(lon[k])))
-        single = good[first[counts == 1]]
-        return idx[single], t[single], lat[single], lon[single]
+        return idx[good], t[good], lat[good], lon[good]
 
     def _one_row(self, row: Row, now: float, slow: dict[int, list[Fix]]) -> None:
         """A row whose phone's clock is corrected, or which is held until its

@@ -95,6 +95,17 @@ def insert_points(dsn: str, table: str, columns: tuple[str, ...],
         cur.executemany(query, rows)
 
 
+def copy_points(dsn: str, table: str, columns: tuple[str, ...],
+                rows: list[tuple[Any, ...]]) -> None:
+    """insert_points for hundreds of thousands of rows: COPY."""
+    query = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(*table.split(".")), sql.SQL(", ").join(map(sql.Identifier, columns)))
+    with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor() as cur, \
+            cur.copy(query) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
 def versions(s3: Any, bucket: str) -> dict[str, int]:
     """How often each key was written (the bucket is versioned)."""
     counts: dict[str, int] = {}

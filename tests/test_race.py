@@ -11,7 +11,7 @@ import pytest
 from racepub.config import Race, Racer
 from racepub.course import Course
 from racepub.race import RaceState, Row
-from racepub.track import racer_key
+from racepub.track import Fix, racer_key
 from tests.helpers import STOPS
 
 START = datetime(2014, 7, 25, 15, 0, tzinfo=UTC)
@@ -173,3 +173,62 @@ def test_hostile_names_are_kept_whole_but_shortened_for_display() -> None:
     names = {r["id"]: r["name"] for r in state.snapshot(T0, 1)["racers"]}
     assert names["a"] == "x" * 79 + "…"
     assert names["b c'\""] == "Zoë 🏃‍♀️ \"quoted\" <b>&amp;</b> newline"
+
+
+def noisy_rows(seed: int, racers: int) -> list[Row]:
+    """Fixes as phones send them: GPS noise, duplicates, fixes out of order,
+    jumps, silences of minutes, bursts, and racers who finish."""
+    import random
+
+    rnd = random.Random(seed)
+    rows = []
+    for k in range(racers):
+        speed = 2.5 + 0.5 * (k % 4)
+        t, d = rnd.uniform(0, 5), 0.0
+        while t < 1100 and d < COURSE.length_m + 50:
+            lat, lon = COURSE.at(d)
+            noise = 8e-5 * rnd.random()
+            rows.append(Row(f"r{k}", T0 + t, lat + noise, lon - noise))
+            roll = rnd.random()
+            if roll < 0.05:
+                rows.append(rows[-1])  # the same fix twice
+            elif roll < 0.08:
+                far = COURSE.at(min(COURSE.length_m, d + 1500))
+                rows.append(Row(f"r{k}", T0 + t + 1, far[0], far[1]))  # a jump
+            elif roll < 0.1 and len(rows) > 3:
+                rows.append(rows[-3])  # an old fix again: out of order
+            gap = 150.0 if roll > 0.985 else rnd.choice((0.5, 2.0, 3.0, 5.0))
+            t += gap
+            d += speed * gap
+    return rows
+
+
+def test_vectorised_rounds_give_the_general_result() -> None:
+    """Rows in one big batch (a catch-up: the vectorised rounds), one
+    interval's worth at a time (a live race), and each racer's fixes
+    through Track.add (the general way) leave every track the same."""
+    racers = tuple(Racer(f"r{k}", f"R{k}", "vehicle" if k == 5 else "runner")
+                   for k in range(12))
+    rows = noisy_rows(7, len(racers))
+    rows.sort(key=lambda r: r.t)  # as they arrive
+
+    batch = make_state(*racers, chunk_points=10)
+    batch.update(rows, now=T0 + 1200)
+    live = make_state(*racers, chunk_points=10)
+    for at in range(0, 1200, 2):
+        live.update([r for r in rows if at <= r.t - T0 < at + 2], now=T0 + at + 2)
+    general = make_state(*racers, chunk_points=10)
+    for racer in racers:
+        general.tracks[racer.id].add(
+            [Fix(r.t, r.lat, r.lon) for r in rows if r.racer_id == racer.id])
+
+    def seen(state: RaceState) -> list[tuple[object, ...]]:
+        return [(t.racer.id, t.last, round(t.distance_m, 6), t.finish_t, t.chunks,
+                 t.tail(), dict(t.dropped)) for t in state.tracks.values()]
+
+    assert seen(batch) == seen(general)
+    # Live, a fix whose next came in a later cycle is settled by then; the
+    # same fixes are accepted and the same distance covered.
+    assert seen(live) == seen(general)
+    assert sum(t.finish_t is not None for t in general.tracks.values()) >= 6
+    assert sum(t.dropped["jump"] for t in general.tracks.values()) > 10
