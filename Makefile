@@ -15,15 +15,16 @@ lint: $(STAMP)
 	$(BIN)/ruff check racepub tests bench
 
 typecheck: $(STAMP)
-	$(BIN)/mypy racepub
+	$(BIN)/mypy racepub bench
 
 pytest: $(STAMP)
 	$(BIN)/pytest
 
-# Cycle cost at 5..50,000 racers beside a naive baseline, and spectators under
-# nginx + wrk (installed with apt-get when root); writes bench/RESULTS.md (~8 min).
+# Cycle cost at 5..50,000 racers beside a naive baseline and the previous
+# large-race form, restart and takeover, spectators under nginx + wrk
+# (installed with apt-get when root), real input; writes bench/RESULTS.md.
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m bench.run
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

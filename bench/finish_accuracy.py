@@ -4,17 +4,14 @@ Replays the founding race (racepub.simulate: 4 m GPS noise, a fix every ~2 s)
 30 times with different start offsets, so the noise differs each time, and
 prints the error of each racer's finish_s against the simulator's truth.
 
-    python bench/finish_accuracy.py
+    python -m bench.finish_accuracy
 """
 
 from __future__ import annotations
 
 import statistics
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from racepub.course import load_gpx
 from racepub.demo import DEMO_DIR, demo_config

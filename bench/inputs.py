@@ -9,11 +9,12 @@
   Chromium) through a caching proxy (nginx honouring Cache-Control, as a
   CDN does), with the page's polling before this work and now.
 
-    python bench/inputs.py            # prints a JSON result; bench/run.py tabulates it
+    python -m bench.inputs            # prints a JSON result; bench.run tabulates it
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,19 +32,15 @@ from typing import Any
 import boto3
 import psycopg
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from run import FIX_EVERY_S, INTERVAL_S, generate, write_race  # noqa: E402
-from spectators import NGINX, NGINX_CONF, tools_missing  # noqa: E402
-
-from racepub.config import Source  # noqa: E402
-from racepub.demo import demo_config  # noqa: E402
-from racepub.localdb import LocalPostgres, free_port  # noqa: E402
-from racepub.publish import Publisher  # noqa: E402
-from racepub.simulate import create_table, fixes, insert  # noqa: E402
-from racepub.source import PointSource  # noqa: E402
+from bench.marathon import FIX_EVERY_S, INTERVAL_S, ROOT, generate, write_race
+from bench.spectators import NGINX, NGINX_CONF, tools_missing
+from racepub.config import Source
+from racepub.course import Course
+from racepub.demo import demo_config
+from racepub.localdb import LocalPostgres, free_port
+from racepub.publish import Publisher
+from racepub.simulate import create_table, fixes, insert
+from racepub.source import PointSource
 
 READ_RACERS = 10_000
 CYCLES = 8
@@ -69,12 +67,12 @@ def read_cost() -> dict[str, Any]:
             conn.execute("CREATE INDEX ON live_points (recorded_at)")
             conn.execute("ANALYZE live_points")
         ids = [str(i) for i in range(READ_RACERS)]
-        base = dict(table="live_points", racer="user_id", time="recorded_at", lat="lat",
-                    lon="lon")
-        sources = {"time cursor (lookback_s = 30)": PointSource(dsn, Source(**base), ids,
+        base = Source(table="live_points", racer="user_id", time="recorded_at", lat="lat",
+                      lon="lon")
+        sources = {"time cursor (lookback_s = 30)": PointSource(dsn, base, ids,
                                                                  start.timestamp()),
-                   "ingest = \"id\"": PointSource(dsn, Source(**base, ingest="id"), ids,
-                                                  start.timestamp())}
+                   "ingest = \"id\"": PointSource(dsn, dataclasses.replace(base, ingest="id"),
+                                                  ids, start.timestamp())}
         for source in sources.values():  # the catch-up read of a start
             for _ in source.read(time.time()):
                 pass
@@ -101,7 +99,7 @@ def read_cost() -> dict[str, Any]:
         db.destroy()
 
 
-FLOODS = {
+FLOODS: dict[str, Callable[[Course], tuple[float, float]]] = {
     "standing still": lambda course: course.at(1500.0),
     "off course": lambda course: (course.at(1500.0)[0] + 0.05, course.at(1500.0)[1]),
     "at the finish line": lambda course: course.at(course.length_m),
@@ -122,9 +120,9 @@ def flood_cost() -> dict[str, Any]:
             race = cfg.race("outrunthet")
             pub = Publisher(cfg, race)
             with psycopg.connect(dsn, autocommit=True) as conn:
-                create_table(conn, cfg)  # type: ignore[arg-type]
+                create_table(conn, cfg)
                 t = starts_at.timestamp()
-                insert(conn, cfg, list(fixes(race, pub.course, t, t + 600)))  # type: ignore[arg-type]
+                insert(conn, cfg, list(fixes(race, pub.course, t, t + 600)))
             pub.cycle()
             cycles, objects = [], []
             for c in range(CYCLES):
@@ -135,7 +133,7 @@ def flood_cost() -> dict[str, Any]:
                     rows += [("1004", a + k / 1000, lat + (k % 7) * 1e-6, lon)
                              for k in range(10_000)]
                 with psycopg.connect(dsn, autocommit=True) as conn:
-                    insert(conn, cfg, rows)  # type: ignore[arg-type]
+                    insert(conn, cfg, rows)
                 stats = pub.cycle()
                 cycles.append(stats.ms["total"])
                 objects.append(stats.objects)

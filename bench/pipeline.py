@@ -3,7 +3,7 @@
 for N racers 10 minutes into a marathon, 1 fix per racer every 5 s, 2 s
 cycles. Quick to run while optimising.
 
-    python bench/pipeline.py 10000
+    python -m bench.pipeline 10000
 """
 
 from __future__ import annotations
@@ -15,13 +15,11 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from racepub.config import Race, Racer
 from racepub.course import Course, load_gpx
 from racepub.demo import DEMO_DIR
+from racepub.large import LargeForm
 from racepub.race import RaceState, Row
 from racepub.render import json_bytes
 
@@ -55,40 +53,37 @@ def main(n: int) -> None:
     state.update(rows_between(0, 600), T0 + 600)
     publish = publisher(state)
     publish(T0 + 600, 0)
-    times: dict[str, list[float]] = {"update": [], "snapshot": [], "json": [], "gzip": []}
+    times: dict[str, list[float]] = {"update": [], "render": [], "gzip": []}
     for c in range(5):
         a = 600 + 2 * c
         rows = rows_between(a, a + 2)
         t0 = time.perf_counter()
         state.update(rows, T0 + a + 2)
         t1 = time.perf_counter()
-        snaps = publish(T0 + a + 2, c + 1)
+        bodies = publish(T0 + a + 2, c + 1)
         t2 = time.perf_counter()
-        bodies = [json_bytes(s) for s in snaps]
-        t3 = time.perf_counter()
         gz = [gzip.compress(b, 6) for b in bodies]
-        t4 = time.perf_counter()
-        for k, v in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+        t3 = time.perf_counter()
+        for k, v in zip(times, (t1 - t0, t2 - t1, t3 - t2), strict=True):
             times[k].append(v)
     medians = ", ".join(f"{k} {sorted(v)[2] * 1000:.0f} ms" for k, v in times.items())
     sizes = f"snapshot {len(bodies[0]):,} / {len(gz[0]):,} gz bytes"
     if len(bodies) > 1:
-        sizes += f", a shard {len(bodies[1]):,} / {len(gz[1]):,} gz ({len(bodies) - 1} written)"
+        sizes += f", {len(bodies) - 1} more objects, {sum(map(len, gz[1:])):,} gz bytes"
     print(f"{n} racers, {len(rows)} new fixes a cycle: {medians}; {sizes}")
 
 
-def publisher(state: RaceState) -> Callable[[float, int], list[dict[str, Any]]]:
-    """What a cycle renders: the snapshot, and for a large race the shards due."""
-    race = state.race
-    if not race.large:
-        return lambda now, seq: [state.snapshot(now, seq)]
-    turn = [0]
+def publisher(state: RaceState) -> Callable[[float, int], list[bytes]]:
+    """What a cycle renders: the snapshot, and for a large race every live
+    shard and the pack and trail groups due (large.py)."""
+    if not state.race.large:
+        return lambda now, seq: [json_bytes(state.snapshot(now, seq))]
+    form = LargeForm(state.race, state)
 
-    def large(now: float, seq: int) -> list[dict[str, Any]]:
-        due = [(turn[0] + i) % race.shards for i in range(min(race.shards, race.shard_writes))]
-        turn[0] += len(due)
-        snap, shards = state.large_snapshot(now, seq, due, 0.0)
-        return [snap, *shards.values()]
+    def large(now: float, seq: int) -> list[bytes]:
+        cycle = form.cycle(now, seq, state.moment(now), [])
+        cycle.commit()
+        return [json_bytes(cycle.snapshot), *(o.body for o in cycle.objects)]
 
     return large
 

@@ -36,13 +36,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import boto3
 import psycopg
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from run import BUCKET, FIX_EVERY_S, INTERVAL_S, generate, write_race  # noqa: E402
-
-from racepub.localdb import LocalPostgres, free_port  # noqa: E402
+from bench.marathon import BUCKET, FIX_EVERY_S, INTERVAL_S, generate, write_race
+from racepub.localdb import LocalPostgres, free_port
 
 RACERS = 1000
 AGE_S = 600

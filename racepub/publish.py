@@ -7,7 +7,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,7 +22,7 @@ from .course import load_gpx
 from .errors import SinkError, SourceError
 from .large import LargeForm
 from .objects import Object
-from .race import RaceState, chunk_body
+from .race import RaceState, Row, chunk_body
 from .render import environment, json_bytes, page_context, render_page
 from .sink import Sink, open_sink
 from .source import PointSource
@@ -254,12 +254,18 @@ class Publisher:
         return stats
 
     def _advance(self, now: float, stats: CycleStats) -> tuple[float, float]:
-        """Read the new rows and apply them, batch by batch (memory stays
-        bounded). A long catch-up (a restart hours into a race) says how it
-        is getting on every PROGRESS_EVERY_S. Returns (read s, update s)."""
+        """Read the new rows and apply them (catch_up)."""
+        return self.catch_up(self.source.read(now), now, stats)
+
+    def catch_up(self, batches: Iterator[list[Row]], now: float,
+                 stats: CycleStats | None = None) -> tuple[float, float]:
+        """Apply rows batch by batch (memory stays bounded): every cycle's
+        read, a restart's catch-up, a standby's reading along. A long one (a
+        restart hours into a race) says how it is getting on every
+        PROGRESS_EVERY_S. Returns (seconds reading, seconds applying)."""
+        stats = stats or CycleStats(racers=len(self.race.racers))
         read_s = update_s = 0.0
         said = start = time.monotonic()
-        batches = self.source.read(now)
         while True:
             t_read = time.perf_counter()
             rows = next(batches, None)
@@ -280,7 +286,7 @@ class Publisher:
             if time.monotonic() - said >= PROGRESS_EVERY_S:
                 said = time.monotonic()
                 newest = max((r.t for r in rows if r.t is not None), default=None)
-                log.info("catching up: %d rows read in %.0f s, up to %s", self.source.rows_read,
+                log.info("catching up: %d new points in %.0f s, up to %s", stats.new_points,
                          said - start, iso(newest) if newest is not None else "?")
         dropped = self.state.dropped_total()
         stats.reasons = {k: v - self._dropped_before.get(k, 0) for k, v in dropped.items()
