@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -135,6 +136,7 @@ def real_parts() -> Iterator[Parts]:
         moto.terminate()
         moto.wait(timeout=10)
         db.destroy()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def rss_mb() -> float:

@@ -57,7 +57,7 @@ class Object:
 
 def gzip_bytes(body: bytes) -> bytes:
     # mtime=0: the same body always compresses to the same bytes.
-    return gzip.compress(body, compresslevel=6, mtime=0)
+    return gzip.compress(body, compresslevel=5, mtime=0)
 
 
 def content_type(key: str) -> str:
