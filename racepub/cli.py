@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
 from . import __version__
 from .errors import RacepubError, UsageError
+from .logs import configure
 
 
 class _Parser(argparse.ArgumentParser):
@@ -16,19 +16,48 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="racepub", description="Publish a live race to S3/CloudFront.")
-    p.add_argument("--version", action="version", version=f"racepub {__version__}")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+RUN_EPILOG = """\
+environment:
+  RACEPUB_DATABASE_URL   the source database's DSN (overrides [database] dsn;
+                         never logged or published)
+  RACEPUB_CONFIG         the config file when --config is not given
+  AWS_PROFILE, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION
+                         S3 credentials, the usual boto3 chain
 
-    def race_cmd(name: str, help: str) -> argparse.ArgumentParser:
-        c = sub.add_parser(name, help=help)
+exit codes:
+  0  stopped by SIGTERM/SIGINT (or --once published)
+  1  a cycle failed (--once), or the database or sink cannot be used
+  2  bad usage or config: fix it; restarting will not help
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    # -v and --log-format work before or after the subcommand: the same
+    # options on every subparser, left unset there unless given.
+    def logging_options(top: bool) -> _Parser:
+        opts = _Parser(add_help=False)
+        opts.add_argument("-v", "--verbose", action="store_true",
+                          default=False if top else argparse.SUPPRESS, help="debug logging")
+        opts.add_argument("--log-format", choices=("text", "json"),
+                          default="text" if top else argparse.SUPPRESS,
+                          help="text (default), or one JSON object per line")
+        return opts
+
+    common = logging_options(top=False)
+    p = _Parser(prog="racepub", description="Publish a live race to S3/CloudFront.",
+                parents=[logging_options(top=True)])
+    p.add_argument("--version", action="version", version=f"racepub {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser,
+                           metavar="COMMAND")
+
+    def race_cmd(name: str, help: str, epilog: str | None = None) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help, description=help, epilog=epilog, parents=[common],
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         c.add_argument("--race", required=True, help="race name, as in [races.NAME]")
         c.add_argument("--config", help="config file (default $RACEPUB_CONFIG or ./racepub.toml)")
         return c
 
-    run = race_cmd("run", "publish the race every interval_s seconds")
+    run = race_cmd("run", "publish the race every interval_s seconds", RUN_EPILOG)
     run.add_argument("--once", action="store_true", help="publish one cycle and exit")
     run.add_argument("--metrics-port", type=_port, help="serve Prometheus metrics on this port")
     run.add_argument("--metrics-host", default="127.0.0.1",
@@ -36,12 +65,18 @@ def parser() -> argparse.ArgumentParser:
     race_cmd("status", "what spectators see now: seq and age of the published snapshot")
     race_cmd("check", "preflight: config, database, course, sink")
     sim = race_cmd("simulate", "write simulated points for the racers into the source table")
-    sim.add_argument("--speed", type=_positive, default=1.0, help="racers move X times faster")
+    sim.add_argument("--speed", type=_positive, default=1.0,
+                     help="racers move this many times faster than real (default 1)")
     serve = race_cmd("serve", "serve a dir: sink on 127.0.0.1 with CDN-like headers")
-    serve.add_argument("--port", type=_port, default=8000)
-    demo = sub.add_parser("demo", help="the founding race on a throwaway PostgreSQL")
-    demo.add_argument("--port", type=_port, default=None, help="default: a free port")
-    demo.add_argument("--speed", type=_positive, default=1.0)
+    serve.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
+    demo = sub.add_parser("demo", help="the founding race on a throwaway PostgreSQL",
+                          description="the founding race on a throwaway PostgreSQL: "
+                          "simulated racers, the publisher, and the page on 127.0.0.1",
+                          parents=[common])
+    demo.add_argument("--port", type=_port, default=None,
+                      help="port for the page (default: a free one)")
+    demo.add_argument("--speed", type=_positive, default=1.0,
+                      help="the simulated race runs this many times faster (default 1)")
     return p
 
 
@@ -71,10 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         print(e, file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    for noisy in ("apscheduler", "botocore", "boto3", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure(args.verbose, args.log_format)
     try:
         return _dispatch(args)
     except UsageError as e:

@@ -35,7 +35,7 @@ def run_once(publisher: Publisher, metrics: Metrics | None = None) -> bool:
         if metrics:
             metrics.failures.labels(stage).inc()
         return False
-    log.info("%s", stats.line())
+    log.info("%s", stats.line(), extra={"fields": stats.fields()})
     if metrics:
         metrics.published(stats.seq, stats.ms["total"] / 1000, stats.new_points, stats.reasons,
                           stats.bytes)

@@ -49,6 +49,13 @@ class CycleStats:
     bytes: int = 0
     ms: dict[str, float] = field(default_factory=dict)
 
+    def fields(self) -> dict[str, Any]:
+        """The cycle's figures as keys (a JSON log line's)."""
+        return {"seq": self.seq, "racers": self.racers, "new": self.new_points,
+                "dropped": self.dropped, "dropped_by": dict(self.reasons),
+                "objects": self.objects, "bytes": self.bytes,
+                **{f"{k}_ms": round(v, 1) for k, v in self.ms.items()}}
+
     def line(self) -> str:
         stages = " ".join(f"{k}={v:.0f}ms" for k, v in self.ms.items())
         why = ",".join(f"{k}:{v}" for k, v in sorted(self.reasons.items()))

@@ -52,10 +52,11 @@
       .bindTooltip("Finish").addTo(map);
   }
 
-  function colorOf(r, i) { return r.color || palette[i % palette.length]; }
+  // By id, not by place: a racer who overtakes keeps their colour.
+  function colorOf(r) { return r.color || palette[fnv1a(r.id) % palette.length]; }
 
   function drawRacer(r, i, withTrail) {
-    var color = colorOf(r, i);
+    var color = colorOf(r);
     if (withTrail) {
       if (!trails[r.id]) trails[r.id] = L.polyline([], { color: color, weight: 3, opacity: 0.85 }).addTo(map);
       var pts = snapshot && snapshot.field ? followedTrail() : [];
@@ -157,7 +158,7 @@
       name.title = r.name;
       var sw = document.createElement("span");
       sw.className = "swatch " + r.kind;
-      sw.style.background = colorOf(r, i);
+      sw.style.background = colorOf(r);
       name.appendChild(sw);
       var label = document.createElement("span");
       label.className = "name";

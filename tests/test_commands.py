@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import socket
 import urllib.request
 from datetime import datetime, timedelta
@@ -16,7 +17,8 @@ from racepub.cli import main
 from racepub.serve import make_server, serve_in_thread
 from racepub.simulate import create_table, fixes, simulate, truths
 from racepub.timefmt import ts
-from tests.helpers import create_points_table, now_utc, write_race
+from tests.helpers import POINTS_DDL, create_points_table, insert_points, now_utc, write_race
+from tests.test_publish import truth_rows
 
 TABLE_DDL = ("CREATE TABLE live_points (user_id text, recorded_at timestamptz, "
              "lat float8, lon float8)")
@@ -209,3 +211,42 @@ def test_ports_out_of_range_and_busy_are_one_line(tmp_path: Path,
                      "--port", str(port)]) == 1
         err = capsys.readouterr().err
         assert err.strip() == f"racepub: cannot listen on 127.0.0.1:{port}: Address already in use"
+
+
+def test_cli_explains_itself(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every option of every command says what it does; `run --help` names
+    the environment and the exit codes; -v works after the command too."""
+    import argparse
+
+    from racepub.cli import parser
+
+    p = parser()
+    subs = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in subs.choices.items():
+        for action in sub._actions:
+            assert action.help, (name, action.option_strings)
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = capsys.readouterr().out
+    for said in ("RACEPUB_DATABASE_URL", "RACEPUB_CONFIG", "AWS_PROFILE", "exit codes",
+                 "2  bad usage or config"):
+        assert said in text
+    assert p.parse_args(["status", "--race", "t", "-v"]).verbose is True
+    assert p.parse_args(["-v", "status", "--race", "t"]).verbose is True
+    assert p.parse_args(["status", "--race", "t"]).verbose is False
+    assert p.parse_args(["run", "--race", "t", "--log-format", "json"]).log_format == "json"
+
+
+def test_json_logs_carry_the_cycle_as_keys(tmp_path: Path, dsn: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    create_points_table(dsn, POINTS_DDL)
+    setup = write_race(tmp_path, dsn)
+    insert_points(dsn, "live_points", ("user_id", "recorded_at", "lat", "lon"),
+                  truth_rows(setup, "1001", 3.0, 60))
+    assert main(["run", "--once", "--race", "t", "--config", str(setup.path),
+                 "--log-format", "json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    cycle = next(line for line in lines if "seq" in line)
+    assert cycle["level"] == "info" and cycle["message"].startswith("seq=1 ")
+    assert cycle["seq"] == 1 and cycle["new"] == 30 and cycle["total_ms"] > 0
+    assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)

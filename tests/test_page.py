@@ -16,6 +16,7 @@ import boto3
 import pytest
 
 from racepub import config
+from racepub.large import shard_of
 from racepub.publish import Publisher
 from tests.helpers import (
     POINTS_DDL,
@@ -261,12 +262,14 @@ def trail_ends(page: Any, color: str) -> dict[str, Any]:
     the map, and where their dot is: SVG user coordinates."""
     return page.evaluate("""(color) => {
         const trail = document.querySelector(`path[stroke="${color}"][stroke-width="3"]`);
-        const dot = document.querySelector(`path[fill="${color}"][stroke-width="2"]`);
-        if (!trail || !dot) return null;
+        if (!trail) return null;
         const a = trail.getPointAtLength(0), b = trail.getPointAtLength(trail.getTotalLength());
-        const box = dot.getBBox();
-        return {first: [a.x, a.y], last: [b.x, b.y],
-                dot: [box.x + box.width / 2, box.y + box.height / 2],
+        // Their dot: of the dots of their colour (ids may share one), the nearest.
+        const dots = [...document.querySelectorAll(`path[fill="${color}"][stroke-width="2"]`)]
+            .map(d => { const x = d.getBBox(); return [x.x + x.width / 2, x.y + x.height / 2]; });
+        const dot = dots.sort((p, q) => Math.hypot(p[0] - b.x, p[1] - b.y)
+                                        - Math.hypot(q[0] - b.x, q[1] - b.y))[0];
+        return {first: [a.x, a.y], last: [b.x, b.y], dot,
                 start: (() => { const s = document.querySelector('path[fill="#00572a"]').getBBox();
                                 return [s.x + s.width / 2, s.y + s.height / 2]; })()};
     }""", color)
@@ -307,7 +310,8 @@ def test_large_race_head_and_following_one_racer(large_race: LiveRace, open_page
     assert "#racer=Zo%C3%AB-7" in page.url
     assert len({u for u in page.requests if "/racers/" in u}) == 1  # one shard, polled
     # Their trail, from the start to their dot, read from the packs by range.
-    color = "#8e6c8a"  # palette[5]: the sixth row
+    palette = ["#e4572e", "#17bebb", "#ffc914", "#76b041", "#2e282a", "#8e6c8a", "#3a86ff"]
+    color = palette[shard_of("Zoë-7", 2**32) % len(palette)]  # by id, as the page colours
     page.wait_for_function("""(c) => {
         const t = document.querySelector(`path[stroke="${c}"][stroke-width="3"]`);
         return t && t.getTotalLength() > 30; }""", arg=color)
