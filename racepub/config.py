@@ -42,6 +42,14 @@ class Racer:
 
 
 @dataclass(frozen=True)
+class Checkpoint:
+    """A named point of the course, at a distance from the start: a split."""
+
+    name: str
+    distance_m: float
+
+
+@dataclass(frozen=True)
 class Race:
     id: str
     title: str
@@ -68,6 +76,8 @@ class Race:
     shard_above: int = 500
     shard_size: int = 1000  # racers per shard: about 20 KB gzipped
     head_size: int = 25  # leaderboard rows in a large race's snapshot.json
+    # Splits at these distances (and at the course GPX's named waypoints).
+    checkpoints: tuple[Checkpoint, ...] = ()
 
     @property
     def large(self) -> bool:
@@ -248,6 +258,15 @@ def _race(name: str, r: _Table, path: Path, errors: list[str]) -> Race | None:
         )
         rt.done()
         racers.append(racer)
+    checkpoints: list[Checkpoint] = []
+    for i, item in enumerate(r.array("checkpoints")):
+        ct = _Table(item, f"{r.key}.checkpoints[{i}]", path, errors)
+        cp_name = ct.get("name", _text, "a non-empty string", required=True)
+        distance = ct.get("distance_m", _float_range(0.001, 1_000_000),
+                          "metres from the start, 0..1000000", required=True)
+        ct.done()
+        if cp_name is not None and distance is not None:
+            checkpoints.append(Checkpoint(cp_name, distance))
     racers_file = r.get("racers_file", _file(base), "a CSV file (relative to the config file)")
     if racers_file is not None:
         racers.extend(_racers_csv(racers_file, errors))
@@ -276,7 +295,7 @@ def _race(name: str, r: _Table, path: Path, errors: list[str]) -> Race | None:
                 pace_window_s=pace_window_s, max_accuracy_m=max_accuracy_m,
                 min_fix_spacing_s=min_fix_spacing_s, max_kmh=max_kmh,
                 template_dir=template_dir, shard_above=shard_above, shard_size=shard_size,
-                head_size=head_size)
+                head_size=head_size, checkpoints=tuple(checkpoints))
 
 
 def _racers_csv(path: Path, errors: list[str]) -> list[Racer]:

@@ -13,6 +13,7 @@ import numpy as np
 from .clock import CLOCK_SLACK_S, FUTURE_HORIZON_S, FUTURE_TOLERANCE_S, MAX_HELD, PhoneClock
 from .config import Race
 from .course import PREFER_NEAR, Course
+from .splits import checkpoints, splits
 from .standings import STATUSES, Moment, Standings
 from .timefmt import iso, ts
 from .track import (
@@ -80,6 +81,7 @@ class RaceState:
         self.vehicles = [t for t in self.tracks.values() if t.racer.kind == "vehicle"]
         self.order = list(self.tracks.values())  # config order: the index of every column
         self.standings = Standings(self.order, race.stale_after_s)
+        self.checkpoints = checkpoints(race, self.course)  # [] : no splits published
 
     def update(self, rows: Iterable[Row], now: float) -> tuple[int, list[Chunk]]:
         """Check and apply new rows; return (rows accepted, chunks now full).
@@ -376,6 +378,8 @@ class RaceState:
         }
         if r.kind == "runner" and self.vehicles:
             out["vs_vehicles"] = [_versus(t, v) for v in self.vehicles]
+        if self.checkpoints:
+            out["splits"] = splits(t, self.checkpoints, self.start_t)
         if t.last is None:
             return out
         last = t.last

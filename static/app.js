@@ -221,6 +221,25 @@
     var msg = document.getElementById("find-msg");
     if (msg && following) msg.textContent = big.missing ? "No racer " + following + " in this race." : "";
     if (r && markers[r.id]) map.panTo(markers[r.id].getLatLng(), { animate: false });
+    renderSplits(r);
+  }
+
+  // The followed racer's time at each checkpoint (record.splits), if the race has any.
+  function renderSplits(r) {
+    var box = document.getElementById("splits");
+    box.hidden = !(r && r.splits && r.splits.length);
+    if (box.hidden) return;
+    document.getElementById("splits-title").textContent = "Splits — " + r.name;
+    var rows = document.createDocumentFragment();
+    r.splits.forEach(function (s) {
+      var tr = document.createElement("tr");
+      cell(tr, s.name, null, "th").scope = "row";
+      cell(tr, fmtDistance(s.distance_m));
+      cell(tr, s.at_s === null ? "–" : fmtClock(s.at_s));
+      cell(tr, s.at_s === null ? "" : fmtPace(s.pace_s_per_km));
+      rows.appendChild(tr);
+    });
+    box.querySelector("tbody").replaceChildren(rows);
   }
 
   // The rows and markers shown: every racer of a small race; for a large one

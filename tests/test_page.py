@@ -88,7 +88,9 @@ def live_race(tmp_path: Path, dsn: str, moto_server: str,
         id = "1004"
         name = "Kim"
     """
-    yield from publish_live(tmp_path, dsn, moto_server, racers, 'chunk_points = 20\nunits = "mi"',
+    checkpoint = '\n[[races.t.checkpoints]]\nname = "Packards Corner"\ndistance_m = 300\n'
+    yield from publish_live(tmp_path, dsn, moto_server, racers,
+                            'chunk_points = 20\nunits = "mi"' + checkpoint,
                             {"1001": 3.4, "1002": 3.1, "2001": 2.0})
 
 
@@ -210,8 +212,15 @@ def test_racer_link_follows_them(live_race: LiveRace, open_page: Any) -> None:
     page.locator("#board tbody tr", has_text="Sarah").click()
     assert page.evaluate("location.hash") == "#racer=1002"
     assert page.locator("#unfollow").inner_text() == "Following Sarah ✕"
+    # Their splits: at 3.1 m/s, 300 m after 97 s; the finish not yet.
+    splits = page.locator("#splits")
+    assert splits.is_visible() and "Splits — Sarah" in splits.inner_text()
+    rows = splits.locator("tbody tr").all_inner_texts()
+    assert rows[0].split("\t")[:3] == ["Packards Corner", "0.19 mi", "1:37"]
+    assert rows[1].startswith("Finish") and "–" in rows[1]
     page.locator("#unfollow").click()
     assert page.locator("#board tbody tr.following").count() == 0
+    assert page.locator("#splits").is_hidden()
     assert page.evaluate("location.hash") == ""
 
 

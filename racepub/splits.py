@@ -1,0 +1,64 @@
+"""Checkpoints and split times. Pure; no I/O.
+
+Checkpoints come from the config (`[[races.NAME.checkpoints]]`, name and
+distance) and from the course GPX's named waypoints, placed on the course
+by projection; the finish is always the last. A racer's split at a
+checkpoint is when they reached it: interpolated on their time-at-distance
+timeline (Track.time_at) between the fixes either side, as the finish is."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .config import Checkpoint, Race
+from .course import Course
+from .errors import ConfigError
+from .track import Track
+
+log = logging.getLogger(__name__)
+WAYPOINT_NEAR_M = 100.0  # a named waypoint further than this from the course is no checkpoint
+FINISH = "Finish"
+
+
+def checkpoints(race: Race, course: Course) -> list[Checkpoint]:
+    """In course order, the finish last; [] when there are none but the finish."""
+    found: list[Checkpoint] = []
+    length = course.length_m
+    for cp in race.checkpoints:
+        if cp.distance_m >= length:
+            raise ConfigError(f"races.{race.id}.checkpoints: {cp.name!r} at {cp.distance_m:g} m "
+                              f"is not before the finish ({length:.0f} m)")
+        found.append(cp)
+    for wpt in course.waypoints:
+        p = course.project(wpt.lat, wpt.lon, off_course_m=WAYPOINT_NEAR_M)
+        if p.offset_m > WAYPOINT_NEAR_M:
+            log.info("GPX waypoint %r is %.0f m from the course: not a checkpoint",
+                     wpt.name, p.offset_m)
+            continue
+        if 0.0 < p.distance_m < length - 1.0 and all(c.name != wpt.name for c in found):
+            found.append(Checkpoint(wpt.name, round(p.distance_m, 1)))
+    if not found:
+        return []
+    return sorted(found, key=lambda c: c.distance_m) + [Checkpoint(FINISH, round(length, 1))]
+
+
+def splits(track: Track, cps: list[Checkpoint], start_t: float) -> list[dict[str, Any]]:
+    """`[{name, distance_m, at_s, pace_s_per_km}]`: at_s from the start, null
+    until reached; the pace over the stretch since the previous split."""
+    out: list[dict[str, Any]] = []
+    prev_at: float | None = 0.0
+    prev_d = 0.0
+    for cp in cps:
+        if cp.name == FINISH and cp is cps[-1]:
+            t = track.finish_t
+        else:
+            t = track.time_at(cp.distance_m)
+        at = None if t is None else round(t - start_t, 1)
+        pace = None
+        if at is not None and prev_at is not None and cp.distance_m > prev_d:
+            pace = round((at - prev_at) / (cp.distance_m - prev_d) * 1000, 1)
+        out.append({"name": cp.name, "distance_m": cp.distance_m, "at_s": at,
+                    "pace_s_per_km": pace})
+        prev_at, prev_d = at, cp.distance_m
+    return out

@@ -1,0 +1,88 @@
+"""Checkpoints and splits: from config and from the course GPX's named
+waypoints, a split per racer at each, interpolated like the finish."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from racepub import config
+from racepub.config import Checkpoint, Racer
+from racepub.course import Course, Waypoint
+from racepub.errors import ConfigError
+from racepub.race import RaceState, Row
+from tests.helpers import STOPS, write_race
+from tests.test_race import COURSE, T0, make_state, run
+
+
+def test_splits_of_a_steady_runner_and_the_finish() -> None:
+    state = make_state(Racer("a", "A"), checkpoints=(Checkpoint("Half", 1000.0),
+                                                     Checkpoint("Quarter", 500.0)))
+    # 3.1 m/s, a fix every 2 s: 1000 m at 322.6 s, the finish at 731.1 s.
+    state.update(run("a", 0, 760, 3.1), now=T0 + 761)
+    rec = state.snapshot(T0 + 761, 1)["racers"][0]
+    names = [s["name"] for s in rec["splits"]]
+    assert names == ["Quarter", "Half", "Finish"]  # course order, the finish last
+    at = {s["name"]: s["at_s"] for s in rec["splits"]}
+    assert at["Quarter"] == pytest.approx(500 / 3.1, abs=1.0)
+    assert at["Half"] == pytest.approx(1000 / 3.1, abs=1.0)
+    assert at["Finish"] == rec["finish_s"] == pytest.approx(COURSE.length_m / 3.1, abs=1.0)
+    paces = [s["pace_s_per_km"] for s in rec["splits"]]
+    assert paces == pytest.approx([1000 / 3.1] * 3, abs=3)
+
+
+def test_split_not_reached_yet_is_null() -> None:
+    state = make_state(Racer("a", "A"), Racer("b", "B"),
+                       checkpoints=(Checkpoint("Half", 1000.0),))
+    state.update(run("a", 0, 200, 3.0), now=T0 + 201)  # 600 m; b has no fix
+    recs = {r["id"]: r for r in state.snapshot(T0 + 201, 1)["racers"]}
+    assert [s["at_s"] for s in recs["a"]["splits"]] == [None, None]
+    assert [s["at_s"] for s in recs["b"]["splits"]] == [None, None]
+
+
+def test_a_vehicles_split_is_when_it_arrived_not_when_it_left() -> None:
+    """The trolley reaches a stop at 1000 m after 125 s at 8 m/s, waits 40 s
+    there, and goes on: its split is 125 s (what the founding race argued about)."""
+    state = make_state(Racer("t", "T", kind="vehicle"),
+                       checkpoints=(Checkpoint("Stop", 1000.0),))
+    rows = run("t", 0, 124, 8.0) + [Row("t", T0 + 125 + k, *COURSE.at(1000.0 + (k % 2) * 0.5))
+                                    for k in range(0, 40, 2)]
+    rows += run("t", 166, 200, 8.0, d0=1000.0)
+    state.update(rows, now=T0 + 201)
+    split = state.snapshot(T0 + 201, 1)["racers"][0]["splits"][0]
+    assert split["at_s"] == pytest.approx(125, abs=1.5)
+
+
+def test_checkpoints_from_named_gpx_waypoints() -> None:
+    near = COURSE.at(800.0)
+    far = (near[0] + 0.01, near[1])  # ~1.1 km away: a car park, not a checkpoint
+    course = Course(STOPS, waypoints=[Waypoint("Packards Corner", near[0] + 0.0002, near[1]),
+                                      Waypoint("Car park", *far)])
+    state = RaceState(make_state(Racer("a", "A")).race, course)
+    # 22 m off the line, projected onto it; the car park is left out.
+    assert [c.name for c in state.checkpoints] == ["Packards Corner", "Finish"]
+    assert state.checkpoints[0].distance_m == pytest.approx(800, abs=15)
+    assert state.checkpoints[1].distance_m == pytest.approx(course.length_m, abs=0.1)
+    # Without any, records carry no splits at all.
+    assert "splits" not in make_state(Racer("a", "A")).snapshot(T0, 1)["racers"][0]
+
+
+def test_checkpoint_config_errors(tmp_path: Path) -> None:
+    setup = write_race(tmp_path, "postgresql://x@127.0.0.1:1/x", extra="""
+        [[races.t.checkpoints]]
+        name = "Nowhere"
+
+        [[races.t.checkpoints]]
+        name = "Beyond"
+        distance_m = -5
+    """)
+    with pytest.raises(ConfigError) as e:
+        config.load(str(setup.path))
+    said = str(e.value)
+    assert "races.t.checkpoints[0].distance_m: missing" in said
+    assert "races.t.checkpoints[1].distance_m = -5" in said
+    race = replace(make_state(Racer("a", "A")).race, checkpoints=(Checkpoint("Moon", 1e6),))
+    with pytest.raises(ConfigError, match=r"'Moon' at 1e\+06 m is not before the finish"):
+        RaceState(race, COURSE)
