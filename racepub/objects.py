@@ -25,7 +25,7 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 PAGE_CACHE = "public, max-age=60"
 # Compressing these pays off; images are compressed already.
 COMPRESSIBLE = ("application/json", "text/html", "text/css", "text/javascript",
-                "image/svg+xml")
+                "text/csv", "image/svg+xml")
 
 mimetypes.add_type("text/javascript", ".js")
 mimetypes.add_type("application/json", ".json")
@@ -108,6 +108,16 @@ def roster_key(digest: str, n: str) -> str:
 
 def names_key(digest: str, key: str) -> str:
     return f"{NAMES}{digest}/{key}.json"
+
+
+RESULTS_FINAL = "public, max-age=86400"
+RESULTS_PROVISIONAL = "public, max-age=60"
+
+
+def make_results(key: str, body: bytes, final: bool) -> Object:
+    """results.*: kept a day once final; a minute while provisional."""
+    return Object(key, body, content_type(key),
+                  RESULTS_FINAL if final else RESULTS_PROVISIONAL)
 
 
 def make(key: str, body: bytes, interval_s: int) -> Object:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import hashlib
 import logging
 import math
 import time
@@ -24,8 +25,11 @@ from .large import LargeForm
 from .objects import Object
 from .race import RaceState, Row, chunk_body
 from .render import environment, json_bytes, page_context, render_page
+from .results import RESULTS_EVERY_S, results
+from .results import objects as results_objects
 from .sink import Sink, open_sink
 from .source import PointSource
+from .standings import Moment
 from .timefmt import iso, ts
 from .track import Chunk
 
@@ -108,6 +112,8 @@ class Publisher:
         self._dropped_before: Counter[str] = Counter()
         self._page_at, self._page_state = -math.inf, ""
         self._current = False  # a standby has read all there was
+        self._results_at, self._results_digest = -math.inf, ""
+        self._results_final = False
 
     def close(self) -> None:
         self.source.close()
@@ -202,6 +208,7 @@ class Publisher:
             page = render_page(self.env, page_context(self.race, self.course, snap,
                                                       static_prefix))
             page_obj = objects.make(objects.PAGE, page, self.race.interval_s)
+        results_objs = self._results(now, moment, state)
         first = self.static_objects + [
             objects.make(k, b, self.race.interval_s) for k, b in self.pending.items()]
         if self.large is not None:  # written once per start, unchanged ones skipped
@@ -210,7 +217,7 @@ class Publisher:
         t3 = time.perf_counter()
         if getattr(self.sink, "compresses", False):
             # zlib lets go of the GIL: both cores compress while Python waits.
-            todo = [o for o in [*first, *shard_objs, page_obj, snap_obj]
+            todo = [o for o in [*first, *shard_objs, *results_objs, page_obj, snap_obj]
                     if o is not None and o.compressible]
             with ThreadPoolExecutor(COMPRESS_THREADS) as pool:
                 list(pool.map(lambda o: o.gzipped, todo))
@@ -219,7 +226,7 @@ class Publisher:
         # Order keeps readers consistent: chunks and assets, then the shards
         # and the page, then the snapshot that points at them.
         self._write_all(first, stats)
-        self._write_all(shard_objs + ([page_obj] if page_obj else []), stats)
+        self._write_all(shard_objs + results_objs + ([page_obj] if page_obj else []), stats)
         if page_obj is not None:
             self._page_at, self._page_state = now, state
         self._in_time([self._uploads.submit(self._write, snap_obj, stats, True)])
@@ -301,6 +308,26 @@ class Publisher:
         stats.dropped = sum(stats.reasons.values())
         self._dropped_before = dropped
         return read_s, update_s
+
+    def _results(self, now: float, moment: Moment, state: str) -> list[Object]:
+        """results.json/.csv/.html: provisional every RESULTS_EVERY_S while the
+        race is live (small races: a large field's are made once, at the
+        end), final once it is finished; written only when they change."""
+        final = state == "finished"
+        if state == "pre" or (not final and self.large is not None):
+            return []
+        if now - self._results_at < RESULTS_EVERY_S and not (final and not self._results_final):
+            return []
+        self._results_at, self._results_final = now, final
+        made = results(self.state, moment, now)
+        same = {k: v for k, v in made.body.items() if k != "generated_at"}
+        digest = hashlib.sha256(json_bytes(same)).hexdigest()
+        if digest == self._results_digest:
+            return []  # nothing changed (a late fix would change it)
+        self._results_digest = digest
+        if final:
+            log.info("race %s is over: final results published", self.race.id)
+        return results_objects(made, self.env)
 
     def _never_regress(self) -> None:
         """Refuse to publish a race behind what spectators already see."""

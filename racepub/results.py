@@ -1,0 +1,92 @@
+"""The race's results: results.json, results.csv and results.html, from the
+same ranking as the snapshot. Pure; no I/O but the template.
+
+While the race is live they are provisional (and say so); once its state is
+`finished` they are final. The publisher writes them when they change."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+
+from .objects import Object, make_results
+from .race import RaceState
+from .render import _clock, json_bytes
+from .standings import Moment
+from .timefmt import iso
+
+RESULTS_TEMPLATE = "results.html.j2"
+RESULTS_EVERY_S = 60.0  # provisional results while the race is live, at most this often
+
+
+@dataclass(frozen=True)
+class Results:
+    final: bool
+    body: dict[str, Any]
+
+
+def results(state: RaceState, moment: Moment, now: float) -> Results:
+    """Every racer by rank: status, finish, pace, gap to the winner, splits."""
+    final = state.state(now) == "finished"
+    records = state.records([int(i) for i in moment.order], moment, trails=False)
+    winner = next((r["finish_s"] for r in records if r["finish_s"] is not None), None)
+    racers = []
+    for r in records:
+        gap = None
+        if r["finish_s"] is not None and winner is not None:
+            gap = round(r["finish_s"] - winner, 1)
+        racers.append({
+            "rank": r["rank"], "id": r["id"], "name": r["name"], "kind": r["kind"],
+            "status": "dnf" if final and r["finish_s"] is None and r["position"] else
+                      "dns" if final and not r["position"] else r["status"],
+            "finish_s": r["finish_s"], "distance_m": r["distance_m"],
+            "pace_s_per_km": r["pace_s_per_km"], "gap_to_winner_s": gap,
+            "splits": r.get("splits", []),
+        })
+    envelope = state.envelope(now, 0, moment)
+    body = {"schema": 1, "race": envelope["race"], "generated_at": iso(now),
+            "final": final, "racers": racers}
+    return Results(final, body)
+
+
+def objects(res: Results, env: jinja2.Environment) -> list[Object]:
+    return [make_results("results.json", json_bytes(res.body), res.final),
+            make_results("results.csv", csv_bytes(res), res.final),
+            make_results("results.html", html_bytes(res, env), res.final)]
+
+
+def csv_bytes(res: Results) -> bytes:
+    """One row per racer, one column per checkpoint; opens in a spreadsheet
+    as is (UTF-8 with a byte order mark, times as h:mm:ss)."""
+    checkpoints = [s["name"] for s in (res.body["racers"][0]["splits"]
+                                      if res.body["racers"] else [])]
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(["rank", "id", "name", "kind", "status", "finish", "finish_s", "pace_per_km",
+                "gap_to_winner", "distance_m", *checkpoints])
+    for r in res.body["racers"]:
+        w.writerow([r["rank"], r["id"], r["name"], r["kind"], r["status"],
+                    _time(r["finish_s"]), "" if r["finish_s"] is None else r["finish_s"],
+                    _time(r["pace_s_per_km"]), _time(r["gap_to_winner_s"]),
+                    r["distance_m"], *(_time(s["at_s"]) for s in r["splits"])])
+    return ("\ufeff" + out.getvalue()).encode()
+
+
+def html_bytes(res: Results, env: jinja2.Environment) -> bytes:
+    racers = res.body["racers"]
+    checkpoints = [s["name"] for s in (racers[0]["splits"] if racers else [])]
+    rows = [{"rank": r["rank"], "name": r["name"], "kind": r["kind"], "status": r["status"],
+             "finish": _time(r["finish_s"]), "pace": _time(r["pace_s_per_km"]),
+             "gap": ("+" + _time(r["gap_to_winner_s"])) if r["gap_to_winner_s"] else "",
+             "splits": [_time(s["at_s"]) for s in r["splits"]]} for r in racers]
+    return env.get_template(RESULTS_TEMPLATE).render(
+        race=res.body["race"], final=res.final, generated_at=res.body["generated_at"],
+        checkpoints=checkpoints, rows=rows).encode()
+
+
+def _time(seconds: float | None) -> str:
+    return "" if seconds is None else _clock(seconds)
