@@ -25,7 +25,8 @@ environment:
                          S3 credentials, the usual boto3 chain
 
 exit codes:
-  0  stopped by SIGTERM/SIGINT (or --once published)
+  0  stopped by SIGTERM/SIGINT, the race over (finished_grace_s after it
+     finished), or --once published
   1  a cycle failed (--once), or the database or sink cannot be used
   2  bad usage or config: fix it; restarting will not help
 """
@@ -59,6 +60,8 @@ def parser() -> argparse.ArgumentParser:
 
     run = race_cmd("run", "publish the race every interval_s seconds", RUN_EPILOG)
     run.add_argument("--once", action="store_true", help="publish one cycle and exit")
+    run.add_argument("--keep-running", action="store_true",
+                     help="do not exit once the race is finished (and finished_grace_s on)")
     run.add_argument("--metrics-port", type=_port, help="serve Prometheus metrics on this port")
     run.add_argument("--metrics-host", default="127.0.0.1",
                      help="address for --metrics-port (default 127.0.0.1)")
@@ -145,7 +148,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         metrics = Metrics()
         if args.metrics_port is not None:
             metrics.serve(args.metrics_port, args.metrics_host)
-        run_forever(publisher, lock=RaceLock(cfg.dsn, race.id), metrics=metrics)
+        run_forever(publisher, lock=RaceLock(cfg.dsn, race.id), metrics=metrics,
+                    keep_running=args.keep_running)
         return 0
     if args.command == "status":
         from .status import status

@@ -78,6 +78,9 @@ class Race:
     head_size: int = 25  # leaderboard rows in a large race's snapshot.json
     # Splits at these distances (and at the course GPX's named waypoints).
     checkpoints: tuple[Checkpoint, ...] = ()
+    # Once the race is finished, `racepub run` keeps publishing this long
+    # (late fixes still count), then exits 0.
+    finished_grace_s: int = 600
 
     @property
     def large(self) -> bool:
@@ -227,6 +230,8 @@ def _race(name: str, r: _Table, path: Path, errors: list[str]) -> Race | None:
     min_fix_spacing_s = r.get("min_fix_spacing_s", _float_range(0, 60), "seconds, 0..60",
                               default=Race.min_fix_spacing_s)
     template_dir = r.get("template_dir", _dir(base), "a directory (relative to the config)")
+    finished_grace_s = r.get("finished_grace_s", _int_range(0, 7 * 86400),
+                             "whole seconds 0..604800", default=Race.finished_grace_s)
     shard_above = r.get("shard_above", _int_range(0, 10_000_000), "a whole number >= 0",
                         default=Race.shard_above)
     shard_size = r.get("shard_size", _int_range(1, 100_000), "a whole number 1..100000",
@@ -295,7 +300,8 @@ def _race(name: str, r: _Table, path: Path, errors: list[str]) -> Race | None:
                 pace_window_s=pace_window_s, max_accuracy_m=max_accuracy_m,
                 min_fix_spacing_s=min_fix_spacing_s, max_kmh=max_kmh,
                 template_dir=template_dir, shard_above=shard_above, shard_size=shard_size,
-                head_size=head_size, checkpoints=tuple(checkpoints))
+                head_size=head_size, checkpoints=tuple(checkpoints),
+                finished_grace_s=finished_grace_s)
 
 
 def _racers_csv(path: Path, errors: list[str]) -> list[Racer]:

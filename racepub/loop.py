@@ -18,13 +18,14 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from .errors import RacepubError, SinkError, SourceError
 from .lock import RaceLock
 from .metrics import Metrics
-from .publish import Publisher
+from .publish import CycleStats, Publisher
 
 log = logging.getLogger(__name__)
 STOP_GRACE_S = 5.0  # on SIGTERM, how long the cycle under way may take to finish
 
 
-def run_once(publisher: Publisher, metrics: Metrics | None = None) -> bool:
+def run_once(publisher: Publisher, metrics: Metrics | None = None,
+             after: Callable[[CycleStats], None] | None = None) -> bool:
     """One cycle, logged. False (and the old snapshot left in place) on failure."""
     try:
         stats = publisher.cycle()
@@ -39,6 +40,8 @@ def run_once(publisher: Publisher, metrics: Metrics | None = None) -> bool:
     if metrics:
         metrics.published(stats.seq, stats.ms["total"] / 1000, stats.new_points, stats.reasons,
                           stats.bytes)
+    if after is not None:
+        after(stats)
     return True
 
 
@@ -57,8 +60,12 @@ class Runner:
 
     def __init__(self, publisher: Publisher, lock: RaceLock | None,
                  metrics: Metrics | None = None,
-                 retry_in: Callable[[float], None] | None = None):
+                 retry_in: Callable[[float], None] | None = None,
+                 race_over: Callable[[], None] | None = None):
         self.publisher, self.lock, self.metrics = publisher, lock, metrics
+        # Called once the race has been finished for its grace period.
+        self.race_over = race_over
+        self.finished_at: float | None = None
         # Brings the next tick forward to the retry: waiting for the next
         # tick of the interval would add up to an interval to every recovery.
         self.retry_in = retry_in
@@ -78,7 +85,7 @@ class Runner:
         self.busy.set()
         try:
             if self._hold():
-                ok = run_once(self.publisher, self.metrics)
+                ok = run_once(self.publisher, self.metrics, self._note_state)
             else:
                 ok = self.holding is False and self._keep_up()
             if ok:
@@ -91,6 +98,23 @@ class Runner:
                     self.retry_in(wait)
         finally:
             self.busy.clear()
+
+    def _note_state(self, stats: CycleStats) -> None:
+        """After the race is finished, publish on for finished_grace_s (late
+        fixes still count), then say so and stop."""
+        if stats.state != "finished":
+            self.finished_at = None  # (ends_at moved, say): not over after all
+            return
+        now = time.monotonic()
+        if self.finished_at is None:
+            self.finished_at = now
+            log.info("race %s is finished: publishing for %ds more, then exiting",
+                     self.publisher.race.id, self.publisher.race.finished_grace_s)
+        if now - self.finished_at >= self.publisher.race.finished_grace_s and self.race_over:
+            log.info("race %s is over: the final results and snapshot stay published",
+                     self.publisher.race.id)
+            self.race_over()
+            self.race_over = None
 
     def _keep_up(self) -> bool:
         """A standby reads as the active publisher does (Publisher.standby)."""
@@ -130,7 +154,8 @@ class Runner:
 
 
 def run_forever(publisher: Publisher, stop: threading.Event | None = None,
-                lock: RaceLock | None = None, metrics: Metrics | None = None) -> None:
+                lock: RaceLock | None = None, metrics: Metrics | None = None,
+                keep_running: bool = False) -> None:
     """Publish every interval_s until SIGTERM/SIGINT (or `stop` is set).
 
     One instance at a time, coalesced: a slow cycle delays the next instead
@@ -144,12 +169,15 @@ def run_forever(publisher: Publisher, stop: threading.Event | None = None,
         scheduler.modify_job("publish",
                              next_run_time=datetime.now(UTC) + timedelta(seconds=seconds))
 
-    runner = Runner(publisher, lock, metrics, retry_in)
-    scheduler.add_job(runner.tick, "interval", seconds=publisher.race.interval_s,
-                      id="publish", next_run_time=datetime.now(UTC))
-
     def stop_scheduler() -> None:
         scheduler.shutdown(wait=False)
+
+    def race_over() -> None:  # from the job's thread: shut down from another
+        threading.Thread(target=stop_scheduler, daemon=True).start()
+
+    runner = Runner(publisher, lock, metrics, retry_in, None if keep_running else race_over)
+    scheduler.add_job(runner.tick, "interval", seconds=publisher.race.interval_s,
+                      id="publish", next_run_time=datetime.now(UTC))
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("signal %d: stopping after the current cycle", signum)

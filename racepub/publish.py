@@ -52,6 +52,7 @@ class CycleStats:
     objects: int = 0
     bytes: int = 0
     ms: dict[str, float] = field(default_factory=dict)
+    state: str = ""  # the race's: pre | live | finished
 
     def fields(self) -> dict[str, Any]:
         """The cycle's figures as keys (a JSON log line's)."""
@@ -239,7 +240,7 @@ class Publisher:
         _settle_garbage()
         t4 = time.perf_counter()
 
-        stats.seq = seq
+        stats.seq, stats.state = seq, state
         stats.ms = {"read": read_s * 1000, "update": update_s * 1000,
                     "render": (t3 - t2) * 1000, "compress": (t_compress - t3) * 1000,
                     "upload": (t4 - t_compress) * 1000, "total": (t4 - t0) * 1000}

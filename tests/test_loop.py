@@ -60,3 +60,37 @@ def test_run_publishes_every_interval_and_stops_on_sigterm(tmp_path: Path, dsn: 
     lines = [ln for ln in stderr.splitlines() if " seq=" in ln]
     assert len(lines) >= 3 and "racers=3" in lines[-1]
     assert "Traceback" not in stderr
+
+
+def test_run_exits_once_the_race_is_over(tmp_path: Path, dsn: str) -> None:
+    """Everyone has finished: `racepub run` publishes the final results, keeps
+    publishing for finished_grace_s (late fixes still count), then exits 0;
+    with --keep-running it stays."""
+    from tests.helpers import POINTS_DDL, now_utc
+    from tests.test_publish import truth_rows
+
+    create_points_table(dsn, POINTS_DDL)
+    setup = write_race(tmp_path, dsn, interval_s=1, extra="finished_grace_s = 2",
+                       starts_at=now_utc() - timedelta(minutes=25))
+    insert_points(dsn, "live_points", ("user_id", "recorded_at", "lat", "lon"),
+                  [row for racer, v in (("1001", 3.4), ("1002", 3.1), ("2001", 2.5))
+                   for row in truth_rows(setup, racer, v, 1300)])
+    argv = [sys.executable, "-m", "racepub", "run", "--race", "t", "--config", str(setup.path)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "race t is finished: publishing for 2s more" in done.stderr
+    assert "race t is over" in done.stderr and "Traceback" not in done.stderr
+    cycles = [ln for ln in done.stderr.splitlines() if " seq=" in ln]
+    assert 2 <= len(cycles) <= 5  # the grace period, a cycle a second
+    assert json.loads((setup.sink_dir / "results.json").read_text())["final"] is True
+
+    staying = subprocess.Popen([*argv, "--keep-running"], stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(5)
+        assert staying.poll() is None
+        staying.send_signal(signal.SIGTERM)
+        assert staying.wait(timeout=10) == 0
+    finally:
+        staying.kill()
+        if staying.stderr:
+            staying.stderr.close()
