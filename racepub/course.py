@@ -315,6 +315,35 @@ class Course:
             grid = self._grids[radius_m] = _Grid(self._xy, radius_m)
         return grid
 
+    def profile(self, samples: int = 200) -> list[list[float]] | None:
+        """[[distance m, elevation m], ...] at `samples` even steps along the
+        course (elevation interpolated between the GPX's points); None when
+        the GPX has no elevation."""
+        known = [(d, e) for d, e in zip(self.cum, self.elevations, strict=True) if e is not None]
+        if len(known) < 2:
+            return None
+        ds = np.array([d for d, _ in known])
+        es = np.array([e for _, e in known])
+        at = np.linspace(0.0, self.length_m, samples)
+        return [[round(float(d), 1), round(float(e), 1)] for d, e in zip(at, np.interp(at, ds, es),
+                                                                      strict=True)]
+
+    def climb(self, threshold_m: float = 3.0) -> tuple[float, float] | None:
+        """(total climb, total descent) in metres; changes smaller than
+        `threshold_m` are GPS noise, not hills (hysteresis). None without
+        elevation."""
+        heights = [e for e in self.elevations if e is not None]
+        if len(heights) < 2:
+            return None
+        up = down = 0.0
+        ref = heights[0]
+        for e in heights[1:]:
+            if e - ref >= threshold_m:
+                up, ref = up + e - ref, e
+            elif ref - e >= threshold_m:
+                down, ref = down + ref - e, e
+        return round(up, 1), round(down, 1)
+
     def geometry(self, decimals: int = 6) -> list[list[float]]:
         return [[round(lat, decimals), round(lon, decimals)] for lat, lon in self.points]
 
@@ -383,9 +412,13 @@ def load_gpx(path: Path) -> Course:
                      "points")
 
 
-def write_gpx(points: list[tuple[float, float]], name: str) -> str:
+def write_gpx(points: list[tuple[float, float]], name: str,
+              elevations: list[float] | None = None) -> str:
     """A minimal GPX 1.1 track (for the demo course and tests)."""
-    rows = "\n".join(f'      <trkpt lat="{lat:.6f}" lon="{lon:.6f}"/>' for lat, lon in points)
+    ele = [f"<ele>{e:.1f}</ele>" for e in elevations] if elevations else [""] * len(points)
+    rows = "\n".join(f'      <trkpt lat="{lat:.6f}" lon="{lon:.6f}">{e}</trkpt>' if e else
+                     f'      <trkpt lat="{lat:.6f}" lon="{lon:.6f}"/>'
+                     for (lat, lon), e in zip(points, ele, strict=True))
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         '<gpx version="1.1" creator="racepub" xmlns="http://www.topografix.com/GPX/1/1">\n'

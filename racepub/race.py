@@ -82,6 +82,9 @@ class RaceState:
         self.order = list(self.tracks.values())  # config order: the index of every column
         self.standings = Standings(self.order, race.stale_after_s)
         self.checkpoints = checkpoints(race, self.course)  # [] : no splits published
+        climb = self.course.climb()
+        self._course_climb = {} if climb is None else {
+            "course": {"climb_m": climb[0], "descent_m": climb[1]}}
 
     def update(self, rows: Iterable[Row], now: float) -> tuple[int, list[Chunk]]:
         """Check and apply new rows; return (rows accepted, chunks now full).
@@ -347,6 +350,7 @@ class RaceState:
                 "ends_at": iso(self.end_t) if self.end_t is not None else None,
                 "state": self.state(now),
                 "course_length_m": round(self.course.length_m, 1),
+                **self._course_climb,
                 "interval_s": self.race.interval_s,
                 "units": self.race.units,
             },

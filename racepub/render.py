@@ -88,6 +88,11 @@ def page_context(race: Race, course: Course, snapshot: dict[str, Any],
             "interval_s": race.interval_s, "units": race.units,
             "tiles": race.tiles, "attribution": race.tile_attribution,
             "course": _geometry(course), "course_length_m": round(course.length_m, 1),
+            "profile": _profile(course),  # null without elevation: no profile drawn
+            # Where the checkpoints are (config and GPX waypoints, as the
+            # records' splits list them), the finish left out.
+            "checkpoints": [[c["name"], c["distance_m"]] for c in next(
+                (r["splits"] for r in snapshot["racers"] if r.get("splits")), [])][:-1],
         },
     )
 
@@ -109,6 +114,11 @@ def csp(tiles: str) -> str:
 @functools.cache
 def _geometry(course: Course) -> list[list[float]]:
     return course.geometry()
+
+
+@functools.cache
+def _profile(course: Course) -> list[list[float]] | None:
+    return course.profile()
 
 
 def _gap(seconds: float | None) -> str:

@@ -221,8 +221,96 @@
     var msg = document.getElementById("find-msg");
     if (msg && following) msg.textContent = big.missing ? "No racer " + following + " in this race." : "";
     if (r && markers[r.id]) map.panTo(markers[r.id].getLatLng(), { animate: false });
+    document.getElementById("gpx").hidden = !r || !r.position;
     renderSplits(r);
+    placeOnProfile(r || racers[0]);
   }
+
+  // -- the elevation profile (courses with elevation) -------------------------
+  // Plain SVG: the ground, the start, checkpoints and finish as ticks, and
+  // a dot for the followed racer (else the leader) at their distance.
+  var SVG = "http://www.w3.org/2000/svg", profileDot = null, scale = {};
+  function svg(tag, attrs, parent) {
+    var el = document.createElementNS(SVG, tag);
+    Object.keys(attrs).forEach(function (k) { el.setAttribute(k, attrs[k]); });
+    parent.appendChild(el);
+    return el;
+  }
+  function drawProfile() {
+    var prof = cfg.profile;
+    if (!prof || prof.length < 2) return;
+    var box = document.getElementById("profile-svg"), W = 300, H = 64;
+    var lo = Math.min.apply(null, prof.map(function (p) { return p[1]; }));
+    var hi = Math.max.apply(null, prof.map(function (p) { return p[1]; }));
+    var span = Math.max(hi - lo, 10), len = prof[prof.length - 1][0] || 1;
+    scale.x = function (d) { return (W * d / len).toFixed(1); };
+    scale.y = function (e) { return (H - 4 - (H - 10) * (e - lo) / span).toFixed(1); };
+    var d = "M0," + H + prof.map(function (p) { return "L" + scale.x(p[0]) + "," + scale.y(p[1]); }).join("") + "L" + W + "," + H + "Z";
+    svg("path", { d: d, "class": "ground" }, box);
+    [0, len].concat(cfg.checkpoints.map(function (c) { return c[1]; })).forEach(function (at) {
+      svg("line", { x1: scale.x(at), x2: scale.x(at), y1: 0, y2: H, "class": "tick" }, box);
+    });
+    profileDot = svg("circle", { r: 3, cx: -10, cy: -10, "class": "who" }, box);
+    document.getElementById("profile-cap").textContent = "Elevation " + Math.round(lo) + "–" +
+      Math.round(hi) + " m" + (cfg.checkpoints.length ? "; ticks: start, checkpoints, finish" : "");
+    document.getElementById("profile").hidden = false;
+  }
+  function placeOnProfile(r) {
+    if (!profileDot || !r || !r.position) { if (profileDot) profileDot.setAttribute("cx", -10); return; }
+    var prof = cfg.profile, d = r.distance_m, k = 1;
+    while (k < prof.length - 1 && prof[k][0] < d) k++;
+    var a = prof[k - 1], b = prof[k], f = b[0] > a[0] ? Math.min(1, Math.max(0, (d - a[0]) / (b[0] - a[0]))) : 0;
+    profileDot.setAttribute("cx", scale.x(d));
+    profileDot.setAttribute("cy", scale.y(a[1] + (b[1] - a[1]) * f));
+    profileDot.setAttribute("fill", colorOf(r));
+  }
+
+  // -- a followed racer's track as GPX, made in the browser from what the
+  // page already has (chunks and tail, or a large race's pack pieces) --------
+  function xmlText(s) {
+    return String(s).replace(/[&<>"']/g, function (c) {
+      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;" }[c];
+    });
+  }
+  function trackPoints(r) {
+    var out = [], start = Date.parse(snapshot.race.starts_at), last = -Infinity;
+    function add(lat, lon, ms) { if (ms > last) { out.push([lat, lon, ms]); last = ms; } }
+    if (snapshot.field) {
+      (big.group && big.group.id === r.id ? big.group.refs : []).forEach(function (ref) {
+        var got = big.pieces[ref[0] + "@" + ref[1]];
+        if (Array.isArray(got)) got.forEach(function (p) { add(p[0], p[1], start + 1000 * p[2]); });
+      });
+      big.live.forEach(function (p) { add(p[0], p[1], start + 1000 * p[2]); });
+    } else {
+      trackKeys(r).forEach(function (key) {
+        (chunkCache[key] || []).forEach(function (p) { add(p[0], p[1], Date.parse(p[2])); });
+      });
+      (r.tail || []).forEach(function (p) { add(p[0], p[1], Date.parse(p[2])); });
+    }
+    return out;
+  }
+  function downloadGpx() {
+    var r = shown(snapshot).filter(function (x) { return x.id === following; })[0];
+    if (!r) return;
+    var pts = trackPoints(r).map(function (p) {
+      return '   <trkpt lat="' + p[0] + '" lon="' + p[1] + '"><time>' + new Date(p[2]).toISOString() + "</time></trkpt>";
+    });
+    var gpx = '<?xml version="1.0" encoding="UTF-8"?>\n' +
+      '<gpx version="1.1" creator="racepub" xmlns="http://www.topografix.com/GPX/1/1">\n' +
+      " <metadata><name>" + xmlText(snapshot.race.title) + "</name></metadata>\n" +
+      " <trk><name>" + xmlText(r.name) + "</name>" +
+      (r.finish_s !== null ? "<desc>finished in " + fmtClock(r.finish_s) + "</desc>" : "") + "\n  <trkseg>\n" +
+      pts.join("\n") + "\n  </trkseg>\n </trk>\n</gpx>\n";
+    var url = URL.createObjectURL(new Blob([gpx], { type: "application/gpx+xml" }));
+    var a = document.createElement("a");
+    a.href = url;
+    a.download = (snapshot.race.id + "-" + r.id).replace(/[^A-Za-z0-9_.-]+/g, "_") + ".gpx";
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(function () { URL.revokeObjectURL(url); }, 10000);
+  }
+  document.getElementById("gpx").addEventListener("click", downloadGpx);
 
   // The followed racer's time at each checkpoint (record.splits), if the race has any.
   function renderSplits(r) {
@@ -591,6 +679,7 @@
     var id = linkedRacer();
     if (id !== following) { following = null; follow(id); }
   });
+  drawProfile();
   document.querySelectorAll(".swatch[data-color]").forEach(function (el) { el.style.background = el.dataset.color; });
   poll();
 })();

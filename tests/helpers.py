@@ -41,9 +41,10 @@ class RaceSetup:
 def write_race(tmp_path: Path, dsn: str, *, racers: str | None = None,
                source: str | None = None, starts_at: datetime | None = None,
                sink: str | None = None, extra: str = "", interval_s: int = 2,
-               points: list[tuple[float, float]] | None = None) -> RaceSetup:
+               points: list[tuple[float, float]] | None = None,
+               elevations: list[float] | None = None) -> RaceSetup:
     points = points or STOPS
-    (tmp_path / "course.gpx").write_text(write_gpx(points, "test course"))
+    (tmp_path / "course.gpx").write_text(write_gpx(points, "test course", elevations))
     starts_at = starts_at or now_utc() - timedelta(minutes=10)
     source = source or """
         table = "live_points"

@@ -42,7 +42,8 @@ class LiveRace:
 
 
 def publish_live(tmp_path: Path, dsn: str, moto_server: str, racers: str, extra: str,
-                 speeds: dict[str, float]) -> Iterator[LiveRace]:
+                 speeds: dict[str, float],
+                 elevations: list[float] | None = None) -> Iterator[LiveRace]:
     """A race 3 minutes in (a fix every 2 s at each racer's speed), published
     once to a public bucket on moto's HTTP server, as spectators load it."""
     s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
@@ -50,7 +51,8 @@ def publish_live(tmp_path: Path, dsn: str, moto_server: str, racers: str, extra:
     create_points_table(dsn, POINTS_DDL)
     setup = write_race(tmp_path, dsn, racers=racers, sink=f"s3://{bucket}/live", interval_s=1,
                        starts_at=now_utc() - timedelta(minutes=3),
-                       extra='tiles = "http://127.0.0.1:9/{z}/{x}/{y}.png"\n' + extra)
+                       extra='tiles = "http://127.0.0.1:9/{z}/{x}/{y}.png"\n' + extra,
+                       elevations=elevations)
     setup.path.write_text(setup.path.read_text().replace(
         "[source]", f'[s3]\nendpoint_url = "{moto_server}"\nregion = "us-east-1"\n\n[source]'))
     rows = []
@@ -218,6 +220,18 @@ def test_racer_link_follows_them(live_race: LiveRace, open_page: Any) -> None:
     rows = splits.locator("tbody tr").all_inner_texts()
     assert rows[0].split("\t")[:3] == ["Packards Corner", "0.19 mi", "1:37"]
     assert rows[1].startswith("Finish") and "–" in rows[1]
+    # Their track to take home: a GPX made in the browser from what it fetched.
+    with page.expect_download() as got:
+        page.click("#gpx")
+    import gpxpy
+
+    gpx = gpxpy.parse(Path(got.value.path()).read_text())
+    assert got.value.suggested_filename == "t-1002.gpx"
+    track = gpx.tracks[0]
+    assert track.name == "Sarah"
+    times = [p.time.timestamp() for p in track.segments[0].points]
+    start = live_race.setup.starts_at.timestamp()
+    assert len(times) >= 80 and times == sorted(set(times)) and times[0] == start + 2
     page.locator("#unfollow").click()
     assert page.locator("#board tbody tr.following").count() == 0
     assert page.locator("#splits").is_hidden()
@@ -403,3 +417,39 @@ def test_a_mangled_racer_link_is_ignored(live_race: LiveRace, open_page: Any) ->
     page = open_page(live_race.url + "#racer=%E0")  # not UTF-8: decodeURIComponent throws
     wait_live(page)  # the page polls and draws all the same (and throws nothing)
     assert page.locator("#board tbody tr.following").count() == 0
+
+
+def test_elevation_profile_only_when_the_course_has_it(tmp_path: Path, dsn: str,
+                                                     moto_server: str, fake_aws_env: None,
+                                                     open_page: Any, live_race: LiveRace
+                                                     ) -> None:
+    from tests.helpers import STOPS
+
+    page = open_page(live_race.url)  # the test course has no elevation: no empty box
+    wait_live(page)
+    assert page.locator("#profile").is_hidden()
+    hilly = tmp_path / "hilly"
+    hilly.mkdir()
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:  # the flat race's table goes
+        conn.execute("DROP TABLE live_points")
+    gen = publish_live(hilly, dsn, moto_server,
+                       "", 'chunk_points = 20\n[[races.t.checkpoints]]\nname = "Hill top"\n'
+                       'distance_m = 900\n', {"1001": 3.4},
+                       elevations=[12.0, 30.0, 55.0, 41.0, 20.0, 25.0][:len(STOPS)])
+    race = next(gen)
+    try:
+        page = open_page(race.url)
+        wait_live(page)
+        profile = page.locator("#profile")
+        assert profile.is_visible()
+        assert "Elevation 12–55 m" in profile.inner_text()
+        assert page.locator("#profile-svg line").count() == 3  # start, the hill top, finish
+        cx = float(page.locator("#profile-svg circle").get_attribute("cx") or -1)
+        # Michael, 3.4 m/s for 168 s: 571 m of the course's ~2,266 m.
+        assert cx == pytest.approx(300 * 571 / race.setup.course.length_m, abs=3)
+        snap = race.publisher.state.snapshot(time.time(), 1)
+        assert snap["race"]["course"] == {"climb_m": 48.0, "descent_m": 35.0}
+    finally:
+        next(gen, None)
