@@ -89,6 +89,7 @@ def page_context(race: Race, course: Course, snapshot: dict[str, Any],
             "tiles": race.tiles, "attribution": race.tile_attribution,
             "course": _geometry(course), "course_length_m": round(course.length_m, 1),
             "profile": _profile(course),  # null without elevation: no profile drawn
+            "pace_window_s": race.pace_window_s,
             # Where the checkpoints are (config and GPX waypoints, as the
             # records' splits list them), the finish left out.
             "checkpoints": [[c["name"], c["distance_m"]] for c in next(

@@ -65,9 +65,13 @@
         (chunkCache[key] || []).forEach(function (p) { pts.push([p[0], p[1]]); });
       });
       (r.tail || []).forEach(function (p) { pts.push([p[0], p[1]]); });
+      if (replay) pts = replayTrail(r.id);
       trails[r.id].setLatLngs(pts);
     }
-    if (!r.position) return;
+    if (!r.position) { // not started (at the replayed moment): no marker
+      if (markers[r.id]) { map.removeLayer(markers[r.id]); delete markers[r.id]; }
+      return;
+    }
     var ll = [r.position.lat, r.position.lon];
     var m = markers[r.id];
     if (!m) {
@@ -126,6 +130,7 @@
   }
   function fmtFix(r) {
     if (!r.position) return "waiting";
+    if (replay) return "";
     return fmtAgo(r.position.at);
   }
 
@@ -200,7 +205,8 @@
   function renderClock(snap) {
     var start = Date.parse(snap.race.starts_at);
     var el = document.getElementById("clock");
-    if (snap.race.state === "finished") el.textContent = "Finished";
+    if (replay) el.textContent = "Replay " + fmtClock((replay.t - start) / 1000);
+    else if (snap.race.state === "finished") el.textContent = "Finished";
     else if (now() < start) el.textContent = "Starts in " + fmtClock((start - now()) / 1000);
     else el.textContent = "Race time " + fmtClock((now() - start) / 1000);
   }
@@ -225,6 +231,151 @@
     renderSplits(r);
     placeOnProfile(r || racers[0]);
   }
+
+  // -- replay (small races): every racer as the published chunks put them at a
+  // chosen moment, the leaderboard as it was then ------------------------------
+  var replay = null; // null: live; else {t: ms, playing: bool, speed: 1 | 10 | 60}
+  var course = (function () { // the course in metres, for progress along it
+    var c = cfg.course, lat0 = c.length ? c[0][0] : 0, lon0 = c.length ? c[0][1] : 0;
+    var ky = 111195, kx = ky * Math.cos(lat0 * Math.PI / 180), xy = [], cum = [0];
+    c.forEach(function (p, i) {
+      xy.push([(p[1] - lon0) * kx, (p[0] - lat0) * ky]);
+      if (i) cum.push(cum[i - 1] + Math.hypot(xy[i][0] - xy[i - 1][0], xy[i][1] - xy[i - 1][1]));
+    });
+    return { xy: xy, cum: cum, kx: kx, ky: ky, lat0: lat0, lon0: lon0 };
+  })();
+  // Progress along the course of a point, searched near the racer's last (hint).
+  function progressOf(lat, lon, hint) {
+    var x = (lon - course.lon0) * course.kx, y = (lat - course.lat0) * course.ky;
+    var best = Infinity, at = 0, from = hint === null ? 0 : hint, k;
+    for (k = Math.max(0, from - 2); k < course.xy.length - 1; k++) {
+      if (hint !== null && course.cum[k] > course.cum[from] + 2000) break; // far ahead
+      var a = course.xy[k], b = course.xy[k + 1], dx = b[0] - a[0], dy = b[1] - a[1];
+      var len2 = dx * dx + dy * dy, f = len2 ? ((x - a[0]) * dx + (y - a[1]) * dy) / len2 : 0;
+      f = Math.max(0, Math.min(1, f));
+      var off = Math.hypot(a[0] + f * dx - x, a[1] + f * dy - y);
+      if (off < best) { best = off; at = k + f; }
+    }
+    var i = Math.floor(at);
+    return { seg: i, d: course.cum[i] + (at - i) * ((course.cum[i + 1] || course.cum[i]) - course.cum[i]) };
+  }
+  var replayTracks = {}; // racer id -> {n, t[], lat[], lon[], d[]}, rebuilt when their points change
+  function pointsOf(r) {
+    var out = [], last = -Infinity;
+    function add(p) { var ms = Date.parse(p[2]); if (ms > last) { out.push([p[0], p[1], ms]); last = ms; } }
+    trackKeys(r).forEach(function (key) { (chunkCache[key] || []).forEach(add); });
+    (r.tail || []).forEach(add);
+    return out;
+  }
+  function replayTrack(r) {
+    var pts = pointsOf(r), have = replayTracks[r.id];
+    if (have && have.n === pts.length) return have;
+    var tr = { n: pts.length, t: [], lat: [], lon: [], d: [] }, hint = null, best = 0;
+    pts.forEach(function (p) {
+      var got = progressOf(p[0], p[1], hint);
+      hint = got.seg;
+      best = Math.max(best, got.d); // progress never goes back
+      tr.t.push(p[2]); tr.lat.push(p[0]); tr.lon.push(p[1]); tr.d.push(best);
+    });
+    replayTracks[r.id] = tr;
+    return tr;
+  }
+  function lastBefore(arr, v) { // the last index with arr[i] <= v, or -1
+    var lo = 0, hi = arr.length - 1, ans = -1;
+    while (lo <= hi) { var mid = (lo + hi) >> 1; if (arr[mid] <= v) { ans = mid; lo = mid + 1; } else hi = mid - 1; }
+    return ans;
+  }
+  function replayTrail(id) {
+    var tr = replayTracks[id], pts = [];
+    if (!tr) return pts;
+    var k = lastBefore(tr.t, replay.t);
+    for (var i = 0; i <= k; i++) pts.push([tr.lat[i], tr.lon[i]]);
+    return pts;
+  }
+  // The records as they were at replay.t: position and progress interpolated
+  // between the fixes either side, ranked as the publisher ranks.
+  function replayRacers(snap) {
+    var T = replay.t, start = Date.parse(snap.race.starts_at);
+    var out = snap.racers.map(function (r) {
+      var tr = replayTrack(r), k = lastBefore(tr.t, T);
+      var rec = { id: r.id, name: r.name, kind: r.kind, color: r.color, status: "waiting",
+                  position: null, distance_m: 0, pace_s_per_km: null, gap_s: null, eta_s: null,
+                  finish_s: null, tail: [], track: [], _tr: tr,
+                  splits: (r.splits || []).map(function (sp) { // only those reached by then
+                    return sp.at_s !== null && start + 1000 * sp.at_s <= T ? sp : Object.assign({}, sp, { at_s: null });
+                  }) };
+      if (k < 0) return rec;
+      var f = k + 1 < tr.n && tr.t[k + 1] > tr.t[k] ? (T - tr.t[k]) / (tr.t[k + 1] - tr.t[k]) : 0;
+      var j = Math.min(k + 1, tr.n - 1);
+      rec.position = { lat: tr.lat[k] + (tr.lat[j] - tr.lat[k]) * f, lon: tr.lon[k] + (tr.lon[j] - tr.lon[k]) * f,
+                       at: new Date(tr.t[k]).toISOString() };
+      rec.distance_m = tr.d[k] + (tr.d[j] - tr.d[k]) * f;
+      rec.status = "racing";
+      if (r.finish_s !== null && start + 1000 * r.finish_s <= T) { rec.status = "finished"; rec.finish_s = r.finish_s; }
+      var back = lastBefore(tr.t, T - 1000 * cfg.pace_window_s);
+      if (back >= 0 && tr.d[k] > tr.d[back]) rec.pace_s_per_km = 1000 * (tr.t[k] - tr.t[back]) / 1000 / (tr.d[k] - tr.d[back]);
+      return rec;
+    });
+    var order = { finished: 0, racing: 1, waiting: 2 };
+    out.sort(function (a, b) {
+      return order[a.status] - order[b.status] || (a.status === "finished" ? a.finish_s - b.finish_s : b.distance_m - a.distance_m);
+    });
+    var leader = out[0];
+    out.forEach(function (r, i) {
+      r.rank = i + 1;
+      if (r.status === "finished") r.gap_s = r.finish_s - leader.finish_s;
+      else if (r.status === "racing" && leader && leader.status !== "waiting") {
+        var lt = leader._tr, m = lastBefore(lt.d, r.distance_m); // when the leader was here
+        if (m >= 0) r.gap_s = Math.max(0, (T - lt.t[m]) / 1000);
+      }
+    });
+    return out;
+  }
+  var replayBox = document.getElementById("replay"), scrub = document.getElementById("replay-at");
+  function replayEnd(snap) { // the last moment there is to replay: now, or the race's end
+    return Math.min(now(), Date.parse(snap.generated_at));
+  }
+  function setReplay(t) {
+    if (!snapshot) return;
+    var start = Date.parse(snapshot.race.starts_at), end = replayEnd(snapshot);
+    if (t >= end) { stopReplay(); return; }
+    replay = replay || { playing: false, speed: 1 };
+    replay.t = Math.max(start, t);
+    scrub.max = String(Math.round((end - start) / 1000));
+    scrub.value = String(Math.round((replay.t - start) / 1000));
+    document.getElementById("replay-live").disabled = false;
+    drawAll(snapshot);
+  }
+  function stopReplay() {
+    replay = null;
+    document.getElementById("replay-play").textContent = "Play";
+    document.getElementById("replay-live").disabled = true;
+    if (snapshot) {
+      var start = Date.parse(snapshot.race.starts_at);
+      scrub.max = scrub.value = String(Math.round((replayEnd(snapshot) - start) / 1000));
+      drawAll(snapshot);
+    }
+  }
+  scrub.addEventListener("input", function () {
+    if (snapshot) setReplay(Date.parse(snapshot.race.starts_at) + 1000 * Number(scrub.value));
+  });
+  document.getElementById("replay-play").addEventListener("click", function () {
+    if (!snapshot) return;
+    if (!replay) setReplay(Date.parse(snapshot.race.starts_at));
+    if (!replay) return;
+    replay.playing = !replay.playing;
+    this.textContent = replay.playing ? "Pause" : "Play";
+  });
+  document.getElementById("replay-speed").addEventListener("change", function () {
+    if (replay) replay.speed = Number(this.value);
+  });
+  document.getElementById("replay-live").addEventListener("click", stopReplay);
+  setInterval(function () { // playing: 4 steps a second
+    if (replay && replay.playing) {
+      replay.speed = Number(document.getElementById("replay-speed").value);
+      setReplay(replay.t + 250 * replay.speed);
+    }
+  }, 250);
 
   // -- the elevation profile (courses with elevation) -------------------------
   // Plain SVG: the ground, the start, checkpoints and finish as ticks, and
@@ -341,7 +492,7 @@
   }
 
   function drawAll(snap) {
-    var racers = shown(snap);
+    var racers = replay ? replayRacers(snap) : shown(snap);
     var keep = {};
     racers.forEach(function (r, i) {
       keep[r.id] = true;
@@ -355,6 +506,11 @@
       if (!keep[id] || (snap.field && id !== following)) { map.removeLayer(trails[id]); delete trails[id]; }
     });
     if (snap.field) drawDensity(snap.field.density);
+    replayBox.hidden = !!snap.field || snap.race.state === "pre";
+    if (!replay && !snap.field) {
+      var start = Date.parse(snap.race.starts_at);
+      scrub.max = scrub.value = String(Math.max(0, Math.round((replayEnd(snap) - start) / 1000)));
+    }
     renderBoard(snap, racers);
     renderClock(snap);
     renderFreshness(snap);

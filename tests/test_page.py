@@ -453,3 +453,38 @@ def test_elevation_profile_only_when_the_course_has_it(tmp_path: Path, dsn: str,
         assert snap["race"]["course"] == {"climb_m": 48.0, "descent_m": 35.0}
     finally:
         next(gen, None)
+
+
+def test_replay_scrubs_to_a_moment_and_returns_live(live_race: LiveRace,
+                                                    open_page: Any) -> None:
+    """Scrubbed to 1:00 the board shows where the chunks put each racer at
+    that minute; Live returns to now. No chunk is fetched twice."""
+    page = open_page(live_race.url)
+    wait_live(page)
+    page.wait_for_function("() => performance.getEntriesByType('resource')"
+                           ".filter(e => e.name.includes('/tracks/')).length >= 6")
+    distance = page.locator("#board tbody tr td:nth-child(3)")
+    live = distance.all_inner_texts()
+    assert live[:3] == ["0.35 mi", "0.32 mi", "0.21 mi"]  # 571, 521, 336 m at 2:48
+    page.locator("#replay-at").fill("60")
+    assert page.inner_text("#clock") == "Replay 1:00"
+    # 1:00 in: 204, 186 and 120 m (3.4, 3.1 and 2 m/s); Kim still waiting.
+    assert distance.all_inner_texts() == ["0.13 mi", "0.12 mi", "0.07 mi", "–"]
+    assert names(page) == [HOSTILE, "Sarah", "The T", "Kim"]
+    assert page.locator("#board tbody tr td:nth-child(5)").first.inner_text() == "leader"
+    gap = page.locator("#board tbody tr td:nth-child(5)").nth(1).inner_text()
+    assert gap in ("+0:05", "+0:06")  # Sarah reaches 186 m 5.5 s after Michael
+    page.locator("#replay-at").fill("0")
+    assert page.locator(".vehicle-marker").count() == 0  # before the first fix: no marker
+    page.select_option("#replay-speed", "60")
+    page.click("#replay-play")  # a minute a second
+    page.wait_for_function("() => /^Replay [1-2]:/.test(document.getElementById('clock')"
+                           ".textContent)", timeout=5000)
+    assert page.locator(".vehicle-marker").count() == 1
+    page.click("#replay-play")  # pause
+    shot(page, "replay")
+    page.click("#replay-live")
+    assert page.inner_text("#clock").startswith("Race time")
+    assert distance.all_inner_texts()[:3] == live[:3]
+    chunks = [u for u in page.requests if "/tracks/" in u]
+    assert len(chunks) == len(set(chunks))  # each chunk fetched once
