@@ -44,21 +44,25 @@ def checkpoints(race: Race, course: Course) -> list[Checkpoint]:
 
 
 def splits(track: Track, cps: list[Checkpoint], start_t: float) -> list[dict[str, Any]]:
-    """`[{name, distance_m, at_s, pace_s_per_km}]`: at_s from the start, null
-    until reached; the pace over the stretch since the previous split."""
+    """`[{name, distance_m, at_s}]`: at_s from the start, null until reached.
+    (The pace between two splits follows from them: not sent, every poll
+    carries these.)"""
     out: list[dict[str, Any]] = []
+    for cp in cps:
+        t = track.finish_t if cp is cps[-1] and cp.name == FINISH else track.time_at(cp.distance_m)
+        out.append({"name": cp.name, "distance_m": cp.distance_m,
+                    "at_s": None if t is None else round(t - start_t, 1)})
+    return out
+
+
+def split_paces(splits: list[dict[str, Any]]) -> list[float | None]:
+    """Seconds per km over the stretch up to each split (None if unknown)."""
+    out: list[float | None] = []
     prev_at: float | None = 0.0
     prev_d = 0.0
-    for cp in cps:
-        if cp.name == FINISH and cp is cps[-1]:
-            t = track.finish_t
-        else:
-            t = track.time_at(cp.distance_m)
-        at = None if t is None else round(t - start_t, 1)
-        pace = None
-        if at is not None and prev_at is not None and cp.distance_m > prev_d:
-            pace = round((at - prev_at) / (cp.distance_m - prev_d) * 1000, 1)
-        out.append({"name": cp.name, "distance_m": cp.distance_m, "at_s": at,
-                    "pace_s_per_km": pace})
-        prev_at, prev_d = at, cp.distance_m
+    for s in splits:
+        at, d = s["at_s"], s["distance_m"]
+        out.append(round((at - prev_at) / (d - prev_d) * 1000, 1)
+                   if at is not None and prev_at is not None and d > prev_d else None)
+        prev_at, prev_d = at, d
     return out

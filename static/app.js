@@ -470,12 +470,17 @@
     if (box.hidden) return;
     document.getElementById("splits-title").textContent = "Splits — " + r.name;
     var rows = document.createDocumentFragment();
+    var prevAt = 0, prevD = 0;
     r.splits.forEach(function (s) {
       var tr = document.createElement("tr");
       cell(tr, s.name, null, "th").scope = "row";
       cell(tr, fmtDistance(s.distance_m));
       cell(tr, s.at_s === null ? "–" : fmtClock(s.at_s));
-      cell(tr, s.at_s === null ? "" : fmtPace(s.pace_s_per_km));
+      // The pace over the stretch since the previous split.
+      var pace = s.at_s !== null && prevAt !== null && s.distance_m > prevD ?
+        1000 * (s.at_s - prevAt) / (s.distance_m - prevD) : null;
+      cell(tr, pace === null ? "" : fmtPace(pace));
+      prevAt = s.at_s; prevD = s.distance_m;
       rows.appendChild(tr);
     });
     box.querySelector("tbody").replaceChildren(rows);
