@@ -219,6 +219,7 @@ class RaceState:
         a racer whose first fix is still held or just after a jump. The
         result is the same as Track.add's, fix for fix (tests/test_race.py)."""
         st = self.standings
+        st.settle()
         c = self.course
         dt = t - st.last_t[idx]
         max_mps = st.max_mps[idx]

@@ -75,6 +75,7 @@ class Standings:
         self.min_spacing = np.array([t.rules.min_spacing_s for t in tracks])
         self.finish_zone = np.array([t.finish_zone_m for t in tracks])
         self.vehicle = np.array([t.racer.kind == "vehicle" for t in tracks], dtype=bool)
+        self._dirty: list[int] = []  # refreshed, speeds not yet worked out
 
     def refresh(self, i: int) -> None:
         """Bring one racer up to date from their track (after the general path)."""
@@ -90,8 +91,17 @@ class Standings:
             self.state[i], self.finish_t[i] = FINISHED, t.finish_t
         else:
             self.state[i] = RACING
-        recent = t.recent_speed()
-        self._speeds(np.array([i]), np.array([np.nan if recent is None else recent]))
+        self._dirty.append(i)  # speeds: all at once, in settle()
+
+    def settle(self) -> None:
+        """The speeds of the racers refreshed one at a time, as one step (a
+        catch-up refreshes thousands: numpy per racer was most of its cost)."""
+        if not self._dirty:
+            return
+        idx = np.unique(np.array(self._dirty, dtype=np.int64))
+        self._dirty.clear()
+        recent = [self.tracks[i].recent_speed() for i in idx.tolist()]
+        self._speeds(idx, np.array([np.nan if r is None else r for r in recent]))
 
     def advanced(self, idx: np.ndarray, t: np.ndarray, lat: np.ndarray, lon: np.ndarray,
                  recent: np.ndarray, progress: list[float]) -> None:
@@ -122,6 +132,7 @@ class Standings:
         self.recent[idx] = np.where(finished, avg, np.where(moving, recent, np.nan))
 
     def at(self, now: float) -> Moment:
+        self.settle()
         n = len(self.tracks)
         racing = self.state == RACING
         since = np.clip(now - self.last_t, 0.0, EXTRAPOLATE_S)
