@@ -25,7 +25,7 @@ def json_bytes(obj: Any) -> bytes:
 
 
 @dataclass(frozen=True)
-class Row:
+class BoardRow:
     """One leaderboard row as the page first paints it (before any script)."""
 
     rank: int
@@ -51,7 +51,7 @@ class PageContext:
     interval_s: int
     static: str  # relative URL prefix of the static files, e.g. "static/3f2a…"
     csp: str  # Content-Security-Policy for the page's <meta>
-    rows: list[Row]
+    rows: list[BoardRow]
     large: bool  # a large race: rows are the leaderboard head of `count` racers
     count: str  # how many racers, formatted
     config: dict[str, Any]  # handed to the page's script as JSON (escaped by tojson)
@@ -68,7 +68,7 @@ def page_context(race: Race, course: Course, snapshot: dict[str, Any],
                  static_prefix: str) -> PageContext:
     per = 1609.344 if race.units == "mi" else 1000.0
     rows = [
-        Row(rank=r["rank"], id=r["id"], name=r["name"], kind=r["kind"], color=r["color"],
+        BoardRow(rank=r["rank"], id=r["id"], name=r["name"], kind=r["kind"], color=r["color"],
             distance=f"{r['distance_m'] / per:.2f} {race.units}" if r["position"] else "–",
             pace=f"{_clock(r['pace_s_per_km'] * per / 1000)} /{race.units}"
             if r["pace_s_per_km"] else "",

@@ -86,7 +86,7 @@ class Search(NamedTuple):
     in_order: bool  # after a long silence: the first pass that fits
 
 
-def published(lat: float, lon: float, t: float) -> list[Any]:
+def point_as_published(lat: float, lon: float, t: float) -> list[Any]:
     """A point as snapshot tails and chunks carry it: [lat, lon, "ISO-8601"]."""
     return [round(lat, DECIMALS), round(lon, DECIMALS), iso(t)]
 
@@ -105,7 +105,7 @@ class Chunk:
     def points(self) -> list[list[Any]]:
         """As a small race's chunk object publishes them: [lat, lon, "ISO-8601"]."""
         xyt = self.xyt
-        return [published(xyt[i], xyt[i + 1], xyt[i + 2]) for i in range(0, len(xyt), 3)]
+        return [point_as_published(xyt[i], xyt[i + 1], xyt[i + 2]) for i in range(0, len(xyt), 3)]
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ class Track:
     course: Course
     rules: Rules
     last: Fix | None = None
-    first: Fix | None = None  # a first fix waiting for the next to confirm it
+    unconfirmed: Fix | None = None  # a first fix waiting for the next to confirm it
     # A fix after a long silence that fits several passes of the course,
     # waiting for the next fix to tell which (with the passes that fit).
     after_gap: tuple[Fix, list[Fit]] | None = None
@@ -294,7 +294,7 @@ class Track:
     def tail(self) -> list[list[Any]]:
         """The points newer than the last chunk, as published."""
         xyt = self.tail_xyt
-        return [published(xyt[i], xyt[i + 1], xyt[i + 2]) for i in range(0, len(xyt), 3)]
+        return [point_as_published(xyt[i], xyt[i + 1], xyt[i + 2]) for i in range(0, len(xyt), 3)]
 
     def recent(self) -> array[float]:
         """The tail thinned to the first fix of each RECENT_EVERY_S of race
@@ -336,7 +336,7 @@ class Track:
         A phone's first fix is often a coarse cell-tower guess; with no fix
         before it, only the one after can tell. Returns True when `fix` may
         go on to the usual checks (the held fix having been accepted)."""
-        held = self.first
+        held = self.unconfirmed
         if held is None or fix.t <= held.t:
             if held is not None and fix.t == held.t:
                 self.drop("duplicate")
@@ -345,7 +345,7 @@ class Track:
             elif self._plausible_first(fix):
                 if held is not None:
                     self.drop("jump")  # an earlier fix came late: keep it instead
-                self.first = fix
+                self.unconfirmed = fix
             else:
                 self.drop("jump")
             return False
@@ -353,11 +353,11 @@ class Track:
             self.drop("too_frequent")
             return False
         if _metres(self.course, held, fix) <= self.rules.max_mps * (fix.t - held.t) + JUMP_SLACK_M:
-            self.first = None
+            self.unconfirmed = None
             self._accept(held)
             return True
         self.drop("jump")  # the two disagree: the held one goes, this one waits
-        self.first = fix if self._plausible_first(fix) else None
+        self.unconfirmed = fix if self._plausible_first(fix) else None
         return False
 
     def _plausible_first(self, fix: Fix) -> bool:
