@@ -32,8 +32,11 @@ def configure(verbose: bool, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else
                          logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.set_name("racepub")
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    # Replace our own handler from an earlier call; leave others (a test's
+    # log capture, an embedding application's) alone.
+    root.handlers[:] = [h for h in root.handlers if h.get_name() != "racepub"] + [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     for noisy in NOISY:
         logging.getLogger(noisy).setLevel(logging.WARNING)

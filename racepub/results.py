@@ -48,8 +48,11 @@ def results(state: RaceState, moment: Moment, now: float) -> Results:
             "splits": r.get("splits", []),
         })
     envelope = state.envelope(now, 0, moment)
-    body = {"schema": 1, "race": envelope["race"], "generated_at": iso(now),
-            "final": final, "racers": racers}
+    # generated_at: the moment the results describe, the newest fix in them,
+    # so the same results are the same bytes (and not written again).
+    newest = max((t.last.t for t in state.tracks.values() if t.last is not None), default=now)
+    body = {"schema": 1, "race": envelope["race"] | {"state": "finished" if final else "live"},
+            "generated_at": iso(min(newest, now)), "final": final, "racers": racers}
     return Results(final, body)
 
 
