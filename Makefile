@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean vendor-leaflet
+.PHONY: demo test test-fast lint typecheck pytest bench clean vendor-leaflet
 
 demo: $(STAMP)
 	$(BIN)/racepub demo
@@ -19,6 +19,10 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest
+
+# While working: everything but the tests marked slow (CI runs them all).
+test-fast: $(STAMP) lint typecheck
+	$(BIN)/pytest -m "not slow"
 
 # Cycle cost at 5..50,000 racers beside a naive baseline and the previous
 # large-race form, restart and takeover, spectators under nginx + wrk

@@ -70,6 +70,7 @@ GARBAGE = ["nan", "inf", "range", "null", "future", "before", "jump"]
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(course=courses(), seed=st.integers(0, 2**32), noise=st.floats(0, 6),
        speed=st.floats(1.5, 6.0), batches=st.integers(1, 6))
+@pytest.mark.slow
 def test_progress_tracks_truth_and_no_dropped_fix_is_published(
         course: Course, seed: int, noise: float, speed: float, batches: int) -> None:
     rnd = random.Random(seed)

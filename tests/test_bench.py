@@ -4,10 +4,13 @@ server), so a change that breaks the bench fails here, not on race week."""
 
 from __future__ import annotations
 
+import pytest
+
 from bench import restart
 from bench.run import cell, goals, restart_table, table
 
 
+@pytest.mark.slow
 def test_bench_cell_and_table_at_a_few_hundred_racers() -> None:
     r = cell(600, 600, cycles=2)  # above shard_above: the large form
     assert r["racers"] == 600 and r["large"] and r["rows_in_table"] == 600 * 120
@@ -19,6 +22,7 @@ def test_bench_cell_and_table_at_a_few_hundred_racers() -> None:
     assert any(line.startswith("| 600 | 10 min | 72,000 |") for line in lines)
 
 
+@pytest.mark.slow
 def test_bench_restart_and_takeover_at_a_few_hundred_racers() -> None:
     r = restart.measure(300, 900, 20)
     assert r["rows"] == 300 * 45

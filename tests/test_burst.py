@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from tests.helpers import now_utc, write_race
 
@@ -16,6 +17,7 @@ RACERS = 100
 POINTS = 1_000_000
 
 
+@pytest.mark.slow
 def test_million_points_in_one_cycle(tmp_path: Path, dsn: str) -> None:
     racers = "".join(f'\n[[races.t.racers]]\nid = "{i}"\nname = "Runner {i}"\n'
                      for i in range(RACERS))

@@ -11,6 +11,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 
 def get_json(url: str) -> dict[str, object]:
     with urllib.request.urlopen(url, timeout=5) as r:
@@ -18,6 +20,7 @@ def get_json(url: str) -> dict[str, object]:
         return data
 
 
+@pytest.mark.slow
 def test_demo_serves_a_live_race_and_stops_cleanly(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "racepub", "demo"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

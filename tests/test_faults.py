@@ -49,6 +49,7 @@ def snapshot(setup: RaceSetup) -> dict[str, Any] | None:
     return spectator_view(dir_getter(setup.sink_dir))
 
 
+@pytest.mark.slow
 def test_database_outage(tmp_path: Path) -> None:
     db = LocalPostgres(tmp_path / "pg")
     dsn = db.start()
@@ -110,6 +111,7 @@ def s3_race(tmp_path: Path, dsn: str, moto_server: str,
     proxy.close()
 
 
+@pytest.mark.slow
 def test_s3_errors_leave_the_last_snapshot_and_heal(s3_race: Any, dsn: str) -> None:
     setup, proxy, get = s3_race
     cfg = config.load(str(setup.path))
@@ -156,6 +158,7 @@ def test_s3_errors_leave_the_last_snapshot_and_heal(s3_race: Any, dsn: str) -> N
         pub.close()
 
 
+@pytest.mark.slow
 def test_a_hung_put_holds_the_loop_two_intervals_at_most(s3_race: Any, dsn: str) -> None:
     """S3 accepts PUTs and never answers (a stalled connection): each cycle
     gives up after about two intervals, spectators keep the last whole
@@ -185,6 +188,7 @@ def test_a_hung_put_holds_the_loop_two_intervals_at_most(s3_race: Any, dsn: str)
         pub.kill()
 
 
+@pytest.mark.slow
 def test_kill_9_mid_cycle_then_restart(tmp_path: Path, dsn: str) -> None:
     racers = "".join(f'\n[[races.t.racers]]\nid = "{i}"\nname = "R{i}"\n' for i in range(40))
     setup = write_race(tmp_path, dsn, racers=racers, interval_s=1, extra="chunk_points = 10",
@@ -249,6 +253,7 @@ def test_standby_takes_over_when_the_active_publisher_dies(tmp_path: Path, dsn: 
         watcher.stop()
 
 
+@pytest.mark.slow
 def test_standby_of_a_large_race_is_warm(tmp_path: Path, dsn: str) -> None:
     """3,000 racers ten minutes in (360,000 rows), a fix each every 5 s
     coming in all the while: the standby reads along while it waits, so
@@ -325,6 +330,7 @@ def test_signals_stop_cleanly(tmp_path: Path, dsn: str, signum: int) -> None:
         pub.kill()
 
 
+@pytest.mark.slow
 def test_metrics_and_status(tmp_path: Path, dsn: str) -> None:
     create_points_table(dsn, TABLE)
     setup = write_race(tmp_path, dsn, interval_s=1, starts_at=now_utc() - timedelta(seconds=65))

@@ -207,6 +207,7 @@ def test_one_cycle_one_truth(tmp_path: Path, dsn: str, bucket: str) -> None:
         pub.close()
 
 
+@pytest.mark.slow
 def test_followed_trail_has_every_fix_and_no_long_bridges(tmp_path: Path, dsn: str,
                                                           bucket: str) -> None:
     """Fixes arrive over several cycles; the trail a page draws (chunks and

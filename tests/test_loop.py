@@ -11,6 +11,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.helpers import create_points_table, insert_points, write_race
 
 
@@ -62,6 +64,7 @@ def test_run_publishes_every_interval_and_stops_on_sigterm(tmp_path: Path, dsn: 
     assert "Traceback" not in stderr
 
 
+@pytest.mark.slow
 def test_run_exits_once_the_race_is_over(tmp_path: Path, dsn: str) -> None:
     """Everyone has finished: `racepub run` publishes the final results, keeps
     publishing for finished_grace_s (late fixes still count), then exits 0;

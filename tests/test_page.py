@@ -170,6 +170,7 @@ def test_first_paint_needs_no_script(live_race: LiveRace, open_page: Any) -> Non
     shot(page, "page-noscript")
 
 
+@pytest.mark.slow
 def test_stale_banner_comes_and_goes(live_race: LiveRace, open_page: Any) -> None:
     page = open_page(live_race.url)
     wait_live(page)
@@ -246,6 +247,7 @@ def test_keyboard_can_follow_a_racer(live_race: LiveRace, open_page: Any) -> Non
     assert page.evaluate("location.hash") == "#racer=1002"
 
 
+@pytest.mark.slow
 def test_errors_back_off(live_race: LiveRace, open_page: Any) -> None:
     # The jitter pinned (random() = 0.75): a failing poll waits 1 s + 0.75 of
     # a ceiling that doubles, 2 s, 4 s, 8 s: gaps of 2.5, 4 and 7 s.
@@ -302,6 +304,7 @@ def near(a: list[float], b: list[float], px: float = 3.0) -> bool:
     return abs(a[0] - b[0]) <= px and abs(a[1] - b[1]) <= px
 
 
+@pytest.mark.slow
 def test_large_race_head_and_following_one_racer(large_race: LiveRace, open_page: Any,
                                                  dsn: str) -> None:
     page = open_page(large_race.url, PHONE)
@@ -390,6 +393,7 @@ def publishing(race: LiveRace) -> Iterator[None]:
         thread.join(timeout=10)
 
 
+@pytest.mark.slow
 def test_an_old_copy_from_the_cdn_shows_updates_paused(live_race: LiveRace,
                                                        open_page: Any) -> None:
     """A CDN serving a cached copy, or a stale-if-error one while S3 or the

@@ -59,6 +59,7 @@ INGEST_DDL = ("CREATE TABLE live_points (id bigserial PRIMARY KEY, user_id text,
               "received_at timestamptz DEFAULT now())")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cursor", ["time", "ingest id", "ingest received_at"])
 def test_a_phone_90_s_fast_hides_nobody_and_is_corrected(tmp_path: Path, dsn: str,
                                                          cursor: str) -> None:
