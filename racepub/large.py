@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import orjson
 
 from . import objects
 from .config import Race
@@ -322,21 +323,22 @@ class LargeForm:
 
     # -- a restart -----------------------------------------------------------------------
 
-    def resume(self, get: Callable[[str], bytes | None]) -> dict[str, float]:
+    def resume(self, get_many: Callable[[list[str]], list[bytes | None]]) -> dict[str, float]:
         """Carry on from what spectators see: the chunks each trail group
         lists are in place (never cut again into a pack). Returns each
         racer's published fix time (from the live shards): the floor the
-        publisher never goes below."""
-        import orjson
-
+        publisher never goes below. Every trail group and shard is asked
+        for at once (`get_many`): hundreds of objects at 50,000 racers."""
+        keys = ([objects.trail_key(g) for g in range(self.trails)]
+                + [objects.shard_key(k) for k in range(self.shards)])
+        docs = [None if body is None else orjson.loads(body) for body in get_many(keys)]
+        groups, shards = docs[:self.trails], docs[self.trails:]
+        if any(doc is not None and doc.get("trails") != self.trails for doc in groups):
+            return {}  # another layout (the field changed): nothing to carry on from
         index = self.state.standings.index
-        for g in range(self.trails):
-            body = get(objects.trail_key(g))
-            if body is None:
+        for doc in groups:
+            if doc is None:
                 continue
-            doc = orjson.loads(body)
-            if doc.get("trails") != self.trails:
-                return {}  # another layout (the field changed): nothing to carry on from
             for rid, chunks, latest in zip(doc["ids"], doc["chunks"], doc["recent"],
                                            strict=False):
                 i = index.get(rid)
@@ -346,12 +348,8 @@ class LargeForm:
                 if latest is not None:
                     self.recent_refs[i] = (doc["packs"][latest[0]], latest[1], latest[2])
         floor: dict[str, float] = {}
-        for k in range(self.shards):
-            body = get(objects.shard_key(k))
-            if body is None:
-                continue
-            doc = orjson.loads(body)
-            if doc.get("shards") != self.shards:
+        for k, doc in enumerate(shards):
+            if doc is None or doc.get("shards") != self.shards:
                 continue
             generated = datetime.fromisoformat(doc["generated_at"]).timestamp()
             for i, age in zip(self.members[k].tolist(), doc["age_ms"], strict=False):

@@ -146,17 +146,16 @@ class Publisher:
         if self.large is not None and "field" in old:
             # What spectators see is in the live shards and trail groups too.
             try:
-                floor = self.large.resume(self._get_all)
+                floor = self.large.resume(self._get_many)
             except (orjson.JSONDecodeError, TypeError, ValueError, KeyError, IndexError):
                 log.warning("the published shards are unreadable; writing them afresh")
                 floor = {}
             for rid, at in floor.items():
                 self.floor[rid] = max(at, self.floor.get(rid, at))
 
-    def _get_all(self, key: str) -> bytes | None:
-        """sink.get, bounded like every write (the large form reads many at once)."""
-        result: bytes | None = self._in_time([self._uploads.submit(self.sink.get, key)])[0]
-        return result
+    def _get_many(self, keys: list[str]) -> list[bytes | None]:
+        """sink.get for many keys at once, bounded like every write."""
+        return self._in_time([self._uploads.submit(self.sink.get, key) for key in keys])
 
     def _note_published(self, racers: list[dict[str, Any]]) -> None:
         for racer in racers:
