@@ -70,12 +70,12 @@ def page_context(race: Race, course: Course, snapshot: dict[str, Any],
     rows = [
         BoardRow(rank=r["rank"], id=r["id"], name=r["name"], kind=r["kind"], color=r["color"],
             distance=f"{r['distance_m'] / per:.2f} {race.units}" if r["position"] else "–",
-            pace=f"{_clock(r['pace_s_per_km'] * per / 1000)} /{race.units}"
+            pace=f"{clock_text(r['pace_s_per_km'] * per / 1000)} /{race.units}"
             if r["pace_s_per_km"] else "",
             gap=_gap(r["gap_s"]),
             status="finished" if r["finish_s"] is not None else
                    ("racing" if r["position"] else "waiting"),
-            finish=f"finished {_clock(r['finish_s'])}" if r["finish_s"] is not None else "")
+            finish=f"finished {clock_text(r['finish_s'])}" if r["finish_s"] is not None else "")
         for r in snapshot["racers"]
     ]
     return PageContext(
@@ -125,10 +125,11 @@ def _profile(course: Course) -> list[list[float]] | None:
 def _gap(seconds: float | None) -> str:
     if seconds is None:
         return ""
-    return "leader" if seconds == 0 else f"+{_clock(seconds)}"
+    return "leader" if seconds == 0 else f"+{clock_text(seconds)}"
 
 
-def _clock(seconds: float) -> str:
+def clock_text(seconds: float) -> str:
+    """Seconds as the page shows them: m:ss, or h:mm:ss."""
     s = round(seconds)
     h, rem = divmod(s, 3600)
     return f"{h}:{rem // 60:02d}:{rem % 60:02d}" if h else f"{rem // 60}:{rem % 60:02d}"

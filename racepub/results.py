@@ -15,7 +15,7 @@ import jinja2
 
 from .objects import Object, make_results
 from .race import RaceState
-from .render import _clock, json_bytes
+from .render import clock_text, json_bytes
 from .standings import Moment
 from .timefmt import iso
 
@@ -92,4 +92,4 @@ def html_bytes(res: Results, env: jinja2.Environment) -> bytes:
 
 
 def _time(seconds: float | None) -> str:
-    return "" if seconds is None else _clock(seconds)
+    return "" if seconds is None else clock_text(seconds)

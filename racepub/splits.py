@@ -47,12 +47,11 @@ def splits(track: Track, cps: list[Checkpoint], start_t: float) -> list[dict[str
     """`[{name, distance_m, at_s}]`: at_s from the start, null until reached.
     (The pace between two splits follows from them: not sent, every poll
     carries these.)"""
-    out: list[dict[str, Any]] = []
-    for cp in cps:
-        t = track.finish_t if cp is cps[-1] and cp.name == FINISH else track.time_at(cp.distance_m)
-        out.append({"name": cp.name, "distance_m": cp.distance_m,
-                    "at_s": None if t is None else round(t - start_t, 1)})
-    return out
+    # checkpoints() ends with the finish: timed as the finish is.
+    times = [track.time_at(cp.distance_m) for cp in cps[:-1]] + [track.finish_t]
+    return [{"name": cp.name, "distance_m": cp.distance_m,
+             "at_s": None if t is None else round(t - start_t, 1)}
+            for cp, t in zip(cps, times, strict=True)]
 
 
 def split_paces(splits: list[dict[str, Any]]) -> list[float | None]:
