@@ -7,6 +7,10 @@
 - takeover: a standby has read along (Publisher.standby) while the active
   publisher ran; the active one dies; how long the standby's first cycle
   takes (add up to an interval for its next try at the lock).
+- restart from the saved state: as `racepub run` restarts after kill -9,
+  with the race state it saved (statefile.py) SAVE_EVERY_S before the kill,
+  the worst case: how long until its first snapshot. And what saving costs
+  the publish loop (the fork) and the disk.
 
     python -m bench.restart 10000 7200 20    # racers, race age s, a fix every s
 """
@@ -14,9 +18,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -24,6 +31,7 @@ import psycopg
 from bench.marathon import INTERVAL_S, count_rows, create_table, generate, real_parts, write_race
 from racepub import config
 from racepub.publish import Publisher
+from racepub.statefile import SAVE_EVERY_S
 
 
 def measure(n: int, age_s: int, every_s: int) -> dict[str, Any]:
@@ -31,7 +39,9 @@ def measure(n: int, age_s: int, every_s: int) -> dict[str, Any]:
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=age_s)
         with psycopg.connect(parts.dsn, autocommit=True) as conn:
             create_table(conn)
-            generate(conn, n, start, 0, age_s, every_s)
+            # The race to a minute ago: the first publisher's state is saved
+            # there, a minute before the kill (the worst case).
+            generate(conn, n, start, 0, age_s - int(SAVE_EVERY_S), every_s)
             conn.execute("CREATE INDEX ON live_points (recorded_at)")
             conn.execute("ANALYZE live_points")
             rows = count_rows(conn)
@@ -39,10 +49,26 @@ def measure(n: int, age_s: int, every_s: int) -> dict[str, Any]:
         cfg = config.load(str(parts.work / "racepub.toml"))
         race = cfg.race("b")
 
-        first = Publisher(cfg, race)
+        saved_dir = Path(tempfile.mkdtemp(prefix="racepub-state-"))
+        first = Publisher(cfg, race, state_dir=saved_dir / "live")
         t0 = time.perf_counter()
-        first.cycle()  # the race's first publisher, on an empty bucket
+        first.cycle()  # the race's first publisher, on an empty bucket; it saves its state
         first_s = time.perf_counter() - t0
+        assert first.statefile is not None
+        first.statefile.close()  # the first cycle's save, written
+        t0 = time.perf_counter()
+        first.statefile.save(first._saved())  # what each save costs the loop: the fork
+        fork_ms = (time.perf_counter() - t0) * 1000
+        t0 = time.perf_counter()
+        first.statefile.close()  # the child's pickling and writing
+        write_s = time.perf_counter() - t0
+        state_mb = first.statefile.path.stat().st_size / 1e6
+        (saved_dir / "old").mkdir()
+        shutil.copy(first.statefile.path, saved_dir / "old" / first.statefile.path.name)
+        with psycopg.connect(parts.dsn, autocommit=True) as conn:
+            generate(conn, n, start, age_s - int(SAVE_EVERY_S), age_s, every_s)
+            rows = count_rows(conn)
+        first.cycle()
         standby = Publisher(cfg, race)
         t0 = time.perf_counter()
         standby.standby()  # reading along from the start, as `racepub run` does
@@ -68,7 +94,17 @@ def measure(n: int, age_s: int, every_s: int) -> dict[str, Any]:
         stats = restarted.cycle()
         restart_s = time.perf_counter() - t0
         restarted.close()
-        return {"racers": n, "age_s": age_s, "every_s": every_s, "rows": rows,
+
+        t0 = time.perf_counter()
+        resumed = Publisher(cfg, race, state_dir=saved_dir / "old")
+        resumed_stats = resumed.cycle()
+        resumed_s = time.perf_counter() - t0
+        assert resumed_stats.new_points < rows / 2, "the saved state was not used"
+        resumed.close()
+        shutil.rmtree(saved_dir)
+        return {"resumed_s": resumed_s, "resumed_new": resumed_stats.new_points,
+                "fork_ms": fork_ms, "state_write_s": write_s, "state_mb": state_mb,
+                "racers": n, "age_s": age_s, "every_s": every_s, "rows": rows,
                 "first_s": first_s, "standby_read_s": standby_read_s,
                 "takeover_s": takeover_s, "restart_s": restart_s,
                 "restart_ms": stats.ms}

@@ -21,6 +21,9 @@ environment:
   RACEPUB_DATABASE_URL   the source database's DSN (overrides [database] dsn;
                          never logged or published)
   RACEPUB_CONFIG         the config file when --config is not given
+  RACEPUB_STATE_DIR      where the race state is saved for a quick restart
+                         (default $STATE_DIRECTORY under systemd, else
+                         $XDG_STATE_HOME/racepub or ~/.local/state/racepub)
   AWS_PROFILE, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION
                          S3 credentials, the usual boto3 chain
 
@@ -62,6 +65,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--once", action="store_true", help="publish one cycle and exit")
     run.add_argument("--keep-running", action="store_true",
                      help="do not exit once the race is finished (and finished_grace_s on)")
+    run.add_argument("--state-dir", help="save the race state here every minute and on "
+                     "stop; a restart reads only the rows since (default: see below)")
     run.add_argument("--metrics-port", type=_port, help="serve Prometheus metrics on this port")
     run.add_argument("--metrics-host", default="127.0.0.1",
                      help="address for --metrics-port (default 127.0.0.1)")
@@ -134,12 +139,16 @@ def _dispatch(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)
     race = cfg.race(args.race)
     if args.command == "run":
+        from pathlib import Path
+
         from .lock import RaceLock
         from .loop import run_forever, run_once
         from .metrics import Metrics
         from .publish import Publisher
+        from .statefile import default_dir
 
-        publisher = Publisher(cfg, race)
+        state_dir = Path(args.state_dir) if args.state_dir else default_dir()
+        publisher = Publisher(cfg, race, state_dir=state_dir)
         if args.once:
             try:
                 return 0 if run_once(publisher) else 1

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -29,6 +30,7 @@ from .results import objects as results_objects
 from .sink import Sink, open_sink
 from .source import PointSource
 from .standings import Moment
+from .statefile import Saved, StateFile, fingerprint
 from .timefmt import iso, ts
 from .track import Chunk
 
@@ -80,7 +82,9 @@ def _settle_garbage() -> None:
 
 class Publisher:
     def __init__(self, config: Config, race: Race, *, sink: Sink | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, state_dir: Path | None = None):
+        """state_dir: where the race state is saved now and then, and found
+        on a restart (statefile.py); None: a restart reads the race again."""
         self.race, self.clock = race, clock
         self.course = load_gpx(race.course)
         self.state = RaceState(race, self.course)
@@ -99,25 +103,70 @@ class Publisher:
             objects.make(f"static/{self.static_hash}/{rel}", body, race.interval_s)
             for rel, body in files.items()
         ]
-        # The large form (large.py); a small race publishes every record itself.
-        self.large = LargeForm(race, self.state) if race.large else None
         self.pending: dict[str, bytes] = {}  # small race: chunks cut but not yet written
         self.pending_chunks: list[Chunk] = []  # large race: chunks not yet in a pack
+        self.statefile: StateFile | None = None
+        self._restored_seq: int | None = None  # the seq a restored state was saved at
+        if state_dir is not None:
+            with open(race.course, "rb") as f:
+                key = fingerprint(race, f.read(), config.source, config.dsn)
+            self.statefile = StateFile(state_dir, race, key)
+            self._restore(self.statefile.load(self.course))
+        # The large form (large.py); a small race publishes every record itself.
+        self.large = LargeForm(race, self.state) if race.large else None
         self.written: dict[str, str | None] = {}  # key -> sha256 in the sink (None: absent)
         self.listed: set[str] = set()  # chunk keys the live snapshot lists
         # Newest fix per racer in the snapshot found on (re)start: never publish
         # less than that, e.g. from a replica that lags after a failover.
         self.floor: dict[str, float] = {}
         self.seq: int | None = None
-        self._dropped_before: Counter[str] = Counter()
+        self._dropped_before: Counter[str] = self.state.dropped_total()
         self._page_at, self._page_state = -math.inf, ""
         self._current = False  # a standby has read all there was
         self._results_at = -math.inf
         self._results_final = False
 
     def close(self) -> None:
+        """Let go of the database and the uploads; save the race state as it
+        is (a restart then reads only what comes after)."""
         self.source.close()
         self._uploads.shutdown(wait=False, cancel_futures=True)
+        if self.statefile is not None:
+            self.statefile.close()
+            if self.seq is not None or self._current:
+                self.statefile.save(self._saved(), wait=True)
+
+    # -- the race state on disk (statefile.py) ---------------------------------------
+
+    def _saved(self) -> Saved:
+        return Saved(self.seq, self.state, self.source.cursor(), dict(self.pending),
+                     list(self.pending_chunks), self.clock())
+
+    def _restore(self, saved: Saved | None) -> None:
+        if saved is None:
+            return
+        self.state, self.pending, self.pending_chunks = (
+            saved.state, saved.pending, saved.pending_chunks)
+        self.source.restore(saved.cursor)
+        self._restored_seq = saved.seq
+        log.info("carrying on from the race state saved %.0f s ago (%s): reading only "
+                 "the rows since", max(0.0, self.clock() - saved.saved_at),
+                 self.statefile.path if self.statefile else "")
+
+    def _start_over(self) -> None:
+        """Forget a restored state: read the race from its start."""
+        self.state = RaceState(self.race, self.course)
+        self.source.close()
+        self.source = PointSource(self.source.dsn, self.source.cfg, self.source.racer_ids,
+                                  self.source.start_t)
+        self.pending, self.pending_chunks = {}, []
+        self._dropped_before = Counter()
+        if self.large is not None:
+            self.large = LargeForm(self.race, self.state)
+
+    def _maybe_save(self) -> None:
+        if self.statefile is not None and self.statefile.due():
+            self.statefile.save(self._saved())
 
     def forget_sink(self) -> None:
         """Read the sink afresh before the next write (another publisher may
@@ -129,19 +178,33 @@ class Publisher:
 
     def _resume(self) -> None:
         """Carry on from what spectators see now: seq keeps growing across
-        restarts, and chunks the live snapshot lists are already in place."""
-        self.seq = 0
+        restarts, and chunks the live snapshot lists are already in place.
+        (A sink that cannot be read fails the cycle; the next one tries again.)"""
         body = self.sink.get(objects.SNAPSHOT)
-        if body is None:
-            return
+        self.seq = 0
+        old = None
         try:
-            old = orjson.loads(body)
-            if old.get("race", {}).get("id") != self.race.id:
-                return
-            self.seq = int(old.get("seq", 0))
-            self._note_published(old.get("racers", []))
+            old = None if body is None else orjson.loads(body)
+            if old is not None and old.get("race", {}).get("id") == self.race.id:
+                self.seq = int(old.get("seq", 0))
+            else:
+                old = None
         except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError, KeyError):
             log.warning("the published snapshot.json is unreadable; starting at seq 1")
+            old = None
+        restored, self._restored_seq = self._restored_seq, None
+        if restored is not None and self.seq < restored:
+            log.warning("the sink is behind the saved race state (seq %d, saved at %d): "
+                        "it is not the one that state was published to; reading the race "
+                        "from the start", self.seq, restored)
+            self._start_over()
+        if old is None:
+            return
+        try:
+            self._note_published(old.get("racers", []))
+        except (TypeError, ValueError, AttributeError, KeyError):
+            log.warning("the published snapshot.json is unreadable; starting at seq 1")
+            self.seq = 0
             return
         if self.large is not None and "field" in old:
             # What spectators see is in the live shards and trail groups too.
@@ -236,6 +299,7 @@ class Publisher:
             large.commit()
             self.pending_chunks.clear()
         _settle_garbage()
+        self._maybe_save()
         t4 = time.perf_counter()
 
         stats.seq, stats.state = seq, state
@@ -260,6 +324,7 @@ class Publisher:
             self.pending_chunks = [c for c in self.pending_chunks if c.xyt[-1] >= keep]
         stats.ms = {"read": read_s * 1000, "update": update_s * 1000,
                     "total": (time.perf_counter() - t0) * 1000}
+        self._maybe_save()
         if not self._current:
             self._current = True
             log.info("standby is current: %d rows read in %.1f s; ready to take over",

@@ -223,6 +223,17 @@ class PointSource:
             self._conn.close()
             self._conn = None
 
+    _CURSOR = ("_low", "_hwm", "_seen", "_holes", "_ahead", "rows_read")
+
+    def cursor(self) -> dict[str, Any]:
+        """Where the next read starts, and what it must not return again:
+        saved with the race state it belongs to (statefile.py)."""
+        return {name: getattr(self, name) for name in self._CURSOR}
+
+    def restore(self, cursor: dict[str, Any]) -> None:
+        for name in self._CURSOR:
+            setattr(self, name, cursor[name])
+
     def _prepare(self) -> psycopg.Connection[Any]:
         if self._conn is not None and not self._conn.closed:
             return self._conn

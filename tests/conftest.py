@@ -7,6 +7,7 @@ import itertools
 import logging
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import boto3
 import psycopg
@@ -14,6 +15,15 @@ import pytest
 from moto import mock_aws
 
 from racepub.localdb import LocalPostgres
+
+
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path_factory: pytest.TempPathFactory,
+              monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """`racepub run` saves its race state here, not in the user's home."""
+    path = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("RACEPUB_STATE_DIR", str(path))
+    yield path
 
 
 @pytest.fixture(scope="session")

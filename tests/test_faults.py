@@ -389,10 +389,12 @@ def test_a_lagging_replica_never_moves_the_race_backwards(
     rows = fixes(setup, "1001", 3.0, 2, 100)
     insert_points(dsn, "live_points", COLS, rows)
     argv = ["run", "--once", "--race", "t", "--config", str(setup.path)]
-    assert main(argv) == 0
+    assert main([*argv, "--state-dir", str(tmp_path / "first-machine")]) == 0
     published = (setup.sink_dir / "snapshot.json").read_bytes()
-    # After a failover the publisher restarts against a replica that is
-    # behind: the newest fixes are not there yet.
+    # After a failover the publisher restarts, on another machine (no saved
+    # race state), against a replica that is behind: the newest fixes are
+    # not there yet.
+    argv += ["--state-dir", str(tmp_path / "second-machine")]
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE held AS SELECT * FROM live_points "
                      "WHERE recorded_at > now() - interval '70 seconds'")
