@@ -17,6 +17,7 @@ from .splits import checkpoints, splits
 from .standings import STATUSES, Moment, Standings
 from .timefmt import iso, ts
 from .track import (
+    FINISH_FIT_AFTER_S,
     JUMP_SLACK_M,
     LONG_GAP_S,
     SEARCH_MARGIN_M,
@@ -215,8 +216,8 @@ class RaceState:
         """One fix each for many racers: checked and searched for as columns,
         projected together, each applied by one call (Track.step). A fix
         that is not the usual case goes the general way: a duplicate, out
-        of order or too soon, a jump, after a long silence, near the finish,
-        a racer whose first fix is still held or just after a jump. The
+        of order or too soon, a jump, after a long silence, near the finish
+        (until it is timed for good), a racer whose first fix is still held or just after a jump. The
         result is the same as Track.add's, fix for fix (tests/test_race.py)."""
         st = self.standings
         st.settle()
@@ -229,7 +230,11 @@ class RaceState:
         with np.errstate(invalid="ignore"):
             ok = (st.usual[idx] & (dt >= np.maximum(st.min_spacing[idx], 1e-9))
                   & (dt <= LONG_GAP_S) & (moved <= reach)
-                  & (st.progress[idx] + reach < c.length_m - st.finish_zone[idx]))
+                  # Near the line, the fixes time the finish; once it is
+                  # timed for good, those of a racer walking about after it
+                  # are usual again (a mass race's finished thousands).
+                  & ((st.progress[idx] + reach < c.length_m - st.finish_zone[idx])
+                     | (t > st.finish_t[idx] + FINISH_FIT_AFTER_S)))
         go = np.flatnonzero(ok)
         progress = st.progress[idx[go]]
         d, off, fits = c.project_columns(

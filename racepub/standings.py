@@ -80,8 +80,7 @@ class Standings:
     def refresh(self, i: int) -> None:
         """Bring one racer up to date from their track (after the general path)."""
         t = self.tracks[i]
-        self.usual[i] = (t.last is not None and t.after_gap is None and t.finish_t is None
-                         and t.jumps_in_a_row == 0)
+        self.usual[i] = t.last is not None and t.after_gap is None and t.jumps_in_a_row == 0
         if t.last is None:
             return
         last = t.last
