@@ -13,6 +13,7 @@ test: $(STAMP) lint typecheck pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check racepub tests bench
+	$(BIN)/cfn-lint deploy/cloudformation/*.yaml
 
 typecheck: $(STAMP)
 	$(BIN)/mypy racepub bench

@@ -71,7 +71,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-host", default="127.0.0.1",
                      help="address for --metrics-port (default 127.0.0.1)")
     race_cmd("status", "what spectators see now: seq and age of the published snapshot")
-    race_cmd("check", "preflight: config, database, course, sink")
+    chk = race_cmd("check", "preflight: config, database, course, sink")
+    chk.add_argument("--cdn", metavar="URL",
+                     help="instead, check the CDN serving the race at URL (its page's "
+                     "address) while `racepub run` publishes: caching, gzip, query "
+                     "strings, how far behind; exit 1 if spectators would see stale data")
     sim = race_cmd("simulate", "write simulated points for the racers into the source table")
     sim.add_argument("--speed", type=_positive, default=1.0,
                      help="racers move this many times faster than real (default 1)")
@@ -164,6 +168,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .status import status
 
         return 0 if status(cfg, race) else 1
+    if args.command == "check" and args.cdn:
+        from .cdncheck import check_cdn
+        from .sink import open_sink
+
+        sink = open_sink(race.sink, cfg.s3)
+        return 0 if check_cdn(race, args.cdn, sink.get) else 1
     if args.command == "check":
         from .check import check
 

@@ -217,8 +217,9 @@ class RaceState:
         projected together, each applied by one call (Track.step). A fix
         that is not the usual case goes the general way: a duplicate, out
         of order or too soon, a jump, after a long silence, near the finish
-        (until it is timed for good), a racer whose first fix is still held or just after a jump. The
-        result is the same as Track.add's, fix for fix (tests/test_race.py)."""
+        (until it is timed for good), a racer whose first fix is still held
+        or just after a jump. The result is the same as Track.add's, fix for
+        fix (tests/test_race.py)."""
         st = self.standings
         st.settle()
         c = self.course

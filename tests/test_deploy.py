@@ -35,8 +35,10 @@ def test_systemd_unit_runs_a_command_racepub_accepts() -> None:
     assert argv[0].endswith("/racepub")
     args = parser().parse_args(argv[1:])
     assert (args.command, args.race) == ("run", "outrunthet")
-    # Stopped with SIGTERM, given longer than racepub's own 5 s grace.
-    assert "KillSignal=SIGTERM" in lines and "TimeoutStopSec=15" in lines
+    # Stopped with SIGTERM, given longer than racepub's own 5 s grace and
+    # the race state's save; the state kept where systemd says.
+    assert "KillSignal=SIGTERM" in lines and "TimeoutStopSec=60" in lines
+    assert "StateDirectory=racepub" in lines
     assert "User=racepub" in lines and "Restart=on-failure" in lines
     env = (ROOT / "deploy" / "systemd" / "racepub.env.example").read_text()
     assert "RACEPUB_DATABASE_URL=" in env

@@ -100,9 +100,11 @@ class Bucket:
 
 
 def large_race(tmp_path: Path, dsn: str, bucket: str, speed: Callable[[int], float],
-               until_s: float, tram: bool) -> tuple[RaceSetup, list[tuple[Any, ...]]]:
+               until_s: float, tram: bool, create_table: bool = True
+               ) -> tuple[RaceSetup, list[tuple[Any, ...]]]:
     """N runners (and the tram) from entrants.csv; their fixes, not yet in the table."""
-    create_points_table(dsn, POINTS_DDL)
+    if create_table:
+        create_points_table(dsn, POINTS_DDL)
     racers_csv(tmp_path)
     setup = write_race(tmp_path, dsn, sink=f"s3://{bucket}/race", racers="\n",
                        starts_at=now_utc() - timedelta(seconds=until_s + 5),
