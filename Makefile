@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint typecheck pytest bench clean vendor-leaflet
+.PHONY: demo test test-fast lint typecheck pytest bench clean vendor-leaflet vendor-pmtiles
 
 demo: $(STAMP)
 	$(BIN)/racepub demo
@@ -46,6 +46,15 @@ vendor-leaflet:
 	  && cp $$tmp/package/dist/images/*.png static/vendor/leaflet/images/ \
 	  && cp $$tmp/package/LICENSE static/vendor/leaflet/LICENSE \
 	  && echo "Leaflet $(LEAFLET_VERSION), copied from the npm package 'leaflet' (dist/). Update with: make vendor-leaflet" > static/vendor/leaflet/VERSION \
+	  && rm -rf $$tmp
+
+# Refresh the vendored PMTiles reader (the page's own basemap) from npm.
+PMTILES_VERSION ?= 4.5.0
+vendor-pmtiles:
+	tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent pmtiles@$(PMTILES_VERSION) >/dev/null \
+	  && tar xzf pmtiles-$(PMTILES_VERSION).tgz && cd - >/dev/null \
+	  && cp $$tmp/package/dist/pmtiles.js static/vendor/pmtiles/ \
+	  && sed -i 's/^PMTiles [0-9.]*,/PMTiles $(PMTILES_VERSION),/' static/vendor/pmtiles/VERSION \
 	  && rm -rf $$tmp
 
 clean:

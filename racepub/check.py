@@ -21,6 +21,7 @@ from .source import (
     missing_columns,
     type_problems,
 )
+from .tiles import load_basemap
 
 
 def check(cfg: Config, race: Race, out: Callable[[str], None] = print) -> bool:
@@ -45,6 +46,7 @@ def check(cfg: Config, race: Race, out: Callable[[str], None] = print) -> bool:
                f"{len(course.waypoints)} named waypoints)")
     except RacepubError as e:
         report(False, "course", str(e))
+    report(*_map(race))
     for good, what, detail in _database(cfg):
         report(good, what, detail)
     report(*_sink(cfg, race))
@@ -91,6 +93,29 @@ def _database(cfg: Config) -> list[tuple[bool, str, str]]:
                       f"than lookback_s ({src.lookback_s} s) late, after a tunnel or a dead "
                       f"battery, are never read; {fix}"))
     return lines
+
+
+def _map(race: Race) -> tuple[bool, str, str]:
+    """Where the page's map comes from: the race's own basemap, or a tile server."""
+    if race.basemap is not None:
+        try:
+            basemap = load_basemap(race.basemap)
+        except RacepubError as e:
+            return False, "basemap", f"{e} (racepub tiles --race {race.id} --from SOURCE)"
+        if not basemap.raster:
+            return True, "warn  basemap", (f"{race.basemap} holds vector tiles; the page draws "
+                                           f"raster basemaps only and uses {race.tiles}")
+        return True, "basemap", (f"{race.basemap}: {len(basemap.body) / 1e6:.1f} MB of "
+                                 f"{basemap.tile_type} tiles, zooms {basemap.min_zoom}-"
+                                 f"{basemap.max_zoom}; the page asks no third party")
+    if "tile.openstreetmap.org" in race.tiles:
+        return True, "warn  tiles", (
+            "the page's map comes from tile.openstreetmap.org, whose usage policy forbids "
+            "heavy use: a popular race gets throttled or blocked, and every spectator's "
+            "browser talks to a third party. Cut the race's own basemap from an archive of "
+            f"the area (racepub tiles --race {race.id} --from AREA.pmtiles), or set tiles "
+            "to a provider you have an agreement with")
+    return True, "tiles", f"the page's map comes from {race.tiles}"
 
 
 def _sink(cfg: Config, race: Race) -> tuple[bool, str, str]:

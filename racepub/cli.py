@@ -79,6 +79,16 @@ def parser() -> argparse.ArgumentParser:
     sim = race_cmd("simulate", "write simulated points for the racers into the source table")
     sim.add_argument("--speed", type=_positive, default=1.0,
                      help="racers move this many times faster than real (default 1)")
+    tiles = race_cmd("tiles", "cut the course's area out of a tile archive into the race's "
+                     "own basemap (a PMTiles file the publisher uploads once)")
+    tiles.add_argument("--from", dest="source", required=True, metavar="SOURCE",
+                       help="a PMTiles (v3) archive or an MBTiles file, raster or vector")
+    tiles.add_argument("--zooms", type=_zooms, default="10-17",
+                       help="the zoom levels to keep, e.g. 10-17 (default)")
+    tiles.add_argument("--margin-m", type=_positive, default=1500.0,
+                       help="metres of map around the course (default 1500)")
+    tiles.add_argument("--out", help="where to write it (default: the race's basemap, else "
+                       "NAME.pmtiles beside the config)")
     serve = race_cmd("serve", "serve a dir: sink on 127.0.0.1 with CDN-like headers")
     serve.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
     demo = sub.add_parser("demo", help="the founding race on a throwaway PostgreSQL",
@@ -100,6 +110,17 @@ def _port(text: str) -> int:
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a port number 1..65535")
     return value
+
+
+def _zooms(text: str) -> tuple[int, int]:
+    low, _, high = text.partition("-")
+    try:
+        zooms = (int(low), int(high or low))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected zooms like 10-17") from None
+    if not 0 <= zooms[0] <= zooms[1] <= 24:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected zooms 0..24, low-high")
+    return zooms
 
 
 def _positive(text: str) -> float:
@@ -182,6 +203,21 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .simulate import simulate
 
         simulate(cfg, race, speed=args.speed)
+        return 0
+    if args.command == "tiles":
+        from pathlib import Path
+
+        from .course import load_gpx
+        from .tiles import cut
+
+        out = (Path(args.out) if args.out else race.basemap
+               or cfg.path.parent / f"{race.id}.pmtiles")
+        done = cut(Path(args.source), out, load_gpx(race.course), args.zooms, args.margin_m)
+        print(f"{out}: {done.tiles:,} {done.tile_type} tiles, zooms {done.zooms[0]}-"
+              f"{done.zooms[1]}, {done.bytes / 1e6:.1f} MB ({done.missing:,} of the area's "
+              "tiles not in the source)")
+        if race.basemap is None or race.basemap.resolve() != out.resolve():
+            print(f"add to [races.{race.id}] in {cfg.path}:\n  basemap = \"{out}\"")
         return 0
     if args.command == "serve":
         from pathlib import Path

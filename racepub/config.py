@@ -81,6 +81,9 @@ class Race:
     # Once the race is finished, `racepub run` keeps publishing this long
     # (late fixes still count), then exits 0.
     finished_grace_s: int = 600
+    # A PMTiles archive cut for the course (`racepub tiles`): uploaded once,
+    # the page's map drawn from it instead of `tiles`.
+    basemap: Path | None = None
 
     @property
     def large(self) -> bool:
@@ -230,6 +233,8 @@ def _race(name: str, r: _Table, path: Path, errors: list[str]) -> Race | None:
     min_fix_spacing_s = r.get("min_fix_spacing_s", _float_range(0, 60), "seconds, 0..60",
                               default=Race.min_fix_spacing_s)
     template_dir = r.get("template_dir", _dir(base), "a directory (relative to the config)")
+    basemap = r.get("basemap", _path(base), "a PMTiles file made by racepub tiles (relative "
+                    "to the config file)")
     finished_grace_s = r.get("finished_grace_s", _int_range(0, 7 * 86400),
                              "whole seconds 0..604800", default=Race.finished_grace_s)
     shard_above = r.get("shard_above", _int_range(0, 10_000_000), "a whole number >= 0",
@@ -301,7 +306,7 @@ def _race(name: str, r: _Table, path: Path, errors: list[str]) -> Race | None:
                 min_fix_spacing_s=min_fix_spacing_s, max_kmh=max_kmh,
                 template_dir=template_dir, shard_above=shard_above, shard_size=shard_size,
                 head_size=head_size, checkpoints=tuple(checkpoints),
-                finished_grace_s=finished_grace_s)
+                finished_grace_s=finished_grace_s, basemap=basemap)
 
 
 def _racers_csv(path: Path, errors: list[str]) -> list[Racer]:
@@ -484,6 +489,15 @@ def _file(base: Path) -> Callable[[Any], Path]:
         if not p.is_file():
             raise ValueError
         return p
+    return conv
+
+
+def _path(base: Path) -> Callable[[Any], Path]:
+    """A file to be made (`racepub tiles` writes it): relative to the config."""
+    def conv(v: Any) -> Path:
+        if not isinstance(v, str) or not v or "\0" in v:
+            raise ValueError
+        return base / v
     return conv
 
 

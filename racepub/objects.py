@@ -21,6 +21,7 @@ TRAILS = "trails/"
 PACKS = "packs/"
 ROSTER = "roster/"
 NAMES = "names/"
+BASEMAP = "basemap/"
 IMMUTABLE = "public, max-age=31536000, immutable"
 PAGE_CACHE = "public, max-age=60"
 # Compressing these pays off; images are compressed already.
@@ -78,7 +79,7 @@ def cache_control(key: str, interval_s: int) -> str:
         # (the page then says how old it is).
         cdn = max(1, interval_s - 1)
         return f"public, max-age={interval_s}, s-maxage={cdn}, stale-if-error=86400"
-    if key.startswith(("tracks/", "static/", PACKS, ROSTER, NAMES)):
+    if key.startswith(("tracks/", "static/", PACKS, ROSTER, NAMES, BASEMAP)):
         return IMMUTABLE
     return PAGE_CACHE
 
@@ -108,6 +109,11 @@ def roster_key(digest: str, n: str) -> str:
 
 def names_key(digest: str, key: str) -> str:
     return f"{NAMES}{digest}/{key}.json"
+
+
+def basemap_key(digest: str) -> str:
+    """The cut basemap (tiles.py), read by range requests: stored as is."""
+    return f"{BASEMAP}{digest}.pmtiles"
 
 
 RESULTS_FINAL = "public, max-age=86400"

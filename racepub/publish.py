@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import hashlib
 import logging
 import math
 import time
@@ -31,6 +32,7 @@ from .sink import Sink, open_sink
 from .source import PointSource
 from .standings import Moment
 from .statefile import Saved, StateFile, fingerprint
+from .tiles import load_basemap
 from .timefmt import iso, ts
 from .track import Chunk
 
@@ -103,6 +105,7 @@ class Publisher:
             objects.make(f"static/{self.static_hash}/{rel}", body, race.interval_s)
             for rel, body in files.items()
         ]
+        self.basemap = self._basemap()  # what the page needs to draw it; None: `tiles`
         self.pending: dict[str, bytes] = {}  # small race: chunks cut but not yet written
         self.pending_chunks: list[Chunk] = []  # large race: chunks not yet in a pack
         self.statefile: StateFile | None = None
@@ -125,6 +128,20 @@ class Publisher:
         self._current = False  # a standby has read all there was
         self._results_at = -math.inf
         self._results_final = False
+
+    def _basemap(self) -> dict[str, Any] | None:
+        """The race's own basemap (tiles.py), uploaded with the static files."""
+        if self.race.basemap is None:
+            return None
+        basemap = load_basemap(self.race.basemap)
+        if not basemap.raster:
+            log.warning("the basemap %s holds vector tiles; the page draws raster basemaps "
+                        "only: its map comes from %s", self.race.basemap, self.race.tiles)
+            return None
+        key = objects.basemap_key(hashlib.sha256(basemap.body).hexdigest()[:12])
+        self.static_objects.append(objects.make(key, basemap.body, self.race.interval_s))
+        return {"url": key, "min_zoom": basemap.min_zoom, "max_zoom": basemap.max_zoom,
+                "bounds": basemap.bounds, "attribution": basemap.attribution}
 
     def close(self) -> None:
         """Let go of the database and the uploads; save the race state as it
@@ -268,7 +285,7 @@ class Publisher:
         page_obj = None
         if now - self._page_at >= PAGE_EVERY_S or state != self._page_state:
             page = render_page(self.env, page_context(self.race, self.course, snap,
-                                                      static_prefix))
+                                                      static_prefix, self.basemap))
             page_obj = objects.make(objects.PAGE, page, self.race.interval_s)
         results_objs = self._results(now, moment, state)
         first = self.static_objects + [

@@ -65,7 +65,8 @@ def environment(template_dir: Path | None) -> jinja2.Environment:
 
 
 def page_context(race: Race, course: Course, snapshot: dict[str, Any],
-                 static_prefix: str) -> PageContext:
+                 static_prefix: str, basemap: dict[str, Any] | None = None) -> PageContext:
+    """basemap: the race's own (Publisher._basemap), drawn instead of `tiles`."""
     per = 1609.344 if race.units == "mi" else 1000.0
     rows = [
         BoardRow(rank=r["rank"], id=r["id"], name=r["name"], kind=r["kind"], color=r["color"],
@@ -81,12 +82,12 @@ def page_context(race: Race, course: Course, snapshot: dict[str, Any],
     return PageContext(
         title=race.title, race_id=race.id, starts_at=snapshot["race"]["starts_at"],
         state=snapshot["race"]["state"], interval_s=race.interval_s,
-        static=static_prefix, csp=csp(race.tiles), rows=rows,
+        static=static_prefix, csp=csp(None if basemap else race.tiles), rows=rows,
         large=race.large, count=f"{len(race.racers):,}",
         config={
             "race": race.id, "title": race.title, "starts_at": snapshot["race"]["starts_at"],
             "interval_s": race.interval_s, "units": race.units,
-            "tiles": race.tiles, "attribution": race.tile_attribution,
+            "tiles": race.tiles, "attribution": race.tile_attribution, "basemap": basemap,
             "course": _geometry(course), "course_length_m": round(course.length_m, 1),
             "profile": _profile(course),  # null without elevation: no profile drawn
             "pace_window_s": race.pace_window_s,
@@ -102,8 +103,12 @@ def render_page(env: jinja2.Environment, ctx: PageContext) -> bytes:
     return env.get_template(PAGE_TEMPLATE).render(asdict(ctx) | {"ctx": ctx}).encode()
 
 
-def csp(tiles: str) -> str:
-    """Only the page's own scripts and styles; images also from the tile host."""
+def csp(tiles: str | None) -> str:
+    """Only the page's own scripts and styles; images also from the tile host,
+    or, with the race's own basemap (tiles=None), the blobs its tiles become."""
+    if tiles is None:
+        return ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+                "img-src 'self' data: blob:; base-uri 'none'; form-action 'none'")
     parts = urlsplit(tiles.replace("{s}", "a"))
     tile_host = f"{parts.scheme}://{parts.netloc}"
     if "{s}" in tiles:

@@ -44,7 +44,18 @@
   var course = L.polyline(cfg.course, { color: "#00572a", weight: 5, opacity: 0.6 }).addTo(map);
   map.fitBounds(course.getBounds(), { padding: [16, 16] });
   // Tiles are decoration: if they fail, the course, markers and trails still show.
-  L.tileLayer(cfg.tiles, { attribution: cfg.attribution, maxZoom: 19 }).addTo(map);
+  if (cfg.basemap && window.pmtiles) {
+    // The race's own basemap, read from this origin by range requests.
+    var archive = new pmtiles.PMTiles(new URL(cfg.basemap.url, location.href).href);
+    pmtiles.leafletRasterLayer(archive, {
+      attribution: cfg.basemap.attribution || cfg.attribution, maxZoom: 19,
+      minNativeZoom: cfg.basemap.min_zoom, maxNativeZoom: cfg.basemap.max_zoom,
+      bounds: L.latLngBounds([cfg.basemap.bounds[1], cfg.basemap.bounds[0]],
+                             [cfg.basemap.bounds[3], cfg.basemap.bounds[2]])
+    }).addTo(map);
+  } else {
+    L.tileLayer(cfg.tiles, { attribution: cfg.attribution, maxZoom: 19 }).addTo(map);
+  }
   if (cfg.course.length) {
     L.circleMarker(cfg.course[0], { radius: 7, color: "#fff", weight: 2, fillColor: "#00572a", fillOpacity: 1 })
       .bindTooltip("Start").addTo(map);

@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import psycopg
@@ -106,3 +107,32 @@ def browser() -> Iterator[object]:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+DESKTOP = {"width": 1280, "height": 800}
+
+
+@pytest.fixture
+def open_page(browser: Any) -> Iterator[Any]:
+    """Opens pages that record JavaScript errors and dialogs; asserts none at the end."""
+    pages: list[tuple[Any, list[str]]] = []
+
+    def opener(url: str, viewport: dict[str, int] = DESKTOP, init_script: str | None = None,
+               **context: Any) -> Any:
+        ctx = browser.new_context(viewport=viewport, **context)
+        page = ctx.new_page()
+        if init_script:
+            page.add_init_script(init_script)
+        problems: list[str] = []
+        page.on("pageerror", lambda e: problems.append(f"error: {e}"))
+        page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
+        page.requests = []
+        page.on("request", lambda r: page.requests.append(r.url))
+        page.goto(url)
+        pages.append((page, problems))
+        return page
+
+    yield opener
+    for page, problems in pages:
+        assert problems == []  # no JavaScript errors, no script from data
+        page.context.close()

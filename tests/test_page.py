@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -18,6 +18,7 @@ import pytest
 from racepub import config
 from racepub.large import shard_of
 from racepub.publish import Publisher
+from tests.conftest import DESKTOP
 from tests.helpers import (
     POINTS_DDL,
     RaceSetup,
@@ -29,7 +30,6 @@ from tests.helpers import (
 )
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 360, "height": 740}
 HOSTILE = "<img src=x onerror=alert(1)>Mallory"
 
@@ -42,10 +42,11 @@ class LiveRace:
 
 
 def publish_live(tmp_path: Path, dsn: str, moto_server: str, racers: str, extra: str,
-                 speeds: dict[str, float],
-                 elevations: list[float] | None = None) -> Iterator[LiveRace]:
+                 speeds: dict[str, float], elevations: list[float] | None = None,
+                 before: Callable[[RaceSetup], None] | None = None) -> Iterator[LiveRace]:
     """A race 3 minutes in (a fix every 2 s at each racer's speed), published
-    once to a public bucket on moto's HTTP server, as spectators load it."""
+    once to a public bucket on moto's HTTP server, as spectators load it.
+    `before` runs once the race's config is written, before it is published."""
     s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
     bucket = public_bucket(s3, "page")
     create_points_table(dsn, POINTS_DDL)
@@ -61,6 +62,8 @@ def publish_live(tmp_path: Path, dsn: str, moto_server: str, racers: str, extra:
             lat, lon = setup.course.at(speed * 2 * i)
             rows.append((racer, setup.starts_at + timedelta(seconds=2 * i), lat, lon))
     insert_points(dsn, "live_points", ("user_id", "recorded_at", "lat", "lon"), rows)
+    if before is not None:
+        before(setup)
     cfg = config.load(str(setup.path))
     publisher = Publisher(cfg, cfg.race("t"))
     publisher.cycle()
@@ -94,32 +97,6 @@ def live_race(tmp_path: Path, dsn: str, moto_server: str,
     yield from publish_live(tmp_path, dsn, moto_server, racers,
                             'chunk_points = 20\nunits = "mi"' + checkpoint,
                             {"1001": 3.4, "1002": 3.1, "2001": 2.0})
-
-
-@pytest.fixture
-def open_page(browser: Any) -> Iterator[Any]:
-    """Opens pages that record JavaScript errors and dialogs; asserts none at the end."""
-    pages: list[tuple[Any, list[str]]] = []
-
-    def opener(url: str, viewport: dict[str, int] = DESKTOP, init_script: str | None = None,
-               **context: Any) -> Any:
-        ctx = browser.new_context(viewport=viewport, **context)
-        page = ctx.new_page()
-        if init_script:
-            page.add_init_script(init_script)
-        problems: list[str] = []
-        page.on("pageerror", lambda e: problems.append(f"error: {e}"))
-        page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
-        page.requests = []
-        page.on("request", lambda r: page.requests.append(r.url))
-        page.goto(url)
-        pages.append((page, problems))
-        return page
-
-    yield opener
-    for page, problems in pages:
-        assert problems == []  # no JavaScript errors, no script from data
-        page.context.close()
 
 
 def names(page: Any) -> list[str]:
