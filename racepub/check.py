@@ -12,6 +12,7 @@ from . import objects
 from .config import Config, Race
 from .course import load_gpx
 from .errors import RacepubError
+from .render import csp
 from .sink import open_sink
 from .source import (
     connect,
@@ -46,7 +47,11 @@ def check(cfg: Config, race: Race, out: Callable[[str], None] = print) -> bool:
                f"{len(course.waypoints)} named waypoints)")
     except RacepubError as e:
         report(False, "course", str(e))
-    report(*_map(race))
+    good, what, detail, own_map = _map(race)
+    report(good, what, detail)
+    policy = csp(None if own_map else race.tiles)
+    report(True, "csp", "the page's Content-Security-Policy; the CDN's header must allow "
+           f"as much (CloudFormation: ContentSecurityPolicy=\"{policy}\")")
     for good, what, detail in _database(cfg):
         report(good, what, detail)
     report(*_sink(cfg, race))
@@ -95,27 +100,28 @@ def _database(cfg: Config) -> list[tuple[bool, str, str]]:
     return lines
 
 
-def _map(race: Race) -> tuple[bool, str, str]:
-    """Where the page's map comes from: the race's own basemap, or a tile server."""
+def _map(race: Race) -> tuple[bool, str, str, bool]:
+    """Where the page's map comes from: (ok, what, detail, the race's own basemap)."""
     if race.basemap is not None:
         try:
             basemap = load_basemap(race.basemap)
         except RacepubError as e:
-            return False, "basemap", f"{e} (racepub tiles --race {race.id} --from SOURCE)"
+            return (False, "basemap", f"{e} (racepub tiles --race {race.id} --from SOURCE)",
+                    False)
         if not basemap.raster:
             return True, "warn  basemap", (f"{race.basemap} holds vector tiles; the page draws "
-                                           f"raster basemaps only and uses {race.tiles}")
+                                           f"raster basemaps only and uses {race.tiles}"), False
         return True, "basemap", (f"{race.basemap}: {len(basemap.body) / 1e6:.1f} MB of "
                                  f"{basemap.tile_type} tiles, zooms {basemap.min_zoom}-"
-                                 f"{basemap.max_zoom}; the page asks no third party")
+                                 f"{basemap.max_zoom}; the page asks no third party"), True
     if "tile.openstreetmap.org" in race.tiles:
         return True, "warn  tiles", (
             "the page's map comes from tile.openstreetmap.org, whose usage policy forbids "
             "heavy use: a popular race gets throttled or blocked, and every spectator's "
             "browser talks to a third party. Cut the race's own basemap from an archive of "
             f"the area (racepub tiles --race {race.id} --from AREA.pmtiles), or set tiles "
-            "to a provider you have an agreement with")
-    return True, "tiles", f"the page's map comes from {race.tiles}"
+            "to a provider you have an agreement with"), False
+    return True, "tiles", f"the page's map comes from {race.tiles}", False
 
 
 def _sink(cfg: Config, race: Race) -> tuple[bool, str, str]:

@@ -38,6 +38,9 @@ def test_check_all_good(tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture[
             'add: CREATE INDEX CONCURRENTLY ON "live_points" ("recorded_at");') in out
     # Without an insert-order column, late uploads are lost: check says so.
     assert "warn  source: no ingest column" in out and "add an identity column" in out
+    # The OSM tile servers are not for race crowds: check says what to do instead.
+    assert "warn  tiles: the page's map comes from tile.openstreetmap.org" in out
+    assert "racepub tiles --race t --from" in out
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE INDEX ON live_points (recorded_at)")
         conn.execute("ALTER TABLE live_points ADD COLUMN id bigserial")
@@ -46,12 +49,21 @@ def test_check_all_good(tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture[
     assert "no index serves" not in out
     assert 'this table has one; add to [source]:  ingest = "id"' in out
     text = setup.path.read_text()
-    setup.path.write_text(text.replace('lon = "lon"', 'lon = "lon"\ningest = "id"'))
+    setup.path.write_text(text.replace('lon = "lon"', 'lon = "lon"\ningest = "id"').replace(
+        "[races.t]", '[races.t]\ntiles = "https://maps.example.org/{z}/{x}/{y}.png"'))
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE INDEX ON live_points (id)")
     assert main(["check", "--race", "t", "--config", str(setup.path)]) == 0
     out = capsys.readouterr().out
     assert "warn" not in out and "cursor 'id' (insert order)" in out
+    assert 'ContentSecurityPolicy="default-src' in out and "https://maps.example.org" in out
+    # A basemap named but not made yet: a failure that says how to make it.
+    text = setup.path.read_text()
+    setup.path.write_text(text.replace("[races.t]", '[races.t]\nbasemap = "t.pmtiles"'))
+    assert main(["check", "--race", "t", "--config", str(setup.path)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  basemap: cannot read the basemap" in out
+    assert "racepub tiles --race t --from SOURCE" in out
 
 
 def test_check_reports_each_failure(tmp_path: Path, dsn: str,
