@@ -15,7 +15,7 @@
     wanted: {},       // objects being fetched, by URL
     record: null,     // the followed racer's live record, built from shard columns
     missing: false,   // the followed id is in no roster
-    group: null, groupAt: 0, // the followed racer's trail group, and when fetched
+    trails: {},       // racer id -> {refs: [[pack, offset, length]], at}: from their trail group
     pieces: {},       // "pack@offset" -> points ([lat, lon, s after t0]); immutable
     live: [],         // positions seen since, as [lat, lon, s after t0]
   };
@@ -243,8 +243,8 @@
     placeOnProfile(r || racers[0]);
   }
 
-  // -- replay (small races): every racer as the published chunks put them at a
-  // chosen moment, the leaderboard as it was then ------------------------------
+  // -- replay: every racer shown (a large race: the head and the followed) as
+  // the published chunks put them at a chosen moment, the board as it was then --
   var replay = null; // null: live; else {t: ms, playing: bool, speed: 1 | 10 | 60}
   var course = (function () { // the course in metres, for progress along it
     var c = cfg.course, lat0 = c.length ? c[0][0] : 0, lon0 = c.length ? c[0][1] : 0;
@@ -271,15 +271,8 @@
     return { seg: i, d: course.cum[i] + (at - i) * ((course.cum[i + 1] || course.cum[i]) - course.cum[i]) };
   }
   var replayTracks = {}; // racer id -> {n, t[], lat[], lon[], d[]}, rebuilt when their points change
-  function pointsOf(r) {
-    var out = [], last = -Infinity;
-    function add(p) { var ms = Date.parse(p[2]); if (ms > last) { out.push([p[0], p[1], ms]); last = ms; } }
-    trackKeys(r).forEach(function (key) { (chunkCache[key] || []).forEach(add); });
-    (r.tail || []).forEach(add);
-    return out;
-  }
   function replayTrack(r) {
-    var pts = pointsOf(r), have = replayTracks[r.id];
+    var pts = trackPoints(r), have = replayTracks[r.id];
     if (have && have.n === pts.length) return have;
     var tr = { n: pts.length, t: [], lat: [], lon: [], d: [] }, hint = null, best = 0;
     pts.forEach(function (p) {
@@ -307,7 +300,7 @@
   // between the fixes either side, ranked as the publisher ranks.
   function replayRacers(snap) {
     var T = replay.t, start = Date.parse(snap.race.starts_at);
-    var out = snap.racers.map(function (r) {
+    var out = shown(snap).map(function (r) {
       var tr = replayTrack(r), k = lastBefore(tr.t, T);
       var rec = { id: r.id, name: r.name, kind: r.kind, color: r.color, status: "waiting",
                   position: null, distance_m: 0, pace_s_per_km: null, gap_s: null, eta_s: null,
@@ -352,6 +345,8 @@
     if (t >= end) { stopReplay(); return; }
     replay = replay || { playing: false, speed: 1 };
     replay.t = Math.max(start, t);
+    // A large race: the trails of those shown, read from the packs once each.
+    if (snapshot.field) loadTrails(shown(snapshot).map(function (r) { return r.id; }));
     scrub.max = String(Math.round((end - start) / 1000));
     scrub.value = String(Math.round((replay.t - start) / 1000));
     document.getElementById("replay-live").disabled = false;
@@ -438,11 +433,11 @@
     var out = [], start = Date.parse(snapshot.race.starts_at), last = -Infinity;
     function add(lat, lon, ms) { if (ms > last) { out.push([lat, lon, ms]); last = ms; } }
     if (snapshot.field) {
-      (big.group && big.group.id === r.id ? big.group.refs : []).forEach(function (ref) {
+      (big.trails[r.id] ? big.trails[r.id].refs : []).forEach(function (ref) {
         var got = big.pieces[ref[0] + "@" + ref[1]];
         if (Array.isArray(got)) got.forEach(function (p) { add(p[0], p[1], start + 1000 * p[2]); });
       });
-      big.live.forEach(function (p) { add(p[0], p[1], start + 1000 * p[2]); });
+      if (r.id === following) big.live.forEach(function (p) { add(p[0], p[1], start + 1000 * p[2]); });
     } else {
       trackKeys(r).forEach(function (key) {
         (chunkCache[key] || []).forEach(function (p) { add(p[0], p[1], Date.parse(p[2])); });
@@ -512,18 +507,18 @@
     var keep = {};
     racers.forEach(function (r, i) {
       keep[r.id] = true;
-      drawRacer(r, i, !snap.field || r.id === following);
+      drawRacer(r, i, !!replay || !snap.field || r.id === following);
     });
     // The head of a large race changes: markers and trails of those who left it go.
     Object.keys(markers).forEach(function (id) {
       if (!keep[id]) { map.removeLayer(markers[id]); delete markers[id]; }
     });
     Object.keys(trails).forEach(function (id) {
-      if (!keep[id] || (snap.field && id !== following)) { map.removeLayer(trails[id]); delete trails[id]; }
+      if (!keep[id] || (snap.field && !replay && id !== following)) { map.removeLayer(trails[id]); delete trails[id]; }
     });
     if (snap.field) drawDensity(snap.field.density);
-    replayBox.hidden = !!snap.field || snap.race.state === "pre";
-    if (!replay && !snap.field) {
+    replayBox.hidden = snap.race.state === "pre";
+    if (!replay) {
       var start = Date.parse(snap.race.starts_at);
       scrub.max = scrub.value = String(Math.max(0, Math.round((replayEnd(snap) - start) / 1000)));
     }
@@ -536,7 +531,7 @@
   function follow(id) {
     following = following === id ? null : id;
     history.replaceState(null, "", following ? "#racer=" + encodeURIComponent(following) : location.pathname);
-    big.record = null; big.missing = false; big.group = null; big.live = [];
+    big.record = null; big.missing = false; big.live = [];
     if (snapshot && snapshot.field) pollFollowed();
     if (snapshot) drawAll(snapshot);
   }
@@ -616,27 +611,45 @@
       }
       drawAll(snapshot);
     }).catch(function () { /* asked again next poll */ });
-    if (!big.group || big.group.id !== id || Date.now() - big.groupAt > 1000 * field.trail_every_s / 3) {
-      var g = fnv1a(id) % field.trails;
-      getJSON(field.trail_url.replace("{trail}", String(g)), { cache: "no-cache" }).then(function (doc) {
-        var k = doc.ids.indexOf(id);
-        if (k < 0 || following !== id) return;
-        var refs = doc.chunks[k].slice();
-        if (doc.recent[k]) refs.push(doc.recent[k]);
-        big.group = { id: id, refs: refs.map(function (ref) { return [doc.packs[ref[0]], ref[1], ref[2]]; }) };
-        big.groupAt = Date.now();
-        big.group.refs.forEach(function (ref) {
-          var key = ref[0] + "@" + ref[1];
-          if (big.pieces[key]) return;
-          big.pieces[key] = "asked";
-          getPiece(ref[0], ref[1], ref[2]).then(function (piece) {
-            big.pieces[key] = piece.points;
-            if (snapshot) drawAll(snapshot);
-          }).catch(function () { delete big.pieces[key]; });
+    loadTrails([id]);
+  }
+
+  // Racers' trails (the followed one; in a replay, all shown): their trail
+  // groups, fetched again once trail_every_s / 3 old (the recent trail is
+  // rewritten every trail_every_s); then each piece of the packs they list,
+  // once (immutable).
+  function loadTrails(ids) {
+    var field = snapshot && snapshot.field, byUrl = {};
+    if (!field) return;
+    ids.forEach(function (id) {
+      var have = big.trails[id];
+      if (have && Date.now() - have.at < 1000 * field.trail_every_s / 3) return;
+      var url = field.trail_url.replace("{trail}", String(fnv1a(id) % field.trails));
+      (byUrl[url] = byUrl[url] || []).push(id);
+    });
+    Object.keys(byUrl).forEach(function (url) {
+      getJSON(url, { cache: "no-cache" }).then(function (doc) {
+        byUrl[url].forEach(function (id) {
+          var k = doc.ids.indexOf(id);
+          if (k < 0) return;
+          var refs = doc.chunks[k].slice();
+          if (doc.recent[k]) refs.push(doc.recent[k]);
+          big.trails[id] = { at: Date.now(), refs: refs.map(function (ref) {
+            return [doc.packs[ref[0]], ref[1], ref[2]]; }) };
+          big.trails[id].refs.forEach(loadPiece);
         });
         if (snapshot) drawAll(snapshot);
-      }).catch(function () { /* asked again next poll */ });
-    }
+      }).catch(function () { /* asked again next time */ });
+    });
+  }
+  function loadPiece(ref) {
+    var key = ref[0] + "@" + ref[1];
+    if (big.pieces[key]) return;
+    big.pieces[key] = "asked";
+    getPiece(ref[0], ref[1], ref[2]).then(function (piece) {
+      big.pieces[key] = piece.points;
+      if (snapshot) drawAll(snapshot);
+    }).catch(function () { delete big.pieces[key]; });
   }
 
   // The followed racer's trail: chunks and recent trail from the packs, in
@@ -644,7 +657,7 @@
   function followedTrail() {
     var pts = [], last = -Infinity;
     function add(p) { if (p[2] > last) { pts.push([p[0], p[1]]); last = p[2]; } }
-    (big.group && big.group.id === following ? big.group.refs : []).forEach(function (ref) {
+    (big.trails[following] ? big.trails[following].refs : []).forEach(function (ref) {
       var got = big.pieces[ref[0] + "@" + ref[1]];
       if (Array.isArray(got)) got.forEach(add);
     });

@@ -469,3 +469,34 @@ def test_replay_scrubs_to_a_moment_and_returns_live(live_race: LiveRace,
     assert distance.all_inner_texts()[:3] == live[:3]
     chunks = [u for u in page.requests if "/tracks/" in u]
     assert len(chunks) == len(set(chunks))  # each chunk fetched once
+
+
+@pytest.mark.slow
+def test_large_race_replays_the_head_and_the_followed(large_race: LiveRace,
+                                                      open_page: Any) -> None:
+    """In a large race the replay shows the leaderboard head and the followed
+    racer as they were at the scrubbed moment, from the packs, each piece
+    read once."""
+    page = open_page(large_race.url)
+    wait_live(page)
+    pieces: list[tuple[str, str | None]] = []
+    page.on("request", lambda r: pieces.append((r.url, r.headers.get("range")))
+            if "/packs/" in r.url else None)
+    page.goto(large_race.url + "#racer=Zo%C3%AB-7")  # followed through the link
+    page.wait_for_function("() => document.querySelector('#board tbody tr.following')")
+    page.locator("#replay-at").fill("60")
+    assert page.inner_text("#clock") == "Replay 1:00"
+    # 1:00 in: bib0..bib4 at 3.6..3.4 m/s (216..204 m), Zoë-7 at 2.1 m/s (126 m).
+    page.wait_for_function("() => document.querySelectorAll('path[stroke-width=\"3\"]').length"
+                           " >= 6")  # a trail each, read from the packs
+    page.wait_for_function("() => [...document.querySelectorAll('#board tbody tr td:nth-child(3)')]"
+                           ".map(e => e.textContent).join() === "
+                           "'0.22 km,0.21 km,0.21 km,0.21 km,0.20 km,0.13 km'")
+    assert names(page) == [f"Runner bib{i}" for i in range(5)] + ["Runner Zoë-7"]
+    page.select_option("#replay-speed", "60")
+    page.click("#replay-play")
+    page.wait_for_function("() => /^Replay [2-3]:/.test(document.getElementById('clock')"
+                           ".textContent)", timeout=5000)
+    page.click("#replay-live")
+    assert page.inner_text("#clock").startswith("Race time")
+    assert pieces and len(pieces) == len(set(pieces))  # each piece of a pack read once
