@@ -27,6 +27,7 @@ KINDS = ("runner", "vehicle")
 DEFAULT_MAX_KMH = {"runner": 30.0, "vehicle": 120.0}
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SMALL_CHUNK_POINTS = 30
 LARGE_CHUNK_POINTS = 240  # 20 minutes of fixes every 5 s
 _COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 # A SQL identifier as users write them; it is still quoted, never spliced.
@@ -55,14 +56,16 @@ class Race:
     title: str
     starts_at: datetime
     course: Path
-    interval_s: int
     sink: str
     racers: tuple[Racer, ...]
+    interval_s: int = 3
     ends_at: datetime | None = None
     tiles: str = DEFAULT_TILES
     tile_attribution: str = DEFAULT_ATTRIBUTION
     units: str = "km"
-    chunk_points: int = 30
+    # Fixes per immutable track chunk; 0: by the field's size (each chunk is
+    # a PUT: a big field's fixes fill few, larger ones).
+    chunk_points: int = 0
     stale_after_s: int = 60
     off_course_m: float = 150.0
     pace_window_s: int = 60
@@ -84,6 +87,11 @@ class Race:
     # A PMTiles archive cut for the course (`racepub tiles`): uploaded once,
     # the page's map drawn from it instead of `tiles`.
     basemap: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.chunk_points == 0:  # a dependent default, the same however a Race is made
+            object.__setattr__(self, "chunk_points",
+                               LARGE_CHUNK_POINTS if self.large else SMALL_CHUNK_POINTS)
 
     @property
     def large(self) -> bool:
@@ -207,42 +215,13 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
 def _race(name: str, r: _Table, path: Path, errors: list[str]) -> Race | None:
     base = path.parent
     n_before = len(errors)
-    title = r.get("title", _text, "a non-empty string", default=name)
-    starts_at = r.get("starts_at", _datetime, "a date-time with a UTC offset between 1970 "
-                      "and 9998, e.g. 2014-07-25T11:00:00-04:00", required=True)
-    ends_at = r.get("ends_at", _datetime, "a date-time with a UTC offset between 1970 and 9998")
-    course = r.get("course", _file(base), "a GPX file (relative to the config file)",
-                   required=True)
-    interval_s = r.get("interval_s", _int_range(1, 3600), "whole seconds >= 1", default=3)
-    sink = r.get("sink", _sink, "s3://bucket/prefix or dir:PATH", required=True)
-    if sink and sink.startswith("dir:"):  # relative to the config file, like course
-        sink = f"dir:{base / sink[4:]}"
-    units = r.get("units", _choice("km", "mi"), "km or mi", default="km")
-    tiles = r.get("tiles", _tiles, "a tile URL template with {z}, {x} and {y}",
-                  default=DEFAULT_TILES)
-    attribution = r.get("tile_attribution", _text, "a string", default=DEFAULT_ATTRIBUTION)
-    chunk_points = r.get("chunk_points", _int_range(2, 10000), "a whole number 2..10000")
-    stale_after_s = r.get("stale_after_s", _int_range(1, 86400), "whole seconds >= 1",
-                          default=60)
-    off_course_m = r.get("off_course_m", _float_range(10, 10000), "metres, 10..10000",
-                         default=150.0)
-    pace_window_s = r.get("pace_window_s", _int_range(10, 3600), "whole seconds 10..3600",
-                          default=60)
-    max_accuracy_m = r.get("max_accuracy_m", _float_range(1, 10000), "metres, 1..10000",
-                           default=50.0)
-    min_fix_spacing_s = r.get("min_fix_spacing_s", _float_range(0, 60), "seconds, 0..60",
-                              default=Race.min_fix_spacing_s)
-    template_dir = r.get("template_dir", _dir(base), "a directory (relative to the config)")
-    basemap = r.get("basemap", _path(base), "a PMTiles file made by racepub tiles (relative "
-                    "to the config file)")
-    finished_grace_s = r.get("finished_grace_s", _int_range(0, 7 * 86400),
-                             "whole seconds 0..604800", default=Race.finished_grace_s)
-    shard_above = r.get("shard_above", _int_range(0, 10_000_000), "a whole number >= 0",
-                        default=Race.shard_above)
-    shard_size = r.get("shard_size", _int_range(1, 100_000), "a whole number 1..100000",
-                       default=Race.shard_size)
-    head_size = r.get("head_size", _int_range(1, 1000), "a whole number 1..1000",
-                      default=Race.head_size)
+    given: dict[str, Any] = {}
+    for option in RACE_OPTIONS:
+        value = r.get(option.key, option.check(base), option.expected, required=option.required)
+        if value is not None:
+            given[option.key] = value
+    if "sink" in given and given["sink"].startswith("dir:"):  # relative to the config file
+        given["sink"] = f"dir:{base / given['sink'][4:]}"
     for gone in ("shard_writes", "tail_points"):  # the round-robin large form's
         if gone in r.raw:
             r.used.add(gone)
@@ -290,23 +269,14 @@ def _race(name: str, r: _Table, path: Path, errors: list[str]) -> Race | None:
     if not racers and len(errors) == n_before:
         errors.append(f"{path}: {r.key}.racers: no racers: expected [[{r.key}.racers]] "
                       "entries or racers_file")
+    starts_at, ends_at = given.get("starts_at"), given.get("ends_at")
     if starts_at and ends_at and ends_at <= starts_at:
         errors.append(f"{path}: {r.key}.ends_at = {ends_at.isoformat()}: expected a time "
                       "after starts_at")
     if len(errors) > n_before:
         return None
-    if chunk_points is None:
-        # Each chunk is one PUT: a big field's fixes fill few, larger ones.
-        chunk_points = LARGE_CHUNK_POINTS if len(racers) > shard_above else 30
-    return Race(id=name, title=title, starts_at=starts_at, ends_at=ends_at, course=course,
-                interval_s=interval_s, sink=sink, racers=tuple(racers), units=units,
-                tiles=tiles, tile_attribution=attribution, chunk_points=chunk_points,
-                stale_after_s=stale_after_s, off_course_m=off_course_m,
-                pace_window_s=pace_window_s, max_accuracy_m=max_accuracy_m,
-                min_fix_spacing_s=min_fix_spacing_s, max_kmh=max_kmh,
-                template_dir=template_dir, shard_above=shard_above, shard_size=shard_size,
-                head_size=head_size, checkpoints=tuple(checkpoints),
-                finished_grace_s=finished_grace_s, basemap=basemap)
+    return Race(id=name, racers=tuple(racers), max_kmh=max_kmh,
+                checkpoints=tuple(checkpoints), **{"title": name, **given})
 
 
 def _racers_csv(path: Path, errors: list[str]) -> list[Racer]:
@@ -538,3 +508,67 @@ def _color(v: Any) -> str:
     if not isinstance(v, str) or not _COLOR.match(v):
         raise ValueError
     return v
+
+
+# -- every race setting, declared once ------------------------------------------
+
+@dataclass(frozen=True)
+class Option:
+    """A race setting, declared once: its key (the Race field of that name),
+    how a value is checked (given the config file's directory, for paths),
+    what is expected (said in every error about it) and one line of help.
+    Its default is the Race field's."""
+
+    key: str
+    check: Callable[[Path], Callable[[Any], Any]]
+    expected: str
+    help: str
+    required: bool = False
+
+
+def _plain(conv: Callable[[Any], Any]) -> Callable[[Path], Callable[[Any], Any]]:
+    return lambda base: conv
+
+
+def _ints(key: str, lo: int, hi: int, unit: str, help: str) -> Option:
+    return Option(key, _plain(_int_range(lo, hi)), f"{unit} {lo}..{hi}", help)
+
+
+def _floats(key: str, lo: float, hi: float, unit: str, help: str) -> Option:
+    return Option(key, _plain(_float_range(lo, hi)), f"{unit} {lo:g}..{hi:g}", help)
+
+
+RACE_OPTIONS: tuple[Option, ...] = (
+    Option("title", _plain(_text), "a non-empty string", "the race's name on the page"),
+    Option("starts_at", _plain(_datetime), "a date-time with a UTC offset between 1970 and "
+           "9998, e.g. 2014-07-25T11:00:00-04:00", "nothing before it is published",
+           required=True),
+    Option("ends_at", _plain(_datetime), "a date-time with a UTC offset between 1970 and 9998",
+           "optional cut-off: the race is finished then"),
+    Option("course", _file, "a GPX file (relative to the config file)",
+           "the course: a GPX track or route", required=True),
+    _ints("interval_s", 1, 3600, "whole seconds", "how often the race is published"),
+    Option("sink", _plain(_sink), "s3://bucket/prefix or dir:PATH",
+           "where the race is published", required=True),
+    Option("units", _plain(_choice("km", "mi")), "km or mi", "the page's default units"),
+    Option("tiles", _plain(_tiles), "a tile URL template with {z}, {x} and {y}",
+           "the map's tile server"),
+    Option("tile_attribution", _plain(_text), "a string", "credit for the tiles"),
+    Option("basemap", _path, "a PMTiles file made by racepub tiles (relative to the config "
+           "file)", "the race's own map, drawn instead of tiles"),
+    _ints("chunk_points", 2, 10000, "a whole number", "fixes per immutable track chunk"),
+    _ints("stale_after_s", 1, 86400, "whole seconds", "no fix for this long: stale"),
+    _floats("off_course_m", 10, 10000, "metres,", "further from the course: off_course"),
+    _ints("pace_window_s", 10, 3600, "whole seconds", "pace from progress over this window"),
+    _floats("max_accuracy_m", 1, 10000, "metres,", "less accurate fixes are dropped"),
+    _floats("min_fix_spacing_s", 0, 60, "seconds,", "a racer's closer fixes are dropped"),
+    Option("template_dir", _dir, "a directory (relative to the config)",
+           "your own index.html.j2, tried first"),
+    _ints("finished_grace_s", 0, 7 * 86400, "whole seconds", "publish this long after the "
+          "finish, then exit"),
+    _ints("shard_above", 0, 10_000_000, "a whole number", "more racers: the large form"),
+    _ints("shard_size", 1, 100_000, "a whole number", "large races: racers per live shard"),
+    _ints("head_size", 1, 1000, "a whole number", "large races: leaderboard rows"),
+)
+# Race keys read otherwise: tables and arrays of tables, and a file of racers.
+RACE_TABLES = ("max_kmh", "racers", "checkpoints", "racers_file")

@@ -115,16 +115,6 @@ class Publisher:
         self.proc.wait(timeout=10)
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 30.0, every: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s")
-
-
 def spectator_view(get: Callable[[str], bytes | None]) -> dict[str, Any] | None:
     """What a spectator loading the race now gets; asserts it is whole: the
     snapshot parses and every chunk it points at is there."""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import textwrap
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,7 +45,9 @@ def write_race(tmp_path: Path, dsn: str, *, racers: str | None = None,
                source: str | None = None, starts_at: datetime | None = None,
                sink: str | None = None, extra: str = "", interval_s: int = 2,
                points: list[tuple[float, float]] | None = None,
-               elevations: list[float] | None = None) -> RaceSetup:
+               elevations: list[float] | None = None,
+               s3_endpoint: str | None = None) -> RaceSetup:
+    """A race "t" on disk; s3_endpoint: an [s3] table pointing there (moto's server)."""
     points = points or STOPS
     (tmp_path / "course.gpx").write_text(write_gpx(points, "test course", elevations))
     starts_at = starts_at or now_utc() - timedelta(minutes=10)
@@ -69,8 +74,10 @@ def write_race(tmp_path: Path, dsn: str, *, racers: str | None = None,
         kind = "vehicle"
     """
     sink = sink or "dir:public"
+    s3 = ["[s3]", f'endpoint_url = "{s3_endpoint}"', 'region = "us-east-1"', ""] \
+        if s3_endpoint else []
     text = "\n".join([
-        "[database]", f'dsn = "{dsn}"', "",
+        "[database]", f'dsn = "{dsn}"', "", *s3,
         "[source]", textwrap.dedent(source).strip(), "",
         "[races.t]", 'title = "Test race"', f'starts_at = "{starts_at.isoformat()}"',
         'course = "course.gpx"', f"interval_s = {interval_s}", f'sink = "{sink}"',
@@ -82,7 +89,51 @@ def write_race(tmp_path: Path, dsn: str, *, racers: str | None = None,
                      sink_dir=tmp_path / "public")
 
 
-def create_points_table(dsn: str, ddl: str) -> None:
+def fixes(setup: RaceSetup, racer: Any, speed: float, until_s: float, *,
+          since_s: float = 1.0, every: float = 2.0) -> list[tuple[Any, ...]]:
+    """Noise-free fixes (racer, time, lat, lon) of a racer running the course
+    at `speed` m/s from the start: one every `every` s from since_s to until_s."""
+    rows, t = [], since_s
+    while t <= until_s:
+        rows.append((racer, setup.starts_at + timedelta(seconds=t), *setup.course.at(speed * t)))
+        t += every
+    return rows
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 30.0, every: float = 0.1) -> Any:
+    """check() until it returns something true (returned), or fail after timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s")
+
+
+def sink_bodies(s3: Any, bucket: str, prefix: str = "") -> dict[str, bytes]:
+    """Every object under prefix as a spectator gets it (gzip undone)."""
+    out = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            got = s3.get_object(Bucket=bucket, Key=item["Key"])
+            data = got["Body"].read()
+            out[item["Key"]] = (gzip.decompress(data) if got.get("ContentEncoding") == "gzip"
+                                else data)
+    return out
+
+
+def assert_nothing_secret(bodies: dict[str, bytes], dsn: str, *also: str) -> None:
+    """No published object holds the DSN, the database's host and port or
+    user, an AWS key (the tests' is "testing"), or what else is named."""
+    for key, data in bodies.items():
+        for secret in (dsn, dsn.split("@")[1], "testing", "postgres", *also):
+            assert secret.encode() not in data, (key, secret)
+
+
+def create_points_table(dsn: str, ddl: str | None = None) -> None:
+    """The points table: POINTS_DDL unless a test needs another."""
+    ddl = ddl or POINTS_DDL
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(ddl)
 
@@ -127,5 +178,9 @@ def public_bucket(s3: Any, prefix: str) -> str:
     return bucket
 
 
+# The points table most tests use, and the one with an insert-order key.
 POINTS_DDL = ("CREATE TABLE live_points (user_id text, recorded_at timestamptz, "
               "lat float8, lon float8)")
+IDS_DDL = ("CREATE TABLE live_points (id bigserial PRIMARY KEY, user_id text, "
+           "recorded_at timestamptz, lat float8, lon float8)")
+COLS = ("user_id", "recorded_at", "lat", "lon")

@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.helpers import now_utc, write_race
+from tests.helpers import create_points_table, now_utc, write_race
 
 RACERS = 100
 POINTS = 1_000_000
@@ -25,9 +25,8 @@ def test_million_points_in_one_cycle(tmp_path: Path, dsn: str) -> None:
     setup = write_race(tmp_path, dsn, racers=racers,
                        starts_at=now_utc() - timedelta(seconds=per + 5), extra="chunk_points = 500")
     (lat0, lon0), (lat1, lon1) = setup.course.points[0], setup.course.points[1]
+    create_points_table(dsn)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("CREATE TABLE live_points (user_id text, recorded_at timestamptz, "
-                     "lat float8, lon float8)")
         # Each racer walks the first leg of the course, a fix a second.
         conn.execute(
             "INSERT INTO live_points SELECT r::text, %(start)s + s * interval '1 second', "

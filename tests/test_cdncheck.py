@@ -19,9 +19,16 @@ import boto3
 import pytest
 
 from racepub.localdb import free_port
-from tests.faults import Publisher, wait_for
-from tests.helpers import POINTS_DDL, create_points_table, insert_points, now_utc, write_race
-from tests.test_publish import truth_rows
+from tests.faults import Publisher
+from tests.helpers import (
+    COLS,
+    create_points_table,
+    fixes,
+    insert_points,
+    now_utc,
+    wait_for,
+    write_race,
+)
 
 NGINX = "/usr/sbin/nginx"
 CONF = """
@@ -107,13 +114,10 @@ def test_check_cdn(tmp_path: Path, dsn: str, moto_server: str, fake_aws_env: Non
         "Version": "2012-10-17", "Statement": [{
             "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
             "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
-    create_points_table(dsn, POINTS_DDL)
+    create_points_table(dsn)
     setup = write_race(tmp_path, dsn, sink=f"s3://{bucket}/race", interval_s=3,
-                       starts_at=now_utc() - timedelta(minutes=5))
-    setup.path.write_text(setup.path.read_text().replace(
-        "[source]", f'[s3]\nendpoint_url = "{moto_server}"\nregion = "us-east-1"\n\n[source]'))
-    insert_points(dsn, "live_points", ("user_id", "recorded_at", "lat", "lon"),
-                  truth_rows(setup, "1001", 3.0, 200))
+                       starts_at=now_utc() - timedelta(minutes=5), s3_endpoint=moto_server)
+    insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 200))
     publisher = Publisher(setup.path)
     try:
         wait_for(lambda: " seq=2 " in publisher.log, timeout=60)

@@ -20,9 +20,13 @@ from racepub.config import DEFAULT_TILES
 from racepub.publish import Publisher
 from racepub.render import csp
 from racepub.status import status
-from tests.helpers import POINTS_DDL, create_points_table, insert_points, write_race
+from tests.helpers import (
+    create_points_table,
+    fixes,
+    insert_points,
+    write_race,
+)
 from tests.test_large import COLS, large_race
-from tests.test_publish import truth_rows
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "deploy" / "cloudformation" / "racepub.yaml"
 # Each S3 operation the publisher may call, and the IAM action it needs.
@@ -137,9 +141,9 @@ def test_iam_policy_allows_exactly_what_the_publisher_calls(
         s3_calls: list[str]) -> None:
     s3_calls.clear()  # (the bucket's own setup)
     # A small race: published, restarted (reads back the snapshot), checked, watched.
-    create_points_table(dsn, POINTS_DDL)
+    create_points_table(dsn)
     small = write_race(tmp_path, dsn, sink=f"s3://{bucket}/race")
-    insert_points(dsn, "live_points", COLS, truth_rows(small, "1001", 3.0, 120))
+    insert_points(dsn, "live_points", COLS, fixes(small, "1001", 3.0, 120))
     cfg = config.load(str(small.path))
     for _ in range(2):
         pub = Publisher(cfg, cfg.race("t"))

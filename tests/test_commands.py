@@ -13,19 +13,24 @@ import psycopg
 import pytest
 
 from racepub import config
+from racepub import simulate as sim
 from racepub.cli import main
 from racepub.serve import make_server, serve_in_thread
-from racepub.simulate import create_table, fixes, simulate, truths
+from racepub.simulate import create_table, simulate, truths
 from racepub.timefmt import ts
-from tests.helpers import POINTS_DDL, create_points_table, insert_points, now_utc, write_race
-from tests.test_publish import truth_rows
-
-TABLE_DDL = ("CREATE TABLE live_points (user_id text, recorded_at timestamptz, "
-             "lat float8, lon float8)")
+from tests.helpers import (
+    COLS,
+    POINTS_DDL,
+    create_points_table,
+    fixes,
+    insert_points,
+    now_utc,
+    write_race,
+)
 
 
 def test_check_all_good(tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
-    create_points_table(dsn, TABLE_DDL)
+    create_points_table(dsn)
     setup = write_race(tmp_path, dsn)
     assert main(["check", "--race", "t", "--config", str(setup.path)]) == 0
     out = capsys.readouterr().out
@@ -81,7 +86,7 @@ def test_check_reports_each_failure(tmp_path: Path, dsn: str,
 
 def test_check_needs_only_select(tmp_path: Path, dsn: str,
                                  capsys: pytest.CaptureFixture[str]) -> None:
-    create_points_table(dsn, TABLE_DDL + "; CREATE ROLE racepub_ro LOGIN; "
+    create_points_table(dsn, POINTS_DDL + "; CREATE ROLE racepub_ro LOGIN; "
                         "GRANT SELECT ON live_points TO racepub_ro")
     ro = dsn.replace("postgres@", "racepub_ro@")
     setup = write_race(tmp_path, ro)
@@ -100,7 +105,7 @@ def test_simulated_race_is_realistic(tmp_path: Path, dsn: str) -> None:
     race = cfg.race("t")
     by_racer: dict[str, list[tuple[float, float, float]]] = {}
     start = ts(race.starts_at)
-    for racer_id, t, lat, lon in fixes(race, setup.course, start, start + 3600):
+    for racer_id, t, lat, lon in sim.fixes(race, setup.course, start, start + 3600):
         by_racer.setdefault(racer_id, []).append((t, lat, lon))
     assert set(by_racer) == {"1001", "1002", "2001"}
     for pts in by_racer.values():
@@ -251,10 +256,10 @@ def test_cli_explains_itself(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_json_logs_carry_the_cycle_as_keys(tmp_path: Path, dsn: str,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    create_points_table(dsn, POINTS_DDL)
+    create_points_table(dsn)
     setup = write_race(tmp_path, dsn)
-    insert_points(dsn, "live_points", ("user_id", "recorded_at", "lat", "lon"),
-                  truth_rows(setup, "1001", 3.0, 60))
+    insert_points(dsn, "live_points", COLS,
+                  fixes(setup, "1001", 3.0, 60))
     assert main(["run", "--once", "--race", "t", "--config", str(setup.path),
                  "--log-format", "json"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]

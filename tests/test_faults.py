@@ -22,27 +22,21 @@ from racepub import config
 from racepub.errors import SinkError
 from racepub.localdb import LocalPostgres, free_port
 from racepub.publish import Publisher as InProcessPublisher
-from tests.faults import FaultProxy, Publisher, Watcher, dir_getter, spectator_view, wait_for
+from tests.faults import FaultProxy, Publisher, Watcher, dir_getter, spectator_view
 from tests.helpers import (
+    COLS,
+    POINTS_DDL,
     RaceSetup,
+    assert_nothing_secret,
     copy_points,
     create_points_table,
+    fixes,
     insert_points,
     now_utc,
+    sink_bodies,
+    wait_for,
     write_race,
 )
-
-COLS = ("user_id", "recorded_at", "lat", "lon")
-TABLE = "CREATE TABLE live_points (user_id text, recorded_at timestamptz, lat float8, lon float8)"
-
-
-def fixes(setup: RaceSetup, racer: str, speed: float, t0: float, t1: float,
-          every: float = 2.0) -> list[tuple[Any, ...]]:
-    out, t = [], t0
-    while t <= t1:
-        out.append((racer, setup.starts_at + timedelta(seconds=t), *setup.course.at(speed * t)))
-        t += every
-    return out
 
 
 def snapshot(setup: RaceSetup) -> dict[str, Any] | None:
@@ -54,9 +48,9 @@ def test_database_outage(tmp_path: Path) -> None:
     db = LocalPostgres(tmp_path / "pg")
     dsn = db.start()
     try:
-        create_points_table(dsn, TABLE)
+        create_points_table(dsn)
         setup = write_race(tmp_path, dsn, interval_s=1, starts_at=now_utc() - timedelta(minutes=2))
-        insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 2, 100))
+        insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 100, since_s=2))
         pub = Publisher(setup.path)
         watcher = Watcher(dir_getter(setup.sink_dir))
         try:
@@ -71,7 +65,7 @@ def test_database_outage(tmp_path: Path) -> None:
             assert pub.proc.poll() is None
             assert "cycle failed (read)" in pub.log
             db.start()
-            insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 102, 110))
+            insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 110, since_s=102))
             started = time.monotonic()
             back = wait_for(lambda: (s := snapshot(setup)) and s["seq"] > frozen["seq"]
                             and s["racers"][0]["distance_m"] > 320 and s, timeout=15)
@@ -92,10 +86,9 @@ def s3_race(tmp_path: Path, dsn: str, moto_server: str,
     bucket = f"faults-{len(s3.list_buckets()['Buckets'])}"
     s3.create_bucket(Bucket=bucket)
     proxy = FaultProxy(moto_server)
-    create_points_table(dsn, TABLE)
-    setup = write_race(tmp_path, dsn, sink=f"s3://{bucket}/live", extra="chunk_points = 10")
-    setup.path.write_text(setup.path.read_text().replace(
-        "[source]", f'[s3]\nendpoint_url = "{proxy.url}"\nregion = "us-east-1"\n\n[source]'))
+    create_points_table(dsn)
+    setup = write_race(tmp_path, dsn, sink=f"s3://{bucket}/live", extra="chunk_points = 10",
+                       s3_endpoint=proxy.url)
 
     def get(key: str) -> bytes | None:
         import gzip
@@ -117,14 +110,14 @@ def test_s3_errors_leave_the_last_snapshot_and_heal(s3_race: Any, dsn: str) -> N
     cfg = config.load(str(setup.path))
     pub = InProcessPublisher(cfg, cfg.race("t"))
     try:
-        insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 2, 40))
+        insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 40, since_s=2))
         pub.cycle()
         before = spectator_view(get)
         assert before is not None and len(before["racers"][0]["track"]) == 2
 
         # S3 throttles everything for a while: the cycle fails after retries,
         # and spectators keep the last snapshot.
-        insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 42, 80))
+        insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 80, since_s=42))
         proxy.fail = lambda method, path: 503 if method == "PUT" else None
         with pytest.raises(SinkError, match="SlowDown"):
             pub.cycle()
@@ -148,12 +141,7 @@ def test_s3_errors_leave_the_last_snapshot_and_heal(s3_race: Any, dsn: str) -> N
         # Nothing secret in any object: not the endpoint, the DSN, nor a key.
         s3 = boto3.client("s3", endpoint_url=proxy.url, region_name="us-east-1")
         bucket = cfg.race("t").sink[5:].split("/")[0]
-        keys = [o["Key"][len("live/"):] for o in
-                s3.list_objects_v2(Bucket=bucket)["Contents"]]
-        for key in keys:
-            data = get(key)
-            for secret in (proxy.url.split("//")[1], dsn.split("@")[1], "testing", "postgres"):
-                assert secret.encode() not in data, (key, secret)
+        assert_nothing_secret(sink_bodies(s3, bucket), dsn, proxy.url.split("//")[1])
     finally:
         pub.close()
 
@@ -165,11 +153,11 @@ def test_a_hung_put_holds_the_loop_two_intervals_at_most(s3_race: Any, dsn: str)
     snapshot, and once S3 answers again the loop publishes within two
     intervals."""
     setup, proxy, get = s3_race  # interval_s = 2
-    insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 2, 40))
+    insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 40, since_s=2))
     pub = Publisher(setup.path)
     try:
         wait_for(lambda: (spectator_view(get) or {}).get("seq", 0) >= 2)
-        insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 42, 300))
+        insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 300, since_s=42))
         proxy.hang = lambda method, path: method == "PUT"
         wait_for(lambda: "did not answer for 5 s" in pub.log, timeout=20)
         frozen = spectator_view(get)
@@ -193,9 +181,9 @@ def test_kill_9_mid_cycle_then_restart(tmp_path: Path, dsn: str) -> None:
     racers = "".join(f'\n[[races.t.racers]]\nid = "{i}"\nname = "R{i}"\n' for i in range(40))
     setup = write_race(tmp_path, dsn, racers=racers, interval_s=1, extra="chunk_points = 10",
                        starts_at=now_utc() - timedelta(minutes=60))
-    create_points_table(dsn, TABLE)
+    create_points_table(dsn)
     # A long first cycle: an hour of fixes for 40 racers, ~70,000 points.
-    rows = [r for i in range(40) for r in fixes(setup, str(i), 0.5 + i * 0.01, 1, 3590, 2.0)]
+    rows = [r for i in range(40) for r in fixes(setup, str(i), 0.5 + i * 0.01, 3590)]
     insert_points(dsn, "live_points", COLS, rows)
     tracks = setup.sink_dir / "tracks"
     watcher = Watcher(dir_getter(setup.sink_dir))
@@ -229,9 +217,9 @@ def test_kill_9_mid_cycle_then_restart(tmp_path: Path, dsn: str) -> None:
 
 
 def test_standby_takes_over_when_the_active_publisher_dies(tmp_path: Path, dsn: str) -> None:
-    create_points_table(dsn, TABLE)
+    create_points_table(dsn)
     setup = write_race(tmp_path, dsn, interval_s=1)
-    insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 2, 500))
+    insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 500, since_s=2))
     a, b = Publisher(setup.path), Publisher(setup.path)
     watcher = Watcher(dir_getter(setup.sink_dir))
     try:
@@ -262,7 +250,7 @@ def test_standby_of_a_large_race_is_warm(tmp_path: Path, dsn: str) -> None:
     import threading
 
     racers = 3000
-    create_points_table(dsn, TABLE)
+    create_points_table(dsn)
     (tmp_path / "entrants.csv").write_text(
         "id,name,kind\n" + "".join(f"b{k},Runner {k},runner\n" for k in range(racers)))
     setup = write_race(tmp_path, dsn, racers="\n", extra='racers_file = "entrants.csv"\n',
@@ -318,7 +306,7 @@ def test_standby_of_a_large_race_is_warm(tmp_path: Path, dsn: str) -> None:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
 def test_signals_stop_cleanly(tmp_path: Path, dsn: str, signum: int) -> None:
-    create_points_table(dsn, TABLE)
+    create_points_table(dsn)
     setup = write_race(tmp_path, dsn, interval_s=1)
     pub = Publisher(setup.path)
     try:
@@ -332,9 +320,9 @@ def test_signals_stop_cleanly(tmp_path: Path, dsn: str, signum: int) -> None:
 
 @pytest.mark.slow
 def test_metrics_and_status(tmp_path: Path, dsn: str) -> None:
-    create_points_table(dsn, TABLE)
+    create_points_table(dsn)
     setup = write_race(tmp_path, dsn, interval_s=1, starts_at=now_utc() - timedelta(seconds=65))
-    insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 2, 60)
+    insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 60, since_s=2)
                   + [("1001", setup.starts_at + timedelta(seconds=61), 95.0, 0.0)])
     port = free_port()
     pub = Publisher(setup.path, "--metrics-port", str(port))
@@ -363,11 +351,11 @@ def test_metrics_and_status(tmp_path: Path, dsn: str) -> None:
 
 
 def test_select_only_role_runs_the_loop(tmp_path: Path, dsn: str) -> None:
-    create_points_table(dsn, TABLE + "; CREATE ROLE racepub_loop LOGIN; "
+    create_points_table(dsn, POINTS_DDL + "; CREATE ROLE racepub_loop LOGIN; "
                         "GRANT SELECT ON live_points TO racepub_loop")
     setup = write_race(tmp_path, dsn.replace("postgres@", "racepub_loop@"), interval_s=1,
                        starts_at=now_utc() - timedelta(seconds=45))
-    insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 2, 40))
+    insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 40, since_s=2))
     pub = Publisher(setup.path)
     try:
         wait_for(lambda: (snapshot(setup) or {}).get("seq", 0) >= 2)
@@ -384,9 +372,9 @@ def test_a_lagging_replica_never_moves_the_race_backwards(
         tmp_path: Path, dsn: str, caplog: pytest.LogCaptureFixture) -> None:
     from racepub.cli import main
 
-    create_points_table(dsn, TABLE)
+    create_points_table(dsn)
     setup = write_race(tmp_path, dsn, starts_at=now_utc() - timedelta(minutes=2))
-    rows = fixes(setup, "1001", 3.0, 2, 100)
+    rows = fixes(setup, "1001", 3.0, 100, since_s=2)
     insert_points(dsn, "live_points", COLS, rows)
     argv = ["run", "--once", "--race", "t", "--config", str(setup.path)]
     assert main([*argv, "--state-dir", str(tmp_path / "first-machine")]) == 0

@@ -20,15 +20,16 @@ from racepub.config import Racer
 from racepub.large import LargeForm, fold, name_key, shard_of, tokens
 from racepub.publish import Publisher
 from tests.helpers import (
-    POINTS_DDL,
+    COLS,
     RaceSetup,
+    assert_nothing_secret,
     create_points_table,
+    fixes,
     insert_points,
     now_utc,
     versions,
     write_race,
 )
-from tests.test_publish import truth_rows
 
 N = 23  # runners, plus one vehicle
 LARGE = """
@@ -104,18 +105,17 @@ def large_race(tmp_path: Path, dsn: str, bucket: str, speed: Callable[[int], flo
                ) -> tuple[RaceSetup, list[tuple[Any, ...]]]:
     """N runners (and the tram) from entrants.csv; their fixes, not yet in the table."""
     if create_table:
-        create_points_table(dsn, POINTS_DDL)
+        create_points_table(dsn)
     racers_csv(tmp_path)
     setup = write_race(tmp_path, dsn, sink=f"s3://{bucket}/race", racers="\n",
                        starts_at=now_utc() - timedelta(seconds=until_s + 5),
                        extra='racers_file = "entrants.csv"\n' + LARGE)
-    rows = [row for i in range(N) for row in truth_rows(setup, f"r{i:02d}", speed(i), until_s)]
+    rows = [row for i in range(N) for row in fixes(setup, f"r{i:02d}", speed(i), until_s)]
     if tram:
-        rows += truth_rows(setup, "tram", 2.6, until_s)
+        rows += fixes(setup, "tram", 2.6, until_s)
     return setup, rows
 
 
-COLS = ("user_id", "recorded_at", "lat", "lon")
 
 
 def shards_of_cycle(out: Bucket, snap: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -201,10 +201,7 @@ def test_one_cycle_one_truth(tmp_path: Path, dsn: str, bucket: str) -> None:
         # Every shard, every cycle: no round robin.
         assert all(written[f"race/racers/{k}.json"] == 2 for k in range(5))
         # Nothing secret in any object: no DSN, database host or port, no AWS key.
-        for key in written:
-            data = out.raw(key.removeprefix("race/"))
-            for secret in (dsn, dsn.split("@")[1], "testing", "postgres"):
-                assert secret.encode() not in data, (key, secret)
+        assert_nothing_secret({key: out.raw(key.removeprefix("race/")) for key in written}, dsn)
     finally:
         pub.close()
 

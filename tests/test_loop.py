@@ -13,17 +13,14 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import create_points_table, insert_points, write_race
-
-
-def wait_for(check: Any, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out")
+from tests.helpers import (
+    COLS,
+    create_points_table,
+    fixes,
+    insert_points,
+    wait_for,
+    write_race,
+)
 
 
 def read_snapshot(path: Path) -> dict[str, Any] | None:
@@ -35,8 +32,7 @@ def read_snapshot(path: Path) -> dict[str, Any] | None:
 
 
 def test_run_publishes_every_interval_and_stops_on_sigterm(tmp_path: Path, dsn: str) -> None:
-    create_points_table(dsn, "CREATE TABLE live_points (user_id text, recorded_at timestamptz, "
-                             "lat float8, lon float8)")
+    create_points_table(dsn)
     setup = write_race(tmp_path, dsn, interval_s=1)
     snap_path = setup.sink_dir / "snapshot.json"
     proc = subprocess.Popen([sys.executable, "-m", "racepub", "run", "--race", "t",
@@ -45,7 +41,7 @@ def test_run_publishes_every_interval_and_stops_on_sigterm(tmp_path: Path, dsn: 
         wait_for(lambda: (read_snapshot(snap_path) or {}).get("seq", 0) >= 2)
         assert all(r["status"] == "waiting" for r in read_snapshot(snap_path)["racers"])
         # Two fixes: a racer's first fix is held until the next one confirms it.
-        insert_points(dsn, "live_points", ("user_id", "recorded_at", "lat", "lon"),
+        insert_points(dsn, "live_points", COLS,
                       [("1002", setup.starts_at + timedelta(seconds=t), *setup.course.at(d))
                        for t, d in ((58, 143), (60, 150))])
         # The next cycles pick the new point up without a restart.
@@ -69,15 +65,14 @@ def test_run_exits_once_the_race_is_over(tmp_path: Path, dsn: str) -> None:
     """Everyone has finished: `racepub run` publishes the final results, keeps
     publishing for finished_grace_s (late fixes still count), then exits 0;
     with --keep-running it stays."""
-    from tests.helpers import POINTS_DDL, now_utc
-    from tests.test_publish import truth_rows
+    from tests.helpers import now_utc
 
-    create_points_table(dsn, POINTS_DDL)
+    create_points_table(dsn)
     setup = write_race(tmp_path, dsn, interval_s=1, extra="finished_grace_s = 2",
                        starts_at=now_utc() - timedelta(minutes=25))
-    insert_points(dsn, "live_points", ("user_id", "recorded_at", "lat", "lon"),
+    insert_points(dsn, "live_points", COLS,
                   [row for racer, v in (("1001", 3.4), ("1002", 3.1), ("2001", 2.5))
-                   for row in truth_rows(setup, racer, v, 1300)])
+                   for row in fixes(setup, racer, v, 1300)])
     argv = [sys.executable, "-m", "racepub", "run", "--race", "t", "--config", str(setup.path)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]

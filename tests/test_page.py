@@ -20,9 +20,10 @@ from racepub.large import shard_of
 from racepub.publish import Publisher
 from tests.conftest import DESKTOP
 from tests.helpers import (
-    POINTS_DDL,
+    COLS,
     RaceSetup,
     create_points_table,
+    fixes,
     insert_points,
     now_utc,
     public_bucket,
@@ -49,19 +50,14 @@ def publish_live(tmp_path: Path, dsn: str, moto_server: str, racers: str, extra:
     `before` runs once the race's config is written, before it is published."""
     s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
     bucket = public_bucket(s3, "page")
-    create_points_table(dsn, POINTS_DDL)
+    create_points_table(dsn)
     setup = write_race(tmp_path, dsn, racers=racers, sink=f"s3://{bucket}/live", interval_s=1,
                        starts_at=now_utc() - timedelta(minutes=3),
                        extra='tiles = "http://127.0.0.1:9/{z}/{x}/{y}.png"\n' + extra,
-                       elevations=elevations)
-    setup.path.write_text(setup.path.read_text().replace(
-        "[source]", f'[s3]\nendpoint_url = "{moto_server}"\nregion = "us-east-1"\n\n[source]'))
-    rows = []
-    for racer, speed in speeds.items():
-        for i in range(1, 85):
-            lat, lon = setup.course.at(speed * 2 * i)
-            rows.append((racer, setup.starts_at + timedelta(seconds=2 * i), lat, lon))
-    insert_points(dsn, "live_points", ("user_id", "recorded_at", "lat", "lon"), rows)
+                       elevations=elevations, s3_endpoint=moto_server)
+    rows = [row for racer, speed in speeds.items()
+            for row in fixes(setup, racer, speed, 168, since_s=2)]
+    insert_points(dsn, "live_points", COLS, rows)
     if before is not None:
         before(setup)
     cfg = config.load(str(setup.path))
@@ -332,7 +328,7 @@ def test_large_race_head_and_following_one_racer(large_race: LiveRace, open_page
         for k in range(6):
             t = (setup.starts_at + timedelta(seconds=170 + 2 * k))
             lat, lon = setup.course.at(2.1 * (170 + 2 * k) + 150)  # a burst of speed
-            insert_points(dsn, "live_points", ("user_id", "recorded_at", "lat", "lon"),
+            insert_points(dsn, "live_points", COLS,
                           [("Zoë-7", t, lat, lon)])
             page.wait_for_timeout(1000)
         page.wait_for_function("(b) => document.querySelector('#board tbody tr.following "

@@ -17,10 +17,14 @@ from racepub import config
 from racepub.cli import main
 from racepub.publish import Publisher
 from tests.helpers import (
-    RaceSetup,
+    COLS,
+    IDS_DDL,
+    assert_nothing_secret,
     create_points_table,
+    fixes,
     insert_points,
     now_utc,
+    sink_bodies,
     versions,
     write_race,
 )
@@ -39,19 +43,7 @@ CUSTOM_DDL = """
         seq bigserial PRIMARY KEY, rider bigint NOT NULL, "fix time" timestamptz,
         "Latitude" numeric, "Longitude" double precision, accuracy real);
 """
-COLS = ("rider", "fix time", "Latitude", "Longitude")
-
-
-def truth_rows(setup: RaceSetup, racer: Any, speed: float, until_s: float,
-               every: float = 2.0) -> list[tuple[Any, ...]]:
-    """Noise-free fixes of a racer running at `speed` m/s from the start."""
-    rows = []
-    t = 1.0
-    while t <= until_s:
-        lat, lon = setup.course.at(speed * t)
-        rows.append((racer, setup.starts_at + timedelta(seconds=t), lat, lon))
-        t += every
-    return rows
+CUSTOM_COLS = ("rider", "fix time", "Latitude", "Longitude")
 
 
 def all_published_bytes(root: Path) -> bytes:
@@ -85,12 +77,12 @@ def test_mid_race_once_custom_table(tmp_path: Path, dsn: str,
     outsider = 9999  # a registered user, not in this race: never published
     # ... running a parallel street ~1 km north, so no coordinate coincides.
     outsider_rows = [(outsider, t, lat + 0.01, lon)
-                     for _, t, lat, lon in truth_rows(setup, outsider, 3.1, 290)]
-    rows = (truth_rows(setup, 1001, 3.2, 290) + truth_rows(setup, 1002, 3.0, 290)
-            + truth_rows(setup, 2001, 2.9, 290) + outsider_rows)
+                     for _, t, lat, lon in fixes(setup, outsider, 3.1, 290)]
+    rows = (fixes(setup, 1001, 3.2, 290) + fixes(setup, 1002, 3.0, 290)
+            + fixes(setup, 2001, 2.9, 290) + outsider_rows)
     home = (42.3333, -71.2222)  # where Michael was before the start: private
     rows.append((1001, setup.starts_at - timedelta(minutes=20), *home))
-    insert_points(dsn, "tracking.gps_fix", COLS, rows)
+    insert_points(dsn, "tracking.gps_fix", CUSTOM_COLS, rows)
 
     assert main(["run", "--once", "--race", "t", "--config", str(setup.path)]) == 0
     assert "seq=1 racers=4 new=" in caplog.text
@@ -141,8 +133,8 @@ def test_text_ids_and_odd_identifiers(tmp_path: Path, dsn: str) -> None:
     """
     setup = write_race(tmp_path, dsn, source=source, racers=racers)
     insert_points(dsn, "Live Points", ("who?", "when", "la't", "lon"),
-                  truth_rows(setup, "runner one", 3.0, 100)
-                  + truth_rows(setup, "it's", 2.5, 100))
+                  fixes(setup, "runner one", 3.0, 100)
+                  + fixes(setup, "it's", 2.5, 100))
     assert main(["run", "--once", "--race", "t", "--config", str(setup.path)]) == 0
     snap = setup.snapshot()
     assert [r["id"] for r in snap["racers"]] == ["runner one", "it's"]
@@ -152,14 +144,13 @@ def test_text_ids_and_odd_identifiers(tmp_path: Path, dsn: str) -> None:
 
 
 def test_s3_objects_headers_and_no_reupload(tmp_path: Path, dsn: str, bucket: str) -> None:
-    create_points_table(dsn, "CREATE TABLE live_points (user_id text, recorded_at timestamptz, "
-                             "lat float8, lon float8)")
+    create_points_table(dsn)
     # A password in the DSN (trust auth ignores it): it must appear nowhere.
     secret_dsn = dsn.replace("postgres@", "postgres:s3cr3t-pw@")
     setup = write_race(tmp_path, secret_dsn, sink=f"s3://{bucket}/race", interval_s=3,
                        extra="chunk_points = 10")
-    insert_points(dsn, "live_points", ("user_id", "recorded_at", "lat", "lon"),
-                  truth_rows(setup, "1001", 3.0, 60) + truth_rows(setup, "2001", 5.0, 60))
+    insert_points(dsn, "live_points", COLS,
+                  fixes(setup, "1001", 3.0, 60) + fixes(setup, "2001", 5.0, 60))
     argv = ["run", "--once", "--race", "t", "--config", str(setup.path)]
     assert main(argv) == 0
     s3 = boto3.client("s3", region_name="us-east-1")
@@ -194,13 +185,7 @@ def test_s3_objects_headers_and_no_reupload(tmp_path: Path, dsn: str, bucket: st
             assert json.loads(gzip.decompress(got))["racer"] == racer["id"]
 
     # Nothing secret in any object: no DSN, database host or port, no AWS key.
-    for key in keys:
-        got = s3.get_object(Bucket=bucket, Key=key)
-        data = got["Body"].read()
-        if got.get("ContentEncoding") == "gzip":
-            data = gzip.decompress(data)
-        for secret in (secret_dsn, "s3cr3t-pw", dsn.split("@")[1], "testing", "postgres"):
-            assert secret.encode() not in data, (key, secret)
+    assert_nothing_secret(sink_bodies(s3, bucket), secret_dsn, "s3cr3t-pw")
 
     # A second run with no new points re-uploads the snapshot and nothing else
     # (but the page, whose first-paint leaderboard ranks the field at the
@@ -216,8 +201,7 @@ def test_s3_objects_headers_and_no_reupload(tmp_path: Path, dsn: str, bucket: st
 
 def test_late_commit_is_not_missed(tmp_path: Path, dsn: str) -> None:
     """A row whose id was taken before a newer row was read, but committed after."""
-    create_points_table(dsn, "CREATE TABLE live_points (id bigserial PRIMARY KEY, "
-                             "user_id text, recorded_at timestamptz, lat float8, lon float8)")
+    create_points_table(dsn, IDS_DDL)
     setup = write_race(tmp_path, dsn, source="""
         table = "live_points"
         racer = "user_id"
@@ -226,19 +210,18 @@ def test_late_commit_is_not_missed(tmp_path: Path, dsn: str) -> None:
         lon = "lon"
         ingest = "id"
     """)
-    cols = ("user_id", "recorded_at", "lat", "lon")
-    rows = truth_rows(setup, "1001", 3.0, 60)
+    rows = fixes(setup, "1001", 3.0, 60)
     pub = Publisher(config.load(str(setup.path)), config.load(str(setup.path)).race("t"))
     try:
-        insert_points(dsn, "live_points", cols, rows[:10])
+        insert_points(dsn, "live_points", COLS, rows[:10])
         assert pub.cycle().new_points == 10
         with psycopg.connect(dsn) as slow:  # a transaction that commits late
             slow.execute("INSERT INTO live_points (user_id, recorded_at, lat, lon) "
                          "VALUES (%s, %s, %s, %s)", rows[10])
-            insert_points(dsn, "live_points", cols, rows[11:13])
+            insert_points(dsn, "live_points", COLS, rows[11:13])
             assert pub.cycle().new_points == 2  # rows[10] not committed yet
             slow.commit()
-        insert_points(dsn, "live_points", cols, rows[13:15])
+        insert_points(dsn, "live_points", COLS, rows[13:15])
         stats = pub.cycle()
         # The late row is read; it is older than the racer's newest fix, so
         # it is dropped (and counted) as out of order rather than missed.
@@ -251,8 +234,7 @@ def test_late_commit_is_not_missed(tmp_path: Path, dsn: str) -> None:
 
 def test_database_down_fails_the_cycle_and_keeps_the_snapshot(
         tmp_path: Path, dsn: str, caplog: pytest.LogCaptureFixture) -> None:
-    create_points_table(dsn, "CREATE TABLE live_points (user_id text, recorded_at timestamptz, "
-                             "lat float8, lon float8)")
+    create_points_table(dsn)
     setup = write_race(tmp_path, dsn)
     assert main(["run", "--once", "--race", "t", "--config", str(setup.path)]) == 0
     before = (setup.sink_dir / "snapshot.json").read_bytes()

@@ -23,7 +23,7 @@ from racepub.course import Course
 from racepub.publish import Publisher
 from racepub.timefmt import iso
 from tests.helpers import (
-    POINTS_DDL,
+    COLS,
     RaceSetup,
     create_points_table,
     insert_points,
@@ -32,7 +32,6 @@ from tests.helpers import (
 )
 
 DATA = Path(__file__).parent / "data"
-COLS = ("user_id", "recorded_at", "lat", "lon")
 
 
 def publisher(setup: RaceSetup, **kw: Any) -> Publisher:
@@ -68,7 +67,7 @@ def test_a_phone_90_s_fast_hides_nobody_and_is_corrected(tmp_path: Path, dsn: st
     1002 is shown where they are now, their times corrected and flagged."""
     source = None
     if cursor == "time":
-        create_points_table(dsn, POINTS_DDL)
+        create_points_table(dsn)
     else:
         create_points_table(dsn, INGEST_DDL)
         column = cursor.split()[1]
@@ -114,7 +113,7 @@ def test_rows_far_ahead_are_read_once_counted_and_never_block(tmp_path: Path, ds
     """60,000 rows stamped 2 to 50 minutes ahead (and some days ahead): read
     once, counted against their racer as `future`, never published early,
     never re-read every cycle, never in the way of anyone else's fixes."""
-    create_points_table(dsn, POINTS_DDL)
+    create_points_table(dsn)
     setup = write_race(tmp_path, dsn, starts_at=now_utc() - timedelta(minutes=5))
     start = setup.starts_at.timestamp()
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -229,7 +228,7 @@ def test_after_a_long_silence_no_finish_before_the_line(tmp_path: Path, dsn: str
     starts_at = now_utc() - timedelta(hours=2)
     setup = write_race(tmp_path, dsn, racers=racers, starts_at=starts_at,
                        points=list(course.points))
-    create_points_table(dsn, POINTS_DDL)
+    create_points_table(dsn)
     lost = ("15:24:47", "15:40:30")
     replay = [p for p in pts if not lost[0] < p.time.strftime("%H:%M:%S") < lost[1]]
     clock = {"now": 0.0}
@@ -357,7 +356,7 @@ def test_a_late_batch_is_applied_whole_with_ingest(tmp_path: Path, dsn: str) -> 
 
 def test_a_late_batch_without_ingest_loses_what_lookback_cannot_see(
         tmp_path: Path, dsn: str) -> None:
-    create_points_table(dsn, POINTS_DDL)
+    create_points_table(dsn)
     setup = write_race(tmp_path, dsn, starts_at=now_utc() - timedelta(minutes=12))
     start = setup.starts_at
     fixes = [("1001", start + timedelta(seconds=s), *setup.course.at(2.0 * s))
@@ -386,7 +385,7 @@ def test_one_racer_flooding_costs_only_their_rows(tmp_path: Path, dsn: str, floo
     """10,000 rows in one cycle from one phone, milliseconds apart: a second's
     worth of them is kept, no chunk is cut for them, and everyone else's
     race is published as if nothing happened."""
-    create_points_table(dsn, POINTS_DDL)
+    create_points_table(dsn)
     setup = write_race(tmp_path, dsn, starts_at=now_utc() - timedelta(minutes=30),
                        extra="chunk_points = 30")
     start = setup.starts_at

@@ -13,8 +13,14 @@ import pytest
 
 from racepub import config
 from racepub.publish import Publisher
-from tests.helpers import POINTS_DDL, create_points_table, insert_points, now_utc, write_race
-from tests.test_publish import truth_rows
+from tests.helpers import (
+    COLS,
+    create_points_table,
+    fixes,
+    insert_points,
+    now_utc,
+    write_race,
+)
 
 SPEEDS = {"1001": 3.4, "1002": 3.1, "2001": 2.0}  # the trolley last
 CHECKPOINTS = """
@@ -29,13 +35,13 @@ CHECKPOINTS = """
 
 
 def run_race(tmp_path: Path, dsn: str, minutes: float) -> tuple[Publisher, Path, float]:
-    create_points_table(dsn, POINTS_DDL)
+    create_points_table(dsn)
     setup = write_race(tmp_path, dsn, starts_at=now_utc() - timedelta(minutes=minutes),
                        extra=CHECKPOINTS)
     until = minutes * 60 - 5
-    insert_points(dsn, "live_points", ("user_id", "recorded_at", "lat", "lon"),
+    insert_points(dsn, "live_points", COLS,
                   [row for racer, v in SPEEDS.items()
-                   for row in truth_rows(setup, racer, v, min(until, 1300))])
+                   for row in fixes(setup, racer, v, min(until, 1300))])
     cfg = config.load(str(setup.path))
     return Publisher(cfg, cfg.race("t")), setup.sink_dir, setup.course.length_m
 

@@ -19,26 +19,25 @@ import pytest
 from racepub import config
 from racepub.publish import Publisher
 from tests.faults import Publisher as RunningPublisher
-from tests.faults import wait_for
 from tests.helpers import (
-    POINTS_DDL,
+    COLS,
     RaceSetup,
     create_points_table,
+    fixes,
     insert_points,
     now_utc,
+    wait_for,
     write_race,
 )
-from tests.test_publish import truth_rows
 
-COLS = ("user_id", "recorded_at", "lat", "lon")
 N = 23
 RACERS = "".join(f'\n[[races.t.racers]]\nid = "r{i:02d}"\nname = "R{i}"\n' for i in range(N))
 LARGE = "shard_above = 10\nshard_size = 5\nhead_size = 4\nchunk_points = 12"
 
 
 def rows_between(setup: RaceSetup, t0: float, t1: float) -> list[tuple[Any, ...]]:
-    return [r for i in range(N) for r in truth_rows(setup, f"r{i:02d}", 2.0 + 0.05 * i, t1)
-            if (r[1] - setup.starts_at).total_seconds() > t0]
+    return [r for i in range(N)
+            for r in fixes(setup, f"r{i:02d}", 2.0 + 0.05 * i, t1, since_s=t0 + 1)]
 
 
 def published(root: Path) -> dict[str, Any]:
@@ -56,7 +55,7 @@ def published(root: Path) -> dict[str, Any]:
 def test_a_restart_from_the_saved_state_publishes_what_a_full_read_does(
         tmp_path: Path, dsn: str, form: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
-    create_points_table(dsn, POINTS_DDL)
+    create_points_table(dsn)
     starts = now_utc() - timedelta(seconds=400)
     extra = LARGE if form == "large" else "chunk_points = 12"
     (tmp_path / "a").mkdir()
@@ -97,7 +96,7 @@ def test_a_restart_from_the_saved_state_publishes_what_a_full_read_does(
 def test_a_state_of_another_race_source_or_sink_is_not_used(
         tmp_path: Path, dsn: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
-    create_points_table(dsn, POINTS_DDL)
+    create_points_table(dsn)
     starts = now_utc() - timedelta(seconds=300)
     setup = write_race(tmp_path, dsn, racers=RACERS, starts_at=starts)
     rows = rows_between(setup, 0, 280)
@@ -141,7 +140,7 @@ def test_kill_9_then_restart_reads_only_the_rows_since_the_last_save(
         tmp_path: Path, dsn: str, state_dir: Path) -> None:
     """`racepub run` saves the state after its first cycle (and every
     minute); after kill -9 a restart carries on from it."""
-    create_points_table(dsn, POINTS_DDL)
+    create_points_table(dsn)
     starts = now_utc() - timedelta(seconds=300)
     setup = write_race(tmp_path, dsn, racers=RACERS, interval_s=1, starts_at=starts)
     insert_points(dsn, "live_points", COLS, rows_between(setup, 0, 250))
