@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import math
 import os
 import resource
@@ -50,6 +51,7 @@ from bench.marathon import (
 )
 from racepub import config
 from racepub.objects import gzip_bytes
+from racepub.progress import Progress
 from racepub.publish import Publisher
 
 SIZES = [int(n) for n in os.environ.get("BENCH_SIZES", "5,1000,10000,50000").split(",")]
@@ -404,23 +406,38 @@ def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--cell":
         print(json.dumps(cell(int(sys.argv[2]), int(sys.argv[3]))))
         return
-    results = [_run(["bench.run", "--cell", str(n), str(age)], f"{n:,} racers, {label}")
-               for n in SIZES for label, age in AGES if age <= DENSE_S or n <= LONG_MAX]
+    logging.basicConfig(level=logging.INFO, format="bench: %(message)s")
+    cells = [(n, label, age) for n in SIZES for label, age in AGES
+             if age <= DENSE_S or n <= LONG_MAX]
+    spectators = os.environ.get("BENCH_SPECTATORS", "1") != "0"
+    inputs = os.environ.get("BENCH_INPUTS", "1") != "0"
+    # Each measurement a step: how far the bench is, and about how long still.
+    progress = Progress("bench", len(cells) + len(OLD_FORM_SIZES) + len(RESTARTS)
+                        + spectators + inputs, "steps")
+
+    def step(result: Any) -> Any:
+        progress.update(progress.done + 1)
+        return result
+
+    results = [step(_run(["bench.run", "--cell", str(n), str(age)], f"{n:,} racers, {label}"))
+               for n, label, age in cells]
     old: dict[tuple[int, int], dict[str, Any]] = {}
     for n in OLD_FORM_SIZES:
         print(f"bench: the old form, {n:,} racers, 10 min ...", file=sys.stderr, flush=True)
-        was = old_form(n, 600)
+        was = step(old_form(n, 600))
         if was is not None:
             old[(n, 600)] = was
-    restarts = [_run(["bench.restart", *map(str, spec)], f"restart {spec}")
+    restarts = [step(_run(["bench.restart", *map(str, spec)], f"restart {spec}"))
                 for spec in RESTARTS]
     text = table(results, old, restarts)
-    if os.environ.get("BENCH_SPECTATORS", "1") != "0":
-        text += spectator_table(_run(["bench.spectators"], "spectators (nginx + wrk)"))
-    if os.environ.get("BENCH_INPUTS", "1") != "0":
+    if spectators:
+        text += spectator_table(step(_run(["bench.spectators"], "spectators (nginx + wrk)")))
+    if inputs:
         from bench.inputs import markdown
 
-        text += [""] + markdown(_run(["bench.inputs"], "real input (read, flood, freshness)"))
+        text += [""] + markdown(step(_run(["bench.inputs"],
+                                          "real input (read, flood, freshness)")))
+    progress.close()
     out = ROOT / "bench" / "RESULTS.md"
     out.write_text("\n".join(text))
     print("\n".join(text))

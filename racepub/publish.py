@@ -24,6 +24,7 @@ from .course import load_gpx
 from .errors import SinkError, SourceError
 from .large import LargeForm
 from .objects import Object
+from .progress import Progress
 from .race import RaceState, Row, chunk_body
 from .render import environment, json_bytes, page_context, render_page
 from .results import RESULTS_EVERY_S, results
@@ -33,7 +34,7 @@ from .source import PointSource
 from .standings import Moment
 from .statefile import Saved, StateFile, fingerprint
 from .tiles import load_basemap
-from .timefmt import iso, ts
+from .timefmt import ts
 from .track import Chunk
 
 log = logging.getLogger(__name__)
@@ -360,29 +361,38 @@ class Publisher:
         PROGRESS_EVERY_S. Returns (seconds reading, seconds applying)."""
         stats = stats or CycleStats(racers=len(self.race.racers))
         read_s = update_s = 0.0
-        said = start = time.monotonic()
-        while True:
-            t_read = time.perf_counter()
-            rows = next(batches, None)
-            read_s += time.perf_counter() - t_read
-            if rows is None:
-                break
-            t_update = time.perf_counter()
-            accepted, chunks = self.state.update(rows, now)
-            stats.new_points += accepted
-            if self.large is not None:
-                self.pending_chunks.extend(chunks)
-            for chunk in chunks if self.large is None else ():
-                if chunk.key in self.listed:  # published before a restart: never rewritten
-                    self.listed.discard(chunk.key)
-                else:
-                    self.pending[chunk.key] = json_bytes(chunk_body(chunk))
-            update_s += time.perf_counter() - t_update
-            if time.monotonic() - said >= PROGRESS_EVERY_S:
-                said = time.monotonic()
-                newest = max((r.t for r in rows if r.t is not None), default=None)
-                log.info("catching up: %d new points in %.0f s, up to %s", stats.new_points,
-                         said - start, iso(newest) if newest is not None else "?")
+        start = time.monotonic()
+        progress: Progress | None = None  # a long one: how far, how fast, how long still
+        try:
+            while True:
+                t_read = time.perf_counter()
+                rows = next(batches, None)
+                read_s += time.perf_counter() - t_read
+                if rows is None:
+                    break
+                t_update = time.perf_counter()
+                accepted, chunks = self.state.update(rows, now)
+                stats.new_points += accepted
+                if self.large is not None:
+                    self.pending_chunks.extend(chunks)
+                for chunk in chunks if self.large is None else ():
+                    if chunk.key in self.listed:  # published before a restart: never rewritten
+                        self.listed.discard(chunk.key)
+                    else:
+                        self.pending[chunk.key] = json_bytes(chunk_body(chunk))
+                update_s += time.perf_counter() - t_update
+                if progress is None and time.monotonic() - start >= PROGRESS_EVERY_S:
+                    # The race's time read so far, of all there is to read.
+                    progress = Progress("catching up", (now - self.state.start_t) / 60,
+                                        "race min")
+                if progress is not None:
+                    newest = max((r.t for r in rows if r.t is not None), default=None)
+                    if newest is not None:
+                        progress.update((newest - self.state.start_t) / 60,
+                                        f"{stats.new_points:,} points")
+        finally:
+            if progress is not None:
+                progress.close()
         dropped = self.state.dropped_total()
         stats.reasons = {k: v - self._dropped_before.get(k, 0) for k, v in dropped.items()
                          if v > self._dropped_before.get(k, 0)}

@@ -23,6 +23,7 @@ from psycopg import sql
 
 from .config import Config, Race, Racer
 from .course import Course, load_gpx
+from .progress import Progress
 from .source import connect
 from .timefmt import ts
 
@@ -168,7 +169,9 @@ def simulate(cfg: Config, race: Race, speed: float = 1.0,
     over = race_over_at(race, course, speed)
     stop = stop or threading.Event()
     written = 0
-    since = ts(race.starts_at)
+    since = start = ts(race.starts_at)
+    # Race minutes simulated, of the race's length (its slowest finisher and a margin).
+    progress = Progress("simulating", (over - start) * speed / 60, "race min")
     with connect(cfg.dsn) as conn:
         while not stop.is_set():
             now = time.time()
@@ -177,8 +180,10 @@ def simulate(cfg: Config, race: Race, speed: float = 1.0,
                 insert(conn, cfg, rows)
                 written += len(rows)
             since = max(since, now)
+            progress.update((now - start) * speed / 60, f"{written:,} fixes")
             if now >= over:
                 break
             stop.wait(tick_s)
+    progress.close()
     log.info("simulation wrote %d fixes", written)
     return written
