@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The page's lint (Biome), pinned by package-lock.json; nothing of it is shipped.
+NPM_STAMP := node_modules/.installed
 
 .PHONY: demo test test-fast lint typecheck pytest bench clean vendor-leaflet vendor-pmtiles
 
@@ -11,9 +13,10 @@ demo: $(STAMP)
 
 test: $(STAMP) lint typecheck pytest
 
-lint: $(STAMP)
+lint: $(STAMP) $(NPM_STAMP)
 	$(BIN)/ruff check racepub tests bench
 	$(BIN)/cfn-lint deploy/cloudformation/*.yaml
+	node_modules/.bin/biome check --error-on-warnings
 
 typecheck: $(STAMP)
 	$(BIN)/mypy racepub bench
@@ -37,6 +40,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
+$(NPM_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed to lint the page (apt-get install npm)"; exit 1; }
+	npm ci --silent --no-audit --no-fund
+	touch $@
+
 # Refresh the vendored Leaflet from the npm package (needs npm).
 LEAFLET_VERSION ?= 1.9.4
 vendor-leaflet:
@@ -58,4 +66,4 @@ vendor-pmtiles:
 	  && rm -rf $$tmp
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist build test-artifacts
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache dist build test-artifacts

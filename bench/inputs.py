@@ -268,8 +268,8 @@ def _watch(browser: Any, url: str, app: bytes | None,
     """Load the page and note, for every fix sent meanwhile, when the page
     first received a snapshot showing it (or a newer one)."""
     page = browser.new_context().new_page()
-    if app is not None:
-        page.route("**/app.js", _serve(app))
+    if app is not None:  # the old page's one script, in place of the modules' entry
+        page.route("**/js/main.js", _serve(app))
     shown: list[tuple[float, float]] = []  # (when received, newest fix time shown)
     polls = [0]
 

@@ -496,3 +496,35 @@ def test_large_race_replays_the_head_and_the_followed(large_race: LiveRace,
     page.click("#replay-live")
     assert page.inner_text("#clock").startswith("Race time")
     assert pieces and len(pieces) == len(set(pieces))  # each piece of a pack read once
+
+
+def test_a_racer_who_overtakes_keeps_their_colour(live_race: LiveRace, open_page: Any,
+                                                  dsn: str) -> None:
+    """Colours are by racer, not by place: The T (no configured colour)
+    overtakes everyone, and their swatch and marker keep their colour, as
+    everyone else's do."""
+    page = open_page(live_race.url)
+    wait_live(page)
+
+    def colours() -> dict[str, str]:
+        got: dict[str, str] = page.evaluate("""() => Object.fromEntries(
+            [...document.querySelectorAll('#board tbody tr')].map(tr => [
+                tr.querySelector('.name').textContent,
+                tr.querySelector('.swatch').style.background]))""")
+        return got
+
+    before = colours()
+    assert names(page)[0] == HOSTILE and len(set(before.values())) == 4
+    marker = page.locator(".vehicle-marker").evaluate("e => e.style.background")
+    assert marker == before["The T"]
+    # The T speeds off, 30 m/s, past Michael (at ~0.57 km) and Sarah.
+    setup = live_race.setup
+    t0, d0 = 168, 2.0 * 168
+    insert_points(dsn, "live_points", COLS, [
+        ("2001", setup.starts_at + timedelta(seconds=t0 + k), *setup.course.at(d0 + 30.0 * k))
+        for k in range(2, 12, 2)])
+    with publishing(live_race):
+        page.wait_for_function("() => document.querySelector('#board tbody tr .name')"
+                               ".textContent === 'The T'", timeout=15_000)
+    assert colours() == before  # the same colour each, in a new order
+    assert page.locator(".vehicle-marker").evaluate("e => e.style.background") == marker

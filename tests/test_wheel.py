@@ -16,7 +16,7 @@ def test_wheel_carries_templates_static_and_demo(tmp_path: Path) -> None:
                    check=True)
     wheel = next((tmp_path / "dist").glob("racepub-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    for name in ("racepub/templates/index.html.j2", "racepub/static/app.js",
+    for name in ("racepub/templates/index.html.j2", "racepub/static/js/main.js",
                  "racepub/static/app.css", "racepub/static/vendor/leaflet/leaflet.js",
                  "racepub/static/vendor/leaflet/images/marker-icon.png",
                  "racepub/demo/racepub.toml", "racepub/demo/outrunthet.gpx"):
