@@ -18,6 +18,7 @@ from .standings import STATUSES, Moment, Standings
 from .timefmt import iso, ts
 from .track import (
     FINISH_FIT_AFTER_S,
+    FINISH_TOLERANCE_M,
     JUMP_SLACK_M,
     LONG_GAP_S,
     SEARCH_MARGIN_M,
@@ -231,10 +232,11 @@ class RaceState:
         with np.errstate(invalid="ignore"):
             ok = (st.usual[idx] & (dt >= np.maximum(st.min_spacing[idx], 1e-9))
                   & (dt <= LONG_GAP_S) & (moved <= reach)
-                  # Near the line, the fixes time the finish; once it is
-                  # timed for good, those of a racer walking about after it
-                  # are usual again (a mass race's finished thousands).
-                  & ((st.progress[idx] + reach < c.length_m - st.finish_zone[idx])
+                  # The fix that reaches the line, and those around the finish
+                  # that time it, go the general way; before, near the line,
+                  # and after a finish timed for good (a mass race's
+                  # finished thousands walking about) they are usual.
+                  & ((st.progress[idx] < c.length_m - FINISH_TOLERANCE_M)
                      | (t > st.finish_t[idx] + FINISH_FIT_AFTER_S)))
         go = np.flatnonzero(ok)
         progress = st.progress[idx[go]]
@@ -242,6 +244,11 @@ class RaceState:
             lat[go], lon[go], progress, reach[go] + SEARCH_MARGIN_M,
             progress + dt[go] * st.expect_speed[idx[go]], PREFER_NEAR / (1.0 + dt[go] / 60.0),
             self.race.off_course_m)
+        # Not finished: this fix must not bring them to the line (that
+        # declares the finish, the general way).
+        before_line = ((np.minimum(d, progress + reach[go]) < c.length_m - FINISH_TOLERANCE_M)
+                       | ~np.isnan(st.finish_t[idx[go]]))
+        fits &= before_line
         go = go[fits]
         order = self.order
         recent, reached = [], []

@@ -401,8 +401,7 @@ class Track:
     def step(self, t: float, lat: float, lon: float, d: float, off: float) -> Chunk | None:
         """_accept for the usual fix, in one call (RaceState._advance_usual
         checked it is one: after the last fix, not after a long silence, not
-        near the finish unless it is timed for good; projected already at d,
-        off). The same arithmetic
+        reaching the finish line nor timing it; projected already at d, off). The same arithmetic
         as _accept, in the same order, so the same result; the caller counts
         it. Returns the chunk it filled, if any."""
         rules = self.rules
@@ -428,7 +427,9 @@ class Track:
         while len(window) > 2 and window[1][0] <= t - rules.pace_window_s:
             window.popleft()
         self._recent = self._speed_over_window()
-        if self.finish_t is not None:  # _time_finish's bookkeeping, past a timed finish
+        if self.finish_t is not None or self.progress_m >= length - self._finish_zone_m:
+            # _time_finish's bookkeeping near the line (the caller checked
+            # this fix does not reach it) and past a finish timed for good.
             approach = self.approach
             approach.append((t, d))
             while approach[0][0] < t - 2 * FINISH_FIT_S:
