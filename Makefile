@@ -15,6 +15,7 @@ test: $(STAMP) lint typecheck pytest
 
 lint: $(STAMP) $(NPM_STAMP)
 	$(BIN)/ruff check racepub tests bench
+	$(BIN)/ruff format --check racepub tests bench
 	$(BIN)/cfn-lint deploy/cloudformation/*.yaml
 	node_modules/.bin/biome check --error-on-warnings
 

@@ -36,12 +36,15 @@ def main() -> None:
             track = state.tracks[truth.racer.id]
             assert track.finish_t is not None, truth.racer.name
             errors.setdefault(truth.racer.id, []).append(
-                track.finish_t - ts(start) - truth.finish_s)
+                track.finish_t - ts(start) - truth.finish_s
+            )
             names[truth.racer.id] = truth.racer.name
     print(f"finish_s error against the truth, seconds ({RUNS} races):")
     for racer_id, errs in errors.items():
-        print(f"  {names[racer_id]:20s} mean {statistics.mean(errs):+.2f}  "
-              f"sd {statistics.pstdev(errs):.2f}  worst {max(map(abs, errs)):.2f}")
+        print(
+            f"  {names[racer_id]:20s} mean {statistics.mean(errs):+.2f}  "
+            f"sd {statistics.pstdev(errs):.2f}  worst {max(map(abs, errs)):.2f}"
+        )
 
 
 if __name__ == "__main__":

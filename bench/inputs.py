@@ -61,18 +61,23 @@ def read_cost() -> dict[str, Any]:
     try:
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=600)
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("CREATE TABLE live_points (id bigserial PRIMARY KEY, user_id text, "
-                         "recorded_at timestamptz, lat float8, lon float8)")
+            conn.execute(
+                "CREATE TABLE live_points (id bigserial PRIMARY KEY, user_id text, "
+                "recorded_at timestamptz, lat float8, lon float8)"
+            )
             generate(conn, READ_RACERS, start, 0, 600, FIX_EVERY_S)
             conn.execute("CREATE INDEX ON live_points (recorded_at)")
             conn.execute("ANALYZE live_points")
         ids = [str(i) for i in range(READ_RACERS)]
-        base = Source(table="live_points", racer="user_id", time="recorded_at", lat="lat",
-                      lon="lon")
-        sources = {"time cursor (lookback_s = 30)": PointSource(dsn, base, ids,
-                                                                 start.timestamp()),
-                   "ingest = \"id\"": PointSource(dsn, dataclasses.replace(base, ingest="id"),
-                                                  ids, start.timestamp())}
+        base = Source(
+            table="live_points", racer="user_id", time="recorded_at", lat="lat", lon="lon"
+        )
+        sources = {
+            "time cursor (lookback_s = 30)": PointSource(dsn, base, ids, start.timestamp()),
+            'ingest = "id"': PointSource(
+                dsn, dataclasses.replace(base, ingest="id"), ids, start.timestamp()
+            ),
+        }
         for source in sources.values():  # the catch-up read of a start
             for _ in source.read(time.time()):
                 pass
@@ -80,8 +85,14 @@ def read_cost() -> dict[str, Any]:
         rows: dict[str, list[int]] = {k: [] for k in sources}
         for c in range(CYCLES):
             with psycopg.connect(dsn, autocommit=True) as conn:
-                generate(conn, READ_RACERS, start, 600 + c * INTERVAL_S,
-                         600 + (c + 1) * INTERVAL_S, FIX_EVERY_S)
+                generate(
+                    conn,
+                    READ_RACERS,
+                    start,
+                    600 + c * INTERVAL_S,
+                    600 + (c + 1) * INTERVAL_S,
+                    FIX_EVERY_S,
+                )
             for name, source in sources.items():
                 before = source.rows_read
                 t0 = time.perf_counter()
@@ -92,9 +103,14 @@ def read_cost() -> dict[str, Any]:
         for source in sources.values():
             source.close()
         new = READ_RACERS * INTERVAL_S / FIX_EVERY_S
-        return {"racers": READ_RACERS, "new_rows": new, "results": {
-            name: {"ms": _median_p95(ms[name]), "rows": statistics.median(rows[name])}
-            for name in sources}}
+        return {
+            "racers": READ_RACERS,
+            "new_rows": new,
+            "results": {
+                name: {"ms": _median_p95(ms[name]), "rows": statistics.median(rows[name])}
+                for name in sources
+            },
+        }
     finally:
         db.destroy()
 
@@ -130,16 +146,20 @@ def flood_cost() -> dict[str, Any]:
                 rows = list(fixes(race, pub.course, a, a + race.interval_s))
                 if name != "none":
                     lat, lon = FLOODS[name](pub.course)
-                    rows += [("1004", a + k / 1000, lat + (k % 7) * 1e-6, lon)
-                             for k in range(10_000)]
+                    rows += [
+                        ("1004", a + k / 1000, lat + (k % 7) * 1e-6, lon) for k in range(10_000)
+                    ]
                 with psycopg.connect(dsn, autocommit=True) as conn:
                     insert(conn, cfg, rows)
                 stats = pub.cycle()
                 cycles.append(stats.ms["total"])
                 objects.append(stats.objects)
             pub.close()
-            results[name] = {"ms": _median_p95(cycles), "objects": statistics.median(objects),
-                             "interval_s": race.interval_s}
+            results[name] = {
+                "ms": _median_p95(cycles),
+                "objects": statistics.median(objects),
+                "interval_s": race.interval_s,
+            }
         finally:
             db.destroy()
             shutil.rmtree(work, ignore_errors=True)
@@ -159,34 +179,61 @@ def _cdn(kind: str, work: Path, origin: int, port: int) -> subprocess.Popen[byte
     passes the origin's Date and adds Age)."""
     if kind == "nginx":
         (work / "cache").mkdir(exist_ok=True)
-        (work / "nginx.conf").write_text(FRESH_NGINX_CONF.format(
-            work=work, port=port, origin=origin,
-            user="user root;" if os.geteuid() == 0 else ""))
-        return subprocess.Popen([NGINX, "-c", str(work / "nginx.conf"), "-p", str(work)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return subprocess.Popen([VARNISH, "-F", "-a", f"127.0.0.1:{port}", "-b",
-                             f"127.0.0.1:{origin}", "-n", str(work / "varnish"),
-                             "-s", "malloc,64m",
-                             # No grace beyond what Cache-Control grants (as CloudFront):
-                             # Varnish's default serves a stale copy for 10 s more.
-                             "-p", "default_grace=0"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        (work / "nginx.conf").write_text(
+            FRESH_NGINX_CONF.format(
+                work=work, port=port, origin=origin, user="user root;" if os.geteuid() == 0 else ""
+            )
+        )
+        return subprocess.Popen(
+            [NGINX, "-c", str(work / "nginx.conf"), "-p", str(work)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    return subprocess.Popen(
+        [
+            VARNISH,
+            "-F",
+            "-a",
+            f"127.0.0.1:{port}",
+            "-b",
+            f"127.0.0.1:{origin}",
+            "-n",
+            str(work / "varnish"),
+            "-s",
+            "malloc,64m",
+            # No grace beyond what Cache-Control grants (as CloudFront):
+            # Varnish's default serves a stale copy for 10 s more.
+            "-p",
+            "default_grace=0",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def freshness() -> dict[str, Any]:
     """Fix -> visible on the page through a CDN stand-in, the old page and the new."""
     missing = tools_missing()
     if not Path(VARNISH).exists() and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "varnish"], capture_output=True,
-                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
-    missing += [t for t, path in (("varnish", VARNISH), ("chromium", "/usr/bin/chromium"))
-                if not Path(path).exists()]
+        subprocess.run(
+            ["apt-get", "install", "-y", "varnish"],
+            capture_output=True,
+            env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
+        )
+    missing += [
+        t
+        for t, path in (("varnish", VARNISH), ("chromium", "/usr/bin/chromium"))
+        if not Path(path).exists()
+    ]
     if missing:
         return {"skipped": f"needs {' and '.join(missing)}"}
     from playwright.sync_api import sync_playwright
 
-    old_app = subprocess.run(["git", "-C", str(ROOT), "show", f"{OLD_APP_COMMIT}:static/app.js"],
-                             capture_output=True, check=True).stdout
+    old_app = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{OLD_APP_COMMIT}:static/app.js"],
+        capture_output=True,
+        check=True,
+    ).stdout
     work = Path(tempfile.mkdtemp(prefix="racepub-fresh-"))
     os.chmod(work, 0o755)
     db = LocalPostgres()
@@ -195,26 +242,45 @@ def freshness() -> dict[str, Any]:
     stop = threading.Event()
     try:
         moto_port = free_port()
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
-        s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{moto_port}",
-                          region_name="us-east-1")
+        s3 = boto3.client(
+            "s3", endpoint_url=f"http://127.0.0.1:{moto_port}", region_name="us-east-1"
+        )
         for _ in range(300):
             try:
                 s3.create_bucket(Bucket="bench-live")
                 break
             except Exception:  # still starting
                 time.sleep(0.1)
-        s3.put_bucket_policy(Bucket="bench-live", Policy=json.dumps({
-            "Version": "2012-10-17", "Statement": [{
-                "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
-                "Resource": "arn:aws:s3:::bench-live/*"}]}))
+        s3.put_bucket_policy(
+            Bucket="bench-live",
+            Policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": "*",
+                            "Action": "s3:GetObject",
+                            "Resource": "arn:aws:s3:::bench-live/*",
+                        }
+                    ],
+                }
+            ),
+        )
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=60)
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("CREATE TABLE live_points (id bigserial PRIMARY KEY, user_id text, "
-                         "recorded_at timestamptz, lat float8, lon float8)")
+            conn.execute(
+                "CREATE TABLE live_points (id bigserial PRIMARY KEY, user_id text, "
+                "recorded_at timestamptz, lat float8, lon float8)"
+            )
         path = write_race(work, 5, dsn, f"http://127.0.0.1:{moto_port}", start)
         path.write_text(path.read_text() + 'tiles = "http://127.0.0.1:9/{z}/{x}/{y}.png"\n')
         inserted: list[tuple[float, float]] = []  # (fix time, when it went in)
@@ -224,20 +290,34 @@ def freshness() -> dict[str, Any]:
                 while not stop.wait(1.0 - time.time() % 1.0):
                     now = round(time.time(), 3)
                     d = 3.0 * (now - start.timestamp())
-                    conn.execute("INSERT INTO live_points (user_id, recorded_at, lat, lon) "
-                                 "VALUES ('0', to_timestamp(%s), %s, -71.1)",
-                                 (now, 42.30 + d / 111_195.0))
+                    conn.execute(
+                        "INSERT INTO live_points (user_id, recorded_at, lat, lon) "
+                        "VALUES ('0', to_timestamp(%s), %s, -71.1)",
+                        (now, 42.30 + d / 111_195.0),
+                    )
                     inserted.append((now, time.time()))
 
         threading.Thread(target=feed, daemon=True).start()
-        procs.append(subprocess.Popen([sys.executable, "-m", "racepub", "run", "--race", "b",
-                                       "--config", str(path)], stdout=subprocess.DEVNULL,
-                                      stderr=(work / "publisher.log").open("wb")))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "racepub", "run", "--race", "b", "--config", str(path)],
+                stdout=subprocess.DEVNULL,
+                stderr=(work / "publisher.log").open("wb"),
+            )
+        )
         results: dict[str, Any] = {}
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run"])
+            browser = p.chromium.launch(
+                executable_path="/usr/bin/chromium",
+                args=[
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--no-first-run",
+                ],
+            )
             for cdn in ("nginx", "varnish"):
                 port = free_port()
                 proxy = _cdn(cdn, work, moto_port, port)
@@ -263,8 +343,9 @@ def freshness() -> dict[str, Any]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _watch(browser: Any, url: str, app: bytes | None,
-           inserted: list[tuple[float, float]]) -> dict[str, Any]:
+def _watch(
+    browser: Any, url: str, app: bytes | None, inserted: list[tuple[float, float]]
+) -> dict[str, Any]:
     """Load the page and note, for every fix sent meanwhile, when the page
     first received a snapshot showing it (or a newer one)."""
     page = browser.new_context().new_page()
@@ -279,8 +360,10 @@ def _watch(browser: Any, url: str, app: bytes | None,
         polls[0] += 1
         if os.environ.get("BENCH_DEBUG"):  # the poll timeline, to see the phase
             h = res.headers
-            print(f"{time.time() % 100:6.2f} Date={h.get('date', '')[17:25]} Age={h.get('age')}",
-                  file=sys.stderr)
+            print(
+                f"{time.time() % 100:6.2f} Date={h.get('date', '')[17:25]} Age={h.get('age')}",
+                file=sys.stderr,
+            )
         try:
             snap = json.loads(res.body())
         except Exception:
@@ -300,59 +383,83 @@ def _watch(browser: Any, url: str, app: bytes | None,
     delays = []
     sent = [(t, at) for t, at in inserted if t0 + 2 < at < t0 + FRESH_S - 8]
     for fix_t, at in sent:
-        seen = next((got for got, newest in shown if newest >= fix_t - 0.001 and got >= at),
-                    None)
+        seen = next((got for got, newest in shown if newest >= fix_t - 0.001 and got >= at), None)
         if seen is not None:
             delays.append(seen - at)
     p50, p95 = _median_p95(delays) if delays else (None, None)
-    return {"p50_s": p50, "p95_s": p95, "fixes": len(delays), "expected": len(sent),
-            "polls_per_min": polls[0] * 60 / FRESH_S}
+    return {
+        "p50_s": p50,
+        "p95_s": p95,
+        "fixes": len(delays),
+        "expected": len(sent),
+        "polls_per_min": polls[0] * 60 / FRESH_S,
+    }
 
 
 def _serve(body: bytes) -> Any:
     def handler(route: Any) -> None:
         route.fulfill(body=body, content_type="text/javascript")
+
     return handler
 
 
 def markdown(r: dict[str, Any]) -> list[str]:
     out = ["## Real input", ""]
     rc = r["read"]
-    out += [f"Read cost per cycle, {rc['racers']:,} racers, {rc['new_rows']:,.0f} new rows a "
-            f"cycle (a fix per racer every {FIX_EVERY_S} s, a cycle every {INTERVAL_S} s), "
-            f"same table, both indexes; median / p95 of {CYCLES} reads after the catch-up:",
-            "", "| cursor | read ms | rows returned per read | ratio to ingest |",
-            "|---|---:|---:|---:|"]
+    out += [
+        f"Read cost per cycle, {rc['racers']:,} racers, {rc['new_rows']:,.0f} new rows a "
+        f"cycle (a fix per racer every {FIX_EVERY_S} s, a cycle every {INTERVAL_S} s), "
+        f"same table, both indexes; median / p95 of {CYCLES} reads after the catch-up:",
+        "",
+        "| cursor | read ms | rows returned per read | ratio to ingest |",
+        "|---|---:|---:|---:|",
+    ]
     ingest = rc["results"]['ingest = "id"']["ms"][0]
     for name, v in rc["results"].items():
-        out.append(f"| {name} | {v['ms'][0]:.0f} / {v['ms'][1]:.0f} | {v['rows']:,.0f} | "
-                   f"{v['ms'][0] / ingest:.1f}x |")
+        out.append(
+            f"| {name} | {v['ms'][0]:.0f} / {v['ms'][1]:.0f} | {v['rows']:,.0f} | "
+            f"{v['ms'][0] / ingest:.1f}x |"
+        )
     fl = r["flood"]
     base = fl["none"]["ms"][0]
-    out += ["", f"One racer flooding the demo's race (5 racers, interval "
-            f"{fl['none']['interval_s']} s): 10,000 rows a cycle, milliseconds apart; cycle "
-            f"median / p95 of {CYCLES}:", "",
-            "| flood | cycle ms | ratio to no flood | objects written per cycle |",
-            "|---|---:|---:|---:|"]
+    out += [
+        "",
+        f"One racer flooding the demo's race (5 racers, interval "
+        f"{fl['none']['interval_s']} s): 10,000 rows a cycle, milliseconds apart; cycle "
+        f"median / p95 of {CYCLES}:",
+        "",
+        "| flood | cycle ms | ratio to no flood | objects written per cycle |",
+        "|---|---:|---:|---:|",
+    ]
     for name, v in fl.items():
-        out.append(f"| {name} | {v['ms'][0]:.0f} / {v['ms'][1]:.0f} | {v['ms'][0] / base:.1f}x"
-                   f" | {v['objects']:.0f} |")
+        out.append(
+            f"| {name} | {v['ms'][0]:.0f} / {v['ms'][1]:.0f} | {v['ms'][0] / base:.1f}x"
+            f" | {v['objects']:.0f} |"
+        )
     fr = r["freshness"]
-    out += ["", "Fix -> visible: from a fix going into the database to the page (headless "
-            "Chromium) receiving a snapshot that shows it, through a CDN stand-in: nginx "
-            "(proxy_cache honouring Cache-Control, misses collapsed; it sends its own Date "
-            "and no Age) and Varnish (which, as CloudFront, passes the origin's Date and adds "
-            f"Age). Interval {INTERVAL_S} s, a fix a second, {FRESH_S} s per row; the page's "
-            f"polling before this work ({OLD_APP_COMMIT}) and now:", ""]
+    out += [
+        "",
+        "Fix -> visible: from a fix going into the database to the page (headless "
+        "Chromium) receiving a snapshot that shows it, through a CDN stand-in: nginx "
+        "(proxy_cache honouring Cache-Control, misses collapsed; it sends its own Date "
+        "and no Age) and Varnish (which, as CloudFront, passes the origin's Date and adds "
+        f"Age). Interval {INTERVAL_S} s, a fix a second, {FRESH_S} s per row; the page's "
+        f"polling before this work ({OLD_APP_COMMIT}) and now:",
+        "",
+    ]
     if "skipped" in fr:
         return out + [f"Not measured: {fr['skipped']}.", ""]
-    out += ["| CDN, page | p50 s | p95 s | fixes shown / sent | snapshot requests per minute |",
-            "|---|---:|---:|---:|---:|"]
+    out += [
+        "| CDN, page | p50 s | p95 s | fixes shown / sent | snapshot requests per minute |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for name, v in fr["results"].items():
         p50 = f"{v['p50_s']:.1f}" if v["p50_s"] is not None else "–"
         p95 = f"{v['p95_s']:.1f}" if v["p95_s"] is not None else "–"
-        out.append(f"| {name} | {p50} | {p95} | {v['fixes']} / {v['expected']} | "
-                   f"{v['polls_per_min']:.0f} |")
+        out.append(
+            f"| {name} | {p50} | {p95} | {v['fixes']} / {v['expected']} | "
+            f"{v['polls_per_min']:.0f} |"
+        )
     return out + [""]
 
 

@@ -36,17 +36,21 @@ PUT_PRICE_PER_1000 = 0.005  # S3 standard, list price, USD
 
 def course_gpx(path: Path) -> None:
     """A marathon, north from (LAT0, LON0), a vertex every 10 m as GPS tracks have."""
-    pts = [(LAT0 + d / M_PER_DEG, LON0 + 0.0005 * math.sin(d / 700))
-           for d in range(0, COURSE_M + 1, 10)]
+    pts = [
+        (LAT0 + d / M_PER_DEG, LON0 + 0.0005 * math.sin(d / 700))
+        for d in range(0, COURSE_M + 1, 10)
+    ]
     path.write_text(write_gpx(pts, "bench marathon"))
 
 
-def write_race(work: Path, n: int, dsn: str, endpoint: str, start: datetime,
-               interval_s: int = INTERVAL_S) -> Path:
+def write_race(
+    work: Path, n: int, dsn: str, endpoint: str, start: datetime, interval_s: int = INTERVAL_S
+) -> Path:
     """The bench marathon's config, course and entrants, in `work`."""
     course_gpx(work / "course.gpx")
     (work / "entrants.csv").write_text(
-        "id,name,kind\n" + "".join(f"{i},Runner {i},runner\n" for i in range(n)))
+        "id,name,kind\n" + "".join(f"{i},Runner {i},runner\n" for i in range(n))
+    )
     path = work / "racepub.toml"
     path.write_text(f"""
 [database]
@@ -73,8 +77,10 @@ racers_file = "entrants.csv"
 
 
 def create_table(conn: psycopg.Connection[Any]) -> None:
-    conn.execute("CREATE TABLE live_points (id bigserial PRIMARY KEY, user_id text, "
-                 "recorded_at timestamptz, lat float8, lon float8)")
+    conn.execute(
+        "CREATE TABLE live_points (id bigserial PRIMARY KEY, user_id text, "
+        "recorded_at timestamptz, lat float8, lon float8)"
+    )
 
 
 def count_rows(conn: psycopg.Connection[Any]) -> int:
@@ -82,8 +88,9 @@ def count_rows(conn: psycopg.Connection[Any]) -> int:
     return int(row[0]) if row else 0
 
 
-def generate(conn: psycopg.Connection[Any], n: int, start: datetime, t0: float,
-             t1: float, every: int) -> None:
+def generate(
+    conn: psycopg.Connection[Any], n: int, start: datetime, t0: float, t1: float, every: int
+) -> None:
     """Racer r's fixes at every*k + r % 5 seconds after the start, for those
     in [t0, t1): staggered, as phones are; 2.4 .. 4.2 m/s with GPS noise.
     Generated in SQL."""
@@ -98,9 +105,20 @@ def generate(conn: psycopg.Connection[Any], n: int, start: datetime, t0: float,
         "LATERAL (SELECT k * %(every)s::int + r %% 5 AS s FROM generate_series("
         "  %(k0)s::int, %(k1)s::int) k) f "
         "WHERE s >= %(t0)s AND s < %(t1)s",
-        {"start": start, "lat0": LAT0, "lon0": LON0, "len": COURSE_M - 50, "m": M_PER_DEG,
-         "n": n, "t0": t0, "t1": t1, "every": every, "k0": int(t0 // every) - 1,
-         "k1": int(t1 // every) + 1})
+        {
+            "start": start,
+            "lat0": LAT0,
+            "lon0": LON0,
+            "len": COURSE_M - 50,
+            "m": M_PER_DEG,
+            "n": n,
+            "t0": t0,
+            "t1": t1,
+            "every": every,
+            "k0": int(t0 // every) - 1,
+            "k1": int(t1 // every) + 1,
+        },
+    )
 
 
 @dataclass
@@ -119,8 +137,11 @@ def real_parts() -> Iterator[Parts]:
     db = LocalPostgres(work / "pg")
     dsn = db.start()
     port = free_port()
-    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    moto = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     endpoint = f"http://127.0.0.1:{port}"
     try:
         os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")

@@ -32,8 +32,16 @@ def main(n: int) -> None:
     # A vertex every 10 m, as recorded GPX tracks have.
     course = Course([demo.at(d) for d in range(0, int(demo.length_m), 10)] + [demo.points[-1]])
     racers = tuple(Racer(str(i), f"Runner {i}") for i in range(n))
-    race = Race(id="b", title="B", starts_at=START, course=Path("x"), interval_s=2,
-                sink="dir:x", racers=racers, chunk_points=240 if n > 500 else 30)
+    race = Race(
+        id="b",
+        title="B",
+        starts_at=START,
+        course=Path("x"),
+        interval_s=2,
+        sink="dir:x",
+        racers=racers,
+        chunk_points=240 if n > 500 else 30,
+    )
     state = RaceState(race, course)
     rnd = random.Random(1)
     speeds = [rnd.uniform(2.0, 4.0) for _ in range(n)]

@@ -102,12 +102,22 @@ def measure(n: int, age_s: int, every_s: int) -> dict[str, Any]:
         assert resumed_stats.new_points < rows / 2, "the saved state was not used"
         resumed.close()
         shutil.rmtree(saved_dir)
-        return {"resumed_s": resumed_s, "resumed_new": resumed_stats.new_points,
-                "fork_ms": fork_ms, "state_write_s": write_s, "state_mb": state_mb,
-                "racers": n, "age_s": age_s, "every_s": every_s, "rows": rows,
-                "first_s": first_s, "standby_read_s": standby_read_s,
-                "takeover_s": takeover_s, "restart_s": restart_s,
-                "restart_ms": stats.ms}
+        return {
+            "resumed_s": resumed_s,
+            "resumed_new": resumed_stats.new_points,
+            "fork_ms": fork_ms,
+            "state_write_s": write_s,
+            "state_mb": state_mb,
+            "racers": n,
+            "age_s": age_s,
+            "every_s": every_s,
+            "rows": rows,
+            "first_s": first_s,
+            "standby_read_s": standby_read_s,
+            "takeover_s": takeover_s,
+            "restart_s": restart_s,
+            "restart_ms": stats.ms,
+        }
 
 
 def main() -> None:

@@ -78,18 +78,22 @@ http {{
 
 def tools_missing() -> list[str]:
     def missing() -> list[str]:
-        return [t for t, path in (("nginx", NGINX), ("wrk", "wrk"))
-                if not (Path(path).exists() or shutil.which(path))]
+        return [
+            t
+            for t, path in (("nginx", NGINX), ("wrk", "wrk"))
+            if not (Path(path).exists() or shutil.which(path))
+        ]
+
     if missing() and os.geteuid() == 0 and shutil.which("apt-get"):
         print("bench: installing nginx and wrk (apt-get)", file=sys.stderr, flush=True)
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         subprocess.run(["apt-get", "update"], capture_output=True, env=env)
-        subprocess.run(["apt-get", "install", "-y", "nginx", "wrk"], capture_output=True,
-                       env=env)
+        subprocess.run(["apt-get", "install", "-y", "nginx", "wrk"], capture_output=True, env=env)
     return missing()
 
 
 # -- the naive endpoint -----------------------------------------------------------
+
 
 class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True
@@ -112,34 +116,63 @@ def serve_naive(dsn: str, port: int, racers: int) -> None:
         try:
             rows = conn.execute(
                 "SELECT DISTINCT ON (user_id) user_id, recorded_at, lat, lon FROM live_points "
-                "WHERE user_id = ANY(%s) ORDER BY user_id, recorded_at DESC", (ids,)).fetchall()
+                "WHERE user_id = ANY(%s) ORDER BY user_id, recorded_at DESC",
+                (ids,),
+            ).fetchall()
         finally:
             pool.put(conn)
-        body = json.dumps({"schema": 1, "racers": [
-            {"id": r, "position": {"lat": lat, "lon": lon, "at": at.isoformat()}}
-            for r, at, lat, lon in rows]}).encode()
-        start_response("200 OK", [("Content-Type", "application/json"),
-                                  ("Content-Length", str(len(body)))])
+        body = json.dumps(
+            {
+                "schema": 1,
+                "racers": [
+                    {"id": r, "position": {"lat": lat, "lon": lon, "at": at.isoformat()}}
+                    for r, at, lat, lon in rows
+                ],
+            }
+        ).encode()
+        start_response(
+            "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        )
         return [body]
 
-    make_server("127.0.0.1", port, app, server_class=ThreadingWSGIServer,
-                handler_class=QuietHandler).serve_forever()
+    make_server(
+        "127.0.0.1", port, app, server_class=ThreadingWSGIServer, handler_class=QuietHandler
+    ).serve_forever()
 
 
 # -- measuring ----------------------------------------------------------------------
 
+
 def wrk(url: str) -> dict[str, Any]:
-    out = subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{DURATION_S}s", "--latency",
-                          "--timeout", "10s", "-H", "Accept-Encoding: gzip", url],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{CONNECTIONS}",
+            f"-d{DURATION_S}s",
+            "--latency",
+            "--timeout",
+            "10s",
+            "-H",
+            "Accept-Encoding: gzip",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)", out, re.M)
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"requests": total, "rps": total / DURATION_S,
-            "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else None,
-            "errors": errors + (int(non2xx.group(1)) if non2xx else 0), "raw": out}
+    return {
+        "requests": total,
+        "rps": total / DURATION_S,
+        "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else None,
+        "errors": errors + (int(non2xx.group(1)) if non2xx else 0),
+        "raw": out,
+    }
 
 
 class Counter:
@@ -178,29 +211,48 @@ def measure() -> dict[str, Any]:
     try:
         moto_port, nginx_port, naive_port = free_port(), free_port(), free_port()
         moto_log = work / "moto.log"
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
-            stdout=subprocess.DEVNULL, stderr=moto_log.open("wb")))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
+                stdout=subprocess.DEVNULL,
+                stderr=moto_log.open("wb"),
+            )
+        )
         env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
         os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
-        s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{moto_port}",
-                          region_name="us-east-1")
+        s3 = boto3.client(
+            "s3", endpoint_url=f"http://127.0.0.1:{moto_port}", region_name="us-east-1"
+        )
         for _ in range(300):
             try:
                 s3.create_bucket(Bucket=BUCKET)
                 break
             except Exception:  # still starting
                 time.sleep(0.1)
-        s3.put_bucket_policy(Bucket=BUCKET, Policy=json.dumps({
-            "Version": "2012-10-17", "Statement": [{
-                "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
-                "Resource": f"arn:aws:s3:::{BUCKET}/*"}]}))
+        s3.put_bucket_policy(
+            Bucket=BUCKET,
+            Policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": "*",
+                            "Action": "s3:GetObject",
+                            "Resource": f"arn:aws:s3:::{BUCKET}/*",
+                        }
+                    ],
+                }
+            ),
+        )
 
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=AGE_S)
         feeder_dsn = dsn + "?application_name=feeder"
         with psycopg.connect(feeder_dsn, autocommit=True) as conn:
-            conn.execute("CREATE TABLE live_points (id bigserial PRIMARY KEY, user_id text, "
-                         "recorded_at timestamptz, lat float8, lon float8)")
+            conn.execute(
+                "CREATE TABLE live_points (id bigserial PRIMARY KEY, user_id text, "
+                "recorded_at timestamptz, lat float8, lon float8)"
+            )
             generate(conn, RACERS, start, 0, AGE_S, FIX_EVERY_S)
             conn.execute("CREATE INDEX ON live_points (id)")
             conn.execute("ANALYZE live_points")
@@ -214,12 +266,17 @@ def measure() -> dict[str, Any]:
 
         threading.Thread(target=feed, daemon=True).start()
 
-        config = write_race(work, RACERS, dsn + "?application_name=racepub",
-                            f"http://127.0.0.1:{moto_port}", start)
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "racepub", "run", "--race", "b", "--config",
-             str(config)], env=env, stdout=subprocess.DEVNULL,
-            stderr=(work / "publisher.log").open("wb")))
+        config = write_race(
+            work, RACERS, dsn + "?application_name=racepub", f"http://127.0.0.1:{moto_port}", start
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "racepub", "run", "--race", "b", "--config", str(config)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=(work / "publisher.log").open("wb"),
+            )
+        )
         for _ in range(600):  # the first cycle catches up on 10 minutes
             try:
                 s3.head_object(Bucket=BUCKET, Key="race/snapshot.json")
@@ -227,42 +284,61 @@ def measure() -> dict[str, Any]:
             except Exception:
                 time.sleep(0.1)
         else:
-            raise RuntimeError("the publisher never published: " +
-                               (work / "publisher.log").read_text()[-2000:])
+            raise RuntimeError(
+                "the publisher never published: " + (work / "publisher.log").read_text()[-2000:]
+            )
 
         (work / "cache").mkdir()
         user = "user root;" if os.geteuid() == 0 else ""
-        (work / "nginx.conf").write_text(NGINX_CONF.format(
-            work=work, port=nginx_port, origin=moto_port, user=user))
-        procs.append(subprocess.Popen([NGINX, "-c", str(work / "nginx.conf"), "-p", str(work)],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        procs.append(subprocess.Popen([sys.executable, __file__, "--naive", dsn,
-                                       str(naive_port), str(RACERS)]))
+        (work / "nginx.conf").write_text(
+            NGINX_CONF.format(work=work, port=nginx_port, origin=moto_port, user=user)
+        )
+        procs.append(
+            subprocess.Popen(
+                [NGINX, "-c", str(work / "nginx.conf"), "-p", str(work)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, __file__, "--naive", dsn, str(naive_port), str(RACERS)]
+            )
+        )
         time.sleep(1.5)
 
         pg_log = Counter(db.root / "postgres.log")
         origin_log = Counter(moto_log)
         results = {}
         for name, url in (
-                ("racepub", f"http://127.0.0.1:{nginx_port}/{BUCKET}/race/snapshot.json"),
-                ("naive", f"http://127.0.0.1:{naive_port}/snapshot.json")):
+            ("racepub", f"http://127.0.0.1:{nginx_port}/{BUCKET}/race/snapshot.json"),
+            ("naive", f"http://127.0.0.1:{naive_port}/snapshot.json"),
+        ):
             pg_log.start()
             origin_log.start()
             load = wrk(url)
             by_app = statements(pg_log.lines())
-            origin_gets = sum(1 for line in origin_log.lines()
-                              if f'"GET /{BUCKET}/race/snapshot.json' in line)
+            origin_gets = sum(
+                1 for line in origin_log.lines() if f'"GET /{BUCKET}/race/snapshot.json' in line
+            )
             from_spectators = by_app.get("naive", 0) + by_app.get("?", 0)
             results[name] = {
-                "rps": load["rps"], "p99_ms": load["p99_ms"], "requests": load["requests"],
+                "rps": load["rps"],
+                "p99_ms": load["p99_ms"],
+                "requests": load["requests"],
                 "errors": load["errors"],
                 "origin_gets_per_s": origin_gets / DURATION_S if name == "racepub" else None,
                 "db_per_s": from_spectators / DURATION_S,
                 "publisher_db_per_s": by_app.get("racepub", 0) / DURATION_S,
                 "db_per_1000": 1000 * from_spectators / max(1, load["requests"]),
             }
-        return {"racers": RACERS, "connections": CONNECTIONS, "duration_s": DURATION_S,
-                "interval_s": INTERVAL_S, "results": results}
+        return {
+            "racers": RACERS,
+            "connections": CONNECTIONS,
+            "duration_s": DURATION_S,
+            "interval_s": INTERVAL_S,
+            "results": results,
+        }
     finally:
         stop.set()
         for p in procs:

@@ -36,22 +36,36 @@ def check(cfg: Config, race: Race, out: Callable[[str], None] = print) -> bool:
             return
         out(f"{'ok  ' if good else 'FAIL'}  {what}: {detail}")
 
-    report(True, "config", f"{cfg.path} (race {race.id}: {len(race.racers)} racers, "
-           f"every {race.interval_s}s)")
+    report(
+        True,
+        "config",
+        f"{cfg.path} (race {race.id}: {len(race.racers)} racers, every {race.interval_s}s)",
+    )
     try:
         course = load_gpx(race.course)
-        climb = (", with elevation" if any(e is not None for e in course.elevations)
-                 else ", no elevation")
-        report(True, "course", f"{race.course}: its {course.source} ({len(course.points)} "
-               f"points, {course.length_m / 1000:.2f} km{climb}, "
-               f"{len(course.waypoints)} named waypoints)")
+        climb = (
+            ", with elevation"
+            if any(e is not None for e in course.elevations)
+            else ", no elevation"
+        )
+        report(
+            True,
+            "course",
+            f"{race.course}: its {course.source} ({len(course.points)} "
+            f"points, {course.length_m / 1000:.2f} km{climb}, "
+            f"{len(course.waypoints)} named waypoints)",
+        )
     except RacepubError as e:
         report(False, "course", str(e))
     good, what, detail, own_map = _map(race)
     report(good, what, detail)
     policy = csp(None if own_map else race.tiles)
-    report(True, "csp", "the page's Content-Security-Policy; the CDN's header must allow "
-           f"as much (CloudFormation: ContentSecurityPolicy=\"{policy}\")")
+    report(
+        True,
+        "csp",
+        "the page's Content-Security-Policy; the CDN's header must allow "
+        f'as much (CloudFormation: ContentSecurityPolicy="{policy}")',
+    )
     for good, what, detail in _database(cfg):
         report(good, what, detail)
     report(*_sink(cfg, race))
@@ -70,33 +84,56 @@ def _database(cfg: Config) -> list[tuple[bool, str, str]]:
                 return [(False, "database", f"no table {src.table!r}")]
             missing = missing_columns(src, columns)
             if missing:
-                return [(False, "database", f"table {src.table!r} has no column "
-                                            f"{', '.join(map(repr, missing))}")]
+                return [
+                    (
+                        False,
+                        "database",
+                        f"table {src.table!r} has no column {', '.join(map(repr, missing))}",
+                    )
+                ]
             errors, warnings = type_problems(src, columns)
             if errors:
                 return [(False, "database", e) for e in errors]
             # The publisher needs SELECT and nothing else.
-            conn.execute(sql.SQL("SELECT 1 FROM {} LIMIT 0").format(
-                sql.Identifier(*src.table_parts)))
+            conn.execute(
+                sql.SQL("SELECT 1 FROM {} LIMIT 0").format(sql.Identifier(*src.table_parts))
+            )
             advice = index_advice(conn, src)
             ordered = insert_order_columns(conn, src) if not src.ingest else []
     except RacepubError as e:
         return [(False, "database", str(e))]
     except psycopg.Error as e:
         return [(False, "database", str(e).strip().splitlines()[0])]
-    mode = (f"cursor {src.ingest!r} (insert order)" if src.ingest else
-            f"cursor {src.time!r} looking back {src.lookback_s} s")
+    mode = (
+        f"cursor {src.ingest!r} (insert order)"
+        if src.ingest
+        else f"cursor {src.time!r} looking back {src.lookback_s} s"
+    )
     lines = [(True, "database", f"table {src.table!r} readable, columns present, {mode}")]
     lines += [(True, "warn  database", w) for w in warnings]
     if advice:
-        lines.append((True, "warn  database", "no index serves the incremental read (it would "
-                      f"scan the table); add: {advice}"))
+        lines.append(
+            (
+                True,
+                "warn  database",
+                f"no index serves the incremental read (it would scan the table); add: {advice}",
+            )
+        )
     if not src.ingest:
-        fix = (f"this table has one; add to [source]:  ingest = \"{ordered[0]}\"" if ordered
-               else "add an identity column or a received_at timestamptz DEFAULT now()")
-        lines.append((True, "warn  source", "no ingest column: fixes a phone uploads more "
-                      f"than lookback_s ({src.lookback_s} s) late, after a tunnel or a dead "
-                      f"battery, are never read; {fix}"))
+        fix = (
+            f'this table has one; add to [source]:  ingest = "{ordered[0]}"'
+            if ordered
+            else "add an identity column or a received_at timestamptz DEFAULT now()"
+        )
+        lines.append(
+            (
+                True,
+                "warn  source",
+                "no ingest column: fixes a phone uploads more "
+                f"than lookback_s ({src.lookback_s} s) late, after a tunnel or a dead "
+                f"battery, are never read; {fix}",
+            )
+        )
     return lines
 
 
@@ -106,21 +143,40 @@ def _map(race: Race) -> tuple[bool, str, str, bool]:
         try:
             basemap = load_basemap(race.basemap)
         except RacepubError as e:
-            return (False, "basemap", f"{e} (racepub tiles --race {race.id} --from SOURCE)",
-                    False)
+            return (False, "basemap", f"{e} (racepub tiles --race {race.id} --from SOURCE)", False)
         if not basemap.raster:
-            return True, "warn  basemap", (f"{race.basemap} holds vector tiles; the page draws "
-                                           f"raster basemaps only and uses {race.tiles}"), False
-        return True, "basemap", (f"{race.basemap}: {len(basemap.body) / 1e6:.1f} MB of "
-                                 f"{basemap.tile_type} tiles, zooms {basemap.min_zoom}-"
-                                 f"{basemap.max_zoom}; the page asks no third party"), True
+            return (
+                True,
+                "warn  basemap",
+                (
+                    f"{race.basemap} holds vector tiles; the page draws "
+                    f"raster basemaps only and uses {race.tiles}"
+                ),
+                False,
+            )
+        return (
+            True,
+            "basemap",
+            (
+                f"{race.basemap}: {len(basemap.body) / 1e6:.1f} MB of "
+                f"{basemap.tile_type} tiles, zooms {basemap.min_zoom}-"
+                f"{basemap.max_zoom}; the page asks no third party"
+            ),
+            True,
+        )
     if "tile.openstreetmap.org" in race.tiles:
-        return True, "warn  tiles", (
-            "the page's map comes from tile.openstreetmap.org, whose usage policy forbids "
-            "heavy use: a popular race gets throttled or blocked, and every spectator's "
-            "browser talks to a third party. Cut the race's own basemap from an archive of "
-            f"the area (racepub tiles --race {race.id} --from AREA.pmtiles), or set tiles "
-            "to a provider you have an agreement with"), False
+        return (
+            True,
+            "warn  tiles",
+            (
+                "the page's map comes from tile.openstreetmap.org, whose usage policy forbids "
+                "heavy use: a popular race gets throttled or blocked, and every spectator's "
+                "browser talks to a third party. Cut the race's own basemap from an archive of "
+                f"the area (racepub tiles --race {race.id} --from AREA.pmtiles), or set tiles "
+                "to a provider you have an agreement with"
+            ),
+            False,
+        )
     return True, "tiles", f"the page's map comes from {race.tiles}", False
 
 

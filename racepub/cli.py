@@ -40,65 +40,121 @@ def parser() -> argparse.ArgumentParser:
     # options on every subparser, left unset there unless given.
     def logging_options(top: bool) -> _Parser:
         opts = _Parser(add_help=False)
-        opts.add_argument("-v", "--verbose", action="store_true",
-                          default=False if top else argparse.SUPPRESS, help="debug logging")
-        opts.add_argument("--log-format", choices=("text", "json"),
-                          default="text" if top else argparse.SUPPRESS,
-                          help="text (default), or one JSON object per line")
+        opts.add_argument(
+            "-v",
+            "--verbose",
+            action="store_true",
+            default=False if top else argparse.SUPPRESS,
+            help="debug logging",
+        )
+        opts.add_argument(
+            "--log-format",
+            choices=("text", "json"),
+            default="text" if top else argparse.SUPPRESS,
+            help="text (default), or one JSON object per line",
+        )
         return opts
 
     common = logging_options(top=False)
-    p = _Parser(prog="racepub", description="Publish a live race to S3/CloudFront.",
-                parents=[logging_options(top=True)])
+    p = _Parser(
+        prog="racepub",
+        description="Publish a live race to S3/CloudFront.",
+        parents=[logging_options(top=True)],
+    )
     p.add_argument("--version", action="version", version=f"racepub {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser,
-                           metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
     def race_cmd(name: str, help: str, epilog: str | None = None) -> argparse.ArgumentParser:
-        c = sub.add_parser(name, help=help, description=help, epilog=epilog, parents=[common],
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        c = sub.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=epilog,
+            parents=[common],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         c.add_argument("--race", required=True, help="race name, as in [races.NAME]")
         c.add_argument("--config", help="config file (default $RACEPUB_CONFIG or ./racepub.toml)")
         return c
 
     run = race_cmd("run", "publish the race every interval_s seconds", RUN_EPILOG)
     run.add_argument("--once", action="store_true", help="publish one cycle and exit")
-    run.add_argument("--keep-running", action="store_true",
-                     help="do not exit once the race is finished (and finished_grace_s on)")
-    run.add_argument("--state-dir", help="save the race state here every minute and on "
-                     "stop; a restart reads only the rows since (default: see below)")
+    run.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="do not exit once the race is finished (and finished_grace_s on)",
+    )
+    run.add_argument(
+        "--state-dir",
+        help="save the race state here every minute and on "
+        "stop; a restart reads only the rows since (default: see below)",
+    )
     run.add_argument("--metrics-port", type=_port, help="serve Prometheus metrics on this port")
-    run.add_argument("--metrics-host", default="127.0.0.1",
-                     help="address for --metrics-port (default 127.0.0.1)")
+    run.add_argument(
+        "--metrics-host", default="127.0.0.1", help="address for --metrics-port (default 127.0.0.1)"
+    )
     race_cmd("status", "what spectators see now: seq and age of the published snapshot")
     chk = race_cmd("check", "preflight: config, database, course, sink")
-    chk.add_argument("--cdn", metavar="URL",
-                     help="instead, check the CDN serving the race at URL (its page's "
-                     "address) while `racepub run` publishes: caching, gzip, query "
-                     "strings, how far behind; exit 1 if spectators would see stale data")
+    chk.add_argument(
+        "--cdn",
+        metavar="URL",
+        help="instead, check the CDN serving the race at URL (its page's "
+        "address) while `racepub run` publishes: caching, gzip, query "
+        "strings, how far behind; exit 1 if spectators would see stale data",
+    )
     sim = race_cmd("simulate", "write simulated points for the racers into the source table")
-    sim.add_argument("--speed", type=_positive, default=1.0,
-                     help="racers move this many times faster than real (default 1)")
-    tiles = race_cmd("tiles", "cut the course's area out of a tile archive into the race's "
-                     "own basemap (a PMTiles file the publisher uploads once)")
-    tiles.add_argument("--from", dest="source", required=True, metavar="SOURCE",
-                       help="a PMTiles (v3) archive or an MBTiles file, raster or vector")
-    tiles.add_argument("--zooms", type=_zooms, default="10-17",
-                       help="the zoom levels to keep, e.g. 10-17 (default)")
-    tiles.add_argument("--margin-m", type=_positive, default=1500.0,
-                       help="metres of map around the course (default 1500)")
-    tiles.add_argument("--out", help="where to write it (default: the race's basemap, else "
-                       "NAME.pmtiles beside the config)")
+    sim.add_argument(
+        "--speed",
+        type=_positive,
+        default=1.0,
+        help="racers move this many times faster than real (default 1)",
+    )
+    tiles = race_cmd(
+        "tiles",
+        "cut the course's area out of a tile archive into the race's "
+        "own basemap (a PMTiles file the publisher uploads once)",
+    )
+    tiles.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="SOURCE",
+        help="a PMTiles (v3) archive or an MBTiles file, raster or vector",
+    )
+    tiles.add_argument(
+        "--zooms",
+        type=_zooms,
+        default="10-17",
+        help="the zoom levels to keep, e.g. 10-17 (default)",
+    )
+    tiles.add_argument(
+        "--margin-m",
+        type=_positive,
+        default=1500.0,
+        help="metres of map around the course (default 1500)",
+    )
+    tiles.add_argument(
+        "--out",
+        help="where to write it (default: the race's basemap, else NAME.pmtiles beside the config)",
+    )
     serve = race_cmd("serve", "serve a dir: sink on 127.0.0.1 with CDN-like headers")
     serve.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
-    demo = sub.add_parser("demo", help="the founding race on a throwaway PostgreSQL",
-                          description="the founding race on a throwaway PostgreSQL: "
-                          "simulated racers, the publisher, and the page on 127.0.0.1",
-                          parents=[common])
-    demo.add_argument("--port", type=_port, default=None,
-                      help="port for the page (default: a free one)")
-    demo.add_argument("--speed", type=_positive, default=1.0,
-                      help="the simulated race runs this many times faster (default 1)")
+    demo = sub.add_parser(
+        "demo",
+        help="the founding race on a throwaway PostgreSQL",
+        description="the founding race on a throwaway PostgreSQL: "
+        "simulated racers, the publisher, and the page on 127.0.0.1",
+        parents=[common],
+    )
+    demo.add_argument(
+        "--port", type=_port, default=None, help="port for the page (default: a free one)"
+    )
+    demo.add_argument(
+        "--speed",
+        type=_positive,
+        default=1.0,
+        help="the simulated race runs this many times faster (default 1)",
+    )
     return p
 
 
@@ -182,8 +238,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         metrics = Metrics()
         if args.metrics_port is not None:
             metrics.serve(args.metrics_port, args.metrics_host)
-        run_forever(publisher, lock=RaceLock(cfg.dsn, race.id), metrics=metrics,
-                    keep_running=args.keep_running)
+        run_forever(
+            publisher,
+            lock=RaceLock(cfg.dsn, race.id),
+            metrics=metrics,
+            keep_running=args.keep_running,
+        )
         return 0
     if args.command == "status":
         from .status import status
@@ -210,14 +270,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .course import load_gpx
         from .tiles import cut
 
-        out = (Path(args.out) if args.out else race.basemap
-               or cfg.path.parent / f"{race.id}.pmtiles")
+        out = Path(args.out) if args.out else race.basemap or cfg.path.parent / f"{race.id}.pmtiles"
         done = cut(Path(args.source), out, load_gpx(race.course), args.zooms, args.margin_m)
-        print(f"{out}: {done.tiles:,} {done.tile_type} tiles, zooms {done.zooms[0]}-"
-              f"{done.zooms[1]}, {done.bytes / 1e6:.1f} MB ({done.missing:,} of the area's "
-              "tiles not in the source)")
+        print(
+            f"{out}: {done.tiles:,} {done.tile_type} tiles, zooms {done.zooms[0]}-"
+            f"{done.zooms[1]}, {done.bytes / 1e6:.1f} MB ({done.missing:,} of the area's "
+            "tiles not in the source)"
+        )
         if race.basemap is None or race.basemap.resolve() != out.resolve():
-            print(f"add to [races.{race.id}] in {cfg.path}:\n  basemap = \"{out}\"")
+            print(f'add to [races.{race.id}] in {cfg.path}:\n  basemap = "{out}"')
         return 0
     if args.command == "serve":
         from pathlib import Path
@@ -225,12 +286,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .serve import make_server
 
         if not race.sink.startswith("dir:"):
-            raise UsageError(f"{cfg.path}: races.{race.id}.sink = {race.sink!r}: "
-                             "serve needs a dir: sink")
+            raise UsageError(
+                f"{cfg.path}: races.{race.id}.sink = {race.sink!r}: serve needs a dir: sink"
+            )
         server = make_server(Path(race.sink[4:]), race.interval_s, args.port)
-        print(f"Serving {race.sink} at http://127.0.0.1:{server.server_address[1]}/",
-              flush=True)
+        print(f"Serving {race.sink} at http://127.0.0.1:{server.server_address[1]}/", flush=True)
         server.serve_forever()
         return 0
     raise UsageError(f"racepub: unknown command {args.command}")
-

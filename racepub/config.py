@@ -90,8 +90,9 @@ class Race:
 
     def __post_init__(self) -> None:
         if self.chunk_points == 0:  # a dependent default, the same however a Race is made
-            object.__setattr__(self, "chunk_points",
-                               LARGE_CHUNK_POINTS if self.large else SMALL_CHUNK_POINTS)
+            object.__setattr__(
+                self, "chunk_points", LARGE_CHUNK_POINTS if self.large else SMALL_CHUNK_POINTS
+            )
 
     @property
     def large(self) -> bool:
@@ -163,15 +164,21 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
 
     env_dsn = os.environ.get("RACEPUB_DATABASE_URL")  # overrides database.dsn
     db = top.table("database", required=not env_dsn)
-    dsn = db.get("dsn", _text, "a PostgreSQL URL (or set RACEPUB_DATABASE_URL)",
-                 required=not env_dsn, secret=True)
+    dsn = db.get(
+        "dsn",
+        _text,
+        "a PostgreSQL URL (or set RACEPUB_DATABASE_URL)",
+        required=not env_dsn,
+        secret=True,
+    )
     db.done()
     dsn = env_dsn or dsn
 
     src = top.table("source")
     source = Source(
-        table=src.get("table", _table_name, "a table name, optionally schema.table",
-                      default=Source.table),
+        table=src.get(
+            "table", _table_name, "a table name, optionally schema.table", default=Source.table
+        ),
         racer=src.get("racer", _ident, "a column name", default=Source.racer),
         time=src.get("time", _ident, "a column name", default=Source.time),
         lat=src.get("lat", _ident, "a column name", default=Source.lat),
@@ -179,8 +186,9 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
         ingest=src.get("ingest", _ident, "a column name"),
         accuracy=src.get("accuracy", _ident, "a column name (horizontal accuracy in metres)"),
         valid=src.get("valid", _ident, "a column name (boolean: false rows are dropped)"),
-        lookback_s=src.get("lookback_s", _int_range(0, 3600), "whole seconds 0..3600",
-                           default=Source.lookback_s),
+        lookback_s=src.get(
+            "lookback_s", _int_range(0, 3600), "whole seconds 0..3600", default=Source.lookback_s
+        ),
     )
     src.done()
 
@@ -196,8 +204,9 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     for name in list(races_t.raw):
         key = f"races.{name}"
         if not _NAME.match(name):
-            errors.append(f"{path}: {key}: bad race name {name!r}: expected letters, "
-                          "digits, '-' or '_'")
+            errors.append(
+                f"{path}: {key}: bad race name {name!r}: expected letters, digits, '-' or '_'"
+            )
         r = races_t.table(name, required=True)
         race = _race(name, r, path, errors)
         r.done()
@@ -225,8 +234,10 @@ def _race(name: str, r: _Table, path: Path, errors: list[str]) -> Race | None:
     for gone in ("shard_writes", "tail_points"):  # the round-robin large form's
         if gone in r.raw:
             r.used.add(gone)
-            errors.append(f"{path}: {r.key}.{gone}: no longer used (every shard is written "
-                          "every cycle, trails are in packs): remove it")
+            errors.append(
+                f"{path}: {r.key}.{gone}: no longer used (every shard is written "
+                "every cycle, trails are in packs): remove it"
+            )
     max_kmh = dict(DEFAULT_MAX_KMH)
     speeds = r.table("max_kmh")
     for kind in KINDS:
@@ -251,8 +262,12 @@ def _race(name: str, r: _Table, path: Path, errors: list[str]) -> Race | None:
     for i, item in enumerate(r.array("checkpoints")):
         ct = _Table(item, f"{r.key}.checkpoints[{i}]", path, errors)
         cp_name = ct.get("name", _text, "a non-empty string", required=True)
-        distance = ct.get("distance_m", _float_range(0.001, 1_000_000),
-                          "metres from the start, 0..1000000", required=True)
+        distance = ct.get(
+            "distance_m",
+            _float_range(0.001, 1_000_000),
+            "metres from the start, 0..1000000",
+            required=True,
+        )
         ct.done()
         if cp_name is not None and distance is not None:
             checkpoints.append(Checkpoint(cp_name, distance))
@@ -263,20 +278,28 @@ def _race(name: str, r: _Table, path: Path, errors: list[str]) -> Race | None:
     seen: set[str] = set()
     for racer in racers:
         if racer.id in seen:
-            errors.append(f"{path}: {r.key}.racers: racer id {racer.id!r} appears twice: "
-                          "expected unique ids")
+            errors.append(
+                f"{path}: {r.key}.racers: racer id {racer.id!r} appears twice: expected unique ids"
+            )
         seen.add(racer.id)
     if not racers and len(errors) == n_before:
-        errors.append(f"{path}: {r.key}.racers: no racers: expected [[{r.key}.racers]] "
-                      "entries or racers_file")
+        errors.append(
+            f"{path}: {r.key}.racers: no racers: expected [[{r.key}.racers]] entries or racers_file"
+        )
     starts_at, ends_at = given.get("starts_at"), given.get("ends_at")
     if starts_at and ends_at and ends_at <= starts_at:
-        errors.append(f"{path}: {r.key}.ends_at = {ends_at.isoformat()}: expected a time "
-                      "after starts_at")
+        errors.append(
+            f"{path}: {r.key}.ends_at = {ends_at.isoformat()}: expected a time after starts_at"
+        )
     if len(errors) > n_before:
         return None
-    return Race(id=name, racers=tuple(racers), max_kmh=max_kmh,
-                checkpoints=tuple(checkpoints), **{"title": name, **given})
+    return Race(
+        id=name,
+        racers=tuple(racers),
+        max_kmh=max_kmh,
+        checkpoints=tuple(checkpoints),
+        **{"title": name, **given},
+    )
 
 
 def _racers_csv(path: Path, errors: list[str]) -> list[Racer]:
@@ -289,8 +312,10 @@ def _racers_csv(path: Path, errors: list[str]) -> list[Racer]:
             missing = [c for c in ("id", "name", "kind") if c not in header]
             extra = [c for c in header if c not in ("id", "name", "kind", "color")]
             if missing or extra:
-                errors.append(f"{path}:1: header {','.join(header)!r}: expected "
-                              "id,name,kind and optionally color")
+                errors.append(
+                    f"{path}:1: header {','.join(header)!r}: expected "
+                    "id,name,kind and optionally color"
+                )
                 return []
             for row in reader:
                 line = reader.line_num
@@ -298,9 +323,14 @@ def _racers_csv(path: Path, errors: list[str]) -> list[Racer]:
                 if bad:
                     errors.append(f"{path}:{line}: {bad}")
                     continue
-                racers.append(Racer(id=row["id"].strip(), name=row["name"].strip(),
-                                    kind=row["kind"].strip(),
-                                    color=(row.get("color") or "").strip() or None))
+                racers.append(
+                    Racer(
+                        id=row["id"].strip(),
+                        name=row["name"].strip(),
+                        kind=row["kind"].strip(),
+                        color=(row.get("color") or "").strip() or None,
+                    )
+                )
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         errors.append(f"{path}: cannot read entrants: {e}")
     return racers
@@ -341,8 +371,16 @@ class _Table:
     def _sub(self, name: str) -> str:
         return f"{self.key}.{name}" if self.key else name
 
-    def get(self, name: str, conv: Callable[[Any], Any], expected: str, *,
-            required: bool = False, default: Any = None, secret: bool = False) -> Any:
+    def get(
+        self,
+        name: str,
+        conv: Callable[[Any], Any],
+        expected: str,
+        *,
+        required: bool = False,
+        default: Any = None,
+        secret: bool = False,
+    ) -> Any:
         self.used.add(name)
         value = self.raw.get(name, _MISSING)
         if value is _MISSING:
@@ -353,16 +391,16 @@ class _Table:
             return conv(value)
         except (TypeError, ValueError, OverflowError):
             shown = "(not shown: it may hold a password)" if secret else _show(value)
-            self.errors.append(f"{self.path}: {self._sub(name)} = {shown}: "
-                               f"expected {expected}")
+            self.errors.append(f"{self.path}: {self._sub(name)} = {shown}: expected {expected}")
             return default
 
     def table(self, name: str, required: bool = False) -> _Table:
         self.used.add(name)
         if name not in self.raw:
             if required:
-                self.errors.append(f"{self.path}: {self._sub(name)}: missing: expected a "
-                                   f"[{self._sub(name)}] table")
+                self.errors.append(
+                    f"{self.path}: {self._sub(name)}: missing: expected a [{self._sub(name)}] table"
+                )
             return _Table({}, self._sub(name), self.path, self.errors, present=False)
         return _Table(self.raw[name], self._sub(name), self.path, self.errors)
 
@@ -370,8 +408,10 @@ class _Table:
         self.used.add(name)
         value = self.raw.get(name, [])
         if not isinstance(value, list):
-            self.errors.append(f"{self.path}: {self._sub(name)} = {_show(value)}: "
-                               f"expected an array of tables [[{self._sub(name)}]]")
+            self.errors.append(
+                f"{self.path}: {self._sub(name)} = {_show(value)}: "
+                f"expected an array of tables [[{self._sub(name)}]]"
+            )
             return []
         return value
 
@@ -420,6 +460,7 @@ def _int_range(lo: int, hi: int) -> Callable[[Any], int]:
         if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
             raise ValueError
         return v
+
     return conv
 
 
@@ -428,6 +469,7 @@ def _float_range(lo: float, hi: float) -> Callable[[Any], float]:
         if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
             raise ValueError
         return float(v)
+
     return conv
 
 
@@ -436,6 +478,7 @@ def _choice(*options: str) -> Callable[[Any], str]:
         if v not in options:
             raise ValueError
         return str(v)
+
     return conv
 
 
@@ -459,15 +502,18 @@ def _file(base: Path) -> Callable[[Any], Path]:
         if not p.is_file():
             raise ValueError
         return p
+
     return conv
 
 
 def _path(base: Path) -> Callable[[Any], Path]:
     """A file to be made (`racepub tiles` writes it): relative to the config."""
+
     def conv(v: Any) -> Path:
         if not isinstance(v, str) or not v or "\0" in v:
             raise ValueError
         return base / v
+
     return conv
 
 
@@ -476,6 +522,7 @@ def _dir(base: Path) -> Callable[[Any], Path]:
         if not isinstance(v, str) or not (base / v).is_dir():
             raise ValueError
         return base / v
+
     return conv
 
 
@@ -512,6 +559,7 @@ def _color(v: Any) -> str:
 
 # -- every race setting, declared once ------------------------------------------
 
+
 @dataclass(frozen=True)
 class Option:
     """A race setting, declared once: its key (the Race field of that name),
@@ -540,32 +588,67 @@ def _floats(key: str, lo: float, hi: float, unit: str, help: str) -> Option:
 
 RACE_OPTIONS: tuple[Option, ...] = (
     Option("title", _plain(_text), "a non-empty string", "the race's name on the page"),
-    Option("starts_at", _plain(_datetime), "a date-time with a UTC offset between 1970 and "
-           "9998, e.g. 2014-07-25T11:00:00-04:00", "nothing before it is published",
-           required=True),
-    Option("ends_at", _plain(_datetime), "a date-time with a UTC offset between 1970 and 9998",
-           "optional cut-off: the race is finished then"),
-    Option("course", _file, "a GPX file (relative to the config file)",
-           "the course: a GPX track or route", required=True),
+    Option(
+        "starts_at",
+        _plain(_datetime),
+        "a date-time with a UTC offset between 1970 and 9998, e.g. 2014-07-25T11:00:00-04:00",
+        "nothing before it is published",
+        required=True,
+    ),
+    Option(
+        "ends_at",
+        _plain(_datetime),
+        "a date-time with a UTC offset between 1970 and 9998",
+        "optional cut-off: the race is finished then",
+    ),
+    Option(
+        "course",
+        _file,
+        "a GPX file (relative to the config file)",
+        "the course: a GPX track or route",
+        required=True,
+    ),
     _ints("interval_s", 1, 3600, "whole seconds", "how often the race is published"),
-    Option("sink", _plain(_sink), "s3://bucket/prefix or dir:PATH",
-           "where the race is published", required=True),
+    Option(
+        "sink",
+        _plain(_sink),
+        "s3://bucket/prefix or dir:PATH",
+        "where the race is published",
+        required=True,
+    ),
     Option("units", _plain(_choice("km", "mi")), "km or mi", "the page's default units"),
-    Option("tiles", _plain(_tiles), "a tile URL template with {z}, {x} and {y}",
-           "the map's tile server"),
+    Option(
+        "tiles",
+        _plain(_tiles),
+        "a tile URL template with {z}, {x} and {y}",
+        "the map's tile server",
+    ),
     Option("tile_attribution", _plain(_text), "a string", "credit for the tiles"),
-    Option("basemap", _path, "a PMTiles file made by racepub tiles (relative to the config "
-           "file)", "the race's own map, drawn instead of tiles"),
+    Option(
+        "basemap",
+        _path,
+        "a PMTiles file made by racepub tiles (relative to the config file)",
+        "the race's own map, drawn instead of tiles",
+    ),
     _ints("chunk_points", 2, 10000, "a whole number", "fixes per immutable track chunk"),
     _ints("stale_after_s", 1, 86400, "whole seconds", "no fix for this long: stale"),
     _floats("off_course_m", 10, 10000, "metres,", "further from the course: off_course"),
     _ints("pace_window_s", 10, 3600, "whole seconds", "pace from progress over this window"),
     _floats("max_accuracy_m", 1, 10000, "metres,", "less accurate fixes are dropped"),
     _floats("min_fix_spacing_s", 0, 60, "seconds,", "a racer's closer fixes are dropped"),
-    Option("template_dir", _dir, "a directory (relative to the config)",
-           "your own index.html.j2, tried first"),
-    _ints("finished_grace_s", 0, 7 * 86400, "whole seconds", "publish this long after the "
-          "finish, then exit"),
+    Option(
+        "template_dir",
+        _dir,
+        "a directory (relative to the config)",
+        "your own index.html.j2, tried first",
+    ),
+    _ints(
+        "finished_grace_s",
+        0,
+        7 * 86400,
+        "whole seconds",
+        "publish this long after the finish, then exit",
+    ),
     _ints("shard_above", 0, 10_000_000, "a whole number", "more racers: the large form"),
     _ints("shard_size", 1, 100_000, "a whole number", "large races: racers per live shard"),
     _ints("head_size", 1, 1000, "a whole number", "large races: leaderboard rows"),

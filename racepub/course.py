@@ -67,17 +67,22 @@ class Projection:
 
 
 class Course:
-    def __init__(self, points: Sequence[tuple[float, float]],
-                 elevations: Sequence[float | None] | None = None,
-                 waypoints: Sequence[Waypoint] = (), source: str = "track"):
+    def __init__(
+        self,
+        points: Sequence[tuple[float, float]],
+        elevations: Sequence[float | None] | None = None,
+        waypoints: Sequence[Waypoint] = (),
+        source: str = "track",
+    ):
         keep = [i for i, p in enumerate(points) if i == 0 or p != points[i - 1]]
         pts = [points[i] for i in keep]
         if len(pts) < 2:
             raise ValueError("a course needs at least two distinct points")
         self.points: tuple[tuple[float, float], ...] = tuple(pts)
         # Metres above sea level per point, when the GPX has them (else None).
-        self.elevations: tuple[float | None, ...] = tuple(
-            elevations[i] for i in keep) if elevations else (None,) * len(pts)
+        self.elevations: tuple[float | None, ...] = (
+            tuple(elevations[i] for i in keep) if elevations else (None,) * len(pts)
+        )
         self.waypoints = tuple(waypoints)
         self.source = source  # "track" or "route": which part of the GPX it came from
         # The local projection to metres: x = (lon - lon0) * kx, y = (lat - lat0) * ky.
@@ -96,8 +101,9 @@ class Course:
         for i, ((ax, ay), (bx, by)) in enumerate(zip(self._xy, self._xy[1:], strict=False)):
             dx, dy = bx - ax, by - ay
             seg2 = dx * dx + dy * dy
-            self._segs.append((ax, ay, dx, dy, 1.0 / seg2 if seg2 else 0.0, math.sqrt(seg2),
-                               cum[i]))
+            self._segs.append(
+                (ax, ay, dx, dy, 1.0 / seg2 if seg2 else 0.0, math.sqrt(seg2), cum[i])
+            )
         # The same, as columns, for project_many.
         self._cols = np.array(self._segs).T
         self._cum = np.array(cum)
@@ -128,9 +134,17 @@ class Course:
         k = (distance_m - self.length_m) / seg if seg else 0.0
         return bx + (bx - ax) * k, by + (by - ay) * k
 
-    def project(self, lat: float, lon: float, near_m: float | None = None, *,
-                ahead_m: float = SEARCH_AHEAD_M, expect_m: float | None = None,
-                prefer: float = PREFER_NEAR, off_course_m: float = 150.0) -> Projection:
+    def project(
+        self,
+        lat: float,
+        lon: float,
+        near_m: float | None = None,
+        *,
+        ahead_m: float = SEARCH_AHEAD_M,
+        expect_m: float | None = None,
+        prefer: float = PREFER_NEAR,
+        off_course_m: float = 150.0,
+    ) -> Projection:
         """Project a fix onto the course, preferring the stretch near `near_m`.
 
         With a hint, only the stretch from a little behind the racer's last
@@ -154,31 +168,50 @@ class Course:
         if near_m is not None:
             lo = max(bisect_left(self.cum, near_m - SEARCH_BEHIND_M) - 1, 0)
             hi = min(bisect_right(self.cum, near_m + ahead_m), len(self._segs) - 1)
-            inside = near[bisect_left(near, lo):bisect_right(near, hi)]
+            inside = near[bisect_left(near, lo) : bisect_right(near, hi)]
             if inside:
-                best = self._nearest(x, y, inside, near_m if expect_m is None else expect_m,
-                                     prefer)
+                best = self._nearest(x, y, inside, near_m if expect_m is None else expect_m, prefer)
                 if best.offset_m <= off_course_m:
                     return best
         return self._nearest(x, y, near)
 
-    def project_many(self, lat: list[float], lon: list[float], near_m: list[float],
-                     ahead_m: list[float], expect_m: list[float], prefer: list[float],
-                     off_course_m: float) -> list[Projection | None]:
+    def project_many(
+        self,
+        lat: list[float],
+        lon: list[float],
+        near_m: list[float],
+        ahead_m: list[float],
+        expect_m: list[float],
+        prefer: list[float],
+        off_course_m: float,
+    ) -> list[Projection | None]:
         """project() for many fixes at once: the same arithmetic in the same
         order, so the same answers. None where the fix needs the one-at-a-
         time path (a window too wide, or off the stretch searched)."""
         d, off, fits = self.project_columns(
-            np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64),
-            np.asarray(near_m, dtype=np.float64), np.asarray(ahead_m, dtype=np.float64),
-            np.asarray(expect_m, dtype=np.float64), np.asarray(prefer, dtype=np.float64),
-            off_course_m)
-        return [Projection(a, b) if ok else None
-                for a, b, ok in zip(d.tolist(), off.tolist(), fits.tolist(), strict=True)]
+            np.asarray(lat, dtype=np.float64),
+            np.asarray(lon, dtype=np.float64),
+            np.asarray(near_m, dtype=np.float64),
+            np.asarray(ahead_m, dtype=np.float64),
+            np.asarray(expect_m, dtype=np.float64),
+            np.asarray(prefer, dtype=np.float64),
+            off_course_m,
+        )
+        return [
+            Projection(a, b) if ok else None
+            for a, b, ok in zip(d.tolist(), off.tolist(), fits.tolist(), strict=True)
+        ]
 
-    def project_columns(self, lat: np.ndarray, lon: np.ndarray, near_m: np.ndarray,
-                        ahead_m: np.ndarray, expect_m: np.ndarray, prefer: np.ndarray,
-                        off_course_m: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def project_columns(
+        self,
+        lat: np.ndarray,
+        lon: np.ndarray,
+        near_m: np.ndarray,
+        ahead_m: np.ndarray,
+        expect_m: np.ndarray,
+        prefer: np.ndarray,
+        off_course_m: float,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """project_many as columns: (distance, offset, fits). A large race's
         cycle projects thousands of fixes, one per racer; one at a time in
         Python that was most of the cycle. Fixes are projected in groups by
@@ -194,19 +227,28 @@ class Course:
         hi = np.minimum(np.searchsorted(self._cum, near_m + ahead_m, "right"), last)
         span = hi - lo + 1
         for width in (8, 16, 32, BATCH_SEGMENTS):
-            rows = np.flatnonzero((span <= width) & (span > width // 2) if width > 8
-                                  else span <= width)
+            rows = np.flatnonzero(
+                (span <= width) & (span > width // 2) if width > 8 else span <= width
+            )
             if not len(rows):
                 continue
-            d, off = self._nearest_columns(lat[rows], lon[rows], lo[rows], hi[rows], width,
-                                           expect_m[rows], prefer[rows])
+            d, off = self._nearest_columns(
+                lat[rows], lon[rows], lo[rows], hi[rows], width, expect_m[rows], prefer[rows]
+            )
             d_out[rows], off_out[rows] = d, off
             fits[rows] = off <= off_course_m
         return d_out, off_out, fits
 
-    def _nearest_columns(self, lat: np.ndarray, lon: np.ndarray, lo: np.ndarray,
-                         hi: np.ndarray, width: int, expect_m: np.ndarray,
-                         prefer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _nearest_columns(
+        self,
+        lat: np.ndarray,
+        lon: np.ndarray,
+        lo: np.ndarray,
+        hi: np.ndarray,
+        width: int,
+        expect_m: np.ndarray,
+        prefer: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
         ax, ay, dx, dy, inv2, seg, start = self._cols
         last = len(self._segs) - 1
         x = (lon - self.lon0) * self.kx
@@ -245,8 +287,14 @@ class Course:
         ex, ey = x - ax - t * dx, y - ay - t * dy
         return ex * ex + ey * ey, start + t * seg
 
-    def _nearest(self, x: float, y: float, segments: Sequence[int],
-                 near_m: float | None = None, prefer: float = 0.0) -> Projection:
+    def _nearest(
+        self,
+        x: float,
+        y: float,
+        segments: Sequence[int],
+        near_m: float | None = None,
+        prefer: float = 0.0,
+    ) -> Projection:
         # The hot loop of every cycle (one pass per fix): squared distances,
         # precomputed segments, no calls, one sqrt at the end.
         best_score, best_off2, best_d = math.inf, math.inf, 0.0
@@ -273,8 +321,9 @@ class Course:
                 best_score, best_off2, best_d = score, off2, d
         return Projection(distance_m=best_d, offset_m=math.sqrt(best_off2))
 
-    def fits(self, lat: float, lon: float, near_m: float, ahead_m: float,
-             off_course_m: float) -> list[Fit]:
+    def fits(
+        self, lat: float, lon: float, near_m: float, ahead_m: float, off_course_m: float
+    ) -> list[Fit]:
         """Every pass of the course that fits a fix about as well as the
         best one, in course order: a racer back after a long silence may be
         on any of them (a course that comes back near itself, an out-and-back).
@@ -285,9 +334,12 @@ class Course:
         near = self._grid(off_course_m).near(x, y)
         lo = max(bisect_left(self.cum, near_m - SEARCH_BEHIND_M) - 1, 0)
         hi = min(bisect_right(self.cum, near_m + ahead_m), len(self._segs) - 1)
-        found = [(i, off2, d) for i in near[bisect_left(near, lo):bisect_right(near, hi)]
-                 for off2, d in [self._project_on(i, x, y)]
-                 if d >= near_m - SEARCH_BEHIND_M and off2 <= off_course_m ** 2]
+        found = [
+            (i, off2, d)
+            for i in near[bisect_left(near, lo) : bisect_right(near, hi)]
+            for off2, d in [self._project_on(i, x, y)]
+            if d >= near_m - SEARCH_BEHIND_M and off2 <= off_course_m**2
+        ]
         if not found:
             return []
         limit = (min(off2 for _, off2, _ in found) ** 0.5 + AMBIGUOUS_M) ** 2
@@ -325,8 +377,10 @@ class Course:
         ds = np.array([d for d, _ in known])
         es = np.array([e for _, e in known])
         at = np.linspace(0.0, self.length_m, samples)
-        return [[round(float(d), 1), round(float(e), 1)] for d, e in zip(at, np.interp(at, ds, es),
-                                                                      strict=True)]
+        return [
+            [round(float(d), 1), round(float(e), 1)]
+            for d, e in zip(at, np.interp(at, ds, es), strict=True)
+        ]
 
     def climb(self, threshold_m: float = 3.0) -> tuple[float, float] | None:
         """(total climb, total descent) in metres; changes smaller than
@@ -400,25 +454,34 @@ def load_gpx(path: Path) -> Course:
     for kind, pts in (("trkpt", track), ("rtept", route)):
         for p in pts:
             if not (-90 <= p.latitude <= 90 and -180 <= p.longitude <= 180):
-                raise UsageError(f"{path}: {kind} lat={p.latitude} lon={p.longitude}: "
-                                 "out of range")
-    waypoints = tuple(Waypoint(w.name.strip(), w.latitude, w.longitude)
-                      for w in gpx.waypoints if w.name and w.name.strip())
+                raise UsageError(f"{path}: {kind} lat={p.latitude} lon={p.longitude}: out of range")
+    waypoints = tuple(
+        Waypoint(w.name.strip(), w.latitude, w.longitude)
+        for w in gpx.waypoints
+        if w.name and w.name.strip()
+    )
     for source, pts in (("track", track), ("route", route)):
         if len({(p.latitude, p.longitude) for p in pts}) >= 2:
-            return Course([(p.latitude, p.longitude) for p in pts],
-                          [p.elevation for p in pts], waypoints, source)
-    raise UsageError(f"{path}: expected a GPX track or route with at least two distinct "
-                     "points")
+            return Course(
+                [(p.latitude, p.longitude) for p in pts],
+                [p.elevation for p in pts],
+                waypoints,
+                source,
+            )
+    raise UsageError(f"{path}: expected a GPX track or route with at least two distinct points")
 
 
-def write_gpx(points: list[tuple[float, float]], name: str,
-              elevations: list[float] | None = None) -> str:
+def write_gpx(
+    points: list[tuple[float, float]], name: str, elevations: list[float] | None = None
+) -> str:
     """A minimal GPX 1.1 track (for the demo course and tests)."""
     ele = [f"<ele>{e:.1f}</ele>" for e in elevations] if elevations else [""] * len(points)
-    rows = "\n".join(f'      <trkpt lat="{lat:.6f}" lon="{lon:.6f}">{e}</trkpt>' if e else
-                     f'      <trkpt lat="{lat:.6f}" lon="{lon:.6f}"/>'
-                     for (lat, lon), e in zip(points, ele, strict=True))
+    rows = "\n".join(
+        f'      <trkpt lat="{lat:.6f}" lon="{lon:.6f}">{e}</trkpt>'
+        if e
+        else f'      <trkpt lat="{lat:.6f}" lon="{lon:.6f}"/>'
+        for (lat, lon), e in zip(points, ele, strict=True)
+    )
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         '<gpx version="1.1" creator="racepub" xmlns="http://www.topografix.com/GPX/1/1">\n'

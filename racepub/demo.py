@@ -64,8 +64,11 @@ def demo(port: int | None = None, speed: float = 1.0) -> None:
         server = make_server(workdir / "public", race.interval_s, port or free_port())
         serve_in_thread(server)
         url = f"http://127.0.0.1:{server.server_address[1]}/"
-        print(f"racepub demo: {race.title}, started {STARTED_AGO.seconds // 60} min ago, "
-              f"{len(race.racers)} racers", flush=True)
+        print(
+            f"racepub demo: {race.title}, started {STARTED_AGO.seconds // 60} min ago, "
+            f"{len(race.racers)} racers",
+            flush=True,
+        )
         print(f"Open {url}  (Ctrl-C to stop; working files in {workdir})", flush=True)
         stop.wait()
         db.stop("immediate")  # first: whatever happens next, no server is left behind

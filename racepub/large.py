@@ -127,15 +127,24 @@ class LargeForm:
         bodies = []
         for k, members in enumerate(self.members):
             racers = [self.state.order[i].racer for i in members.tolist()]
-            bodies.append({"schema": 1, "race": self.race.id, "shard": k,
-                           "shards": self.shards, "ids": [r.id for r in racers],
-                           "names": [display_name(r.name) for r in racers],
-                           "kinds": [r.kind for r in racers],
-                           "colors": [r.color for r in racers]})
+            bodies.append(
+                {
+                    "schema": 1,
+                    "race": self.race.id,
+                    "shard": k,
+                    "shards": self.shards,
+                    "ids": [r.id for r in racers],
+                    "names": [display_name(r.name) for r in racers],
+                    "kinds": [r.kind for r in racers],
+                    "colors": [r.color for r in racers],
+                }
+            )
         raw = [json_bytes(b) for b in bodies]
         digest = hashlib.sha256(b"\0".join(raw)).hexdigest()[:12]
-        return [objects.make(objects.roster_key(digest, str(k)), body, self.race.interval_s)
-                for k, body in enumerate(raw)], digest
+        return [
+            objects.make(objects.roster_key(digest, str(k)), body, self.race.interval_s)
+            for k, body in enumerate(raw)
+        ], digest
 
     def _names(self) -> tuple[list[Object], str]:
         """Every racer under the first two letters of each word of their name
@@ -152,8 +161,11 @@ class LargeForm:
             if len(found) <= NAMES_MAX:
                 bodies[name_key(k2)] = {"key": k2, "racers": self._named(found)}
                 continue
-            bodies[name_key(k2)] = {"key": k2, "split": True, "racers": self._named(
-                {i for i in found if any(w == k2 for w in words[i])})}
+            bodies[name_key(k2)] = {
+                "key": k2,
+                "split": True,
+                "racers": self._named({i for i in found if any(w == k2 for w in words[i])}),
+            }
             by3: dict[str, set[int]] = {}
             for i in found:
                 for w in words[i]:
@@ -162,10 +174,13 @@ class LargeForm:
             for k3, more in by3.items():
                 bodies[name_key(k3)] = {"key": k3, "racers": self._named(more)}
         raw = {key: json_bytes(body) for key, body in sorted(bodies.items())}
-        digest = hashlib.sha256(b"\0".join(k.encode() + b"\0" + v for k, v in raw.items())
-                                ).hexdigest()[:12]
-        return [objects.make(objects.names_key(digest, key), body, self.race.interval_s)
-                for key, body in raw.items()], digest
+        digest = hashlib.sha256(
+            b"\0".join(k.encode() + b"\0" + v for k, v in raw.items())
+        ).hexdigest()[:12]
+        return [
+            objects.make(objects.names_key(digest, key), body, self.race.interval_s)
+            for key, body in raw.items()
+        ], digest
 
     def _named(self, found: set[int]) -> list[list[str]]:
         racers = [self.state.order[i].racer for i in sorted(found)]
@@ -223,14 +238,16 @@ class LargeForm:
         flat = np.concatenate([np.frombuffer(xyt, dtype=np.float64) for _, _, xyt in pieces])
         rows = flat.reshape(-1, 3)
         t0 = self.state.start_t
-        rows = np.column_stack((np.round(rows[:, 0], 6), np.round(rows[:, 1], 6),
-                                np.round(rows[:, 2] - t0, 3))).tolist()
+        rows = np.column_stack(
+            (np.round(rows[:, 0], 6), np.round(rows[:, 1], 6), np.round(rows[:, 2] - t0, 3))
+        ).tolist()
         bodies, at = [], 0
         order = self.state.order
         for i, _, xyt in pieces:
             n = len(xyt) // 3
-            bodies.append(json_bytes({"racer": order[i].racer.id, "t0": t0,
-                                      "points": rows[at:at + n]}))
+            bodies.append(
+                json_bytes({"racer": order[i].racer.id, "t0": t0, "points": rows[at : at + n]})
+            )
             at += n
         return bodies
 
@@ -246,9 +263,14 @@ class LargeForm:
         oldest = np.argsort(self.trail_at, kind="stable")[:per_cycle]
         return sorted(int(g) for g in oldest)
 
-    def _trail_object(self, g: int, seq: int, now: float,
-                      merged: dict[int, list[tuple[str, int, int]]],
-                      recent: dict[int, tuple[str, int, int]]) -> Object:
+    def _trail_object(
+        self,
+        g: int,
+        seq: int,
+        now: float,
+        merged: dict[int, list[tuple[str, int, int]]],
+        recent: dict[int, tuple[str, int, int]],
+    ) -> Object:
         members = self.groups[g].tolist()
         packs: dict[str, int] = {}
 
@@ -259,10 +281,18 @@ class LargeForm:
 
         chunks = [[ref(r) for r in merged.get(i, self.chunk_refs[i])] for i in members]
         latest = [ref(recent.get(i, self.recent_refs[i])) for i in members]
-        body = {"schema": 1, "race": self.race.id, "trail": g, "trails": self.trails,
-                "seq": seq, "generated_at": iso(now), "packs": list(packs),
-                "ids": [self.state.order[i].racer.id for i in members],
-                "chunks": chunks, "recent": latest}
+        body = {
+            "schema": 1,
+            "race": self.race.id,
+            "trail": g,
+            "trails": self.trails,
+            "seq": seq,
+            "generated_at": iso(now),
+            "packs": list(packs),
+            "ids": [self.state.order[i].racer.id for i in members],
+            "chunks": chunks,
+            "recent": latest,
+        }
         return objects.make(objects.trail_key(g), json_bytes(body), self.race.interval_s)
 
     def _shard_object(self, k: int, seq: int, now: float, moment: Moment) -> Object:
@@ -274,8 +304,11 @@ class LargeForm:
 
         def col(values: np.ndarray, decimals: int = 0) -> list[Any]:
             rounded = np.round(values, decimals)
-            out: list[Any] = (np.nan_to_num(rounded).astype(np.int64).tolist() if decimals == 0
-                              else rounded.tolist())
+            out: list[Any] = (
+                np.nan_to_num(rounded).astype(np.int64).tolist()
+                if decimals == 0
+                else rounded.tolist()
+            )
             bad = ~np.isfinite(values) | waiting
             for j in np.flatnonzero(bad).tolist():
                 out[j] = None
@@ -285,13 +318,22 @@ class LargeForm:
         with np.errstate(invalid="ignore", divide="ignore"):
             pace = np.where(st.recent[m] > 0, 1000.0 / st.recent[m], np.nan)
         body = {
-            "schema": 1, "race": self.race.id, "shard": k, "shards": self.shards,
-            "seq": seq, "generated_at": iso(now), "lat0": self.lat0, "lon0": self.lon0,
-            "rank": moment.rank[m].tolist(), "status": moment.status[m].tolist(),
+            "schema": 1,
+            "race": self.race.id,
+            "shard": k,
+            "shards": self.shards,
+            "seq": seq,
+            "generated_at": iso(now),
+            "lat0": self.lat0,
+            "lon0": self.lon0,
+            "rank": moment.rank[m].tolist(),
+            "status": moment.status[m].tolist(),
             "distance_m": col(st.progress[m]),
-            "lat_e6": col((lat - self.lat0) * 1e6), "lon_e6": col((lon - self.lon0) * 1e6),
+            "lat_e6": col((lat - self.lat0) * 1e6),
+            "lon_e6": col((lon - self.lon0) * 1e6),
             "age_ms": col((now - st.last_t[m]) * 1000),
-            "pace_s_per_km": col(pace), "gap_s": col(moment.gap_s[m]),
+            "pace_s_per_km": col(pace),
+            "gap_s": col(moment.gap_s[m]),
             "eta_s": col(moment.eta_s[m]),
             "finish_s": col(st.finish_t[m] - self.state.start_t, 1),
         }
@@ -299,9 +341,12 @@ class LargeForm:
 
     def _snapshot(self, now: float, seq: int, moment: Moment) -> dict[str, Any]:
         state, race = self.state, self.race
-        head = [int(i) for i in moment.order[:race.head_size]]
-        head += [i for i, t in enumerate(state.order)
-                 if t.racer.kind == "vehicle" and moment.rank[i] > race.head_size]
+        head = [int(i) for i in moment.order[: race.head_size]]
+        head += [
+            i
+            for i, t in enumerate(state.order)
+            if t.racer.kind == "vehicle" and moment.rank[i] > race.head_size
+        ]
         return state.envelope(now, seq, moment) | {
             "racers": state.records(head, moment, trails=False),
             "field": {
@@ -316,8 +361,10 @@ class LargeForm:
                 "trail_url": objects.trail_key("{trail}"),
                 "trail_every_s": TRAIL_EVERY_S,
                 "names_url": self.names_url,
-                "density": {"bins": DENSITY_BINS,
-                            "counts": state.standings.density(moment, DENSITY_BINS)},
+                "density": {
+                    "bins": DENSITY_BINS,
+                    "counts": state.standings.density(moment, DENSITY_BINS),
+                },
             },
         }
 
@@ -329,18 +376,18 @@ class LargeForm:
         racer's published fix time (from the live shards): the floor the
         publisher never goes below. Every trail group and shard is asked
         for at once (`get_many`): hundreds of objects at 50,000 racers."""
-        keys = ([objects.trail_key(g) for g in range(self.trails)]
-                + [objects.shard_key(k) for k in range(self.shards)])
+        keys = [objects.trail_key(g) for g in range(self.trails)] + [
+            objects.shard_key(k) for k in range(self.shards)
+        ]
         docs = [None if body is None else orjson.loads(body) for body in get_many(keys)]
-        groups, shards = docs[:self.trails], docs[self.trails:]
+        groups, shards = docs[: self.trails], docs[self.trails :]
         if any(doc is not None and doc.get("trails") != self.trails for doc in groups):
             return {}  # another layout (the field changed): nothing to carry on from
         index = self.state.standings.index
         for doc in groups:
             if doc is None:
                 continue
-            for rid, chunks, latest in zip(doc["ids"], doc["chunks"], doc["recent"],
-                                           strict=False):
+            for rid, chunks, latest in zip(doc["ids"], doc["chunks"], doc["recent"], strict=False):
                 i = index.get(rid)
                 if i is None:
                     continue

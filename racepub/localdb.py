@@ -37,8 +37,10 @@ def find_bindir() -> Path:
     for c in candidates:
         if (Path(c) / "initdb").exists() and (Path(c) / "pg_ctl").exists():
             return Path(c)
-    raise RacepubError("no PostgreSQL found: install the demo extra "
-                       "(pip install 'racepub[demo]') or Debian's postgresql package")
+    raise RacepubError(
+        "no PostgreSQL found: install the demo extra "
+        "(pip install 'racepub[demo]') or Debian's postgresql package"
+    )
 
 
 def free_port() -> int:
@@ -78,14 +80,22 @@ class LocalPostgres:
 
     def _as_user(self) -> dict[str, Any]:
         # Drop root's groups too: a group match would trump the o+x bits.
-        return {"user": self.user, "group": pwd.getpwnam(self.user).pw_gid,
-                "extra_groups": []} if self.user else {}
+        return (
+            {"user": self.user, "group": pwd.getpwnam(self.user).pw_gid, "extra_groups": []}
+            if self.user
+            else {}
+        )
 
     def _run(self, *args: str) -> None:
-        result = subprocess.run([str(self.bindir / args[0]), *args[1:]], capture_output=True,
-                                text=True, cwd=self.root, **self._as_user())
+        result = subprocess.run(
+            [str(self.bindir / args[0]), *args[1:]],
+            capture_output=True,
+            text=True,
+            cwd=self.root,
+            **self._as_user(),
+        )
         if result.returncode != 0:
-            log = (self.root / "postgres.log")
+            log = self.root / "postgres.log"
             tail = log.read_text()[-2000:] if log.exists() else ""
             raise RacepubError(f"{args[0]} failed: {result.stderr.strip()}\n{tail}")
 
@@ -94,17 +104,42 @@ class LocalPostgres:
             entry = pwd.getpwnam(self.user)
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
             if not _reachable(self.root, entry.pw_uid, entry.pw_gid):
-                raise RacepubError(f"{self.root} is not reachable by the user {self.user} "
-                                   "that runs PostgreSQL (set TMPDIR to a world-traversable "
-                                   "folder such as /tmp)")
+                raise RacepubError(
+                    f"{self.root} is not reachable by the user {self.user} "
+                    "that runs PostgreSQL (set TMPDIR to a world-traversable "
+                    "folder such as /tmp)"
+                )
         if not (self.data / "PG_VERSION").exists():
-            self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
-                      "-E", "UTF8", "--no-sync", "--no-instructions")
-        opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+            self._run(
+                "initdb",
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--no-instructions",
+            )
+        opts = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
         opts += "".join(f" -c {k}={shlex.quote(v)}" for k, v in self.settings.items())
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "postgres.log"),
-                  "-o", opts, "-w", "-t", "60", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "postgres.log"),
+            "-o",
+            opts,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         self._reap_with(os.getpid())
         return self.dsn
 
@@ -113,11 +148,19 @@ class LocalPostgres:
         in a session of its own (so signals to the owner's group miss it)."""
         pg_ctl = shlex.quote(str(self.bindir / "pg_ctl"))
         data = shlex.quote(str(self.data))
-        script = (f"while [ -d /proc/{owner} ]; do sleep 1; done; "
-                  f"{pg_ctl} -D {data} -m immediate stop >/dev/null 2>&1")
-        subprocess.Popen(["sh", "-c", script], start_new_session=True, cwd=self.root,
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, **self._as_user())
+        script = (
+            f"while [ -d /proc/{owner} ]; do sleep 1; done; "
+            f"{pg_ctl} -D {data} -m immediate stop >/dev/null 2>&1"
+        )
+        subprocess.Popen(
+            ["sh", "-c", script],
+            start_new_session=True,
+            cwd=self.root,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            **self._as_user(),
+        )
 
     def stop(self, mode: str = "fast") -> None:
         """mode: fast (clean) or immediate (as if the server crashed)."""
@@ -135,8 +178,9 @@ def _reachable(path: Path, uid: int, gid: int) -> bool:
     """Whether a user could traverse every folder down to `path` (and read it)."""
     for d in [*reversed(path.parents), path]:
         st = d.stat()
-        bits = (stat.S_IXUSR if st.st_uid == uid else
-                stat.S_IXGRP if st.st_gid == gid else stat.S_IXOTH)
+        bits = (
+            stat.S_IXUSR if st.st_uid == uid else stat.S_IXGRP if st.st_gid == gid else stat.S_IXOTH
+        )
         if not st.st_mode & bits:
             return False
     return True

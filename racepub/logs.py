@@ -30,8 +30,11 @@ class JsonFormatter(logging.Formatter):
 
 def configure(verbose: bool, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else
-                         logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setFormatter(
+        JsonFormatter()
+        if fmt == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    )
     handler.set_name("racepub")
     root = logging.getLogger()
     # Replace our own handler from an earlier call; leave others (a test's

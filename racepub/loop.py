@@ -24,22 +24,31 @@ log = logging.getLogger(__name__)
 STOP_GRACE_S = 5.0  # on SIGTERM, how long the cycle under way may take to finish
 
 
-def run_once(publisher: Publisher, metrics: Metrics | None = None,
-             after: Callable[[CycleStats], None] | None = None) -> bool:
+def run_once(
+    publisher: Publisher,
+    metrics: Metrics | None = None,
+    after: Callable[[CycleStats], None] | None = None,
+) -> bool:
     """One cycle, logged. False (and the old snapshot left in place) on failure."""
     try:
         stats = publisher.cycle()
     except RacepubError as e:
-        stage = "read" if isinstance(e, SourceError) else "write" if isinstance(
-            e, SinkError) else "other"
+        stage = (
+            "read"
+            if isinstance(e, SourceError)
+            else "write"
+            if isinstance(e, SinkError)
+            else "other"
+        )
         log.error("cycle failed (%s): %s", stage, e)
         if metrics:
             metrics.failures.labels(stage).inc()
         return False
     log.info("%s", stats.line(), extra={"fields": stats.fields()})
     if metrics:
-        metrics.published(stats.seq, stats.ms["total"] / 1000, stats.new_points, stats.reasons,
-                          stats.bytes)
+        metrics.published(
+            stats.seq, stats.ms["total"] / 1000, stats.new_points, stats.reasons, stats.bytes
+        )
     if after is not None:
         after(stats)
     return True
@@ -58,10 +67,14 @@ class Runner:
     within a couple of intervals.
     """
 
-    def __init__(self, publisher: Publisher, lock: RaceLock | None,
-                 metrics: Metrics | None = None,
-                 retry_in: Callable[[float], None] | None = None,
-                 race_over: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        publisher: Publisher,
+        lock: RaceLock | None,
+        metrics: Metrics | None = None,
+        retry_in: Callable[[float], None] | None = None,
+        race_over: Callable[[], None] | None = None,
+    ):
         self.publisher, self.lock, self.metrics = publisher, lock, metrics
         # Called once the race has been finished for its grace period.
         self.race_over = race_over
@@ -108,11 +121,16 @@ class Runner:
         now = time.monotonic()
         if self.finished_at is None:
             self.finished_at = now
-            log.info("race %s is finished: publishing for %ds more, then exiting",
-                     self.publisher.race.id, self.publisher.race.finished_grace_s)
+            log.info(
+                "race %s is finished: publishing for %ds more, then exiting",
+                self.publisher.race.id,
+                self.publisher.race.finished_grace_s,
+            )
         if now - self.finished_at >= self.publisher.race.finished_grace_s and self.race_over:
-            log.info("race %s is over: the final results and snapshot stay published",
-                     self.publisher.race.id)
+            log.info(
+                "race %s is over: the final results and snapshot stay published",
+                self.publisher.race.id,
+            )
             self.race_over()
             self.race_over = None
 
@@ -145,29 +163,36 @@ class Runner:
                 # from the sink, not from what this process last knew.
                 self.publisher.forget_sink()
             else:
-                log.info("race %s is held by another publisher: standing by",
-                         self.publisher.race.id)
+                log.info(
+                    "race %s is held by another publisher: standing by", self.publisher.race.id
+                )
         self.holding = held
         if self.metrics:
             self.metrics.standby.set(0 if held else 1)
         return bool(held)
 
 
-def run_forever(publisher: Publisher, stop: threading.Event | None = None,
-                lock: RaceLock | None = None, metrics: Metrics | None = None,
-                keep_running: bool = False) -> None:
+def run_forever(
+    publisher: Publisher,
+    stop: threading.Event | None = None,
+    lock: RaceLock | None = None,
+    metrics: Metrics | None = None,
+    keep_running: bool = False,
+) -> None:
     """Publish every interval_s until SIGTERM/SIGINT (or `stop` is set).
 
     One instance at a time, coalesced: a slow cycle delays the next instead
     of piling up behind it.
     """
-    scheduler = BlockingScheduler(executors={"default": ThreadPoolExecutor(1)},
-                                  job_defaults={"max_instances": 1, "coalesce": True,
-                                                "misfire_grace_time": None})
+    scheduler = BlockingScheduler(
+        executors={"default": ThreadPoolExecutor(1)},
+        job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
+    )
 
     def retry_in(seconds: float) -> None:
-        scheduler.modify_job("publish",
-                             next_run_time=datetime.now(UTC) + timedelta(seconds=seconds))
+        scheduler.modify_job(
+            "publish", next_run_time=datetime.now(UTC) + timedelta(seconds=seconds)
+        )
 
     def stop_scheduler() -> None:
         scheduler.shutdown(wait=False)
@@ -176,14 +201,20 @@ def run_forever(publisher: Publisher, stop: threading.Event | None = None,
         threading.Thread(target=stop_scheduler, daemon=True).start()
 
     runner = Runner(publisher, lock, metrics, retry_in, None if keep_running else race_over)
-    scheduler.add_job(runner.tick, "interval", seconds=publisher.race.interval_s,
-                      id="publish", next_run_time=datetime.now(UTC))
+    scheduler.add_job(
+        runner.tick,
+        "interval",
+        seconds=publisher.race.interval_s,
+        id="publish",
+        next_run_time=datetime.now(UTC),
+    )
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("signal %d: stopping after the current cycle", signum)
         threading.Thread(target=stop_scheduler, daemon=True).start()
 
     if stop is not None:
+
         def stop_when_told() -> None:
             stop.wait()
             stop_scheduler()
@@ -192,8 +223,12 @@ def run_forever(publisher: Publisher, stop: threading.Event | None = None,
     elif threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-    log.info("publishing race %s every %ds to %s", publisher.race.id,
-             publisher.race.interval_s, publisher.sink.describe())
+    log.info(
+        "publishing race %s every %ds to %s",
+        publisher.race.id,
+        publisher.race.interval_s,
+        publisher.sink.describe(),
+    )
     scheduler.start()
     # The scheduler is stopped; let a cycle under way finish, but not for long:
     # an abandoned cycle leaves the last snapshot (written last) in place.

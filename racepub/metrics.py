@@ -14,26 +14,35 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.cycles = Counter("racepub_cycles", "Publish cycles that completed", registry=r)
-        self.failures = Counter("racepub_cycle_failures", "Publish cycles that failed, by stage",
-                                ["stage"], registry=r)
-        self.dropped = Counter("racepub_points_dropped", "Points dropped, by reason",
-                               ["reason"], registry=r)
+        self.failures = Counter(
+            "racepub_cycle_failures", "Publish cycles that failed, by stage", ["stage"], registry=r
+        )
+        self.dropped = Counter(
+            "racepub_points_dropped", "Points dropped, by reason", ["reason"], registry=r
+        )
         self.points = Counter("racepub_points_accepted", "Points accepted", registry=r)
-        self.duration = Histogram("racepub_cycle_seconds", "Duration of a publish cycle",
-                                  buckets=(.01, .025, .05, .1, .25, .5, 1, 2, 5, 10, 30),
-                                  registry=r)
+        self.duration = Histogram(
+            "racepub_cycle_seconds",
+            "Duration of a publish cycle",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+            registry=r,
+        )
         self.seq = Gauge("racepub_seq", "seq of the snapshot last published", registry=r)
-        self.standby = Gauge("racepub_standby", "1 while another process holds the race",
-                             registry=r)
+        self.standby = Gauge(
+            "racepub_standby", "1 while another process holds the race", registry=r
+        )
         self.bytes = Counter("racepub_bytes_written", "Bytes written to the sink", registry=r)
         self._last_ok: float | None = None
-        since = Gauge("racepub_seconds_since_last_publish",
-                      "Seconds since the last successful publish (what spectators lag by)",
-                      registry=r)
+        since = Gauge(
+            "racepub_seconds_since_last_publish",
+            "Seconds since the last successful publish (what spectators lag by)",
+            registry=r,
+        )
         since.set_function(lambda: time.time() - self._last_ok if self._last_ok else float("nan"))
 
-    def published(self, seq: int, seconds: float, accepted: int, reasons: dict[str, int],
-                  written: int) -> None:
+    def published(
+        self, seq: int, seconds: float, accepted: int, reasons: dict[str, int], written: int
+    ) -> None:
         self.cycles.inc()
         self.duration.observe(seconds)
         self.seq.set(seq)

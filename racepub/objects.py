@@ -25,8 +25,14 @@ BASEMAP = "basemap/"
 IMMUTABLE = "public, max-age=31536000, immutable"
 PAGE_CACHE = "public, max-age=60"
 # Compressing these pays off; images are compressed already.
-COMPRESSIBLE = ("application/json", "text/html", "text/css", "text/javascript",
-                "text/csv", "image/svg+xml")
+COMPRESSIBLE = (
+    "application/json",
+    "text/html",
+    "text/css",
+    "text/javascript",
+    "text/csv",
+    "image/svg+xml",
+)
 
 mimetypes.add_type("text/javascript", ".js")
 mimetypes.add_type("application/json", ".json")
@@ -86,6 +92,7 @@ def cache_control(key: str, interval_s: int) -> str:
 
 # -- object keys: every template in one place -------------------------------------
 
+
 def chunk_key(racer_key: str, n: int | str) -> str:
     """A small race's chunk: tracks/<racer>/<n>.json (track.racer_key)."""
     return f"tracks/{racer_key}/{n}.json"
@@ -122,8 +129,7 @@ RESULTS_PROVISIONAL = "public, max-age=60"
 
 def make_results(key: str, body: bytes, final: bool) -> Object:
     """results.*: kept a day once final; a minute while provisional."""
-    return Object(key, body, content_type(key),
-                  RESULTS_FINAL if final else RESULTS_PROVISIONAL)
+    return Object(key, body, content_type(key), RESULTS_FINAL if final else RESULTS_PROVISIONAL)
 
 
 def make(key: str, body: bytes, interval_s: int) -> Object:

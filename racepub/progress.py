@@ -26,8 +26,15 @@ def _clock(seconds: float) -> str:
 class Progress:
     """`what`, from 0 to `total` (in `unit`s), moved on by update(done)."""
 
-    def __init__(self, what: str, total: float, unit: str, *, stream: IO[str] | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        what: str,
+        total: float,
+        unit: str,
+        *,
+        stream: IO[str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         stream = stream or sys.stderr
         self.what, self.total, self.unit, self.clock = what, max(total, 1e-9), unit, clock
         self.started = clock()
@@ -35,10 +42,16 @@ class Progress:
         self.done = 0.0
         self.bar: Any = None
         if stream.isatty():
-            self.bar = tqdm(total=round(total, 1), unit=unit, desc=what, file=stream,
-                            dynamic_ncols=True, leave=False,
-                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} "
-                                       "{unit} [{elapsed}<{remaining}, {rate_fmt}]")
+            self.bar = tqdm(
+                total=round(total, 1),
+                unit=unit,
+                desc=what,
+                file=stream,
+                dynamic_ncols=True,
+                leave=False,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} "
+                "{unit} [{elapsed}<{remaining}, {rate_fmt}]",
+            )
 
     def update(self, done: float, note: str = "") -> None:
         done = min(max(done, self.done), self.total)
@@ -57,9 +70,11 @@ class Progress:
         elapsed = self.clock() - self.started
         rate = self.done / elapsed if elapsed > 0 else 0.0
         left = f", about {_clock((self.total - self.done) / rate)} left" if rate > 0 else ""
-        return (f"{self.what}: {100 * self.done / self.total:.0f}% ({self.done:,.1f} of "
-                f"{self.total:,.1f} {self.unit}) at {rate:,.1f} {self.unit}/s{left}"
-                f"{f'; {note}' if note else ''}")
+        return (
+            f"{self.what}: {100 * self.done / self.total:.0f}% ({self.done:,.1f} of "
+            f"{self.total:,.1f} {self.unit}) at {rate:,.1f} {self.unit}/s{left}"
+            f"{f'; {note}' if note else ''}"
+        )
 
     def close(self) -> None:
         if self.bar is not None:

@@ -60,17 +60,25 @@ class CycleStats:
 
     def fields(self) -> dict[str, Any]:
         """The cycle's figures as keys (a JSON log line's)."""
-        return {"seq": self.seq, "racers": self.racers, "new": self.new_points,
-                "dropped": self.dropped, "dropped_by": dict(self.reasons),
-                "objects": self.objects, "bytes": self.bytes,
-                **{f"{k}_ms": round(v, 1) for k, v in self.ms.items()}}
+        return {
+            "seq": self.seq,
+            "racers": self.racers,
+            "new": self.new_points,
+            "dropped": self.dropped,
+            "dropped_by": dict(self.reasons),
+            "objects": self.objects,
+            "bytes": self.bytes,
+            **{f"{k}_ms": round(v, 1) for k, v in self.ms.items()},
+        }
 
     def line(self) -> str:
         stages = " ".join(f"{k}={v:.0f}ms" for k, v in self.ms.items())
         why = ",".join(f"{k}:{v}" for k, v in sorted(self.reasons.items()))
-        return (f"seq={self.seq} racers={self.racers} new={self.new_points} "
-                f"dropped={self.dropped}{f'({why})' if why else ''} objects={self.objects} "
-                f"bytes={self.bytes} {stages}")
+        return (
+            f"seq={self.seq} racers={self.racers} new={self.new_points} "
+            f"dropped={self.dropped}{f'({why})' if why else ''} objects={self.objects} "
+            f"bytes={self.bytes} {stages}"
+        )
 
 
 def _settle_garbage() -> None:
@@ -84,8 +92,15 @@ def _settle_garbage() -> None:
 
 
 class Publisher:
-    def __init__(self, config: Config, race: Race, *, sink: Sink | None = None,
-                 clock: Callable[[], float] = time.time, state_dir: Path | None = None):
+    def __init__(
+        self,
+        config: Config,
+        race: Race,
+        *,
+        sink: Sink | None = None,
+        clock: Callable[[], float] = time.time,
+        state_dir: Path | None = None,
+    ):
         """state_dir: where the race state is saved now and then, and found
         on a restart (statefile.py); None: a restart reads the race again."""
         self.race, self.clock = race, clock
@@ -98,8 +113,9 @@ class Publisher:
         # The sink may answer nothing for this long before a cycle fails.
         self._stall_s = WRITE_INTERVALS * race.interval_s + 1.0
         self._lag_s: float | None = None  # the last cycle's start to its snapshot in place
-        self.source = PointSource(config.dsn, config.source, [r.id for r in race.racers],
-                                  ts(race.starts_at))
+        self.source = PointSource(
+            config.dsn, config.source, [r.id for r in race.racers], ts(race.starts_at)
+        )
         self.env = environment(race.template_dir)
         self.static_hash, files = static_files()
         self.static_objects = [
@@ -136,13 +152,22 @@ class Publisher:
             return None
         basemap = load_basemap(self.race.basemap)
         if not basemap.raster:
-            log.warning("the basemap %s holds vector tiles; the page draws raster basemaps "
-                        "only: its map comes from %s", self.race.basemap, self.race.tiles)
+            log.warning(
+                "the basemap %s holds vector tiles; the page draws raster basemaps "
+                "only: its map comes from %s",
+                self.race.basemap,
+                self.race.tiles,
+            )
             return None
         key = objects.basemap_key(hashlib.sha256(basemap.body).hexdigest()[:12])
         self.static_objects.append(objects.make(key, basemap.body, self.race.interval_s))
-        return {"url": key, "min_zoom": basemap.min_zoom, "max_zoom": basemap.max_zoom,
-                "bounds": basemap.bounds, "attribution": basemap.attribution}
+        return {
+            "url": key,
+            "min_zoom": basemap.min_zoom,
+            "max_zoom": basemap.max_zoom,
+            "bounds": basemap.bounds,
+            "attribution": basemap.attribution,
+        }
 
     def close(self) -> None:
         """Let go of the database and the uploads; save the race state as it
@@ -157,26 +182,38 @@ class Publisher:
     # -- the race state on disk (statefile.py) ---------------------------------------
 
     def _saved(self) -> Saved:
-        return Saved(self.seq, self.state, self.source.cursor(), dict(self.pending),
-                     list(self.pending_chunks), self.clock())
+        return Saved(
+            self.seq,
+            self.state,
+            self.source.cursor(),
+            dict(self.pending),
+            list(self.pending_chunks),
+            self.clock(),
+        )
 
     def _restore(self, saved: Saved | None) -> None:
         if saved is None:
             return
         self.state, self.pending, self.pending_chunks = (
-            saved.state, saved.pending, saved.pending_chunks)
+            saved.state,
+            saved.pending,
+            saved.pending_chunks,
+        )
         self.source.restore(saved.cursor)
         self._restored_seq = saved.seq
-        log.info("carrying on from the race state saved %.0f s ago (%s): reading only "
-                 "the rows since", max(0.0, self.clock() - saved.saved_at),
-                 self.statefile.path if self.statefile else "")
+        log.info(
+            "carrying on from the race state saved %.0f s ago (%s): reading only the rows since",
+            max(0.0, self.clock() - saved.saved_at),
+            self.statefile.path if self.statefile else "",
+        )
 
     def _start_over(self) -> None:
         """Forget a restored state: read the race from its start."""
         self.state = RaceState(self.race, self.course)
         self.source.close()
-        self.source = PointSource(self.source.dsn, self.source.cfg, self.source.racer_ids,
-                                  self.source.start_t)
+        self.source = PointSource(
+            self.source.dsn, self.source.cfg, self.source.racer_ids, self.source.start_t
+        )
         self.pending, self.pending_chunks = {}, []
         self._dropped_before = Counter()
         if self.large is not None:
@@ -212,9 +249,13 @@ class Publisher:
             old = None
         restored, self._restored_seq = self._restored_seq, None
         if restored is not None and self.seq < restored:
-            log.warning("the sink is behind the saved race state (seq %d, saved at %d): "
-                        "it is not the one that state was published to; reading the race "
-                        "from the start", self.seq, restored)
+            log.warning(
+                "the sink is behind the saved race state (seq %d, saved at %d): "
+                "it is not the one that state was published to; reading the race "
+                "from the start",
+                self.seq,
+                restored,
+            )
             self._start_over()
         if old is None:
             return
@@ -285,20 +326,25 @@ class Publisher:
         state = snap["race"]["state"]
         page_obj = None
         if now - self._page_at >= PAGE_EVERY_S or state != self._page_state:
-            page = render_page(self.env, page_context(self.race, self.course, snap,
-                                                      static_prefix, self.basemap))
+            page = render_page(
+                self.env, page_context(self.race, self.course, snap, static_prefix, self.basemap)
+            )
             page_obj = objects.make(objects.PAGE, page, self.race.interval_s)
         results_objs = self._results(now, moment, state)
         first = self.static_objects + [
-            objects.make(k, b, self.race.interval_s) for k, b in self.pending.items()]
+            objects.make(k, b, self.race.interval_s) for k, b in self.pending.items()
+        ]
         if self.large is not None:  # written once per start, unchanged ones skipped
             first += self.large.roster_objects + self.large.name_objects
         snap_obj = objects.make(objects.SNAPSHOT, json_bytes(snap), self.race.interval_s)
         t3 = time.perf_counter()
         if getattr(self.sink, "compresses", False):
             # zlib lets go of the GIL: both cores compress while Python waits.
-            todo = [o for o in [*first, *shard_objs, *results_objs, page_obj, snap_obj]
-                    if o is not None and o.compressible]
+            todo = [
+                o
+                for o in [*first, *shard_objs, *results_objs, page_obj, snap_obj]
+                if o is not None and o.compressible
+            ]
             with ThreadPoolExecutor(COMPRESS_THREADS) as pool:
                 list(pool.map(lambda o: o.gzipped, todo))
         t_compress = time.perf_counter()
@@ -321,9 +367,14 @@ class Publisher:
         t4 = time.perf_counter()
 
         stats.seq, stats.state = seq, state
-        stats.ms = {"read": read_s * 1000, "update": update_s * 1000,
-                    "render": (t3 - t2) * 1000, "compress": (t_compress - t3) * 1000,
-                    "upload": (t4 - t_compress) * 1000, "total": (t4 - t0) * 1000}
+        stats.ms = {
+            "read": read_s * 1000,
+            "update": update_s * 1000,
+            "render": (t3 - t2) * 1000,
+            "compress": (t_compress - t3) * 1000,
+            "upload": (t4 - t_compress) * 1000,
+            "total": (t4 - t0) * 1000,
+        }
         return stats
 
     def standby(self) -> CycleStats:
@@ -340,21 +391,28 @@ class Publisher:
         if self.large is not None:
             keep = now - STANDBY_KEEP_S
             self.pending_chunks = [c for c in self.pending_chunks if c.xyt[-1] >= keep]
-        stats.ms = {"read": read_s * 1000, "update": update_s * 1000,
-                    "total": (time.perf_counter() - t0) * 1000}
+        stats.ms = {
+            "read": read_s * 1000,
+            "update": update_s * 1000,
+            "total": (time.perf_counter() - t0) * 1000,
+        }
         self._maybe_save()
         if not self._current:
             self._current = True
-            log.info("standby is current: %d rows read in %.1f s; ready to take over",
-                     self.source.rows_read, stats.ms["total"] / 1000)
+            log.info(
+                "standby is current: %d rows read in %.1f s; ready to take over",
+                self.source.rows_read,
+                stats.ms["total"] / 1000,
+            )
         return stats
 
     def _advance(self, now: float, stats: CycleStats) -> tuple[float, float]:
         """Read the new rows and apply them (catch_up)."""
         return self.catch_up(self.source.read(now), now, stats)
 
-    def catch_up(self, batches: Iterator[list[Row]], now: float,
-                 stats: CycleStats | None = None) -> tuple[float, float]:
+    def catch_up(
+        self, batches: Iterator[list[Row]], now: float, stats: CycleStats | None = None
+    ) -> tuple[float, float]:
         """Apply rows batch by batch (memory stays bounded): every cycle's
         read, a restart's catch-up, a standby's reading along. A long one (a
         restart hours into a race) says how it is getting on every
@@ -383,19 +441,22 @@ class Publisher:
                 update_s += time.perf_counter() - t_update
                 if progress is None and time.monotonic() - start >= PROGRESS_EVERY_S:
                     # The race's time read so far, of all there is to read.
-                    progress = Progress("catching up", (now - self.state.start_t) / 60,
-                                        "race min")
+                    progress = Progress("catching up", (now - self.state.start_t) / 60, "race min")
                 if progress is not None:
                     newest = max((r.t for r in rows if r.t is not None), default=None)
                     if newest is not None:
-                        progress.update((newest - self.state.start_t) / 60,
-                                        f"{stats.new_points:,} points")
+                        progress.update(
+                            (newest - self.state.start_t) / 60, f"{stats.new_points:,} points"
+                        )
         finally:
             if progress is not None:
                 progress.close()
         dropped = self.state.dropped_total()
-        stats.reasons = {k: v - self._dropped_before.get(k, 0) for k, v in dropped.items()
-                         if v > self._dropped_before.get(k, 0)}
+        stats.reasons = {
+            k: v - self._dropped_before.get(k, 0)
+            for k, v in dropped.items()
+            if v > self._dropped_before.get(k, 0)
+        }
         stats.dropped = sum(stats.reasons.values())
         self._dropped_before = dropped
         return read_s, update_s
@@ -421,11 +482,16 @@ class Publisher:
         if not self.floor:
             return
         newest = {i: t.last.t for i, t in self.state.tracks.items() if t.last is not None}
-        behind = [i for i, t in self.floor.items()
-                  if i in self.state.tracks and newest.get(i, 0.0) < t - 0.001]
+        behind = [
+            i
+            for i, t in self.floor.items()
+            if i in self.state.tracks and newest.get(i, 0.0) < t - 0.001
+        ]
         if behind:
-            raise SourceError(f"the database is behind the published race for {len(behind)} "
-                              f"racer(s) (a lagging replica?); keeping what is published")
+            raise SourceError(
+                f"the database is behind the published race for {len(behind)} "
+                f"racer(s) (a lagging replica?); keeping what is published"
+            )
         self.floor.clear()
 
     def _write_all(self, objs: list[Object], stats: CycleStats) -> None:
@@ -446,8 +512,10 @@ class Publisher:
                     f.cancel()
                 if failed:
                     raise failed[0]  # type: ignore[misc]
-                raise SinkError(f"the sink did not answer for {self._stall_s:.0f} s "
-                                f"({len(pending)} of {len(futures)} writes unfinished)")
+                raise SinkError(
+                    f"the sink did not answer for {self._stall_s:.0f} s "
+                    f"({len(pending)} of {len(futures)} writes unfinished)"
+                )
         return [f.result() for f in futures]
 
     def _changed(self, obj: Object) -> bool:

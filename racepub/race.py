@@ -68,25 +68,35 @@ class RaceState:
         self.start_t = ts(self.race.starts_at)
         self.end_t = ts(self.race.ends_at) if self.race.ends_at else None
         race = self.race
-        rules = {kind: Rules(start_t=self.start_t, max_mps=speed / 3.6,
-                             chunk_points=race.chunk_points,
-                             pace_window_s=race.pace_window_s, off_course_m=race.off_course_m,
-                             min_spacing_s=race.min_fix_spacing_s, stagger=race.large,
-                             timeline_step_m=LARGE_TIMELINE_STEP_M if race.large
-                             else TIMELINE_STEP_M)
-                 for kind, speed in race.max_kmh.items()}
+        rules = {
+            kind: Rules(
+                start_t=self.start_t,
+                max_mps=speed / 3.6,
+                chunk_points=race.chunk_points,
+                pace_window_s=race.pace_window_s,
+                off_course_m=race.off_course_m,
+                min_spacing_s=race.min_fix_spacing_s,
+                stagger=race.large,
+                timeline_step_m=LARGE_TIMELINE_STEP_M if race.large else TIMELINE_STEP_M,
+            )
+            for kind, speed in race.max_kmh.items()
+        }
         # Shared by the tracks: drops by reason, and "accepted" (fixes accepted).
         self._track_drops: Counter[str] = Counter()
-        self.tracks = {r.id: Track(racer=r, course=self.course, rules=rules[r.kind],
-                                   race_drops=self._track_drops)
-                       for r in race.racers}
+        self.tracks = {
+            r.id: Track(
+                racer=r, course=self.course, rules=rules[r.kind], race_drops=self._track_drops
+            )
+            for r in race.racers
+        }
         self.vehicles = [t for t in self.tracks.values() if t.racer.kind == "vehicle"]
         self.order = list(self.tracks.values())  # config order: the index of every column
         self.standings = Standings(self.order, race.stale_after_s)
         self.checkpoints = checkpoints(race, self.course)  # [] : no splits published
         climb = self.course.climb()
-        self._course_climb = {} if climb is None else {
-            "course": {"climb_m": climb[0], "descent_m": climb[1]}}
+        self._course_climb = (
+            {} if climb is None else {"course": {"climb_m": climb[0], "descent_m": climb[1]}}
+        )
 
     def update(self, rows: Iterable[Row], now: float) -> tuple[int, list[Chunk]]:
         """Check and apply new rows; return (rows accepted, chunks now full).
@@ -109,7 +119,8 @@ class RaceState:
             moved = np.isin(usual[0], in_general)
             for k in np.flatnonzero(moved).tolist():
                 per_racer[int(usual[0][k])].append(
-                    Fix(float(usual[1][k]), float(usual[2][k]), float(usual[3][k])))
+                    Fix(float(usual[1][k]), float(usual[2][k]), float(usual[3][k]))
+                )
             usual = tuple(a[~moved] for a in usual)  # type: ignore[assignment]
         for i, fixes in per_racer.items():
             chunks.extend(self._add(self.order[i], fixes))
@@ -132,8 +143,9 @@ class RaceState:
                 self.standings.refresh(self.standings.index[racer_id])
         return self._track_drops["accepted"] - counted, chunks
 
-    def _check(self, rows: list[Row], now: float, slow: dict[int, list[Fix]]
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _check(
+        self, rows: list[Row], now: float, slow: dict[int, list[Fix]]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The rows' checks as columns. Drops are counted; fixes needing a
         phone's clock or a hold go to `slow` (by racer index). Returns the
         rest: (racer index, t, lat, lon)."""
@@ -143,8 +155,9 @@ class RaceState:
         ids, ts_, lats, lons, accs, arrivals, problem = zip(*rows, strict=True)
         index = self.standings.index
         idx = np.array([index.get(r, -1) for r in ids], dtype=np.int64)
-        null = np.array([a is None or b is None or c is None
-                         for a, b, c in zip(ts_, lats, lons, strict=True)])
+        null = np.array(
+            [a is None or b is None or c is None for a, b, c in zip(ts_, lats, lons, strict=True)]
+        )
         t = np.array(ts_, dtype=np.float64)
         lat = np.array(lats, dtype=np.float64)
         lon = np.array(lons, dtype=np.float64)
@@ -156,8 +169,10 @@ class RaceState:
                 (np.array([p is not None for p in problem]), "problem"),
                 (null, "null"),
                 (~(np.isfinite(t) & np.isfinite(lat) & np.isfinite(lon)), "not_finite"),
-                ((np.abs(lat) > 90.0) | (np.abs(lon) > 180.0) | ((lat == 0.0) & (lon == 0.0)),
-                 "out_of_range"),
+                (
+                    (np.abs(lat) > 90.0) | (np.abs(lon) > 180.0) | ((lat == 0.0) & (lon == 0.0)),
+                    "out_of_range",
+                ),
                 # 0, NULL (and nonsense) accuracy means unknown: Traccar stores 0.
                 ((acc > 0) & ~(acc <= self.race.max_accuracy_m), "inaccurate"),
             ]
@@ -167,19 +182,24 @@ class RaceState:
         # a time (clock.py); the rest by time as columns.
         arrival = np.array(arrivals, dtype=np.float64)
         ref = np.where(np.isnan(arrival), now, arrival)
-        clocked = np.array([r in self.clocks for r in ids]) if self.clocks else \
-            np.zeros(len(rows), dtype=bool)
+        clocked = (
+            np.array([r in self.clocks for r in ids])
+            if self.clocks
+            else np.zeros(len(rows), dtype=bool)
+        )
         special = (reason == 0) & (clocked | (t - ref > min(CLOCK_SLACK_S, FUTURE_TOLERANCE_S)))
         timely = (reason == 0) & ~special
         too_early = timely & (t < self.start_t)
-        too_late = timely & (t > self.end_t) if self.end_t is not None else \
-            np.zeros(len(rows), dtype=bool)
+        too_late = (
+            timely & (t > self.end_t) if self.end_t is not None else np.zeros(len(rows), dtype=bool)
+        )
         for k in np.flatnonzero(special).tolist():
             self._one_row(rows[k], now, slow)
         for k in np.flatnonzero((reason > 0) | too_early | too_late).tolist():
             code = int(reason[k])
-            name = ROW_REASONS[code - 1] if code else "before_start" if too_early[k] \
-                else "after_end"
+            name = (
+                ROW_REASONS[code - 1] if code else "before_start" if too_early[k] else "after_end"
+            )
             if name == "problem":
                 name = str(problem[k])
             if name == "not_a_racer":
@@ -195,12 +215,13 @@ class RaceState:
         assert row.t is not None and row.lat is not None and row.lon is not None
         t = self._on_phone_clock(row.racer_id, row.t, row.arrival)
         reason = self._time_problem(t)
-        if reason is None and t > (now if row.arrival is None else row.arrival) \
-                + FUTURE_TOLERANCE_S:
+        if (
+            reason is None
+            and t > (now if row.arrival is None else row.arrival) + FUTURE_TOLERANCE_S
+        ):
             reason = self._hold(row.racer_id, row.t, row.lat, row.lon, now)
         if reason is None:
-            slow.setdefault(self.standings.index[row.racer_id], []).append(
-                Fix(t, row.lat, row.lon))
+            slow.setdefault(self.standings.index[row.racer_id], []).append(Fix(t, row.lat, row.lon))
         else:
             self.tracks[row.racer_id].drop(reason)
 
@@ -212,8 +233,9 @@ class RaceState:
         self.standings.refresh(self.standings.index[track.racer.id])
         return chunks
 
-    def _advance_usual(self, idx: np.ndarray, t: np.ndarray, lat: np.ndarray,
-                       lon: np.ndarray, chunks: list[Chunk]) -> None:
+    def _advance_usual(
+        self, idx: np.ndarray, t: np.ndarray, lat: np.ndarray, lon: np.ndarray, chunks: list[Chunk]
+    ) -> None:
         """One fix each for many racers: checked and searched for as columns,
         projected together, each applied by one call (Track.step). A fix
         that is not the usual case goes the general way: a duplicate, out
@@ -227,35 +249,55 @@ class RaceState:
         dt = t - st.last_t[idx]
         max_mps = st.max_mps[idx]
         reach = max_mps * dt + JUMP_SLACK_M
-        moved = np.hypot((lon - c.lon0) * c.kx - (st.lon[idx] - c.lon0) * c.kx,
-                         (lat - c.lat0) * c.ky - (st.lat[idx] - c.lat0) * c.ky)
+        moved = np.hypot(
+            (lon - c.lon0) * c.kx - (st.lon[idx] - c.lon0) * c.kx,
+            (lat - c.lat0) * c.ky - (st.lat[idx] - c.lat0) * c.ky,
+        )
         with np.errstate(invalid="ignore"):
-            ok = (st.usual[idx] & (dt >= np.maximum(st.min_spacing[idx], 1e-9))
-                  & (dt <= LONG_GAP_S) & (moved <= reach)
-                  # The fix that reaches the line, and those around the finish
-                  # that time it, go the general way; before, near the line,
-                  # and after a finish timed for good (a mass race's
-                  # finished thousands walking about) they are usual.
-                  & ((st.progress[idx] < c.length_m - FINISH_TOLERANCE_M)
-                     | (t > st.finish_t[idx] + FINISH_FIT_AFTER_S)))
+            ok = (
+                st.usual[idx]
+                & (dt >= np.maximum(st.min_spacing[idx], 1e-9))
+                & (dt <= LONG_GAP_S)
+                & (moved <= reach)
+                # The fix that reaches the line, and those around the finish
+                # that time it, go the general way; before, near the line,
+                # and after a finish timed for good (a mass race's
+                # finished thousands walking about) they are usual.
+                & (
+                    (st.progress[idx] < c.length_m - FINISH_TOLERANCE_M)
+                    | (t > st.finish_t[idx] + FINISH_FIT_AFTER_S)
+                )
+            )
         go = np.flatnonzero(ok)
         progress = st.progress[idx[go]]
         d, off, fits = c.project_columns(
-            lat[go], lon[go], progress, reach[go] + SEARCH_MARGIN_M,
-            progress + dt[go] * st.expect_speed[idx[go]], PREFER_NEAR / (1.0 + dt[go] / 60.0),
-            self.race.off_course_m)
+            lat[go],
+            lon[go],
+            progress,
+            reach[go] + SEARCH_MARGIN_M,
+            progress + dt[go] * st.expect_speed[idx[go]],
+            PREFER_NEAR / (1.0 + dt[go] / 60.0),
+            self.race.off_course_m,
+        )
         # Not finished: this fix must not bring them to the line (that
         # declares the finish, the general way).
-        before_line = ((np.minimum(d, progress + reach[go]) < c.length_m - FINISH_TOLERANCE_M)
-                       | ~np.isnan(st.finish_t[idx[go]]))
+        before_line = (
+            np.minimum(d, progress + reach[go]) < c.length_m - FINISH_TOLERANCE_M
+        ) | ~np.isnan(st.finish_t[idx[go]])
         fits &= before_line
         go = go[fits]
         order = self.order
         recent, reached = [], []
         gi = idx[go].tolist()
-        for i, ft, fa, fo, pd, po in zip(gi, t[go].tolist(), lat[go].tolist(),
-                                         lon[go].tolist(), d[fits].tolist(),
-                                         off[fits].tolist(), strict=True):
+        for i, ft, fa, fo, pd, po in zip(
+            gi,
+            t[go].tolist(),
+            lat[go].tolist(),
+            lon[go].tolist(),
+            d[fits].tolist(),
+            off[fits].tolist(),
+            strict=True,
+        ):
             track = order[i]
             cut = track.step(ft, fa, fo, pd, po)
             if cut is not None:
@@ -269,8 +311,9 @@ class RaceState:
         rest = np.ones(len(idx), dtype=bool)
         rest[go] = False
         for k in np.flatnonzero(rest).tolist():
-            chunks.extend(self._add(order[int(idx[k])], [Fix(float(t[k]), float(lat[k]),
-                                                                 float(lon[k]))]))
+            chunks.extend(
+                self._add(order[int(idx[k])], [Fix(float(t[k]), float(lat[k]), float(lon[k]))])
+            )
 
     def _time_problem(self, t: float) -> str | None:
         if t < self.start_t:
@@ -330,8 +373,9 @@ class RaceState:
             clock.offset_s = offset_s
 
     def dropped_total(self) -> Counter[str]:
-        return self.dropped + Counter({k: v for k, v in self._track_drops.items()
-                                       if k != "accepted"})
+        return self.dropped + Counter(
+            {k: v for k, v in self._track_drops.items() if k != "accepted"}
+        )
 
     # -- the snapshot ------------------------------------------------------------
 
@@ -352,7 +396,8 @@ class RaceState:
         """The small form: every racer's full record, by rank (schema 1)."""
         moment = moment or self.moment(now)
         return self.envelope(now, seq, moment) | {
-            "racers": self.records([int(i) for i in moment.order], moment)}
+            "racers": self.records([int(i) for i in moment.order], moment)
+        }
 
     def envelope(self, now: float, seq: int, moment: Moment) -> dict[str, Any]:
         return {
@@ -372,27 +417,40 @@ class RaceState:
             "seq": seq,
         }
 
-    def records(self, indices: list[int], moment: Moment, *,
-                trails: bool = True) -> list[dict[str, Any]]:
+    def records(
+        self, indices: list[int], moment: Moment, *, trails: bool = True
+    ) -> list[dict[str, Any]]:
         """Full records of the racers at these indices, in that order. The
         gap to the racer ranked just ahead is worked out for each (a
         timeline lookup each: for the head and small races only)."""
         leader = moment.leader()
         return [self._record(i, moment, leader, trails) for i in indices]
 
-    def _record(self, i: int, moment: Moment, leader: int | None,
-                trails: bool) -> dict[str, Any]:
+    def _record(self, i: int, moment: Moment, leader: int | None, trails: bool) -> dict[str, Any]:
         t = self.order[i]
         r = t.racer
         rank = int(moment.rank[i])
         out: dict[str, Any] = {
-            "id": r.id, "name": display_name(r.name), "kind": r.kind, "color": r.color,
-            "status": "waiting", "position": None, "distance_m": 0.0, "rank": rank,
-            "elapsed_s": None, "pace_s_per_km": None, "speed_kmh": None, "gap_s": None,
-            "gap_ahead_s": None, "eta_s": None, "finish_s": None, "off_course": False,
+            "id": r.id,
+            "name": display_name(r.name),
+            "kind": r.kind,
+            "color": r.color,
+            "status": "waiting",
+            "position": None,
+            "distance_m": 0.0,
+            "rank": rank,
+            "elapsed_s": None,
+            "pace_s_per_km": None,
+            "speed_kmh": None,
+            "gap_s": None,
+            "gap_ahead_s": None,
+            "eta_s": None,
+            "finish_s": None,
+            "off_course": False,
             "dropped": dict(sorted(t.dropped.items())),
             # In a large race trails live in packs (large.py): field.trails_url.
-            "tail": t.tail() if trails else [], "track": t.track_keys if trails else [],
+            "tail": t.tail() if trails else [],
+            "track": t.track_keys if trails else [],
         }
         if r.kind == "runner" and self.vehicles:
             out["vs_vehicles"] = [_versus(t, v) for v in self.vehicles]
@@ -405,18 +463,20 @@ class RaceState:
         recent = t.recent_speed()
         speed = recent if t.finish_t is None else t.average_speed(self.start_t)
         ahead = self.order[int(moment.order[rank - 2])] if rank > 1 else None
-        out.update({
-            "status": STATUSES[moment.status[i]],
-            "position": {"lat": last.lat, "lon": last.lon, "at": iso(last.t)},
-            "distance_m": round(t.distance_m, 1),
-            "elapsed_s": round(end_t - self.start_t),
-            "pace_s_per_km": round(1000 / speed, 1) if speed else None,
-            "speed_kmh": round(speed * 3.6, 1) if speed is not None else None,
-            "gap_s": _seconds(moment.gap_s[i]),
-            "gap_ahead_s": _gap(t, ahead) if ahead is not None else None,
-            "eta_s": None if math.isnan(moment.eta_s[i]) else round(moment.eta_s[i]),
-            "off_course": t.off_course,
-        })
+        out.update(
+            {
+                "status": STATUSES[moment.status[i]],
+                "position": {"lat": last.lat, "lon": last.lon, "at": iso(last.t)},
+                "distance_m": round(t.distance_m, 1),
+                "elapsed_s": round(end_t - self.start_t),
+                "pace_s_per_km": round(1000 / speed, 1) if speed else None,
+                "speed_kmh": round(speed * 3.6, 1) if speed is not None else None,
+                "gap_s": _seconds(moment.gap_s[i]),
+                "gap_ahead_s": _gap(t, ahead) if ahead is not None else None,
+                "eta_s": None if math.isnan(moment.eta_s[i]) else round(moment.eta_s[i]),
+                "off_course": t.off_course,
+            }
+        )
         if t.finish_t is not None:
             out["finish_s"] = round(t.finish_t - self.start_t, 1)
         clock = self.clocks.get(r.id)
@@ -427,18 +487,24 @@ class RaceState:
 
 def display_name(name: str) -> str:
     name = " ".join(name.split())  # no newlines or runs of blanks in a leaderboard
-    return name if len(name) <= MAX_NAME else name[:MAX_NAME - 1] + "…"
+    return name if len(name) <= MAX_NAME else name[: MAX_NAME - 1] + "…"
 
 
 def _versus(runner: Track, vehicle: Track) -> dict[str, Any]:
     """Man against machine: ahead or behind the vehicle, by metres and seconds."""
-    out: dict[str, Any] = {"id": vehicle.racer.id, "name": display_name(vehicle.racer.name),
-                           "ahead": None, "metres": None, "seconds": None}
+    out: dict[str, Any] = {
+        "id": vehicle.racer.id,
+        "name": display_name(vehicle.racer.name),
+        "ahead": None,
+        "metres": None,
+        "seconds": None,
+    }
     if runner.last is None or vehicle.last is None:
         return out
     if runner.finish_t is not None or vehicle.finish_t is not None:
-        ahead = (vehicle.finish_t is None or
-                 (runner.finish_t is not None and runner.finish_t < vehicle.finish_t))
+        ahead = vehicle.finish_t is None or (
+            runner.finish_t is not None and runner.finish_t < vehicle.finish_t
+        )
     else:
         ahead = runner.distance_m > vehicle.distance_m
     out["ahead"] = ahead

@@ -60,41 +60,69 @@ class PageContext:
 def environment(template_dir: Path | None) -> jinja2.Environment:
     """A race's template directory is tried first, then the package's own."""
     dirs = ([str(template_dir)] if template_dir else []) + [str(templates_dir())]
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(dirs), autoescape=True,
-                              undefined=jinja2.StrictUndefined)
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(dirs), autoescape=True, undefined=jinja2.StrictUndefined
+    )
 
 
-def page_context(race: Race, course: Course, snapshot: dict[str, Any],
-                 static_prefix: str, basemap: dict[str, Any] | None = None) -> PageContext:
+def page_context(
+    race: Race,
+    course: Course,
+    snapshot: dict[str, Any],
+    static_prefix: str,
+    basemap: dict[str, Any] | None = None,
+) -> PageContext:
     """basemap: the race's own (Publisher._basemap), drawn instead of `tiles`."""
     per = 1609.344 if race.units == "mi" else 1000.0
     rows = [
-        BoardRow(rank=r["rank"], id=r["id"], name=r["name"], kind=r["kind"], color=r["color"],
+        BoardRow(
+            rank=r["rank"],
+            id=r["id"],
+            name=r["name"],
+            kind=r["kind"],
+            color=r["color"],
             distance=f"{r['distance_m'] / per:.2f} {race.units}" if r["position"] else "–",
             pace=f"{clock_text(r['pace_s_per_km'] * per / 1000)} /{race.units}"
-            if r["pace_s_per_km"] else "",
+            if r["pace_s_per_km"]
+            else "",
             gap=_gap(r["gap_s"]),
-            status="finished" if r["finish_s"] is not None else
-                   ("racing" if r["position"] else "waiting"),
-            finish=f"finished {clock_text(r['finish_s'])}" if r["finish_s"] is not None else "")
+            status="finished"
+            if r["finish_s"] is not None
+            else ("racing" if r["position"] else "waiting"),
+            finish=f"finished {clock_text(r['finish_s'])}" if r["finish_s"] is not None else "",
+        )
         for r in snapshot["racers"]
     ]
     return PageContext(
-        title=race.title, race_id=race.id, starts_at=snapshot["race"]["starts_at"],
-        state=snapshot["race"]["state"], interval_s=race.interval_s,
-        static=static_prefix, csp=csp(None if basemap else race.tiles), rows=rows,
-        large=race.large, count=f"{len(race.racers):,}",
+        title=race.title,
+        race_id=race.id,
+        starts_at=snapshot["race"]["starts_at"],
+        state=snapshot["race"]["state"],
+        interval_s=race.interval_s,
+        static=static_prefix,
+        csp=csp(None if basemap else race.tiles),
+        rows=rows,
+        large=race.large,
+        count=f"{len(race.racers):,}",
         config={
-            "race": race.id, "title": race.title, "starts_at": snapshot["race"]["starts_at"],
-            "interval_s": race.interval_s, "units": race.units,
-            "tiles": race.tiles, "attribution": race.tile_attribution, "basemap": basemap,
-            "course": _geometry(course), "course_length_m": round(course.length_m, 1),
+            "race": race.id,
+            "title": race.title,
+            "starts_at": snapshot["race"]["starts_at"],
+            "interval_s": race.interval_s,
+            "units": race.units,
+            "tiles": race.tiles,
+            "attribution": race.tile_attribution,
+            "basemap": basemap,
+            "course": _geometry(course),
+            "course_length_m": round(course.length_m, 1),
             "profile": _profile(course),  # null without elevation: no profile drawn
             "pace_window_s": race.pace_window_s,
             # Where the checkpoints are (config and GPX waypoints, as the
             # records' splits list them), the finish left out.
-            "checkpoints": [[c["name"], c["distance_m"]] for c in next(
-                (r["splits"] for r in snapshot["racers"] if r.get("splits")), [])][:-1],
+            "checkpoints": [
+                [c["name"], c["distance_m"]]
+                for c in next((r["splits"] for r in snapshot["racers"] if r.get("splits")), [])
+            ][:-1],
         },
     )
 
@@ -107,14 +135,18 @@ def csp(tiles: str | None) -> str:
     """Only the page's own scripts and styles; images also from the tile host,
     or, with the race's own basemap (tiles=None), the blobs its tiles become."""
     if tiles is None:
-        return ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-                "img-src 'self' data: blob:; base-uri 'none'; form-action 'none'")
+        return (
+            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+            "img-src 'self' data: blob:; base-uri 'none'; form-action 'none'"
+        )
     parts = urlsplit(tiles.replace("{s}", "a"))
     tile_host = f"{parts.scheme}://{parts.netloc}"
     if "{s}" in tiles:
         tile_host = f"{parts.scheme}://*.{parts.netloc.split('.', 1)[-1]}"
-    return ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-            f"img-src 'self' data: {tile_host}; base-uri 'none'; form-action 'none'")
+    return (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        f"img-src 'self' data: {tile_host}; base-uri 'none'; form-action 'none'"
+    )
 
 
 @functools.cache

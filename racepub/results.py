@@ -39,56 +39,115 @@ def results(state: RaceState, moment: Moment, now: float) -> Results:
         gap = None
         if r["finish_s"] is not None and winner is not None:
             gap = round(r["finish_s"] - winner, 1)
-        racers.append({
-            "rank": r["rank"], "id": r["id"], "name": r["name"], "kind": r["kind"],
-            "status": "dnf" if final and r["finish_s"] is None and r["position"] else
-                      "dns" if final and not r["position"] else r["status"],
-            "finish_s": r["finish_s"], "distance_m": r["distance_m"],
-            "pace_s_per_km": r["pace_s_per_km"], "gap_to_winner_s": gap,
-            "splits": r.get("splits", []),
-        })
+        racers.append(
+            {
+                "rank": r["rank"],
+                "id": r["id"],
+                "name": r["name"],
+                "kind": r["kind"],
+                "status": "dnf"
+                if final and r["finish_s"] is None and r["position"]
+                else "dns"
+                if final and not r["position"]
+                else r["status"],
+                "finish_s": r["finish_s"],
+                "distance_m": r["distance_m"],
+                "pace_s_per_km": r["pace_s_per_km"],
+                "gap_to_winner_s": gap,
+                "splits": r.get("splits", []),
+            }
+        )
     envelope = state.envelope(now, 0, moment)
     # generated_at: the moment the results describe, the newest fix in them,
     # so the same results are the same bytes (and not written again).
     newest = max((t.last.t for t in state.tracks.values() if t.last is not None), default=now)
-    body = {"schema": 1, "race": envelope["race"] | {"state": "finished" if final else "live"},
-            "generated_at": iso(min(newest, now)), "final": final, "racers": racers}
+    body = {
+        "schema": 1,
+        "race": envelope["race"] | {"state": "finished" if final else "live"},
+        "generated_at": iso(min(newest, now)),
+        "final": final,
+        "racers": racers,
+    }
     return Results(final, body)
 
 
 def objects(res: Results, env: jinja2.Environment) -> list[Object]:
-    return [make_results("results.json", json_bytes(res.body), res.final),
-            make_results("results.csv", csv_bytes(res), res.final),
-            make_results("results.html", html_bytes(res, env), res.final)]
+    return [
+        make_results("results.json", json_bytes(res.body), res.final),
+        make_results("results.csv", csv_bytes(res), res.final),
+        make_results("results.html", html_bytes(res, env), res.final),
+    ]
 
 
 def csv_bytes(res: Results) -> bytes:
     """One row per racer, one column per checkpoint; opens in a spreadsheet
     as is (UTF-8 with a byte order mark, times as h:mm:ss)."""
-    checkpoints = [s["name"] for s in (res.body["racers"][0]["splits"]
-                                      if res.body["racers"] else [])]
+    checkpoints = [
+        s["name"] for s in (res.body["racers"][0]["splits"] if res.body["racers"] else [])
+    ]
     out = io.StringIO()
     w = csv.writer(out)
-    w.writerow(["rank", "id", "name", "kind", "status", "finish", "finish_s", "pace_per_km",
-                "gap_to_winner", "distance_m", *checkpoints])
+    w.writerow(
+        [
+            "rank",
+            "id",
+            "name",
+            "kind",
+            "status",
+            "finish",
+            "finish_s",
+            "pace_per_km",
+            "gap_to_winner",
+            "distance_m",
+            *checkpoints,
+        ]
+    )
     for r in res.body["racers"]:
-        w.writerow([r["rank"], r["id"], r["name"], r["kind"], r["status"],
-                    _time(r["finish_s"]), "" if r["finish_s"] is None else r["finish_s"],
-                    _time(r["pace_s_per_km"]), _time(r["gap_to_winner_s"]),
-                    r["distance_m"], *(_time(s["at_s"]) for s in r["splits"])])
+        w.writerow(
+            [
+                r["rank"],
+                r["id"],
+                r["name"],
+                r["kind"],
+                r["status"],
+                _time(r["finish_s"]),
+                "" if r["finish_s"] is None else r["finish_s"],
+                _time(r["pace_s_per_km"]),
+                _time(r["gap_to_winner_s"]),
+                r["distance_m"],
+                *(_time(s["at_s"]) for s in r["splits"]),
+            ]
+        )
     return ("\ufeff" + out.getvalue()).encode()
 
 
 def html_bytes(res: Results, env: jinja2.Environment) -> bytes:
     racers = res.body["racers"]
     checkpoints = [s["name"] for s in (racers[0]["splits"] if racers else [])]
-    rows = [{"rank": r["rank"], "name": r["name"], "kind": r["kind"], "status": r["status"],
-             "finish": _time(r["finish_s"]), "pace": _time(r["pace_s_per_km"]),
-             "gap": ("+" + _time(r["gap_to_winner_s"])) if r["gap_to_winner_s"] else "",
-             "splits": [_time(s["at_s"]) for s in r["splits"]]} for r in racers]
-    return env.get_template(RESULTS_TEMPLATE).render(
-        race=res.body["race"], final=res.final, generated_at=res.body["generated_at"],
-        checkpoints=checkpoints, rows=rows).encode()
+    rows = [
+        {
+            "rank": r["rank"],
+            "name": r["name"],
+            "kind": r["kind"],
+            "status": r["status"],
+            "finish": _time(r["finish_s"]),
+            "pace": _time(r["pace_s_per_km"]),
+            "gap": ("+" + _time(r["gap_to_winner_s"])) if r["gap_to_winner_s"] else "",
+            "splits": [_time(s["at_s"]) for s in r["splits"]],
+        }
+        for r in racers
+    ]
+    return (
+        env.get_template(RESULTS_TEMPLATE)
+        .render(
+            race=res.body["race"],
+            final=res.final,
+            generated_at=res.body["generated_at"],
+            checkpoints=checkpoints,
+            rows=rows,
+        )
+        .encode()
+    )
 
 
 def _time(seconds: float | None) -> str:

@@ -18,8 +18,9 @@ from .sink import digest
 log = logging.getLogger(__name__)
 
 
-def make_server(root: Path, interval_s: int, port: int = 8000,
-                host: str = "127.0.0.1") -> ThreadingHTTPServer:
+def make_server(
+    root: Path, interval_s: int, port: int = 8000, host: str = "127.0.0.1"
+) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         server_version = "racepub"
         sys_version = ""
@@ -49,7 +50,7 @@ def make_server(root: Path, interval_s: int, port: int = 8000,
                 start, end = wanted
                 self.send_response(206)
                 self.send_header("Content-Range", f"bytes {start}-{end}/{len(body)}")
-                body = body[start:end + 1]
+                body = body[start : end + 1]
             else:
                 self.send_response(200)
             self.send_header("Accept-Ranges", "bytes")

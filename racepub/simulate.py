@@ -101,8 +101,9 @@ def _vehicle(course: Course, finish: float) -> Callable[[float], float]:
     return distance
 
 
-def fixes(race: Race, course: Course, since: float, until: float,
-          speed: float = 1.0) -> Iterator[tuple[str, float, float, float]]:
+def fixes(
+    race: Race, course: Course, since: float, until: float, speed: float = 1.0
+) -> Iterator[tuple[str, float, float, float]]:
     """(racer id, epoch time, lat, lon) for every fix in [since, until)."""
     start = ts(race.starts_at)
     for truth in truths(race, course):
@@ -115,10 +116,12 @@ def fixes(race: Race, course: Course, since: float, until: float,
                 d = truth.distance(race_t)
                 if race_t > truth.finish_s:  # through the line, then slowing to a stop
                     d = course.length_m + min(race_t - truth.finish_s, RUN_ON_S) * (
-                        course.length_m / truth.finish_s)
+                        course.length_m / truth.finish_s
+                    )
                 x, y = course.beyond(d)
-                noisy = course.to_latlon(x + _noise(t, truth.racer.id, 0),
-                                         y + _noise(t, truth.racer.id, 1))
+                noisy = course.to_latlon(
+                    x + _noise(t, truth.racer.id, 0), y + _noise(t, truth.racer.id, 1)
+                )
                 yield truth.racer.id, round(t, 3), noisy[0], noisy[1]
             t += FIX_EVERY_S + rng.uniform(-0.3, 0.3)
 
@@ -139,31 +142,50 @@ def create_table(conn: psycopg.Connection[object], cfg: Config) -> None:
     parts = s.table_parts
     if len(parts) == 2:
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(parts[0])))
-    cols = [sql.SQL("{} text NOT NULL").format(sql.Identifier(s.racer)),
-            sql.SQL("{} timestamptz NOT NULL").format(sql.Identifier(s.time)),
-            sql.SQL("{} double precision").format(sql.Identifier(s.lat)),
-            sql.SQL("{} double precision").format(sql.Identifier(s.lon))]
+    cols = [
+        sql.SQL("{} text NOT NULL").format(sql.Identifier(s.racer)),
+        sql.SQL("{} timestamptz NOT NULL").format(sql.Identifier(s.time)),
+        sql.SQL("{} double precision").format(sql.Identifier(s.lat)),
+        sql.SQL("{} double precision").format(sql.Identifier(s.lon)),
+    ]
     if s.ingest:
         cols.insert(0, sql.SQL("{} bigserial PRIMARY KEY").format(sql.Identifier(s.ingest)))
-    conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
-        sql.Identifier(*parts), sql.SQL(", ").join(cols)))
-    conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
-        sql.Identifier(f"{parts[-1]}_time_idx"), sql.Identifier(*parts),
-        sql.Identifier(s.ingest or s.time)))
+    conn.execute(
+        sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
+            sql.Identifier(*parts), sql.SQL(", ").join(cols)
+        )
+    )
+    conn.execute(
+        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+            sql.Identifier(f"{parts[-1]}_time_idx"),
+            sql.Identifier(*parts),
+            sql.Identifier(s.ingest or s.time),
+        )
+    )
 
 
-def insert(conn: psycopg.Connection[object], cfg: Config,
-           rows: list[tuple[str, float, float, float]]) -> None:
+def insert(
+    conn: psycopg.Connection[object], cfg: Config, rows: list[tuple[str, float, float, float]]
+) -> None:
     s = cfg.source
     query = sql.SQL("INSERT INTO {} ({}, {}, {}, {}) VALUES (%s, to_timestamp(%s), %s, %s)").format(
-        sql.Identifier(*s.table_parts), sql.Identifier(s.racer), sql.Identifier(s.time),
-        sql.Identifier(s.lat), sql.Identifier(s.lon))
+        sql.Identifier(*s.table_parts),
+        sql.Identifier(s.racer),
+        sql.Identifier(s.time),
+        sql.Identifier(s.lat),
+        sql.Identifier(s.lon),
+    )
     with conn.cursor() as cur:
         cur.executemany(query, rows)
 
 
-def simulate(cfg: Config, race: Race, speed: float = 1.0,
-             stop: threading.Event | None = None, tick_s: float = 1.0) -> int:
+def simulate(
+    cfg: Config,
+    race: Race,
+    speed: float = 1.0,
+    stop: threading.Event | None = None,
+    tick_s: float = 1.0,
+) -> int:
     """Write fixes as wall time passes until the race is over; return how many."""
     course = load_gpx(race.course)
     over = race_over_at(race, course, speed)

@@ -56,11 +56,14 @@ def s3_client(cfg: S3, interval_s: float = 5.0) -> S3Client:
     intervals (the publisher also gives each cycle's writes a deadline);
     standard retries back off on 5xx and throttling, which answer at once."""
     config = botocore.config.Config(
-        connect_timeout=max(1.0, interval_s / 2), read_timeout=max(2.0, float(interval_s)),
-        max_pool_connections=32, retries={"max_attempts": 3, "mode": "standard"},
+        connect_timeout=max(1.0, interval_s / 2),
+        read_timeout=max(2.0, float(interval_s)),
+        max_pool_connections=32,
+        retries={"max_attempts": 3, "mode": "standard"},
     )
-    client: S3Client = boto3.client("s3", endpoint_url=cfg.endpoint_url,
-                                    region_name=cfg.region, config=config)
+    client: S3Client = boto3.client(
+        "s3", endpoint_url=cfg.endpoint_url, region_name=cfg.region, config=config
+    )
     return client
 
 
@@ -135,13 +138,18 @@ class S3Sink:
         extra: dict[str, Any] = {"ContentEncoding": "gzip"} if obj.compressible else {}
         try:
             self.client.put_object(
-                Bucket=self.bucket, Key=self.prefix + obj.key, Body=body,
-                ContentType=obj.content_type, CacheControl=obj.cache_control,
-                Metadata={"sha256": obj.sha256}, **extra,
+                Bucket=self.bucket,
+                Key=self.prefix + obj.key,
+                Body=body,
+                ContentType=obj.content_type,
+                CacheControl=obj.cache_control,
+                Metadata={"sha256": obj.sha256},
+                **extra,
             )
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
-            raise SinkError(f"cannot upload {obj.key} to s3://{self.bucket}: {_reason(e)}") \
-                from None
+            raise SinkError(
+                f"cannot upload {obj.key} to s3://{self.bucket}: {_reason(e)}"
+            ) from None
         return len(body)
 
     def get(self, key: str) -> bytes | None:
@@ -151,8 +159,7 @@ class S3Sink:
         except self.client.exceptions.NoSuchKey:
             return None
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
-            raise SinkError(f"cannot read {key} from s3://{self.bucket}: {_reason(e)}") \
-                from None
+            raise SinkError(f"cannot read {key} from s3://{self.bucket}: {_reason(e)}") from None
         if got.get("ContentEncoding") == "gzip":
             body = gzip.decompress(body)
         return bytes(body)
@@ -163,11 +170,9 @@ class S3Sink:
         except botocore.exceptions.ClientError as e:
             if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
-            raise SinkError(f"cannot check {key} in s3://{self.bucket}: {_reason(e)}") \
-                from None
+            raise SinkError(f"cannot check {key} in s3://{self.bucket}: {_reason(e)}") from None
         except botocore.exceptions.BotoCoreError as e:
-            raise SinkError(f"cannot check {key} in s3://{self.bucket}: {_reason(e)}") \
-                from None
+            raise SinkError(f"cannot check {key} in s3://{self.bucket}: {_reason(e)}") from None
         sha: str | None = head.get("Metadata", {}).get("sha256")
         return sha
 
@@ -175,8 +180,7 @@ class S3Sink:
         try:
             self.client.delete_object(Bucket=self.bucket, Key=self.prefix + key)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
-            raise SinkError(f"cannot delete {key} from s3://{self.bucket}: {_reason(e)}") \
-                from None
+            raise SinkError(f"cannot delete {key} from s3://{self.bucket}: {_reason(e)}") from None
 
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"

@@ -51,13 +51,16 @@ def connect(dsn: str) -> psycopg.Connection[Any]:
     Its errors name the host and database, never the rest of the DSN."""
     try:
         return psycopg.connect(
-            dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+            dsn,
+            autocommit=True,
+            connect_timeout=CONNECT_TIMEOUT_S,
             options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c TimeZone=UTC",
             application_name="racepub",
         )
     except psycopg.Error as e:
-        raise SourceError(f"cannot connect to the database {where(dsn)}: "
-                          f"{_connect_reason(e)}") from None
+        raise SourceError(
+            f"cannot connect to the database {where(dsn)}: {_connect_reason(e)}"
+        ) from None
 
 
 def where(dsn: str) -> str:
@@ -80,8 +83,11 @@ def _connect_reason(e: psycopg.Error) -> str:
         return e.diag.message_primary
     text = str(e).lower()
     for pattern, reason in (
-        (r"invalid dsn|invalid percent|missing \"=\"|invalid uri|invalid connection option|"
-         r"invalid integer value|unterminated quoted", "the database URL is malformed"),
+        (
+            r"invalid dsn|invalid percent|missing \"=\"|invalid uri|invalid connection option|"
+            r"invalid integer value|unterminated quoted",
+            "the database URL is malformed",
+        ),
         (r"resolve host|translate host name|name or service", "the host name was not found"),
         (r"refused", "connection refused (is the server running and accepting TCP?)"),
         (r"timeout|timed out", "timed out"),
@@ -118,15 +124,24 @@ def insert_order_columns(conn: psycopg.Connection[Any], cfg: SourceConfig) -> li
         "pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a "
         "LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
         "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped "
-        "ORDER BY a.attnum", (table,)).fetchall()
+        "ORDER BY a.attnum",
+        (table,),
+    ).fetchall()
     keys, stamps = [], []
     for name, typ, identity, default in rows:
         default = (default or "").lower()
         if base_type(typ) in INTEGER_TYPES and (identity or "nextval(" in default):
             keys.append(name)
         elif typ.startswith("timestamp") and any(
-                f in default for f in ("now()", "current_timestamp", "clock_timestamp",
-                                       "statement_timestamp", "transaction_timestamp")):
+            f in default
+            for f in (
+                "now()",
+                "current_timestamp",
+                "clock_timestamp",
+                "statement_timestamp",
+                "transaction_timestamp",
+            )
+        ):
             stamps.append(name)
     return keys + stamps
 
@@ -144,8 +159,11 @@ def index_advice(conn: psycopg.Connection[Any], cfg: SourceConfig) -> str | None
     ).fetchall()
     if any(name == cursor_col for (name,) in rows):
         return None
-    return sql.SQL("CREATE INDEX CONCURRENTLY ON {} ({});").format(
-        sql.Identifier(*cfg.table_parts), sql.Identifier(cursor_col)).as_string(conn)
+    return (
+        sql.SQL("CREATE INDEX CONCURRENTLY ON {} ({});")
+        .format(sql.Identifier(*cfg.table_parts), sql.Identifier(cursor_col))
+        .as_string(conn)
+    )
 
 
 def missing_columns(cfg: SourceConfig, columns: dict[str, str]) -> list[str]:
@@ -157,12 +175,17 @@ def type_problems(cfg: SourceConfig, columns: dict[str, str]) -> tuple[list[str]
     """(errors, warnings) about the source columns' types, one line each."""
     errors, warnings = [], []
     if not _is_timestamp(columns[cfg.time]):
-        errors.append(f"time column {cfg.time!r} is {columns[cfg.time]}: expected "
-                      "timestamptz (or timestamp, read as UTC)")
-    if cfg.ingest and not (columns[cfg.ingest] in INTEGER_TYPES
-                           or _is_timestamp(columns[cfg.ingest])):
-        errors.append(f"ingest column {cfg.ingest!r} is {columns[cfg.ingest]}: expected an "
-                      "integer (e.g. a bigserial id) or a timestamp")
+        errors.append(
+            f"time column {cfg.time!r} is {columns[cfg.time]}: expected "
+            "timestamptz (or timestamp, read as UTC)"
+        )
+    if cfg.ingest and not (
+        columns[cfg.ingest] in INTEGER_TYPES or _is_timestamp(columns[cfg.ingest])
+    ):
+        errors.append(
+            f"ingest column {cfg.ingest!r} is {columns[cfg.ingest]}: expected an "
+            "integer (e.g. a bigserial id) or a timestamp"
+        )
     if cfg.valid and columns[cfg.valid] != "boolean":
         errors.append(f"valid column {cfg.valid!r} is {columns[cfg.valid]}: expected boolean")
     for what, col in (("lat", cfg.lat), ("lon", cfg.lon), ("accuracy", cfg.accuracy)):
@@ -170,11 +193,15 @@ def type_problems(cfg: SourceConfig, columns: dict[str, str]) -> tuple[list[str]
             continue
         typ = columns[col]
         if typ in TEXT_TYPES:
-            warnings.append(f"{what} column {col!r} is {typ}: read as text and converted "
-                            "row by row; rows that do not convert are dropped (bad_value)")
+            warnings.append(
+                f"{what} column {col!r} is {typ}: read as text and converted "
+                "row by row; rows that do not convert are dropped (bad_value)"
+            )
         elif typ not in NUMBER_TYPES:
-            errors.append(f"{what} column {col!r} is {typ}: expected a number "
-                          "(double precision, real or numeric)")
+            errors.append(
+                f"{what} column {col!r} is {typ}: expected a number "
+                "(double precision, real or numeric)"
+            )
     return errors, warnings
 
 
@@ -247,8 +274,9 @@ class PointSource:
         if not columns:
             problem = f"source table {self.cfg.table!r} not found"
         elif missing := missing_columns(self.cfg, columns):
-            problem = (f"source table {self.cfg.table!r} has no column "
-                       f"{', '.join(map(repr, missing))}")
+            problem = (
+                f"source table {self.cfg.table!r} has no column {', '.join(map(repr, missing))}"
+            )
         elif errors := type_problems(self.cfg, columns)[0]:
             problem = "; ".join(errors)
         if problem:
@@ -279,8 +307,7 @@ class PointSource:
             self._ids = [Int8(int(i)) for i in self.racer_ids if _is_int(i)]
             skipped = [i for i in self.racer_ids if not _is_int(i)]
             if skipped:
-                log.warning("racer ids %s can never match the integer column %s",
-                            skipped, c.racer)
+                log.warning("racer ids %s can never match the integer column %s", skipped, c.racer)
             match = sql.SQL("{} = ANY(%(ids)s)").format(racer)
         elif racer_type in TEXT_TYPES:
             self._ids = list(self.racer_ids)
@@ -297,7 +324,10 @@ class PointSource:
             return sql.SQL("{}::text").format(sql.Identifier(col)), True  # converted per row
 
         (lat, lat_text), (lon, lon_text), (acc, acc_text) = (
-            number(c.lat), number(c.lon), number(c.accuracy))
+            number(c.lat),
+            number(c.lon),
+            number(c.accuracy),
+        )
         self._convert = (lat_text, lon_text, acc_text)
         time = sql.Identifier(c.time)
         col = sql.Identifier(c.ingest or c.time)
@@ -313,7 +343,8 @@ class PointSource:
             after = sql.SQL("{} > to_timestamp(%(low)s)").format(col)
             at_least = sql.SQL("{} >= to_timestamp(%(low)s)").format(col)
         where = sql.SQL("{match} AND {time} >= to_timestamp(%(start)s)").format(
-            match=match, time=time)
+            match=match, time=time
+        )
         if not c.ingest:
             # Rows stamped ahead of now: only those of each racer newer than
             # the newest already read (a phone whose clock runs ahead sends
@@ -321,14 +352,22 @@ class PointSource:
             where += sql.SQL(
                 " AND ({time} <= now() + make_interval(secs => %(ahead_s)s) OR ({time} "
                 "<= now() + make_interval(secs => %(horizon_s)s) AND {time} > to_timestamp("
-                "coalesce((%(ahead)s::jsonb ->> {racer}::text)::float8, 0))))").format(
-                    time=time, racer=racer)
+                "coalesce((%(ahead)s::jsonb ->> {racer}::text)::float8, 0))))"
+            ).format(time=time, racer=racer)
         base = sql.SQL(
             "SELECT {racer}::text, extract(epoch FROM {time})::float8, {lat}, {lon}, {acc}, "
             "{valid}, {cursor}, extract(epoch FROM now())::float8 FROM {table} WHERE {where}"
-        ).format(racer=racer, time=time, lat=lat, lon=lon, acc=acc, cursor=cursor,
-                 valid=sql.Identifier(c.valid) if c.valid else sql.SQL("NULL::boolean"),
-                 table=sql.Identifier(*c.table_parts), where=where)
+        ).format(
+            racer=racer,
+            time=time,
+            lat=lat,
+            lon=lon,
+            acc=acc,
+            cursor=cursor,
+            valid=sql.Identifier(c.valid) if c.valid else sql.SQL("NULL::boolean"),
+            table=sql.Identifier(*c.table_parts),
+            where=where,
+        )
         order = sql.SQL(" ORDER BY {} LIMIT %(limit)s").format(col)
         # The rest of a burst, from the last row of the first page on (that
         # row again, and any sharing its time, are skipped as seen).
@@ -347,8 +386,11 @@ class PointSource:
             assert self._queries is not None
             first, since, rest = self._queries
             # Binary: a row's numbers arrive as numbers, not text to parse.
-            page = conn.cursor(binary=True).execute(
-                first if first_read else since, self._params(self._low, BATCH_ROWS)).fetchall()
+            page = (
+                conn.cursor(binary=True)
+                .execute(first if first_read else since, self._params(self._low, BATCH_ROWS))
+                .fetchall()
+            )
             self.queries += 1
             self.rows_read += len(page)
             yield self._fresh(page, first_read)
@@ -367,9 +409,16 @@ class PointSource:
     def _params(self, low: float | int | None, limit: int | None) -> dict[str, Any]:
         if self._int_cursor and low is not None:
             low = Int8(int(low))
-        return {"ids": self._ids, "start": self.start_t, "low": low, "limit": limit,
-                "ahead_s": FUTURE_TOLERANCE_S, "horizon_s": FUTURE_HORIZON_S,
-                "ahead": Jsonb(self._ahead), "holes": self._holes}
+        return {
+            "ids": self._ids,
+            "start": self.start_t,
+            "low": low,
+            "limit": limit,
+            "ahead_s": FUTURE_TOLERANCE_S,
+            "horizon_s": FUTURE_HORIZON_S,
+            "ahead": Jsonb(self._ahead),
+            "holes": self._holes,
+        }
 
     def _fresh(self, rows: list[tuple[Any, ...]], first_read: bool) -> list[Row]:
         fresh: list[Row] = []
@@ -400,8 +449,9 @@ class PointSource:
                     lat = lon = accuracy = None  # the row carries its problem only
             if valid is False:
                 problem = problem or "invalid"
-            arrival = (min(float(cur), db_now) if self._stamp_cursor
-                       else None if first_read else db_now)
+            arrival = (
+                min(float(cur), db_now) if self._stamp_cursor else None if first_read else db_now
+            )
             fresh.append(Row(racer_id, t, lat, lon, accuracy, arrival, problem))
             if t is None:
                 continue
@@ -437,8 +487,10 @@ class PointSource:
                 if span > MAX_HOLES:
                     self._low = before
                 else:
-                    skipped = np.setdiff1d(np.arange(int(before) + 1, int(self._hwm) + 1),
-                                           np.asarray(returned, dtype=np.int64))
+                    skipped = np.setdiff1d(
+                        np.arange(int(before) + 1, int(self._hwm) + 1),
+                        np.asarray(returned, dtype=np.int64),
+                    )
                     self._holes = skipped.tolist()
         elif self.cfg.ingest:
             # From the mark before this read: a row stamped earlier but

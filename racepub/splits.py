@@ -27,14 +27,17 @@ def checkpoints(race: Race, course: Course) -> list[Checkpoint]:
     length = course.length_m
     for cp in race.checkpoints:
         if cp.distance_m >= length:
-            raise ConfigError(f"races.{race.id}.checkpoints: {cp.name!r} at {cp.distance_m:g} m "
-                              f"is not before the finish ({length:.0f} m)")
+            raise ConfigError(
+                f"races.{race.id}.checkpoints: {cp.name!r} at {cp.distance_m:g} m "
+                f"is not before the finish ({length:.0f} m)"
+            )
         found.append(cp)
     for wpt in course.waypoints:
         p = course.project(wpt.lat, wpt.lon, off_course_m=WAYPOINT_NEAR_M)
         if p.offset_m > WAYPOINT_NEAR_M:
-            log.info("GPX waypoint %r is %.0f m from the course: not a checkpoint",
-                     wpt.name, p.offset_m)
+            log.info(
+                "GPX waypoint %r is %.0f m from the course: not a checkpoint", wpt.name, p.offset_m
+            )
             continue
         if 0.0 < p.distance_m < length - 1.0 and all(c.name != wpt.name for c in found):
             found.append(Checkpoint(wpt.name, round(p.distance_m, 1)))
@@ -49,9 +52,14 @@ def splits(track: Track, cps: list[Checkpoint], start_t: float) -> list[dict[str
     carries these.)"""
     # checkpoints() ends with the finish: timed as the finish is.
     times = [track.time_at(cp.distance_m) for cp in cps[:-1]] + [track.finish_t]
-    return [{"name": cp.name, "distance_m": cp.distance_m,
-             "at_s": None if t is None else round(t - start_t, 1)}
-            for cp, t in zip(cps, times, strict=True)]
+    return [
+        {
+            "name": cp.name,
+            "distance_m": cp.distance_m,
+            "at_s": None if t is None else round(t - start_t, 1),
+        }
+        for cp, t in zip(cps, times, strict=True)
+    ]
 
 
 def split_paces(splits: list[dict[str, Any]]) -> list[float | None]:
@@ -61,7 +69,10 @@ def split_paces(splits: list[dict[str, Any]]) -> list[float | None]:
     prev_d = 0.0
     for s in splits:
         at, d = s["at_s"], s["distance_m"]
-        out.append(round((at - prev_at) / (d - prev_d) * 1000, 1)
-                   if at is not None and prev_at is not None and d > prev_d else None)
+        out.append(
+            round((at - prev_at) / (d - prev_d) * 1000, 1)
+            if at is not None and prev_at is not None and d > prev_d
+            else None
+        )
         prev_at, prev_d = at, d
     return out

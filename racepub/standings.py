@@ -45,8 +45,9 @@ class Moment:
 
     def leader(self) -> int | None:
         first = int(self.order[0]) if len(self.order) else None
-        return first if first is not None and self.status[first] != STATUS_CODES["waiting"] \
-            else None
+        return (
+            first if first is not None and self.status[first] != STATUS_CODES["waiting"] else None
+        )
 
 
 class Standings:
@@ -102,8 +103,15 @@ class Standings:
         recent = [self.tracks[i].recent_speed() for i in idx.tolist()]
         self._speeds(idx, np.array([np.nan if r is None else r for r in recent]))
 
-    def advanced(self, idx: np.ndarray, t: np.ndarray, lat: np.ndarray, lon: np.ndarray,
-                 recent: np.ndarray, progress: list[float]) -> None:
+    def advanced(
+        self,
+        idx: np.ndarray,
+        t: np.ndarray,
+        lat: np.ndarray,
+        lon: np.ndarray,
+        recent: np.ndarray,
+        progress: list[float],
+    ) -> None:
         """Racers who took the usual path (RaceState._advance_usual)."""
         self.last_t[idx], self.lat[idx], self.lon[idx] = t, lat, lon
         self.progress[idx] = progress
@@ -116,15 +124,14 @@ class Standings:
         progress = self.progress[idx]
         end = np.where(finished, self.finish_t[idx], self.last_t[idx])
         with np.errstate(invalid="ignore", divide="ignore"):
-            avg = np.where((end > self.start_t) & (progress >= 50.0),
-                           progress / (end - self.start_t), np.nan)
+            avg = np.where(
+                (end > self.start_t) & (progress >= 50.0), progress / (end - self.start_t), np.nan
+            )
         known = ~np.isnan(recent)
         moving = known & (recent != 0)
         self.expect_speed[idx] = np.where(moving, recent, np.nan_to_num(avg))
-        self.speed[idx] = np.where(finished, 0.0,
-                                   np.where(known, recent, np.nan_to_num(avg)))
-        blend = np.where(np.isnan(avg), np.where(moving, recent, np.nan),
-                         0.5 * recent + 0.5 * avg)
+        self.speed[idx] = np.where(finished, 0.0, np.where(known, recent, np.nan_to_num(avg)))
+        blend = np.where(np.isnan(avg), np.where(moving, recent, np.nan), 0.5 * recent + 0.5 * avg)
         eta = np.where(self.vehicle[idx] | ~known, avg, blend)
         self.eta_speed[idx] = np.where(eta > 0, eta, np.nan)
         # Pace: recent while racing (nan when stopped), the average once finished.
@@ -135,12 +142,16 @@ class Standings:
         n = len(self.tracks)
         racing = self.state == RACING
         since = np.clip(now - self.last_t, 0.0, EXTRAPOLATE_S)
-        estimate = np.where(racing, np.minimum(
-            self.progress + self.speed * np.nan_to_num(since),
-            np.maximum(self.progress, self.length - 0.01)), self.progress)
+        estimate = np.where(
+            racing,
+            np.minimum(
+                self.progress + self.speed * np.nan_to_num(since),
+                np.maximum(self.progress, self.length - 0.01),
+            ),
+            self.progress,
+        )
         estimate = np.where(self.state == FINISHED, self.length, estimate)
-        key = np.where(self.state == FINISHED, self.finish_t,
-                       np.where(racing, -estimate, 0.0))
+        key = np.where(self.state == FINISHED, self.finish_t, np.where(racing, -estimate, 0.0))
         order = np.lexsort((np.arange(n), key, self.state))
         rank = np.empty(n, dtype=np.int64)
         rank[order] = np.arange(1, n + 1)
@@ -150,8 +161,9 @@ class Standings:
         status[self.state == FINISHED] = STATUS_CODES["finished"]
         with np.errstate(invalid="ignore", divide="ignore"):
             remaining = np.maximum(self.length - self.progress, 0.0)
-            eta = np.where(self.state == FINISHED, 0.0,
-                           self.last_t + remaining / self.eta_speed - now)
+            eta = np.where(
+                self.state == FINISHED, 0.0, self.last_t + remaining / self.eta_speed - now
+            )
         eta = np.where(np.isfinite(eta), np.maximum(eta, 0.0), np.nan)
         gap = np.full(n, np.nan)
         if n and self.state[order[0]] != WAITING:
@@ -177,9 +189,11 @@ class Standings:
         """How many racers (racing or stale) are on each of `bins` equal
         stretches of the course, by estimated progress."""
         on_course = (moment.status == STATUS_CODES["racing"]) | (
-            moment.status == STATUS_CODES["stale"])
-        counts, _ = np.histogram(moment.estimate_m[on_course], bins=bins,
-                                 range=(0.0, max(self.length, 1.0)))
+            moment.status == STATUS_CODES["stale"]
+        )
+        counts, _ = np.histogram(
+            moment.estimate_m[on_course], bins=bins, range=(0.0, max(self.length, 1.0))
+        )
         return [int(c) for c in counts]
 
 
@@ -200,8 +214,7 @@ def times_at(track: Track, distances: np.ndarray, speed: float) -> np.ndarray:
         ic = np.clip(i, 0, len(marks) - 1)
         at = t0 + marks[ic]
         end = track.finish_t if track.finish_t is not None else track.last.t
-        upper = np.where(ic + 1 < len(marks), t0 + marks[np.minimum(ic + 1, len(marks) - 1)],
-                         end)
+        upper = np.where(ic + 1 < len(marks), t0 + marks[np.minimum(ic + 1, len(marks) - 1)], end)
         beyond = d - ic * step
         prev = marks[np.maximum(ic - 1, 0)]
         pace = (marks[ic] - prev) / step

@@ -115,15 +115,21 @@ class StateFile:
             with open(self.path, "rb") as f:
                 header = pickle.load(f)
                 if header != {"format": FORMAT, "key": self.key}:
-                    log.info("state file %s is of another race config, course or source "
-                             "version: reading the race from the start", self.path)
+                    log.info(
+                        "state file %s is of another race config, course or source "
+                        "version: reading the race from the start",
+                        self.path,
+                    )
                     return None
                 saved = _Unpickler(f, self.race, course).load()
         except FileNotFoundError:
             return None
         except Exception as e:  # whatever is wrong with it: start over
-            log.warning("state file %s is unreadable (%s): reading the race from the start",
-                        self.path, type(e).__name__)
+            log.warning(
+                "state file %s is unreadable (%s): reading the race from the start",
+                self.path,
+                type(e).__name__,
+            )
             return None
         if not isinstance(saved, Saved):
             return None

@@ -36,7 +36,9 @@ def status(cfg: Config, race: Race, out: Callable[[str], None] = print) -> bool:
     age = time.time() - generated
     stale = state != "finished" and age > STALE_INTERVALS * race.interval_s
     racers = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    out(f"{sink.describe()}: seq {seq}, published {age:.0f} s ago "
+    out(
+        f"{sink.describe()}: seq {seq}, published {age:.0f} s ago "
         f"({'STALE: spectators see updates paused' if stale else 'fresh'}); "
-        f"race {state}; racers: {racers}")
+        f"race {state}; racers: {racers}"
+    )
     return not stale

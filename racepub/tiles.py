@@ -65,8 +65,9 @@ class _MBTiles:
 
     def get(self, z: int, x: int, y: int) -> bytes | None:
         row = self.conn.execute(
-            "SELECT tile_data FROM tiles WHERE zoom_level = ? AND tile_column = ? "
-            "AND tile_row = ?", (z, x, (1 << z) - 1 - y)).fetchone()  # rows count from the south
+            "SELECT tile_data FROM tiles WHERE zoom_level = ? AND tile_column = ? AND tile_row = ?",
+            (z, x, (1 << z) - 1 - y),
+        ).fetchone()  # rows count from the south
         if row is None:
             return None
         data = bytes(row[0])
@@ -84,13 +85,20 @@ def open_archive(path: Path) -> Iterator[Archive]:
         raise UsageError(f"cannot read {path}: {e.strerror}") from None
     if magic.startswith(b"PMTiles") and len(magic) > 7:
         if magic[7] != 3:
-            raise UsageError(f"{path} is a PMTiles archive of version {magic[7]}: convert it "
-                             "to version 3 (pmtiles convert)")
+            raise UsageError(
+                f"{path} is a PMTiles archive of version {magic[7]}: convert it "
+                "to version 3 (pmtiles convert)"
+            )
         with open(path, "rb") as f:
             reader = Reader(MmapSource(f))
             header = reader.header()
-            yield _PMTiles(reader, header["tile_type"], header["tile_compression"],
-                           header["max_zoom"], reader.metadata())
+            yield _PMTiles(
+                reader,
+                header["tile_type"],
+                header["tile_compression"],
+                header["max_zoom"],
+                reader.metadata(),
+            )
         return
     if not magic.startswith(b"SQLite format 3\0"):
         raise UsageError(f"{path} is neither a PMTiles archive nor an MBTiles file")
@@ -99,17 +107,20 @@ def open_archive(path: Path) -> Iterator[Archive]:
         try:
             meta = dict(conn.execute("SELECT name, value FROM metadata").fetchall())
             low, max_zoom = conn.execute(
-                "SELECT min(zoom_level), max(zoom_level) FROM tiles").fetchone()
+                "SELECT min(zoom_level), max(zoom_level) FROM tiles"
+            ).fetchone()
             meta.setdefault("minzoom", low or 0)
             meta.setdefault("maxzoom", max_zoom or 0)
             if meta.get("format") == "jpg":  # the MBTiles spec's name for it
                 meta["format"] = "jpeg"
             header, metadata = mbtiles_to_header_json(meta)
         except (sqlite3.Error, KeyError, ValueError) as e:
-            raise UsageError(f"{path} is not an MBTiles file racepub can read: "
-                             f"{type(e).__name__}: {e}") from None
-        yield _MBTiles(conn, header["tile_type"], header["tile_compression"],
-                       int(max_zoom or 0), metadata)
+            raise UsageError(
+                f"{path} is not an MBTiles file racepub can read: {type(e).__name__}: {e}"
+            ) from None
+        yield _MBTiles(
+            conn, header["tile_type"], header["tile_compression"], int(max_zoom or 0), metadata
+        )
     finally:
         conn.close()
 
@@ -123,8 +134,7 @@ def bbox(course: Course, margin_m: float) -> tuple[float, float, float, float]:
     return min(lons) - dlon, min(lats) - dlat, max(lons) + dlon, max(lats) + dlat
 
 
-def tile_range(west: float, south: float, east: float, north: float,
-               z: int) -> tuple[range, range]:
+def tile_range(west: float, south: float, east: float, north: float, z: int) -> tuple[range, range]:
     """The x and y of the tiles (web mercator, y from the north) covering a box."""
     n = 1 << z
 
@@ -147,21 +157,29 @@ class Cut:
     tile_type: str
 
 
-def cut(source: Path, out: Path, course: Course, zooms: tuple[int, int] = DEFAULT_ZOOMS,
-        margin_m: float = DEFAULT_MARGIN_M) -> Cut:
+def cut(
+    source: Path,
+    out: Path,
+    course: Course,
+    zooms: tuple[int, int] = DEFAULT_ZOOMS,
+    margin_m: float = DEFAULT_MARGIN_M,
+) -> Cut:
     west, south, east, north = bbox(course, margin_m)
     with open_archive(source) as archive:
         top = min(zooms[1], archive.max_zoom)
         if top < zooms[0]:
-            raise UsageError(f"{source} has no zoom from {zooms[0]} (its deepest is "
-                             f"{archive.max_zoom})")
+            raise UsageError(
+                f"{source} has no zoom from {zooms[0]} (its deepest is {archive.max_zoom})"
+            )
         wanted = []
         for z in range(zooms[0], top + 1):
             xs, ys = tile_range(west, south, east, north, z)
             wanted += [(zxy_to_tileid(z, x, y), z, x, y) for x in xs for y in ys]
         if len(wanted) > MAX_TILES:
-            raise UsageError(f"the course's area at zooms {zooms[0]}-{top} is {len(wanted):,} "
-                             f"tiles (more than {MAX_TILES:,}): fewer zooms or less margin")
+            raise UsageError(
+                f"the course's area at zooms {zooms[0]}-{top} is {len(wanted):,} "
+                f"tiles (more than {MAX_TILES:,}): fewer zooms or less margin"
+            )
         wanted.sort()
         tmp = out.with_name(f".{out.name}.part")
         written = missing = 0
@@ -177,25 +195,34 @@ def cut(source: Path, out: Path, course: Course, zooms: tuple[int, int] = DEFAUL
             if not written:
                 f.close()
                 tmp.unlink()
-                raise UsageError(f"{source} has no tiles over the course (west {west:.4f}, "
-                                 f"south {south:.4f}, east {east:.4f}, north {north:.4f}, "
-                                 f"zooms {zooms[0]}-{top})")
+                raise UsageError(
+                    f"{source} has no tiles over the course (west {west:.4f}, "
+                    f"south {south:.4f}, east {east:.4f}, north {north:.4f}, "
+                    f"zooms {zooms[0]}-{top})"
+                )
             lat, lon = course.at(course.length_m / 2)
             header = {
-                "tile_type": archive.tile_type, "tile_compression": archive.compression,
-                "min_lon_e7": int(west * 1e7), "min_lat_e7": int(south * 1e7),
-                "max_lon_e7": int(east * 1e7), "max_lat_e7": int(north * 1e7),
+                "tile_type": archive.tile_type,
+                "tile_compression": archive.compression,
+                "min_lon_e7": int(west * 1e7),
+                "min_lat_e7": int(south * 1e7),
+                "max_lon_e7": int(east * 1e7),
+                "max_lat_e7": int(north * 1e7),
                 "center_zoom": min(top, max(zooms[0], 14)),
-                "center_lon_e7": int(lon * 1e7), "center_lat_e7": int(lat * 1e7),
+                "center_lon_e7": int(lon * 1e7),
+                "center_lat_e7": int(lat * 1e7),
             }
-            metadata = {k: v for k, v in archive.metadata.items()
-                        if k in ("name", "attribution", "description", "version",
-                                 "vector_layers", "type")}
+            metadata = {
+                k: v
+                for k, v in archive.metadata.items()
+                if k in ("name", "attribution", "description", "version", "vector_layers", "type")
+            }
             metadata["racepub"] = {"source": source.name, "margin_m": margin_m}
             writer.finalize(header, metadata)
         tmp.replace(out)
-        return Cut(written, missing, out.stat().st_size, (zooms[0], top),
-                   archive.tile_type.name.lower())
+        return Cut(
+            written, missing, out.stat().st_size, (zooms[0], top), archive.tile_type.name.lower()
+        )
 
 
 @dataclass(frozen=True)
@@ -227,8 +254,16 @@ def load_basemap(path: Path) -> Basemap:
     reader = Reader(MemorySource(body))
     header = reader.header()
     metadata = reader.metadata()
-    return Basemap(body, TileType(header["tile_type"]).name.lower(), header["min_zoom"],
-                   header["max_zoom"],
-                   (header["min_lon_e7"] / 1e7, header["min_lat_e7"] / 1e7,
-                    header["max_lon_e7"] / 1e7, header["max_lat_e7"] / 1e7),
-                   metadata.get("attribution"))
+    return Basemap(
+        body,
+        TileType(header["tile_type"]).name.lower(),
+        header["min_zoom"],
+        header["max_zoom"],
+        (
+            header["min_lon_e7"] / 1e7,
+            header["min_lat_e7"] / 1e7,
+            header["max_lon_e7"] / 1e7,
+            header["max_lat_e7"] / 1e7,
+        ),
+        metadata.get("attribution"),
+    )

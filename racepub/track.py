@@ -184,8 +184,9 @@ class Track:
             self._cut(chunks)
         s = self.search(fix)
         if s.in_order:
-            passes = self.course.fits(fix.lat, fix.lon, s.near_m, s.ahead_m,
-                                      self.rules.off_course_m)
+            passes = self.course.fits(
+                fix.lat, fix.lon, s.near_m, s.ahead_m, self.rules.off_course_m
+            )
             if len(passes) > 1:
                 self.after_gap = (fix, passes)
                 return
@@ -202,11 +203,13 @@ class Track:
         along the course (never one they cannot have reached yet)."""
         best = passes[0]
         if then is not None:
-            (ax, ay), (bx, by) = (self.course.to_xy(held.lat, held.lon),
-                                  self.course.to_xy(then.lat, then.lon))
+            (ax, ay), (bx, by) = (
+                self.course.to_xy(held.lat, held.lon),
+                self.course.to_xy(then.lat, then.lon),
+            )
             moved = math.hypot(bx - ax, by - ay)
             if moved >= HEADING_M:
-                best = max(passes, key=lambda p: ((bx - ax) * p.east + (by - ay) * p.north))
+                best = max(passes, key=lambda p: (bx - ax) * p.east + (by - ay) * p.north)
         return Projection(best.distance_m, best.offset_m)
 
     def settle(self, now: float) -> list[Chunk]:
@@ -257,12 +260,15 @@ class Track:
         else:
             dt = max(fix.t - self.last.t, 0.0)
             prev_d = self.progress_m
-            expect = prev_d + dt * (
-                self.recent_speed() or self.average_speed(rules.start_t) or 0.0)
-        return Search(prev_d, rules.max_mps * dt + JUMP_SLACK_M + SEARCH_MARGIN_M, expect,
-                      # The longer since the last fix, the less sure where to expect them.
-                      PREFER_NEAR / (1.0 + dt / 60.0),
-                      self.last is not None and dt > LONG_GAP_S)
+            expect = prev_d + dt * (self.recent_speed() or self.average_speed(rules.start_t) or 0.0)
+        return Search(
+            prev_d,
+            rules.max_mps * dt + JUMP_SLACK_M + SEARCH_MARGIN_M,
+            expect,
+            # The longer since the last fix, the less sure where to expect them.
+            PREFER_NEAR / (1.0 + dt / 60.0),
+            self.last is not None and dt > LONG_GAP_S,
+        )
 
     def chunk_size(self, n: int) -> int:
         """Fixes in chunk n: chunk_points, except a staggered first chunk of
@@ -365,8 +371,9 @@ class Track:
         have gone since the start."""
         rules = self.rules
         reach = rules.max_mps * max(0.0, fix.t - rules.start_t) + JUMP_SLACK_M
-        proj = self.course.project(fix.lat, fix.lon, near_m=0.0, ahead_m=reach,
-                                   off_course_m=rules.off_course_m)
+        proj = self.course.project(
+            fix.lat, fix.lon, near_m=0.0, ahead_m=reach, off_course_m=rules.off_course_m
+        )
         return proj.offset_m <= rules.off_course_m and proj.distance_m <= reach
 
     def _accept(self, fix: Fix, proj: Projection | None = None) -> None:
@@ -375,9 +382,15 @@ class Track:
         prev_t, prev_d = (fix.t, 0.0) if self.last is None else (self.last.t, self.progress_m)
         if proj is None:
             s = self.search(fix)
-            proj = self.course.project(fix.lat, fix.lon, near_m=s.near_m, ahead_m=s.ahead_m,
-                                       expect_m=s.expect_m, prefer=s.prefer,
-                                       off_course_m=rules.off_course_m)
+            proj = self.course.project(
+                fix.lat,
+                fix.lon,
+                near_m=s.near_m,
+                ahead_m=s.ahead_m,
+                expect_m=s.expect_m,
+                prefer=s.prefer,
+                off_course_m=rules.off_course_m,
+            )
         self.last, self.offset_m = fix, proj.offset_m
         self.count += 1
         self.race_drops["accepted"] += 1
@@ -386,8 +399,11 @@ class Track:
         # Progress never goes back (GPS noise would make it shiver), and never
         # leaps further than the racer could have gone: a fix projected onto
         # another leg of a crossing course must not skip the racer ahead.
-        reach = proj.distance_m if first else min(
-            proj.distance_m, prev_d + rules.max_mps * (fix.t - prev_t) + JUMP_SLACK_M)
+        reach = (
+            proj.distance_m
+            if first
+            else min(proj.distance_m, prev_d + rules.max_mps * (fix.t - prev_t) + JUMP_SLACK_M)
+        )
         if reach > self.progress_m:
             self._advance_timeline(prev_t, prev_d, fix.t, reach)
             self.progress_m = reach
@@ -444,8 +460,9 @@ class Track:
     def finish_zone_m(self) -> float:
         return self._finish_zone_m
 
-    def _time_finish(self, fix: Fix, raw_m: float, offset_m: float, prev_t: float,
-                     prev_d: float) -> None:
+    def _time_finish(
+        self, fix: Fix, raw_m: float, offset_m: float, prev_t: float, prev_d: float
+    ) -> None:
         """Detect the finish, and time it from the fixes either side of the line.
 
         The finish is declared with the first fix near the line; its time is
@@ -503,8 +520,11 @@ class Track:
         step = self.rules.timeline_step_m
         i = math.floor(distance_m / step)
         if i < 0 or i >= len(marks) or self.last is None or self.distance_m < distance_m:
-            return self.finish_t if self.finish_t is not None and \
-                distance_m >= self.course.length_m - 1e-6 else None
+            return (
+                self.finish_t
+                if self.finish_t is not None and distance_m >= self.course.length_m - 1e-6
+                else None
+            )
         if i + 1 < len(marks):
             upper = t0 + marks[i + 1]
         else:

@@ -19,8 +19,9 @@ from racepub.localdb import LocalPostgres
 
 
 @pytest.fixture(autouse=True)
-def state_dir(tmp_path_factory: pytest.TempPathFactory,
-              monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def state_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
     """`racepub run` saves its race state here, not in the user's home."""
     path = tmp_path_factory.mktemp("state")
     monkeypatch.setenv("RACEPUB_STATE_DIR", str(path))
@@ -52,8 +53,11 @@ def dsn(pg_server: LocalPostgres) -> Iterator[str]:
 @pytest.fixture
 def fake_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Credentials that can only ever reach moto."""
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
 
@@ -69,8 +73,7 @@ def bucket(aws: None) -> str:
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket="race-live")
     # Versioning lets a test count how often each key was written.
-    s3.put_bucket_versioning(Bucket="race-live",
-                             VersioningConfiguration={"Status": "Enabled"})
+    s3.put_bucket_versioning(Bucket="race-live", VersioningConfiguration={"Status": "Enabled"})
     return "race-live"
 
 
@@ -90,8 +93,14 @@ def moto_server() -> Iterator[str]:
 
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="session")
@@ -117,8 +126,9 @@ def open_page(browser: Any) -> Iterator[Any]:
     """Opens pages that record JavaScript errors and dialogs; asserts none at the end."""
     pages: list[tuple[Any, list[str]]] = []
 
-    def opener(url: str, viewport: dict[str, int] = DESKTOP, init_script: str | None = None,
-               **context: Any) -> Any:
+    def opener(
+        url: str, viewport: dict[str, int] = DESKTOP, init_script: str | None = None, **context: Any
+    ) -> Any:
         ctx = browser.new_context(viewport=viewport, **context)
         page = ctx.new_page()
         if init_script:

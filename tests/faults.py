@@ -15,10 +15,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-SLOWDOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
-            b"<Message>Please reduce your request rate.</Message></Error>")
-INTERNAL = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
-            b"<Message>We encountered an internal error.</Message></Error>")
+SLOWDOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
+INTERNAL = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
+    b"<Message>We encountered an internal error.</Message></Error>"
+)
 
 
 class FaultProxy:
@@ -53,8 +57,9 @@ class FaultProxy:
                     self.end_headers()
                     self.wfile.write(payload)
                     return
-                conn = http.client.HTTPConnection(proxy.upstream.hostname,
-                                                  proxy.upstream.port, timeout=30)
+                conn = http.client.HTTPConnection(
+                    proxy.upstream.hostname, proxy.upstream.port, timeout=30
+                )
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
                 headers["Host"] = proxy.upstream.netloc
                 conn.request(self.command, self.path, body=body, headers=headers)
@@ -96,8 +101,20 @@ class Publisher:
 
     def __init__(self, config: Path, *extra: str):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "racepub", "run", "--race", "t", "--config", str(config),
-             *extra], stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "racepub",
+                "run",
+                "--race",
+                "t",
+                "--config",
+                str(config),
+                *extra,
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.lines: list[str] = []
         threading.Thread(target=self._collect, daemon=True).start()
 
@@ -134,6 +151,7 @@ def dir_getter(root: Path) -> Callable[[str], bytes | None]:
             return (root / key).read_bytes()
         except FileNotFoundError:
             return None
+
     return get
 
 

@@ -19,8 +19,12 @@ from psycopg import sql
 from racepub.course import Course, write_gpx
 
 STOPS = [
-    (42.340081, -71.166769), (42.339596, -71.157661), (42.338169, -71.153014),
-    (42.340805, -71.150711), (42.341614, -71.146202), (42.343864, -71.142853),
+    (42.340081, -71.166769),
+    (42.339596, -71.157661),
+    (42.338169, -71.153014),
+    (42.340805, -71.150711),
+    (42.341614, -71.146202),
+    (42.343864, -71.142853),
 ]
 
 
@@ -41,24 +45,37 @@ class RaceSetup:
         return json.loads((self.sink_dir / "snapshot.json").read_text())
 
 
-def write_race(tmp_path: Path, dsn: str, *, racers: str | None = None,
-               source: str | None = None, starts_at: datetime | None = None,
-               sink: str | None = None, extra: str = "", interval_s: int = 2,
-               points: list[tuple[float, float]] | None = None,
-               elevations: list[float] | None = None,
-               s3_endpoint: str | None = None) -> RaceSetup:
+def write_race(
+    tmp_path: Path,
+    dsn: str,
+    *,
+    racers: str | None = None,
+    source: str | None = None,
+    starts_at: datetime | None = None,
+    sink: str | None = None,
+    extra: str = "",
+    interval_s: int = 2,
+    points: list[tuple[float, float]] | None = None,
+    elevations: list[float] | None = None,
+    s3_endpoint: str | None = None,
+) -> RaceSetup:
     """A race "t" on disk; s3_endpoint: an [s3] table pointing there (moto's server)."""
     points = points or STOPS
     (tmp_path / "course.gpx").write_text(write_gpx(points, "test course", elevations))
     starts_at = starts_at or now_utc() - timedelta(minutes=10)
-    source = source or """
+    source = (
+        source
+        or """
         table = "live_points"
         racer = "user_id"
         time = "recorded_at"
         lat = "lat"
         lon = "lon"
     """
-    racers = racers or """
+    )
+    racers = (
+        racers
+        or """
         [[races.t.racers]]
         id = "1001"
         name = "Michael"
@@ -73,24 +90,48 @@ def write_race(tmp_path: Path, dsn: str, *, racers: str | None = None,
         name = "The T"
         kind = "vehicle"
     """
+    )
     sink = sink or "dir:public"
-    s3 = ["[s3]", f'endpoint_url = "{s3_endpoint}"', 'region = "us-east-1"', ""] \
-        if s3_endpoint else []
-    text = "\n".join([
-        "[database]", f'dsn = "{dsn}"', "", *s3,
-        "[source]", textwrap.dedent(source).strip(), "",
-        "[races.t]", 'title = "Test race"', f'starts_at = "{starts_at.isoformat()}"',
-        'course = "course.gpx"', f"interval_s = {interval_s}", f'sink = "{sink}"',
-        textwrap.dedent(extra).strip(), "",
-    ]) + textwrap.dedent(racers)
+    s3 = (
+        ["[s3]", f'endpoint_url = "{s3_endpoint}"', 'region = "us-east-1"', ""]
+        if s3_endpoint
+        else []
+    )
+    text = "\n".join(
+        [
+            "[database]",
+            f'dsn = "{dsn}"',
+            "",
+            *s3,
+            "[source]",
+            textwrap.dedent(source).strip(),
+            "",
+            "[races.t]",
+            'title = "Test race"',
+            f'starts_at = "{starts_at.isoformat()}"',
+            'course = "course.gpx"',
+            f"interval_s = {interval_s}",
+            f'sink = "{sink}"',
+            textwrap.dedent(extra).strip(),
+            "",
+        ]
+    ) + textwrap.dedent(racers)
     path = tmp_path / "racepub.toml"
     path.write_text(text)
-    return RaceSetup(path=path, course=Course(points), starts_at=starts_at,
-                     sink_dir=tmp_path / "public")
+    return RaceSetup(
+        path=path, course=Course(points), starts_at=starts_at, sink_dir=tmp_path / "public"
+    )
 
 
-def fixes(setup: RaceSetup, racer: Any, speed: float, until_s: float, *,
-          since_s: float = 1.0, every: float = 2.0) -> list[tuple[Any, ...]]:
+def fixes(
+    setup: RaceSetup,
+    racer: Any,
+    speed: float,
+    until_s: float,
+    *,
+    since_s: float = 1.0,
+    every: float = 2.0,
+) -> list[tuple[Any, ...]]:
     """Noise-free fixes (racer, time, lat, lon) of a racer running the course
     at `speed` m/s from the start: one every `every` s from since_s to until_s."""
     rows, t = [], since_s
@@ -118,8 +159,9 @@ def sink_bodies(s3: Any, bucket: str, prefix: str = "") -> dict[str, bytes]:
         for item in page.get("Contents", []):
             got = s3.get_object(Bucket=bucket, Key=item["Key"])
             data = got["Body"].read()
-            out[item["Key"]] = (gzip.decompress(data) if got.get("ContentEncoding") == "gzip"
-                                else data)
+            out[item["Key"]] = (
+                gzip.decompress(data) if got.get("ContentEncoding") == "gzip" else data
+            )
     return out
 
 
@@ -138,22 +180,30 @@ def create_points_table(dsn: str, ddl: str | None = None) -> None:
         conn.execute(ddl)
 
 
-def insert_points(dsn: str, table: str, columns: tuple[str, ...],
-                  rows: list[tuple[Any, ...]]) -> None:
+def insert_points(
+    dsn: str, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]
+) -> None:
     query = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
-        sql.Identifier(*table.split(".")), sql.SQL(", ").join(map(sql.Identifier, columns)),
-        sql.SQL(", ").join(sql.Placeholder() * len(columns)))
+        sql.Identifier(*table.split(".")),
+        sql.SQL(", ").join(map(sql.Identifier, columns)),
+        sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+    )
     with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor() as cur:
         cur.executemany(query, rows)
 
 
-def copy_points(dsn: str, table: str, columns: tuple[str, ...],
-                rows: list[tuple[Any, ...]]) -> None:
+def copy_points(
+    dsn: str, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]
+) -> None:
     """insert_points for hundreds of thousands of rows: COPY."""
     query = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(*table.split(".")), sql.SQL(", ").join(map(sql.Identifier, columns)))
-    with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor() as cur, \
-            cur.copy(query) as copy:
+        sql.Identifier(*table.split(".")), sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+    with (
+        psycopg.connect(dsn, autocommit=True) as conn,
+        conn.cursor() as cur,
+        cur.copy(query) as copy,
+    ):
         for row in rows:
             copy.write_row(row)
 
@@ -171,16 +221,31 @@ def public_bucket(s3: Any, prefix: str) -> str:
     """A new bucket spectators read anonymously, as through CloudFront."""
     bucket = f"{prefix}-{os.getpid()}-{len(s3.list_buckets()['Buckets'])}"
     s3.create_bucket(Bucket=bucket)
-    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
-                       "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
+    s3.put_bucket_policy(
+        Bucket=bucket,
+        Policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": "*",
+                        "Action": "s3:GetObject",
+                        "Resource": f"arn:aws:s3:::{bucket}/*",
+                    }
+                ],
+            }
+        ),
+    )
     return bucket
 
 
 # The points table most tests use, and the one with an insert-order key.
-POINTS_DDL = ("CREATE TABLE live_points (user_id text, recorded_at timestamptz, "
-              "lat float8, lon float8)")
-IDS_DDL = ("CREATE TABLE live_points (id bigserial PRIMARY KEY, user_id text, "
-           "recorded_at timestamptz, lat float8, lon float8)")
+POINTS_DDL = (
+    "CREATE TABLE live_points (user_id text, recorded_at timestamptz, lat float8, lon float8)"
+)
+IDS_DDL = (
+    "CREATE TABLE live_points (id bigserial PRIMARY KEY, user_id text, "
+    "recorded_at timestamptz, lat float8, lon float8)"
+)
 COLS = ("user_id", "recorded_at", "lat", "lon")

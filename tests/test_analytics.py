@@ -22,8 +22,16 @@ T0 = START.timestamp()
 
 
 def make_state(course: Course, *racers: Racer, **kw: Any) -> RaceState:
-    race = Race(id="t", title="T", starts_at=START, course=Path("c.gpx"), interval_s=2,
-                sink="dir:x", racers=racers or (Racer("a", "A"),), **kw)
+    race = Race(
+        id="t",
+        title="T",
+        starts_at=START,
+        course=Path("c.gpx"),
+        interval_s=2,
+        sink="dir:x",
+        racers=racers or (Racer("a", "A"),),
+        **kw,
+    )
     return RaceState(race, course)
 
 
@@ -37,8 +45,11 @@ def published_points(state: RaceState, chunks: list[Any], now: float) -> set[tup
     snap = state.snapshot(now, 1)
     pts = [p for r in snap["racers"] for p in r["tail"]]
     pts += [p for c in chunks for p in chunk_body(c)["points"]]
-    pts += [(round(r["position"]["lat"], 6), round(r["position"]["lon"], 6), r["position"]["at"])
-            for r in snap["racers"] if r["position"]]
+    pts += [
+        (round(r["position"]["lat"], 6), round(r["position"]["lon"], 6), r["position"]["at"])
+        for r in snap["racers"]
+        if r["position"]
+    ]
     return {tuple(p) for p in pts}
 
 
@@ -68,11 +79,17 @@ GARBAGE = ["nan", "inf", "range", "null", "future", "before", "jump"]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(course=courses(), seed=st.integers(0, 2**32), noise=st.floats(0, 6),
-       speed=st.floats(1.5, 6.0), batches=st.integers(1, 6))
+@given(
+    course=courses(),
+    seed=st.integers(0, 2**32),
+    noise=st.floats(0, 6),
+    speed=st.floats(1.5, 6.0),
+    batches=st.integers(1, 6),
+)
 @pytest.mark.slow
 def test_progress_tracks_truth_and_no_dropped_fix_is_published(
-        course: Course, seed: int, noise: float, speed: float, batches: int) -> None:
+    course: Course, seed: int, noise: float, speed: float, batches: int
+) -> None:
     rnd = random.Random(seed)
     state = make_state(course, chunk_points=7)
     truth: dict[float, float] = {}
@@ -88,13 +105,17 @@ def test_progress_tracks_truth_and_no_dropped_fix_is_published(
     for kind in rnd.sample(GARBAGE, k=4):
         at = T0 + rnd.uniform(1, t)
         lat, lon = course.at(speed * (at - T0))
-        bad.append({
-            "nan": Row("a", at, math.nan, lon), "inf": Row("a", at, lat, math.inf),
-            "range": Row("a", at, 123.0, lon), "null": Row("a", at, None, lon),
-            "future": Row("a", T0 + t + 3600, lat, lon),
-            "before": Row("a", T0 - 600, lat + 0.01, lon),
-            "jump": Row("a", at + 0.01, lat + 0.05, lon),  # 5.5 km off in 10 ms
-        }[kind])
+        bad.append(
+            {
+                "nan": Row("a", at, math.nan, lon),
+                "inf": Row("a", at, lat, math.inf),
+                "range": Row("a", at, 123.0, lon),
+                "null": Row("a", at, None, lon),
+                "future": Row("a", T0 + t + 3600, lat, lon),
+                "before": Row("a", T0 - 600, lat + 0.01, lon),
+                "jump": Row("a", at + 0.01, lat + 0.05, lon),  # 5.5 km off in 10 ms
+            }[kind]
+        )
     rows = good + bad + rnd.sample(good, k=min(len(good), 5))  # duplicates too
     rnd.shuffle(rows)
     # Delivered in a few batches, in arbitrary order within each.
@@ -111,8 +132,7 @@ def test_progress_tracks_truth_and_no_dropped_fix_is_published(
     assert track.last is not None
     # Within GPS noise (plus a fix possibly dropped near the end) of the truth.
     latest = max(truth)
-    assert abs(track.distance_m - truth[track.last.t]) < 5 * noise + 25 or \
-        track.last.t < latest
+    assert abs(track.distance_m - truth[track.last.t]) < 5 * noise + 25 or track.last.t < latest
     published = published_points(state, chunks, now=T0 + t)
     assert published <= {as_published(r) for r in good}
     for row in bad:
@@ -225,9 +245,14 @@ def test_vehicle_allowed_speeds_and_man_against_machine() -> None:
 def test_inaccurate_fixes_are_dropped_when_the_source_says_so() -> None:
     course = Course([(42.0, -71.0), (42.01, -71.0)])
     state = make_state(course, max_accuracy_m=30.0)
-    state.update([Row("a", T0 + 2, *course.at(8), accuracy=5.0),
-                  Row("a", T0 + 4, *course.at(16), accuracy=120.0),
-                  Row("a", T0 + 6, *course.at(24), accuracy=None)], now=T0 + 7)
+    state.update(
+        [
+            Row("a", T0 + 2, *course.at(8), accuracy=5.0),
+            Row("a", T0 + 4, *course.at(16), accuracy=120.0),
+            Row("a", T0 + 6, *course.at(24), accuracy=None),
+        ],
+        now=T0 + 7,
+    )
     assert state.dropped_total() == {"inaccurate": 1}
     assert state.tracks["a"].count == 2
 

@@ -64,8 +64,10 @@ SETUPS = {
     # nginx's default key: the query string too (costly, not stale).
     "query strings in the key": ("", ""),
     # A CDN told to keep everything ten minutes (stale).
-    "forced long TTL": (PATH_KEY,
-                        "proxy_ignore_headers Cache-Control Expires; proxy_cache_valid 200 10m;"),
+    "forced long TTL": (
+        PATH_KEY,
+        "proxy_ignore_headers Cache-Control Expires; proxy_cache_valid 200 10m;",
+    ),
 }
 
 
@@ -81,11 +83,16 @@ def nginx() -> Iterator[object]:
         port = free_port()
         (work / "cache").mkdir(parents=True)
         user = "user root;" if os.geteuid() == 0 else ""
-        (work / "nginx.conf").write_text(CONF.format(work=work, port=port, origin=origin,
-                                                     bucket=bucket, key=key, extra=extra,
-                                                     user=user))
-        procs.append(subprocess.Popen([NGINX, "-c", str(work / "nginx.conf"), "-p", str(work)],
-                                      stderr=subprocess.DEVNULL))
+        (work / "nginx.conf").write_text(
+            CONF.format(
+                work=work, port=port, origin=origin, bucket=bucket, key=key, extra=extra, user=user
+            )
+        )
+        procs.append(
+            subprocess.Popen(
+                [NGINX, "-c", str(work / "nginx.conf"), "-p", str(work)], stderr=subprocess.DEVNULL
+            )
+        )
         url = f"http://127.0.0.1:{port}/"
 
         def answers() -> bool:
@@ -104,29 +111,66 @@ def nginx() -> Iterator[object]:
 
 
 @pytest.mark.parametrize("cdn", list(SETUPS))
-def test_check_cdn(tmp_path: Path, dsn: str, moto_server: str, fake_aws_env: None,
-                   nginx: object, cdn: str) -> None:
+def test_check_cdn(
+    tmp_path: Path, dsn: str, moto_server: str, fake_aws_env: None, nginx: object, cdn: str
+) -> None:
     s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
     bucket = f"cdn-check-{cdn.split()[0]}"
     s3.create_bucket(Bucket=bucket)
     # The proxy reads the bucket unsigned (as CloudFront reads it through its OAC).
-    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({
-        "Version": "2012-10-17", "Statement": [{
-            "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
-            "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
+    s3.put_bucket_policy(
+        Bucket=bucket,
+        Policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": "*",
+                        "Action": "s3:GetObject",
+                        "Resource": f"arn:aws:s3:::{bucket}/*",
+                    }
+                ],
+            }
+        ),
+    )
     create_points_table(dsn)
-    setup = write_race(tmp_path, dsn, sink=f"s3://{bucket}/race", interval_s=3,
-                       starts_at=now_utc() - timedelta(minutes=5), s3_endpoint=moto_server)
+    setup = write_race(
+        tmp_path,
+        dsn,
+        sink=f"s3://{bucket}/race",
+        interval_s=3,
+        starts_at=now_utc() - timedelta(minutes=5),
+        s3_endpoint=moto_server,
+    )
     insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 200))
     publisher = Publisher(setup.path)
     try:
         wait_for(lambda: " seq=2 " in publisher.log, timeout=60)
-        url = nginx(tmp_path / "nginx", moto_server, bucket,  # type: ignore[operator]
-                    *SETUPS[cdn])
+        url = nginx(
+            tmp_path / "nginx",
+            moto_server,
+            bucket,  # type: ignore[operator]
+            *SETUPS[cdn],
+        )
         time.sleep(1)
-        done = subprocess.run([sys.executable, "-m", "racepub", "check", "--race", "t",
-                               "--config", str(setup.path), "--cdn", url],
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "racepub",
+                "check",
+                "--race",
+                "t",
+                "--config",
+                str(setup.path),
+                "--cdn",
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         publisher.kill()
     report = done.stdout

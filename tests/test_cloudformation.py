@@ -30,8 +30,12 @@ from tests.test_large import COLS, large_race
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "deploy" / "cloudformation" / "racepub.yaml"
 # Each S3 operation the publisher may call, and the IAM action it needs.
-IAM_ACTION = {"PutObject": "s3:PutObject", "GetObject": "s3:GetObject",
-              "HeadObject": "s3:GetObject", "DeleteObject": "s3:DeleteObject"}
+IAM_ACTION = {
+    "PutObject": "s3:PutObject",
+    "GetObject": "s3:GetObject",
+    "HeadObject": "s3:GetObject",
+    "DeleteObject": "s3:DeleteObject",
+}
 
 
 class _Loader(yaml.SafeLoader):
@@ -69,7 +73,8 @@ def of_type(template: dict[str, Any], kind: str) -> dict[str, Any]:
 
 
 def test_cdn_honours_racepubs_cache_control_and_serves_objects_as_stored(
-        template: dict[str, Any]) -> None:
+    template: dict[str, Any],
+) -> None:
     policy = of_type(template, "AWS::CloudFront::CachePolicy")["CachePolicyConfig"]
     assert policy["MinTTL"] == 0  # a snapshot is cached interval_s - 1, never longer
     assert policy["DefaultTTL"] <= 1
@@ -137,8 +142,8 @@ def s3_calls(aws: None) -> Iterator[list[str]]:
 
 
 def test_iam_policy_allows_exactly_what_the_publisher_calls(
-        template: dict[str, Any], tmp_path: Path, dsn: str, bucket: str,
-        s3_calls: list[str]) -> None:
+    template: dict[str, Any], tmp_path: Path, dsn: str, bucket: str, s3_calls: list[str]
+) -> None:
     s3_calls.clear()  # (the bucket's own setup)
     # A small race: published, restarted (reads back the snapshot), checked, watched.
     create_points_table(dsn)
@@ -154,8 +159,9 @@ def test_iam_policy_allows_exactly_what_the_publisher_calls(
     assert status(cfg, cfg.race("t"), out=lambda _: None)
     # A large race, restarted: shards and trail groups read back.
     (tmp_path / "large").mkdir()
-    setup, rows = large_race(tmp_path / "large", dsn, bucket, lambda i: 2.5, 60,
-                             tram=False, create_table=False)
+    setup, rows = large_race(
+        tmp_path / "large", dsn, bucket, lambda i: 2.5, 60, tram=False, create_table=False
+    )
     insert_points(dsn, "live_points", COLS, rows)
     large = config.load(str(setup.path))
     for _ in range(2):
@@ -167,8 +173,9 @@ def test_iam_policy_allows_exactly_what_the_publisher_calls(
     assert not unknown, f"the publisher calls {unknown}: add it to IAM_ACTION and the policy"
     needed = {IAM_ACTION[op] for op in s3_calls}
     statements = of_type(template, "AWS::IAM::ManagedPolicy")["PolicyDocument"]["Statement"]
-    on_objects = next(s for s in statements if s["Resource"] == {
-        "Fn::Sub": "${Bucket.Arn}/${RacePrefix}/*"})
+    on_objects = next(
+        s for s in statements if s["Resource"] == {"Fn::Sub": "${Bucket.Arn}/${RacePrefix}/*"}
+    )
     assert set(on_objects["Action"]) == needed  # no more, no less
     listing = next(s for s in statements if s["Action"] == "s3:ListBucket")
     assert listing["Condition"] == {"StringLike": {"s3:prefix": {"Fn::Sub": "${RacePrefix}/*"}}}

@@ -39,8 +39,10 @@ def test_check_all_good(tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture[
     assert "FAIL" not in out
     assert not any(p.name.startswith(".racepub-check") for p in setup.sink_dir.iterdir())
     # No index on the cursor column: a warning with the statement to run.
-    assert ('warn  database: no index serves the incremental read (it would scan the table); '
-            'add: CREATE INDEX CONCURRENTLY ON "live_points" ("recorded_at");') in out
+    assert (
+        "warn  database: no index serves the incremental read (it would scan the table); "
+        'add: CREATE INDEX CONCURRENTLY ON "live_points" ("recorded_at");'
+    ) in out
     # Without an insert-order column, late uploads are lost: check says so.
     assert "warn  source: no ingest column" in out and "add an identity column" in out
     # The OSM tile servers are not for race crowds: check says what to do instead.
@@ -54,8 +56,11 @@ def test_check_all_good(tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture[
     assert "no index serves" not in out
     assert 'this table has one; add to [source]:  ingest = "id"' in out
     text = setup.path.read_text()
-    setup.path.write_text(text.replace('lon = "lon"', 'lon = "lon"\ningest = "id"').replace(
-        "[races.t]", '[races.t]\ntiles = "https://maps.example.org/{z}/{x}/{y}.png"'))
+    setup.path.write_text(
+        text.replace('lon = "lon"', 'lon = "lon"\ningest = "id"').replace(
+            "[races.t]", '[races.t]\ntiles = "https://maps.example.org/{z}/{x}/{y}.png"'
+        )
+    )
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE INDEX ON live_points (id)")
     assert main(["check", "--race", "t", "--config", str(setup.path)]) == 0
@@ -71,10 +76,12 @@ def test_check_all_good(tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture[
     assert "racepub tiles --race t --from SOURCE" in out
 
 
-def test_check_reports_each_failure(tmp_path: Path, dsn: str,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
-    create_points_table(dsn, "CREATE TABLE live_points (user_id text, recorded_at timestamptz, "
-                             "lat float8)")
+def test_check_reports_each_failure(
+    tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_points_table(
+        dsn, "CREATE TABLE live_points (user_id text, recorded_at timestamptz, lat float8)"
+    )
     (tmp_path / "public").write_text("a file where the sink directory should be")
     setup = write_race(tmp_path, dsn)
     assert main(["check", "--race", "t", "--config", str(setup.path)]) == 1
@@ -84,10 +91,13 @@ def test_check_reports_each_failure(tmp_path: Path, dsn: str,
     assert dsn not in out  # the DSN may hold a password
 
 
-def test_check_needs_only_select(tmp_path: Path, dsn: str,
-                                 capsys: pytest.CaptureFixture[str]) -> None:
-    create_points_table(dsn, POINTS_DDL + "; CREATE ROLE racepub_ro LOGIN; "
-                        "GRANT SELECT ON live_points TO racepub_ro")
+def test_check_needs_only_select(
+    tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_points_table(
+        dsn,
+        POINTS_DDL + "; CREATE ROLE racepub_ro LOGIN; GRANT SELECT ON live_points TO racepub_ro",
+    )
     ro = dsn.replace("postgres@", "racepub_ro@")
     setup = write_race(tmp_path, ro)
     assert main(["check", "--race", "t", "--config", str(setup.path)]) == 0
@@ -170,10 +180,12 @@ def test_serve_sends_cdn_headers(tmp_path: Path) -> None:
         # A large race's packs are read by byte range, as from S3 and CDNs.
         (root / "packs").mkdir()
         (root / "packs" / "1-ab.bin").write_bytes(bytes(range(100)))
-        for asked, status, got, span in (("bytes=10-19", 206, bytes(range(10, 20)), "10-19"),
-                                         ("bytes=95-", 206, bytes(range(95, 100)), "95-99"),
-                                         ("bytes=-3", 206, bytes(range(97, 100)), "97-99"),
-                                         ("bytes=200-300", 200, bytes(range(100)), None)):
+        for asked, status, got, span in (
+            ("bytes=10-19", 206, bytes(range(10, 20)), "10-19"),
+            ("bytes=95-", 206, bytes(range(95, 100)), "95-99"),
+            ("bytes=-3", 206, bytes(range(97, 100)), "97-99"),
+            ("bytes=200-300", 200, bytes(range(100)), None),
+        ):
             req = urllib.request.Request(base + "/packs/1-ab.bin", headers={"Range": asked})
             with urllib.request.urlopen(req) as r:
                 assert (r.status, r.read()) == (status, got), asked
@@ -187,16 +199,23 @@ def test_serve_sends_cdn_headers(tmp_path: Path) -> None:
         server.shutdown()
 
 
-@pytest.mark.parametrize("bad_dsn", [
-    "postgresql://racepub:S3cr%zzet@127.0.0.1:1/app",  # a % that is no percent-encoding
-    "postgresql://racepub:S3cr@dor@127.0.0.1:1/app",  # an @ left in the password
-    "host=127.0.0.1 port=1 dbname=app password=S3cr3t secretword",  # a word without =
-    "postgresql://racepub:S3cr3t@127.0.0.1:1/app",  # well formed; nobody listening
-], ids=["percent", "at-sign", "keyword", "refused"])
-def test_no_secret_of_the_dsn_in_any_error(tmp_path: Path, bad_dsn: str,
-                                           monkeypatch: pytest.MonkeyPatch,
-                                           capsys: pytest.CaptureFixture[str],
-                                           caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    "bad_dsn",
+    [
+        "postgresql://racepub:S3cr%zzet@127.0.0.1:1/app",  # a % that is no percent-encoding
+        "postgresql://racepub:S3cr@dor@127.0.0.1:1/app",  # an @ left in the password
+        "host=127.0.0.1 port=1 dbname=app password=S3cr3t secretword",  # a word without =
+        "postgresql://racepub:S3cr3t@127.0.0.1:1/app",  # well formed; nobody listening
+    ],
+    ids=["percent", "at-sign", "keyword", "refused"],
+)
+def test_no_secret_of_the_dsn_in_any_error(
+    tmp_path: Path,
+    bad_dsn: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     setup = write_race(tmp_path, "postgresql://racepub@127.0.0.1:1/app")
     monkeypatch.setenv("RACEPUB_DATABASE_URL", bad_dsn)
     assert main(["run", "--once", "--race", "t", "--config", str(setup.path)]) == 1
@@ -210,22 +229,26 @@ def test_no_secret_of_the_dsn_in_any_error(tmp_path: Path, bad_dsn: str,
         assert "127.0.0.1:1/app" in said or "malformed" in said  # where, at least
 
 
-def test_ports_out_of_range_and_busy_are_one_line(tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_ports_out_of_range_and_busy_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     setup = write_race(tmp_path, "postgresql://racepub@127.0.0.1:1/app")
-    for argv in (["serve", "--race", "t", "--port", "70000"],
-                 ["run", "--race", "t", "--metrics-port", "70000"],
-                 ["demo", "--port", "0"]):
-        assert main([*argv[:3], "--config", str(setup.path), *argv[3:]]
-                    if argv[0] != "demo" else argv) == 2
+    for argv in (
+        ["serve", "--race", "t", "--port", "70000"],
+        ["run", "--race", "t", "--metrics-port", "70000"],
+        ["demo", "--port", "0"],
+    ):
+        assert (
+            main([*argv[:3], "--config", str(setup.path), *argv[3:]] if argv[0] != "demo" else argv)
+            == 2
+        )
         err = capsys.readouterr().err
         assert "expected a port number 1..65535" in err and "Traceback" not in err
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        assert main(["serve", "--race", "t", "--config", str(setup.path),
-                     "--port", str(port)]) == 1
+        assert main(["serve", "--race", "t", "--config", str(setup.path), "--port", str(port)]) == 1
         err = capsys.readouterr().err
         assert err.strip() == f"racepub: cannot listen on 127.0.0.1:{port}: Address already in use"
 
@@ -245,8 +268,13 @@ def test_cli_explains_itself(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     text = capsys.readouterr().out
-    for said in ("RACEPUB_DATABASE_URL", "RACEPUB_CONFIG", "AWS_PROFILE", "exit codes",
-                 "2  bad usage or config"):
+    for said in (
+        "RACEPUB_DATABASE_URL",
+        "RACEPUB_CONFIG",
+        "AWS_PROFILE",
+        "exit codes",
+        "2  bad usage or config",
+    ):
         assert said in text
     assert p.parse_args(["status", "--race", "t", "-v"]).verbose is True
     assert p.parse_args(["-v", "status", "--race", "t"]).verbose is True
@@ -254,14 +282,16 @@ def test_cli_explains_itself(capsys: pytest.CaptureFixture[str]) -> None:
     assert p.parse_args(["run", "--race", "t", "--log-format", "json"]).log_format == "json"
 
 
-def test_json_logs_carry_the_cycle_as_keys(tmp_path: Path, dsn: str,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_json_logs_carry_the_cycle_as_keys(
+    tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     create_points_table(dsn)
     setup = write_race(tmp_path, dsn)
-    insert_points(dsn, "live_points", COLS,
-                  fixes(setup, "1001", 3.0, 60))
-    assert main(["run", "--once", "--race", "t", "--config", str(setup.path),
-                 "--log-format", "json"]) == 0
+    insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 60))
+    assert (
+        main(["run", "--once", "--race", "t", "--config", str(setup.path), "--log-format", "json"])
+        == 0
+    )
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     cycle = next(line for line in lines if "seq" in line)
     assert cycle["level"] == "info" and cycle["message"].startswith("seq=1 ")

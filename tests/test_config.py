@@ -44,52 +44,88 @@ BAD = [
     ("interval_s = 2", 'interval_s = "3"', ["races.t.interval_s = '3'"]),
     ("interval_s = 2", "interval_s = 1.5", ["races.t.interval_s = 1.5"]),
     ("interval_s = 2", "interval_s = true", ["races.t.interval_s = True"]),
-    ('starts_at = "', 'starts_at = "yesterday" #', ["races.t.starts_at = 'yesterday'",
-                                                    "UTC offset"]),
-    ('course = "course.gpx"', 'course = "nope.gpx"', ["races.t.course = 'nope.gpx'",
-                                                       "GPX file"]),
-    ('sink = "dir:public"', 'sink = "ftp://host/x"', ["races.t.sink = 'ftp://host/x'",
-                                                       "s3://bucket/prefix or dir:PATH"]),
+    (
+        'starts_at = "',
+        'starts_at = "yesterday" #',
+        ["races.t.starts_at = 'yesterday'", "UTC offset"],
+    ),
+    ('course = "course.gpx"', 'course = "nope.gpx"', ["races.t.course = 'nope.gpx'", "GPX file"]),
+    (
+        'sink = "dir:public"',
+        'sink = "ftp://host/x"',
+        ["races.t.sink = 'ftp://host/x'", "s3://bucket/prefix or dir:PATH"],
+    ),
     ('name = "Sarah"', 'name = ""', ["races.t.racers[1].name = ''", "non-empty"]),
-    ('kind = "vehicle"', 'kind = "bicycle"', ["races.t.racers[2].kind = 'bicycle'",
-                                              "runner or vehicle"]),
+    (
+        'kind = "vehicle"',
+        'kind = "bicycle"',
+        ["races.t.racers[2].kind = 'bicycle'", "runner or vehicle"],
+    ),
     ('color = "#17bebb"', 'color = "teal"', ["races.t.racers[1].color = 'teal'"]),
     ('id = "1002"', 'id = "1001"', ["racer id '1001' appears twice"]),
     ('id = "1002"', "id = 1.5", ["races.t.racers[1].id = 1.5", "string or integer"]),
-    ('id = "1002"', 'ident = "1002"', ["races.t.racers[1].ident: unknown key",
-                                       "races.t.racers[1].id: missing"]),
+    (
+        'id = "1002"',
+        'ident = "1002"',
+        ["races.t.racers[1].ident: unknown key", "races.t.racers[1].id: missing"],
+    ),
     ('title = "Test race"', 'titel = "Test race"', ["races.t.titel: unknown key"]),
-    ('[source]', '[sorce]', ["sorce: unknown key"]),
+    ("[source]", "[sorce]", ["sorce: unknown key"]),
     ('table = "live_points"', 'table = "x\\"; DROP TABLE y; --"', ["source.table = "]),
     ('table = "live_points"', 'table = "a.b.c"', ["source.table = 'a.b.c'"]),
     ('racer = "user_id"', "racer = 7", ["source.racer = 7", "a column name"]),
     ('lat = "lat"', 'lat = "lat"\nlookback_s = -1', ["source.lookback_s = -1"]),
-    ('[database]', '[s3]\nendpoint_url = "localhost:5000"\n[database]',
-     ["s3.endpoint_url = 'localhost:5000'", "http(s)://"]),
+    (
+        "[database]",
+        '[s3]\nendpoint_url = "localhost:5000"\n[database]',
+        ["s3.endpoint_url = 'localhost:5000'", "http(s)://"],
+    ),
     (f'dsn = "{DSN}"', "", ["database.dsn: missing"]),
-    ('title = "Test race"', 'title = "Test race"\nunits = "furlongs"',
-     ["races.t.units = 'furlongs'", "km or mi"]),
-    ('title = "Test race"', 'title = "Test race"\ntiles = "https://t.example/{z}.png"',
-     ["races.t.tiles", "{z}, {x} and {y}"]),
-    ('title = "Test race"', 'title = "Test race"\nends_at = "2000-01-01T00:00:00Z"',
-     ["races.t.ends_at = 2000-01-01T00:00:00+00:00", "after starts_at"]),
-    ('title = "Test race"', 'title = "Test race"\nmax_kmh = { runner = 0 }',
-     ["races.t.max_kmh.runner = 0"]),
+    (
+        'title = "Test race"',
+        'title = "Test race"\nunits = "furlongs"',
+        ["races.t.units = 'furlongs'", "km or mi"],
+    ),
+    (
+        'title = "Test race"',
+        'title = "Test race"\ntiles = "https://t.example/{z}.png"',
+        ["races.t.tiles", "{z}, {x} and {y}"],
+    ),
+    (
+        'title = "Test race"',
+        'title = "Test race"\nends_at = "2000-01-01T00:00:00Z"',
+        ["races.t.ends_at = 2000-01-01T00:00:00+00:00", "after starts_at"],
+    ),
+    (
+        'title = "Test race"',
+        'title = "Test race"\nmax_kmh = { runner = 0 }',
+        ["races.t.max_kmh.runner = 0"],
+    ),
     # A year past 9998 once in UTC: every time derived from it would overflow.
-    ('title = "Test race"', 'title = "Test race"\nends_at = "9999-12-31T23:00:00-05:00"',
-     ["races.t.ends_at = '9999-12-31T23:00:00-05:00'", "between 1970 and 9998"]),
-    ('title = "Test race"', 'title = "Test race"\nmin_fix_spacing_s = -1',
-     ["races.t.min_fix_spacing_s = -1", "seconds, 0..60"]),
+    (
+        'title = "Test race"',
+        'title = "Test race"\nends_at = "9999-12-31T23:00:00-05:00"',
+        ["races.t.ends_at = '9999-12-31T23:00:00-05:00'", "between 1970 and 9998"],
+    ),
+    (
+        'title = "Test race"',
+        'title = "Test race"\nmin_fix_spacing_s = -1',
+        ["races.t.min_fix_spacing_s = -1", "seconds, 0..60"],
+    ),
     ('lat = "lat"', 'lat = "lat"\nvalid = 3', ["source.valid = 3", "a column name"]),
     # The DSN may hold a password: its value is never repeated.
-    (f'dsn = "{DSN}"', 'dsn = ["postgresql://u:S3cr3t@h/db"]',
-     ["database.dsn = (not shown: it may hold a password)"]),
+    (
+        f'dsn = "{DSN}"',
+        'dsn = ["postgresql://u:S3cr3t@h/db"]',
+        ["database.dsn = (not shown: it may hold a password)"],
+    ),
 ]
 
 
 @pytest.mark.parametrize(("old", "new", "expect"), BAD, ids=[b[2][0][:40] for b in BAD])
-def test_bad_value_exits_2_naming_file_and_key(cfg_path: Path, capsys: pytest.CaptureFixture[str],
-                                                old: str, new: str, expect: list[str]) -> None:
+def test_bad_value_exits_2_naming_file_and_key(
+    cfg_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, expect: list[str]
+) -> None:
     text = cfg_path.read_text()
     assert old in text
     cfg_path.write_text(text.replace(old, new, 1))
@@ -102,8 +138,7 @@ def test_bad_value_exits_2_naming_file_and_key(cfg_path: Path, capsys: pytest.Ca
     assert first.startswith(f"{cfg_path}:")
 
 
-def test_all_problems_reported_at_once(cfg_path: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_all_problems_reported_at_once(cfg_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     text = cfg_path.read_text().replace("interval_s = 2", "interval_s = 0")
     cfg_path.write_text(text.replace('kind = "vehicle"', 'kind = "tram"'))
     code, err = run_with(cfg_path, capsys)
@@ -111,17 +146,21 @@ def test_all_problems_reported_at_once(cfg_path: Path,
     assert "interval_s = 0" in err and "kind = 'tram'" in err
 
 
-def test_local_time_without_offset_is_refused(cfg_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
-    lines = [ln if not ln.startswith("starts_at") else "starts_at = 2014-07-25T11:00:00"
-             for ln in cfg_path.read_text().splitlines()]
+def test_local_time_without_offset_is_refused(
+    cfg_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = [
+        ln if not ln.startswith("starts_at") else "starts_at = 2014-07-25T11:00:00"
+        for ln in cfg_path.read_text().splitlines()
+    ]
     cfg_path.write_text("\n".join(lines))
     code, err = run_with(cfg_path, capsys)
     assert code == 2 and "races.t.starts_at = 2014-07-25T11:00:00" in err
 
 
-def test_not_toml_and_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_not_toml_and_missing_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("RACEPUB_CONFIG", raising=False)
     bad = tmp_path / "bad.toml"
     bad.write_text("[races\n")
@@ -132,8 +171,9 @@ def test_not_toml_and_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture
     assert code == 2 and "racepub.toml: no such config file" in err
 
 
-def test_unknown_race_names_the_configured_ones(cfg_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_race_names_the_configured_ones(
+    cfg_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = main(["run", "--race", "nope", "--config", str(cfg_path), "--once"])
     err = capsys.readouterr().err
     assert code == 2 and "races.nope: no such race (configured: t)" in err
@@ -145,8 +185,9 @@ def test_bad_usage_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["simulate", "--race", "t", "--speed", "-1"]) == 2
 
 
-def test_env_config_and_database_url(cfg_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                     tmp_path: Path) -> None:
+def test_env_config_and_database_url(
+    cfg_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.chdir(tmp_path.parent)
     monkeypatch.setenv("RACEPUB_CONFIG", str(cfg_path))
     assert config.load(None).dsn == DSN
@@ -164,25 +205,33 @@ def test_env_config_and_database_url(cfg_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_racers_file(cfg_path: Path) -> None:
     (cfg_path.parent / "entrants.csv").write_text(
-        "id,name,kind,color\n3001,Ann,runner,#123456\n3002,\"Bob, Jr.\",vehicle,\n")
-    text = cfg_path.read_text().replace('title = "Test race"',
-                                        'title = "Test race"\nracers_file = "entrants.csv"')
+        'id,name,kind,color\n3001,Ann,runner,#123456\n3002,"Bob, Jr.",vehicle,\n'
+    )
+    text = cfg_path.read_text().replace(
+        'title = "Test race"', 'title = "Test race"\nracers_file = "entrants.csv"'
+    )
     cfg_path.write_text(text)
     race = config.load(str(cfg_path)).race("t")
     assert [(r.id, r.name, r.kind, r.color) for r in race.racers[-2:]] == [
-        ("3001", "Ann", "runner", "#123456"), ("3002", "Bob, Jr.", "vehicle", None)]
+        ("3001", "Ann", "runner", "#123456"),
+        ("3002", "Bob, Jr.", "vehicle", None),
+    ]
 
 
-@pytest.mark.parametrize(("csv", "expect"), [
-    ("id,name,kind\n3001,Ann,runner\n3002,,runner\n", "entrants.csv:3: column name is empty"),
-    ("id,name,kind\n3001,Ann,skater\n", "entrants.csv:2: column kind = 'skater'"),
-    ("id,name\n3001,Ann\n", "entrants.csv:1: header 'id,name'"),
-    ("id,name,kind\n1001,Dup,runner\n", "racer id '1001' appears twice"),
-])
+@pytest.mark.parametrize(
+    ("csv", "expect"),
+    [
+        ("id,name,kind\n3001,Ann,runner\n3002,,runner\n", "entrants.csv:3: column name is empty"),
+        ("id,name,kind\n3001,Ann,skater\n", "entrants.csv:2: column kind = 'skater'"),
+        ("id,name\n3001,Ann\n", "entrants.csv:1: header 'id,name'"),
+        ("id,name,kind\n1001,Dup,runner\n", "racer id '1001' appears twice"),
+    ],
+)
 def test_racers_file_errors_name_line(cfg_path: Path, csv: str, expect: str) -> None:
     (cfg_path.parent / "entrants.csv").write_text(csv)
-    text = cfg_path.read_text().replace('title = "Test race"',
-                                        'title = "Test race"\nracers_file = "entrants.csv"')
+    text = cfg_path.read_text().replace(
+        'title = "Test race"', 'title = "Test race"\nracers_file = "entrants.csv"'
+    )
     cfg_path.write_text(text)
     with pytest.raises(ConfigError) as e:
         config.load(str(cfg_path))

@@ -14,8 +14,10 @@ from tests.helpers import STOPS
 
 def haversine(a: tuple[float, float], b: tuple[float, float]) -> float:
     (la1, lo1), (la2, lo2) = (tuple(map(math.radians, p)) for p in (a, b))
-    h = math.sin((la2 - la1) / 2) ** 2 + math.cos(la1) * math.cos(la2) * math.sin(
-        (lo2 - lo1) / 2) ** 2
+    h = (
+        math.sin((la2 - la1) / 2) ** 2
+        + math.cos(la1) * math.cos(la2) * math.sin((lo2 - lo1) / 2) ** 2
+    )
     return 2 * 6_371_008.8 * math.asin(math.sqrt(h))
 
 
@@ -45,16 +47,23 @@ def test_projection_recovers_distance_along_course() -> None:
 
 def test_route_and_namespaces(tmp_path: Path) -> None:
     gpx = tmp_path / "route.gpx"
-    gpx.write_text('<gpx xmlns="http://www.topografix.com/GPX/1/0"><rte>'
-                   '<rtept lat="42.0" lon="-71.0"/><rtept lat="42.01" lon="-71.0"/>'
-                   "</rte></gpx>")
+    gpx.write_text(
+        '<gpx xmlns="http://www.topografix.com/GPX/1/0"><rte>'
+        '<rtept lat="42.0" lon="-71.0"/><rtept lat="42.01" lon="-71.0"/>'
+        "</rte></gpx>"
+    )
     assert load_gpx(gpx).length_m == pytest.approx(1112, abs=2)
 
 
-@pytest.mark.parametrize("body", [
-    "not xml", "<gpx></gpx>", '<gpx><trk><trkseg><trkpt lat="x" lon="1"/></trkseg></trk></gpx>',
-    '<gpx><trk><trkseg><trkpt lat="95" lon="1"/><trkpt lat="1" lon="1"/></trkseg></trk></gpx>',
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not xml",
+        "<gpx></gpx>",
+        '<gpx><trk><trkseg><trkpt lat="x" lon="1"/></trkseg></trk></gpx>',
+        '<gpx><trk><trkseg><trkpt lat="95" lon="1"/><trkpt lat="1" lon="1"/></trkseg></trk></gpx>',
+    ],
+)
 def test_bad_gpx_is_a_clear_error(tmp_path: Path, body: str) -> None:
     gpx = tmp_path / "bad.gpx"
     gpx.write_text(body)
@@ -69,7 +78,8 @@ def test_out_and_back_keeps_racer_on_their_leg(tmp_path: Path) -> None:
     half = course.length_m / 2
     lat, lon = course.at(half + 300)  # on the way back
     assert course.project(lat, lon, near_m=half + 250).distance_m == pytest.approx(
-        half + 300, abs=1)
+        half + 300, abs=1
+    )
     lat, lon = course.at(300)  # same spot on the way out
     assert course.project(lat, lon, near_m=250).distance_m == pytest.approx(300, abs=1)
 
@@ -106,8 +116,15 @@ def test_project_many_answers_exactly_as_project() -> None:
     batch = course.project_many(lat, lon, near, ahead, expect, prefer, off_course_m=150.0)
     batched = 0
     for i, got in enumerate(batch):
-        want = course.project(lat[i], lon[i], near[i], ahead_m=ahead[i], expect_m=expect[i],
-                              prefer=prefer[i], off_course_m=150.0)
+        want = course.project(
+            lat[i],
+            lon[i],
+            near[i],
+            ahead_m=ahead[i],
+            expect_m=expect[i],
+            prefer=prefer[i],
+            off_course_m=150.0,
+        )
         if got is not None:
             batched += 1
             assert got == want, i
@@ -118,11 +135,14 @@ def test_a_degenerate_track_falls_back_to_the_route(tmp_path: Path) -> None:
     """Planning tools write a route and a track of one point (the start):
     the route is the course."""
     gpx = tmp_path / "planned.gpx"
-    route = "".join(f'<rtept lat="{42.0 + i * 0.001}" lon="-71.0"><ele>{10 + i}</ele></rtept>'
-                    for i in range(5))
-    gpx.write_text('<gpx xmlns="http://www.topografix.com/GPX/1/1" version="1.1">'
-                   '<trk><trkseg><trkpt lat="42.0" lon="-71.0"/></trkseg></trk>'
-                   f"<rte>{route}</rte></gpx>")
+    route = "".join(
+        f'<rtept lat="{42.0 + i * 0.001}" lon="-71.0"><ele>{10 + i}</ele></rtept>' for i in range(5)
+    )
+    gpx.write_text(
+        '<gpx xmlns="http://www.topografix.com/GPX/1/1" version="1.1">'
+        '<trk><trkseg><trkpt lat="42.0" lon="-71.0"/></trkseg></trk>'
+        f"<rte>{route}</rte></gpx>"
+    )
     course = load_gpx(gpx)
     assert course.source == "route" and len(course.points) == 5
     assert course.elevations == (10.0, 11.0, 12.0, 13.0, 14.0)
@@ -139,10 +159,12 @@ def test_real_gpx_keeps_elevation_and_named_waypoints() -> None:
 
 def test_entity_tricks_are_refused(tmp_path: Path) -> None:
     gpx = tmp_path / "bomb.gpx"
-    gpx.write_text('<?xml version="1.0"?><!DOCTYPE gpx [<!ENTITY a "aaaaaaaaaa">'
-                   '<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
-                   '<gpx><trk><name>&b;</name><trkseg><trkpt lat="1" lon="1"/>'
-                   '<trkpt lat="2" lon="2"/></trkseg></trk></gpx>')
+    gpx.write_text(
+        '<?xml version="1.0"?><!DOCTYPE gpx [<!ENTITY a "aaaaaaaaaa">'
+        '<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+        '<gpx><trk><name>&b;</name><trkseg><trkpt lat="1" lon="1"/>'
+        '<trkpt lat="2" lon="2"/></trkseg></trk></gpx>'
+    )
     with pytest.raises(UsageError, match="cannot read GPX course"):
         load_gpx(gpx)
 

@@ -22,8 +22,13 @@ def get_json(url: str) -> dict[str, object]:
 
 @pytest.mark.slow
 def test_demo_serves_a_live_race_and_stops_cleanly(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "racepub", "demo"], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "racepub", "demo"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         url, workdir = None, ""
         deadline = time.monotonic() + 90
@@ -63,9 +68,13 @@ def test_demo_serves_a_live_race_and_stops_cleanly(tmp_path: Path) -> None:
 
 def servers(workdir: str) -> list[Path]:
     """PostgreSQL processes serving the demo's data directory."""
-    return [p for p in Path("/proc").glob("[0-9]*/cmdline")
-            if _read(p).startswith(b"/") and b"postgres" in _read(p)
-            and f"{workdir}/pg/data".encode() in _read(p)]
+    return [
+        p
+        for p in Path("/proc").glob("[0-9]*/cmdline")
+        if _read(p).startswith(b"/")
+        and b"postgres" in _read(p)
+        and f"{workdir}/pg/data".encode() in _read(p)
+    ]
 
 
 def _read(path: Path) -> bytes:
@@ -76,8 +85,13 @@ def _read(path: Path) -> bytes:
 
 
 def test_killed_demo_leaves_no_database_behind(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "racepub", "demo"], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "racepub", "demo"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert proc.stdout is not None
     workdir = ""
     deadline = time.monotonic() + 90

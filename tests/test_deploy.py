@@ -20,11 +20,11 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     racepub = Path(sys.executable).with_name("racepub")
     unit = tmp_path / "racepub@outrunthet.service"
     unit.write_text(UNIT.read_text().replace("/opt/racepub/bin/racepub", str(racepub)))
-    done = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True
+    )
     # Unknown or misspelt settings are only warnings: none may name the unit.
-    about_unit = [line for line in (done.stdout + done.stderr).splitlines()
-                  if unit.name in line]
+    about_unit = [line for line in (done.stdout + done.stderr).splitlines() if unit.name in line]
     assert done.returncode == 0 and about_unit == [], done.stdout + done.stderr
 
 

@@ -23,8 +23,12 @@ def reference() -> dict[str, set[str]]:
     assert block, "README has no Config reference block"
     doc = tomllib.loads(block.group(1))
     race = doc["races"]["outrunthet"]
-    return {"database": set(doc["database"]), "source": set(doc["source"]),
-            "s3": set(doc["s3"]), "race": set(race)}
+    return {
+        "database": set(doc["database"]),
+        "source": set(doc["source"]),
+        "s3": set(doc["s3"]),
+        "race": set(race),
+    }
 
 
 def test_every_declared_key_is_documented_and_every_documented_key_is_read() -> None:
@@ -50,8 +54,13 @@ def test_race_options_are_fields_of_race_and_say_what_they_do() -> None:
 def test_a_race_made_in_code_gets_the_dependent_defaults(tmp_path: Path) -> None:
     """chunk_points follows the field's size whoever makes the Race."""
     racers = tuple(config.Racer(str(i), f"R{i}") for i in range(600))
-    common = {"id": "t", "title": "T", "starts_at": datetime.now(UTC),
-              "course": tmp_path / "c.gpx", "sink": "dir:x"}
+    common = {
+        "id": "t",
+        "title": "T",
+        "starts_at": datetime.now(UTC),
+        "course": tmp_path / "c.gpx",
+        "sink": "dir:x",
+    }
     assert config.Race(**common, racers=racers[:5]).chunk_points == config.SMALL_CHUNK_POINTS
     assert config.Race(**common, racers=racers).chunk_points == config.LARGE_CHUNK_POINTS
     assert config.Race(**common, racers=racers, chunk_points=50).chunk_points == 50

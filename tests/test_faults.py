@@ -67,8 +67,15 @@ def test_database_outage(tmp_path: Path) -> None:
             db.start()
             insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 110, since_s=102))
             started = time.monotonic()
-            back = wait_for(lambda: (s := snapshot(setup)) and s["seq"] > frozen["seq"]
-                            and s["racers"][0]["distance_m"] > 320 and s, timeout=15)
+            back = wait_for(
+                lambda: (
+                    (s := snapshot(setup))
+                    and s["seq"] > frozen["seq"]
+                    and s["racers"][0]["distance_m"] > 320
+                    and s
+                ),
+                timeout=15,
+            )
             # Within a couple of intervals (plus the backoff ceiling of two).
             assert time.monotonic() - started < 5
             assert back["racers"][0]["id"] == "1001"
@@ -80,15 +87,15 @@ def test_database_outage(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def s3_race(tmp_path: Path, dsn: str, moto_server: str,
-            fake_aws_env: None) -> Any:
+def s3_race(tmp_path: Path, dsn: str, moto_server: str, fake_aws_env: None) -> Any:
     s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
     bucket = f"faults-{len(s3.list_buckets()['Buckets'])}"
     s3.create_bucket(Bucket=bucket)
     proxy = FaultProxy(moto_server)
     create_points_table(dsn)
-    setup = write_race(tmp_path, dsn, sink=f"s3://{bucket}/live", extra="chunk_points = 10",
-                       s3_endpoint=proxy.url)
+    setup = write_race(
+        tmp_path, dsn, sink=f"s3://{bucket}/live", extra="chunk_points = 10", s3_endpoint=proxy.url
+    )
 
     def get(key: str) -> bytes | None:
         import gzip
@@ -168,8 +175,11 @@ def test_a_hung_put_holds_the_loop_two_intervals_at_most(s3_race: Any, dsn: str)
         proxy.hang = lambda method, path: False
         proxy.release.set()
         cleared = time.monotonic()
-        wait_for(lambda: (s := spectator_view(get)) and s["seq"] > frozen["seq"] and s,
-                 timeout=20, every=0.05)
+        wait_for(
+            lambda: (s := spectator_view(get)) and s["seq"] > frozen["seq"] and s,
+            timeout=20,
+            every=0.05,
+        )
         assert time.monotonic() - cleared <= 2 * 2 + 1  # two intervals (and the cycle)
         assert proxy.hung >= 2
     finally:
@@ -179,8 +189,14 @@ def test_a_hung_put_holds_the_loop_two_intervals_at_most(s3_race: Any, dsn: str)
 @pytest.mark.slow
 def test_kill_9_mid_cycle_then_restart(tmp_path: Path, dsn: str) -> None:
     racers = "".join(f'\n[[races.t.racers]]\nid = "{i}"\nname = "R{i}"\n' for i in range(40))
-    setup = write_race(tmp_path, dsn, racers=racers, interval_s=1, extra="chunk_points = 10",
-                       starts_at=now_utc() - timedelta(minutes=60))
+    setup = write_race(
+        tmp_path,
+        dsn,
+        racers=racers,
+        interval_s=1,
+        extra="chunk_points = 10",
+        starts_at=now_utc() - timedelta(minutes=60),
+    )
     create_points_table(dsn)
     # A long first cycle: an hour of fixes for 40 racers, ~70,000 points.
     rows = [r for i in range(40) for r in fixes(setup, str(i), 0.5 + i * 0.01, 3590)]
@@ -190,14 +206,30 @@ def test_kill_9_mid_cycle_then_restart(tmp_path: Path, dsn: str) -> None:
     pub = Publisher(setup.path)
     try:
         # Kill it while it is writing the first cycle's chunks, before its snapshot.
-        wait_for(lambda: tracks.exists() and sum(1 for _ in tracks.rglob("*.json")) > 50,
-                 every=0.01)
+        wait_for(
+            lambda: tracks.exists() and sum(1 for _ in tracks.rglob("*.json")) > 50, every=0.01
+        )
         pub.kill()
         written = {p: p.read_bytes() for p in tracks.rglob("*.json")}
         assert not (setup.sink_dir / "snapshot.json").exists()
         # Restarted, it rebuilds its state from the database and carries on.
-        assert subprocess.run([sys.executable, "-m", "racepub", "run", "--once", "--race", "t",
-                               "--config", str(setup.path)], timeout=120).returncode == 0
+        assert (
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "racepub",
+                    "run",
+                    "--once",
+                    "--race",
+                    "t",
+                    "--config",
+                    str(setup.path),
+                ],
+                timeout=120,
+            ).returncode
+            == 0
+        )
         snap = snapshot(setup)
         assert snap is not None and snap["seq"] == 1
         per_racer = len(rows) // 40
@@ -207,8 +239,23 @@ def test_kill_9_mid_cycle_then_restart(tmp_path: Path, dsn: str) -> None:
             assert path.read_bytes() == body, path
         # And a second restart carries seq on, rewriting no chunk at all.
         mtimes = {p: p.stat().st_mtime_ns for p in tracks.rglob("*.json")}
-        assert subprocess.run([sys.executable, "-m", "racepub", "run", "--once", "--race", "t",
-                               "--config", str(setup.path)], timeout=120).returncode == 0
+        assert (
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "racepub",
+                    "run",
+                    "--once",
+                    "--race",
+                    "t",
+                    "--config",
+                    str(setup.path),
+                ],
+                timeout=120,
+            ).returncode
+            == 0
+        )
         assert snapshot(setup)["seq"] == 2  # type: ignore[index]
         assert {p: p.stat().st_mtime_ns for p in tracks.rglob("*.json")} == mtimes
     finally:
@@ -252,9 +299,15 @@ def test_standby_of_a_large_race_is_warm(tmp_path: Path, dsn: str) -> None:
     racers = 3000
     create_points_table(dsn)
     (tmp_path / "entrants.csv").write_text(
-        "id,name,kind\n" + "".join(f"b{k},Runner {k},runner\n" for k in range(racers)))
-    setup = write_race(tmp_path, dsn, racers="\n", extra='racers_file = "entrants.csv"\n',
-                       starts_at=now_utc() - timedelta(minutes=10))
+        "id,name,kind\n" + "".join(f"b{k},Runner {k},runner\n" for k in range(racers))
+    )
+    setup = write_race(
+        tmp_path,
+        dsn,
+        racers="\n",
+        extra='racers_file = "entrants.csv"\n',
+        starts_at=now_utc() - timedelta(minutes=10),
+    )
     start = setup.starts_at.timestamp()
 
     def fix(k: int, t: float) -> tuple[Any, ...]:
@@ -269,8 +322,9 @@ def test_standby_of_a_large_race_is_warm(tmp_path: Path, dsn: str) -> None:
         tick = 0
         while not stop.wait(1.0):
             now = time.time()
-            insert_points(dsn, "live_points", COLS,
-                          [fix(k, now) for k in range(tick % 5, racers, 5)])
+            insert_points(
+                dsn, "live_points", COLS, [fix(k, now) for k in range(tick % 5, racers, 5)]
+            )
             tick += 1
 
     feeder = threading.Thread(target=feed, daemon=True)
@@ -322,54 +376,77 @@ def test_signals_stop_cleanly(tmp_path: Path, dsn: str, signum: int) -> None:
 def test_metrics_and_status(tmp_path: Path, dsn: str) -> None:
     create_points_table(dsn)
     setup = write_race(tmp_path, dsn, interval_s=1, starts_at=now_utc() - timedelta(seconds=65))
-    insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 60, since_s=2)
-                  + [("1001", setup.starts_at + timedelta(seconds=61), 95.0, 0.0)])
+    insert_points(
+        dsn,
+        "live_points",
+        COLS,
+        fixes(setup, "1001", 3.0, 60, since_s=2)
+        + [("1001", setup.starts_at + timedelta(seconds=61), 95.0, 0.0)],
+    )
     port = free_port()
     pub = Publisher(setup.path, "--metrics-port", str(port))
     try:
         wait_for(lambda: (snapshot(setup) or {}).get("seq", 0) >= 3)
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
-        values = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
-                  if line and not line.startswith("#")}
+        values = {
+            line.split()[0]: float(line.split()[1])
+            for line in text.splitlines()
+            if line and not line.startswith("#")
+        }
         assert values["racepub_cycles_total"] >= 3
         assert values["racepub_points_accepted_total"] == 30
         assert values['racepub_points_dropped_total{reason="out_of_range"}'] == 1
         assert values["racepub_seconds_since_last_publish"] < 3
         assert values["racepub_standby"] == 0
         assert values["racepub_seq"] >= 3
-        status = subprocess.run([sys.executable, "-m", "racepub", "status", "--race", "t",
-                                 "--config", str(setup.path)], capture_output=True, text=True)
+        status = subprocess.run(
+            [sys.executable, "-m", "racepub", "status", "--race", "t", "--config", str(setup.path)],
+            capture_output=True,
+            text=True,
+        )
         assert status.returncode == 0 and "(fresh)" in status.stdout
         assert "racers: 1 racing, 2 waiting" in status.stdout
         pub.kill()
         time.sleep(4)  # more than three intervals without a publish
-        status = subprocess.run([sys.executable, "-m", "racepub", "status", "--race", "t",
-                                 "--config", str(setup.path)], capture_output=True, text=True)
+        status = subprocess.run(
+            [sys.executable, "-m", "racepub", "status", "--race", "t", "--config", str(setup.path)],
+            capture_output=True,
+            text=True,
+        )
         assert status.returncode == 1 and "STALE" in status.stdout
     finally:
         pub.kill()
 
 
 def test_select_only_role_runs_the_loop(tmp_path: Path, dsn: str) -> None:
-    create_points_table(dsn, POINTS_DDL + "; CREATE ROLE racepub_loop LOGIN; "
-                        "GRANT SELECT ON live_points TO racepub_loop")
-    setup = write_race(tmp_path, dsn.replace("postgres@", "racepub_loop@"), interval_s=1,
-                       starts_at=now_utc() - timedelta(seconds=45))
+    create_points_table(
+        dsn,
+        POINTS_DDL + "; CREATE ROLE racepub_loop LOGIN; "
+        "GRANT SELECT ON live_points TO racepub_loop",
+    )
+    setup = write_race(
+        tmp_path,
+        dsn.replace("postgres@", "racepub_loop@"),
+        interval_s=1,
+        starts_at=now_utc() - timedelta(seconds=45),
+    )
     insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 40, since_s=2))
     pub = Publisher(setup.path)
     try:
         wait_for(lambda: (snapshot(setup) or {}).get("seq", 0) >= 2)
         assert snapshot(setup)["racers"][0]["status"] == "racing"  # type: ignore[index]
         with psycopg.connect(dsn) as conn:  # the role could not write if it tried
-            assert conn.execute("SELECT has_table_privilege('racepub_loop', 'live_points', "
-                                "'INSERT')").fetchone() == (False,)
+            assert conn.execute(
+                "SELECT has_table_privilege('racepub_loop', 'live_points', 'INSERT')"
+            ).fetchone() == (False,)
     finally:
         pub.kill()
     assert json.loads((setup.sink_dir / "snapshot.json").read_text())["schema"] == 1
 
 
 def test_a_lagging_replica_never_moves_the_race_backwards(
-        tmp_path: Path, dsn: str, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
     from racepub.cli import main
 
     create_points_table(dsn)
@@ -384,8 +461,10 @@ def test_a_lagging_replica_never_moves_the_race_backwards(
     # not there yet.
     argv += ["--state-dir", str(tmp_path / "second-machine")]
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("CREATE TABLE held AS SELECT * FROM live_points "
-                     "WHERE recorded_at > now() - interval '70 seconds'")
+        conn.execute(
+            "CREATE TABLE held AS SELECT * FROM live_points "
+            "WHERE recorded_at > now() - interval '70 seconds'"
+        )
         conn.execute("DELETE FROM live_points WHERE recorded_at > now() - interval '70 seconds'")
     assert main(argv) == 1
     assert "behind the published race" in caplog.text

@@ -43,8 +43,9 @@ NAMES = {"r03": "Zoë Ångström", "r07": "José Núñez-Sánchez", "r11": "ZOE 
 
 def racers_csv(tmp_path: Path) -> None:
     rows = [f"r{i:02d},{NAMES.get(f'r{i:02d}', f'Runner {i}')},runner\n" for i in range(N)]
-    (tmp_path / "entrants.csv").write_text("id,name,kind\n" + "".join(rows)
-                                           + "tram,The T,vehicle\n", encoding="utf-8")
+    (tmp_path / "entrants.csv").write_text(
+        "id,name,kind\n" + "".join(rows) + "tram,The T,vehicle\n", encoding="utf-8"
+    )
 
 
 def fnv1a_reference(data: bytes) -> int:
@@ -84,38 +85,49 @@ class Bucket:
         pack ranges of its chunks and recent trail; each range is one gzip
         member. Points as [lat, lon, seconds after the start]."""
         field = snap["field"]
-        group = self.json(field["trail_url"].replace(
-            "{trail}", str(shard_of(racer_id, field["trails"]))))
+        group = self.json(
+            field["trail_url"].replace("{trail}", str(shard_of(racer_id, field["trails"])))
+        )
         k = group["ids"].index(racer_id)
         points: list[list[float]] = []
         for ref in [*group["chunks"][k], group["recent"][k]]:
             if ref is None:
                 continue
             pack, at, length = group["packs"][ref[0]], ref[1], ref[2]
-            got = self.s3.get_object(Bucket=self.name, Key=f"race/{pack}",
-                                     Range=f"bytes={at}-{at + length - 1}")
+            got = self.s3.get_object(
+                Bucket=self.name, Key=f"race/{pack}", Range=f"bytes={at}-{at + length - 1}"
+            )
             piece = json.loads(gzip.decompress(got["Body"].read()))
             assert piece["racer"] == racer_id
             points += [p for p in piece["points"] if not points or p[2] > points[-1][2]]
         return points
 
 
-def large_race(tmp_path: Path, dsn: str, bucket: str, speed: Callable[[int], float],
-               until_s: float, tram: bool, create_table: bool = True
-               ) -> tuple[RaceSetup, list[tuple[Any, ...]]]:
+def large_race(
+    tmp_path: Path,
+    dsn: str,
+    bucket: str,
+    speed: Callable[[int], float],
+    until_s: float,
+    tram: bool,
+    create_table: bool = True,
+) -> tuple[RaceSetup, list[tuple[Any, ...]]]:
     """N runners (and the tram) from entrants.csv; their fixes, not yet in the table."""
     if create_table:
         create_points_table(dsn)
     racers_csv(tmp_path)
-    setup = write_race(tmp_path, dsn, sink=f"s3://{bucket}/race", racers="\n",
-                       starts_at=now_utc() - timedelta(seconds=until_s + 5),
-                       extra='racers_file = "entrants.csv"\n' + LARGE)
+    setup = write_race(
+        tmp_path,
+        dsn,
+        sink=f"s3://{bucket}/race",
+        racers="\n",
+        starts_at=now_utc() - timedelta(seconds=until_s + 5),
+        extra='racers_file = "entrants.csv"\n' + LARGE,
+    )
     rows = [row for i in range(N) for row in fixes(setup, f"r{i:02d}", speed(i), until_s)]
     if tram:
         rows += fixes(setup, "tram", 2.6, until_s)
     return setup, rows
-
-
 
 
 def shards_of_cycle(out: Bucket, snap: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -131,8 +143,7 @@ def shards_of_cycle(out: Bucket, snap: dict[str, Any]) -> dict[str, dict[str, An
         cols = [c for c in shard if isinstance(shard[c], list)]
         for j, rid in enumerate(roster["ids"]):
             assert shard_of(rid, field["shards"]) == k and rid not in got
-            got[rid] = {c: shard[c][j] for c in cols} | {
-                "name": roster["names"][j], "shard": shard}
+            got[rid] = {c: shard[c][j] for c in cols} | {"name": roster["names"][j], "shard": shard}
     return got
 
 
@@ -153,8 +164,7 @@ def test_one_cycle_one_truth(tmp_path: Path, dsn: str, bucket: str) -> None:
             assert snap["seq"] == seq
             field = snap["field"]
             assert field["count"] == N + 1 and field["shards"] == 5
-            assert field["by_status"] == {"finished": 0, "racing": N + 1, "stale": 0,
-                                          "waiting": 0}
+            assert field["by_status"] == {"finished": 0, "racing": N + 1, "stale": 0, "waiting": 0}
             live = shards_of_cycle(out, snap)
             assert len(live) == N + 1
             # One ranking: unique, 1..N+1, by the same rule as the head (and
@@ -189,8 +199,7 @@ def test_one_cycle_one_truth(tmp_path: Path, dsn: str, bucket: str) -> None:
         # indexes never change once written.
         for key in ("racers/0.json", "trails/0.json"):
             head_obj = out.s3.head_object(Bucket=bucket, Key=f"race/{key}")
-            assert head_obj["CacheControl"] == \
-                "public, max-age=2, s-maxage=1, stale-if-error=86400"
+            assert head_obj["CacheControl"] == "public, max-age=2, s-maxage=1, stale-if-error=86400"
             assert head_obj["ContentEncoding"] == "gzip"
         written = out.versions()
         for key, n in written.items():
@@ -207,8 +216,9 @@ def test_one_cycle_one_truth(tmp_path: Path, dsn: str, bucket: str) -> None:
 
 
 @pytest.mark.slow
-def test_followed_trail_has_every_fix_and_no_long_bridges(tmp_path: Path, dsn: str,
-                                                          bucket: str) -> None:
+def test_followed_trail_has_every_fix_and_no_long_bridges(
+    tmp_path: Path, dsn: str, bucket: str
+) -> None:
     """Fixes arrive over several cycles; the trail a page draws (chunks and
     recent trail from the packs, then the live position) has each fix of the
     chunks once, in order, and a point at least every 60 s of race time."""
@@ -220,9 +230,12 @@ def test_followed_trail_has_every_fix_and_no_long_bridges(tmp_path: Path, dsn: s
         by_t = sorted(rows, key=lambda r: r[1])
         start = setup.starts_at
         for cycle in range(140):  # fixes come in as they would: an interval's worth a cycle
-            insert_points(dsn, "live_points", COLS,
-                          [r for r in by_t
-                           if 2 * cycle < (r[1] - start).total_seconds() <= 2 * cycle + 2])
+            insert_points(
+                dsn,
+                "live_points",
+                COLS,
+                [r for r in by_t if 2 * cycle < (r[1] - start).total_seconds() <= 2 * cycle + 2],
+            )
             pub.cycle()
             if cycle % 9 != 8:
                 continue
@@ -233,8 +246,7 @@ def test_followed_trail_has_every_fix_and_no_long_bridges(tmp_path: Path, dsn: s
                 trail = out.trail(snap, rid)
                 times = [p[2] for p in trail]
                 assert times == sorted(set(times)) and times[0] == 1.0
-                newest = (snap_t(snap) - live[rid]["age_ms"] / 1000
-                          - setup.starts_at.timestamp())
+                newest = snap_t(snap) - live[rid]["age_ms"] / 1000 - setup.starts_at.timestamp()
                 assert newest == pytest.approx(2 * cycle + 1, abs=0.01)
                 drawn = [*times, newest]
                 steps = [b - a for a, b in zip(drawn, drawn[1:], strict=False)]
@@ -270,8 +282,11 @@ def test_find_a_racer_by_name_or_bib(tmp_path: Path, dsn: str, bucket: str) -> N
     def find(query: str) -> set[str]:
         words = tokens(query)
         obj = out.json(url.replace("{key}", name_key(words[0][:2])))
-        return {rid for rid, name in obj["racers"]
-                if all(any(w.startswith(q) for w in tokens(f"{name} {rid}")) for q in words)}
+        return {
+            rid
+            for rid, name in obj["racers"]
+            if all(any(w.startswith(q) for w in tokens(f"{name} {rid}")) for q in words)
+        }
 
     assert find("zoe") == {"r03", "r11"}
     assert find("ZOË ång") == {"r03"}
@@ -286,20 +301,23 @@ def test_name_index_splits_a_crowded_prefix() -> None:
     three-letter keys, so no index object grows past a couple of dozen KB."""
     from tests.test_race import make_state
 
-    racers = tuple(Racer(f"b{i}", f"{('Smith', 'Smolen', 'Small')[i % 3]} {i}")
-                   for i in range(4000))
+    racers = tuple(
+        Racer(f"b{i}", f"{('Smith', 'Smolen', 'Small')[i % 3]} {i}") for i in range(4000)
+    )
     state = make_state(*racers, shard_above=10)
     form = LargeForm(state.race, state)
     objs = {o.key.rsplit("/", 1)[1]: o for o in form.name_objects}
     sm = json.loads(objs["sm.json"].body)
     assert sm["split"] is True and sm["racers"] == []  # nobody is called just "Sm"
-    assert {len(json.loads(objs[k].body)["racers"]) for k in ("smi.json", "smo.json",
-                                                              "sma.json")} == {1333, 1334}
+    assert {
+        len(json.loads(objs[k].body)["racers"]) for k in ("smi.json", "smo.json", "sma.json")
+    } == {1333, 1334}
     assert max(len(o.gzipped) for o in form.name_objects) < 30_000
 
 
-def test_restart_carries_on_from_the_published_trails(tmp_path: Path, dsn: str,
-                                                      bucket: str) -> None:
+def test_restart_carries_on_from_the_published_trails(
+    tmp_path: Path, dsn: str, bucket: str
+) -> None:
     setup, rows = large_race(tmp_path, dsn, bucket, lambda i: 2.5, 100, tram=False)
     insert_points(dsn, "live_points", COLS, rows)
     cfg = config.load(str(setup.path))
@@ -336,7 +354,8 @@ def test_restart_carries_on_from_the_published_trails(tmp_path: Path, dsn: str,
     assert chunk_refs() == published
     assert out.trail(snap, "r05") == trail
     assert {f"race/racers/{n}.json" for n in range(5)} <= {
-        k for k in after if after[k] != before.get(k, 0)}
+        k for k in after if after[k] != before.get(k, 0)
+    }
 
 
 def test_ranks_compare_racers_at_one_moment() -> None:
@@ -369,8 +388,9 @@ def test_large_race_chunks_do_not_all_fill_at_once() -> None:
     assert state.race.large
     per_cycle = []
     for cycle in range(40):  # a fix per racer per cycle, all in step
-        rows = [row for r in racers for row in run(r.id, 2.0 * cycle, 2.0 * cycle, 1.0,
-                                                   d0=2.0 * cycle)]
+        rows = [
+            row for r in racers for row in run(r.id, 2.0 * cycle, 2.0 * cycle, 1.0, d0=2.0 * cycle)
+        ]
         _, chunks = state.update(rows, T0 + 2.0 * cycle + 1)
         per_cycle.append(len(chunks))
     assert sum(per_cycle) > 500  # every racer cut several

@@ -15,7 +15,8 @@ from racepub import localdb
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root must hand the server to another user")
 def test_binaries_in_a_private_folder_are_used_without_opening_it(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """As root the server runs as an unprivileged user. Binaries under a
     private folder (a virtualenv in /root) are copied to a temp folder of
     their own; the private folder, and every folder above it, keep their modes."""

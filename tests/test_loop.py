@@ -35,18 +35,35 @@ def test_run_publishes_every_interval_and_stops_on_sigterm(tmp_path: Path, dsn: 
     create_points_table(dsn)
     setup = write_race(tmp_path, dsn, interval_s=1)
     snap_path = setup.sink_dir / "snapshot.json"
-    proc = subprocess.Popen([sys.executable, "-m", "racepub", "run", "--race", "t",
-                             "--config", str(setup.path)], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "racepub", "run", "--race", "t", "--config", str(setup.path)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for(lambda: (read_snapshot(snap_path) or {}).get("seq", 0) >= 2)
         assert all(r["status"] == "waiting" for r in read_snapshot(snap_path)["racers"])
         # Two fixes: a racer's first fix is held until the next one confirms it.
-        insert_points(dsn, "live_points", COLS,
-                      [("1002", setup.starts_at + timedelta(seconds=t), *setup.course.at(d))
-                       for t, d in ((58, 143), (60, 150))])
+        insert_points(
+            dsn,
+            "live_points",
+            COLS,
+            [
+                ("1002", setup.starts_at + timedelta(seconds=t), *setup.course.at(d))
+                for t, d in ((58, 143), (60, 150))
+            ],
+        )
         # The next cycles pick the new point up without a restart.
-        sarah = wait_for(lambda: next((r for r in (read_snapshot(snap_path) or {}).get(
-            "racers", []) if r["id"] == "1002" and r["position"]), None))
+        sarah = wait_for(
+            lambda: next(
+                (
+                    r
+                    for r in (read_snapshot(snap_path) or {}).get("racers", [])
+                    if r["id"] == "1002" and r["position"]
+                ),
+                None,
+            )
+        )
         assert sarah["rank"] == 1 and abs(sarah["distance_m"] - 150) < 1
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
@@ -68,11 +85,23 @@ def test_run_exits_once_the_race_is_over(tmp_path: Path, dsn: str) -> None:
     from tests.helpers import now_utc
 
     create_points_table(dsn)
-    setup = write_race(tmp_path, dsn, interval_s=1, extra="finished_grace_s = 2",
-                       starts_at=now_utc() - timedelta(minutes=25))
-    insert_points(dsn, "live_points", COLS,
-                  [row for racer, v in (("1001", 3.4), ("1002", 3.1), ("2001", 2.5))
-                   for row in fixes(setup, racer, v, 1300)])
+    setup = write_race(
+        tmp_path,
+        dsn,
+        interval_s=1,
+        extra="finished_grace_s = 2",
+        starts_at=now_utc() - timedelta(minutes=25),
+    )
+    insert_points(
+        dsn,
+        "live_points",
+        COLS,
+        [
+            row
+            for racer, v in (("1001", 3.4), ("1002", 3.1), ("2001", 2.5))
+            for row in fixes(setup, racer, v, 1300)
+        ],
+    )
     argv = [sys.executable, "-m", "racepub", "run", "--race", "t", "--config", str(setup.path)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -42,21 +42,36 @@ class LiveRace:
     setup: RaceSetup
 
 
-def publish_live(tmp_path: Path, dsn: str, moto_server: str, racers: str, extra: str,
-                 speeds: dict[str, float], elevations: list[float] | None = None,
-                 before: Callable[[RaceSetup], None] | None = None) -> Iterator[LiveRace]:
+def publish_live(
+    tmp_path: Path,
+    dsn: str,
+    moto_server: str,
+    racers: str,
+    extra: str,
+    speeds: dict[str, float],
+    elevations: list[float] | None = None,
+    before: Callable[[RaceSetup], None] | None = None,
+) -> Iterator[LiveRace]:
     """A race 3 minutes in (a fix every 2 s at each racer's speed), published
     once to a public bucket on moto's HTTP server, as spectators load it.
     `before` runs once the race's config is written, before it is published."""
     s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
     bucket = public_bucket(s3, "page")
     create_points_table(dsn)
-    setup = write_race(tmp_path, dsn, racers=racers, sink=f"s3://{bucket}/live", interval_s=1,
-                       starts_at=now_utc() - timedelta(minutes=3),
-                       extra='tiles = "http://127.0.0.1:9/{z}/{x}/{y}.png"\n' + extra,
-                       elevations=elevations, s3_endpoint=moto_server)
-    rows = [row for racer, speed in speeds.items()
-            for row in fixes(setup, racer, speed, 168, since_s=2)]
+    setup = write_race(
+        tmp_path,
+        dsn,
+        racers=racers,
+        sink=f"s3://{bucket}/live",
+        interval_s=1,
+        starts_at=now_utc() - timedelta(minutes=3),
+        extra='tiles = "http://127.0.0.1:9/{z}/{x}/{y}.png"\n' + extra,
+        elevations=elevations,
+        s3_endpoint=moto_server,
+    )
+    rows = [
+        row for racer, speed in speeds.items() for row in fixes(setup, racer, speed, 168, since_s=2)
+    ]
     insert_points(dsn, "live_points", COLS, rows)
     if before is not None:
         before(setup)
@@ -68,8 +83,7 @@ def publish_live(tmp_path: Path, dsn: str, moto_server: str, racers: str, extra:
 
 
 @pytest.fixture
-def live_race(tmp_path: Path, dsn: str, moto_server: str,
-              fake_aws_env: None) -> Iterator[LiveRace]:
+def live_race(tmp_path: Path, dsn: str, moto_server: str, fake_aws_env: None) -> Iterator[LiveRace]:
     """The founding race's shape mid-way: three racing, Kim not started."""
     racers = f"""
         [[races.t.racers]]
@@ -90,9 +104,14 @@ def live_race(tmp_path: Path, dsn: str, moto_server: str,
         name = "Kim"
     """
     checkpoint = '\n[[races.t.checkpoints]]\nname = "Packards Corner"\ndistance_m = 300\n'
-    yield from publish_live(tmp_path, dsn, moto_server, racers,
-                            'chunk_points = 20\nunits = "mi"' + checkpoint,
-                            {"1001": 3.4, "1002": 3.1, "2001": 2.0})
+    yield from publish_live(
+        tmp_path,
+        dsn,
+        moto_server,
+        racers,
+        'chunk_points = 20\nunits = "mi"' + checkpoint,
+        {"1001": 3.4, "1002": 3.1, "2001": 2.0},
+    )
 
 
 def names(page: Any) -> list[str]:
@@ -108,15 +127,16 @@ def wait_live(page: Any) -> None:
     """Until the script has drawn the snapshot: paces filled in, markers on the map."""
     # Predicates as functions: the page's CSP forbids eval, which string
     # expressions would need.
-    page.wait_for_function("() => document.querySelector('#board tbody tr td:nth-child(5)')"
-                           "?.textContent === 'leader'")
-    page.wait_for_function("() => document.querySelectorAll('path.leaflet-interactive').length"
-                           " >= 5")
+    page.wait_for_function(
+        "() => document.querySelector('#board tbody tr td:nth-child(5)')?.textContent === 'leader'"
+    )
+    page.wait_for_function(
+        "() => document.querySelectorAll('path.leaflet-interactive').length >= 5"
+    )
 
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
-def test_page_shows_the_race(live_race: LiveRace, open_page: Any,
-                             viewport: dict[str, int]) -> None:
+def test_page_shows_the_race(live_race: LiveRace, open_page: Any, viewport: dict[str, int]) -> None:
     page = open_page(live_race.url, viewport)
     wait_live(page)
     assert names(page) == [HOSTILE, "Sarah", "The T", "Kim"]  # literal text, by progress
@@ -242,23 +262,31 @@ def test_errors_back_off(live_race: LiveRace, open_page: Any) -> None:
 
 
 @pytest.fixture
-def large_race(tmp_path: Path, dsn: str, moto_server: str,
-               fake_aws_env: None) -> Iterator[LiveRace]:
+def large_race(
+    tmp_path: Path, dsn: str, moto_server: str, fake_aws_env: None
+) -> Iterator[LiveRace]:
     """A large race (more racers than shard_above): head + shards on moto's HTTP server."""
     # Ids with non-ASCII bytes: the page's FNV-1a must hash UTF-8 as Python does.
     ids = [f"bib{i}" for i in range(30)] + ["Zoë-7"]
     (tmp_path / "entrants.csv").write_text(
-        "id,name,kind\n" + "".join(f"{i},Runner {i},runner\n" for i in ids))
-    yield from publish_live(tmp_path, dsn, moto_server, "\n",
-                            'racers_file = "entrants.csv"\nshard_above = 10\n'
-                            'shard_size = 4\nhead_size = 5\nchunk_points = 20',
-                            {racer: 3.6 - 0.05 * k for k, racer in enumerate(ids)})
+        "id,name,kind\n" + "".join(f"{i},Runner {i},runner\n" for i in ids)
+    )
+    yield from publish_live(
+        tmp_path,
+        dsn,
+        moto_server,
+        "\n",
+        'racers_file = "entrants.csv"\nshard_above = 10\n'
+        "shard_size = 4\nhead_size = 5\nchunk_points = 20",
+        {racer: 3.6 - 0.05 * k for k, racer in enumerate(ids)},
+    )
 
 
 def trail_ends(page: Any, color: str) -> dict[str, Any]:
     """Where a racer's trail (stroke `color`, weight 3) starts and ends on
     the map, and where their dot is: SVG user coordinates."""
-    return page.evaluate("""(color) => {
+    return page.evaluate(
+        """(color) => {
         const trail = document.querySelector(`path[stroke="${color}"][stroke-width="3"]`);
         if (!trail) return null;
         const a = trail.getPointAtLength(0), b = trail.getPointAtLength(trail.getTotalLength());
@@ -270,7 +298,9 @@ def trail_ends(page: Any, color: str) -> dict[str, Any]:
         return {first: [a.x, a.y], last: [b.x, b.y], dot,
                 start: (() => { const s = document.querySelector('path[fill="#00572a"]').getBBox();
                                 return [s.x + s.width / 2, s.y + s.height / 2]; })()};
-    }""", color)
+    }""",
+        color,
+    )
 
 
 def near(a: list[float], b: list[float], px: float = 3.0) -> bool:
@@ -278,28 +308,34 @@ def near(a: list[float], b: list[float], px: float = 3.0) -> bool:
 
 
 @pytest.mark.slow
-def test_large_race_head_and_following_one_racer(large_race: LiveRace, open_page: Any,
-                                                 dsn: str) -> None:
+def test_large_race_head_and_following_one_racer(
+    large_race: LiveRace, open_page: Any, dsn: str
+) -> None:
     page = open_page(large_race.url, PHONE)
     wait_live(page)
     assert names(page) == [f"Runner bib{i}" for i in range(5)]  # the head only
     assert "The leaders of 31 racers (31 racing, 0 finished)" in page.inner_text("#field")
     assert not any("/racers/" in u for u in page.requests)  # no shard until someone follows
     # The field overview: the course shaded where the 31 are.
-    page.wait_for_function("() => [...document.querySelectorAll('path')]"
-                           ".filter(p => p.getAttribute('stroke')?.startsWith('hsl')).length > 0")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('path')]"
+        ".filter(p => p.getAttribute('stroke')?.startsWith('hsl')).length > 0"
+    )
 
     # Several match "runner bib1": the page lists them to choose from.
     page.fill("#find-id", "runner bib1")
     page.click("#find button")
-    page.wait_for_function("() => document.querySelectorAll('#find-results button').length"
-                           " === 11")  # bib1, bib10..bib19
+    page.wait_for_function(
+        "() => document.querySelectorAll('#find-results button').length === 11"
+    )  # bib1, bib10..bib19
     assert "11 racers match" in page.inner_text("#find-msg")
     # One matches "ZOE" (accents and case do not matter): followed at once.
     page.fill("#find-id", "ZOE")
     page.click("#find button")
-    page.wait_for_function("() => [...document.querySelectorAll('#board tbody tr .name')]"
-                           ".some(e => e.textContent === 'Runner Zoë-7')")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#board tbody tr .name')]"
+        ".some(e => e.textContent === 'Runner Zoë-7')"
+    )
     names_fetched = [u for u in page.requests if "/names/" in u]
     assert len(names_fetched) == 2 and names_fetched[-1].endswith("/zo.json")
     row = page.locator("#board tbody tr.following")
@@ -311,9 +347,12 @@ def test_large_race_head_and_following_one_racer(large_race: LiveRace, open_page
     # Their trail, from the start to their dot, read from the packs by range.
     palette = ["#e4572e", "#17bebb", "#ffc914", "#76b041", "#2e282a", "#8e6c8a", "#3a86ff"]
     color = palette[shard_of("Zoë-7", 2**32) % len(palette)]  # by id, as the page colours
-    page.wait_for_function("""(c) => {
+    page.wait_for_function(
+        """(c) => {
         const t = document.querySelector(`path[stroke="${c}"][stroke-width="3"]`);
-        return t && t.getTotalLength() > 30; }""", arg=color)
+        return t && t.getTotalLength() > 30; }""",
+        arg=color,
+    )
     ends = trail_ends(page, color)
     assert near(ends["first"], ends["start"], 6) and near(ends["last"], ends["dot"])
     assert any("/packs/" in u for u in page.requests)
@@ -326,13 +365,15 @@ def test_large_race_head_and_following_one_racer(large_race: LiveRace, open_page
     with publishing(large_race):
         t0 = time.time()
         for k in range(6):
-            t = (setup.starts_at + timedelta(seconds=170 + 2 * k))
+            t = setup.starts_at + timedelta(seconds=170 + 2 * k)
             lat, lon = setup.course.at(2.1 * (170 + 2 * k) + 150)  # a burst of speed
-            insert_points(dsn, "live_points", COLS,
-                          [("Zoë-7", t, lat, lon)])
+            insert_points(dsn, "live_points", COLS, [("Zoë-7", t, lat, lon)])
             page.wait_for_timeout(1000)
-        page.wait_for_function("(b) => document.querySelector('#board tbody tr.following "
-                               "td:nth-child(3)').textContent !== b", arg=before)
+        page.wait_for_function(
+            "(b) => document.querySelector('#board tbody tr.following "
+            "td:nth-child(3)').textContent !== b",
+            arg=before,
+        )
         assert time.time() - t0 < 15
     assert len([u for u in page.requests if "/racers/" in u]) >= polls + 4  # every poll
     ends = trail_ends(page, color)
@@ -340,12 +381,14 @@ def test_large_race_head_and_following_one_racer(large_race: LiveRace, open_page
 
     # A link to a racer who is not in the race says so.
     page.goto(large_race.url + "#racer=nobody")
-    page.wait_for_function("() => document.getElementById('find-msg').textContent"
-                           " === 'No racer nobody in this race.'")
+    page.wait_for_function(
+        "() => document.getElementById('find-msg').textContent === 'No racer nobody in this race.'"
+    )
     page.fill("#find-id", "nobody")
     page.click("#find button")
-    page.wait_for_function("() => document.getElementById('find-msg').textContent"
-                           " === 'No racer matches nobody.'")
+    page.wait_for_function(
+        "() => document.getElementById('find-msg').textContent === 'No racer matches nobody.'"
+    )
 
 
 @contextlib.contextmanager
@@ -367,8 +410,7 @@ def publishing(race: LiveRace) -> Iterator[None]:
 
 
 @pytest.mark.slow
-def test_an_old_copy_from_the_cdn_shows_updates_paused(live_race: LiveRace,
-                                                       open_page: Any) -> None:
+def test_an_old_copy_from_the_cdn_shows_updates_paused(live_race: LiveRace, open_page: Any) -> None:
     """A CDN serving a cached copy, or a stale-if-error one while S3 or the
     publisher is down, sends the origin's Date and an Age: the page takes
     the server's time from both, so a copy kept ten minutes is ten minutes old."""
@@ -396,10 +438,14 @@ def test_a_mangled_racer_link_is_ignored(live_race: LiveRace, open_page: Any) ->
     assert page.locator("#board tbody tr.following").count() == 0
 
 
-def test_elevation_profile_only_when_the_course_has_it(tmp_path: Path, dsn: str,
-                                                     moto_server: str, fake_aws_env: None,
-                                                     open_page: Any, live_race: LiveRace
-                                                     ) -> None:
+def test_elevation_profile_only_when_the_course_has_it(
+    tmp_path: Path,
+    dsn: str,
+    moto_server: str,
+    fake_aws_env: None,
+    open_page: Any,
+    live_race: LiveRace,
+) -> None:
     from tests.helpers import STOPS
 
     page = open_page(live_race.url)  # the test course has no elevation: no empty box
@@ -411,10 +457,15 @@ def test_elevation_profile_only_when_the_course_has_it(tmp_path: Path, dsn: str,
 
     with psycopg.connect(dsn, autocommit=True) as conn:  # the flat race's table goes
         conn.execute("DROP TABLE live_points")
-    gen = publish_live(hilly, dsn, moto_server,
-                       "", 'chunk_points = 20\n[[races.t.checkpoints]]\nname = "Hill top"\n'
-                       'distance_m = 900\n', {"1001": 3.4},
-                       elevations=[12.0, 30.0, 55.0, 41.0, 20.0, 25.0][:len(STOPS)])
+    gen = publish_live(
+        hilly,
+        dsn,
+        moto_server,
+        "",
+        'chunk_points = 20\n[[races.t.checkpoints]]\nname = "Hill top"\ndistance_m = 900\n',
+        {"1001": 3.4},
+        elevations=[12.0, 30.0, 55.0, 41.0, 20.0, 25.0][: len(STOPS)],
+    )
     race = next(gen)
     try:
         page = open_page(race.url)
@@ -432,14 +483,15 @@ def test_elevation_profile_only_when_the_course_has_it(tmp_path: Path, dsn: str,
         next(gen, None)
 
 
-def test_replay_scrubs_to_a_moment_and_returns_live(live_race: LiveRace,
-                                                    open_page: Any) -> None:
+def test_replay_scrubs_to_a_moment_and_returns_live(live_race: LiveRace, open_page: Any) -> None:
     """Scrubbed to 1:00 the board shows where the chunks put each racer at
     that minute; Live returns to now. No chunk is fetched twice."""
     page = open_page(live_race.url)
     wait_live(page)
-    page.wait_for_function("() => performance.getEntriesByType('resource')"
-                           ".filter(e => e.name.includes('/tracks/')).length >= 6")
+    page.wait_for_function(
+        "() => performance.getEntriesByType('resource')"
+        ".filter(e => e.name.includes('/tracks/')).length >= 6"
+    )
     distance = page.locator("#board tbody tr td:nth-child(3)")
     live = distance.all_inner_texts()
     assert live[:3] == ["0.35 mi", "0.32 mi", "0.21 mi"]  # 571, 521, 336 m at 2:48
@@ -455,8 +507,9 @@ def test_replay_scrubs_to_a_moment_and_returns_live(live_race: LiveRace,
     assert page.locator(".vehicle-marker").count() == 0  # before the first fix: no marker
     page.select_option("#replay-speed", "60")
     page.click("#replay-play")  # a minute a second
-    page.wait_for_function("() => /^Replay [1-2]:/.test(document.getElementById('clock')"
-                           ".textContent)", timeout=5000)
+    page.wait_for_function(
+        "() => /^Replay [1-2]:/.test(document.getElementById('clock').textContent)", timeout=5000
+    )
     assert page.locator(".vehicle-marker").count() == 1
     page.click("#replay-play")  # pause
     shot(page, "replay")
@@ -468,38 +521,44 @@ def test_replay_scrubs_to_a_moment_and_returns_live(live_race: LiveRace,
 
 
 @pytest.mark.slow
-def test_large_race_replays_the_head_and_the_followed(large_race: LiveRace,
-                                                      open_page: Any) -> None:
+def test_large_race_replays_the_head_and_the_followed(large_race: LiveRace, open_page: Any) -> None:
     """In a large race the replay shows the leaderboard head and the followed
     racer as they were at the scrubbed moment, from the packs, each piece
     read once."""
     page = open_page(large_race.url)
     wait_live(page)
     pieces: list[tuple[str, str | None]] = []
-    page.on("request", lambda r: pieces.append((r.url, r.headers.get("range")))
-            if "/packs/" in r.url else None)
+    page.on(
+        "request",
+        lambda r: pieces.append((r.url, r.headers.get("range"))) if "/packs/" in r.url else None,
+    )
     page.goto(large_race.url + "#racer=Zo%C3%AB-7")  # followed through the link
     page.wait_for_function("() => document.querySelector('#board tbody tr.following')")
     page.locator("#replay-at").fill("60")
     assert page.inner_text("#clock") == "Replay 1:00"
     # 1:00 in: bib0..bib4 at 3.6..3.4 m/s (216..204 m), Zoë-7 at 2.1 m/s (126 m).
-    page.wait_for_function("() => document.querySelectorAll('path[stroke-width=\"3\"]').length"
-                           " >= 6")  # a trail each, read from the packs
-    page.wait_for_function("() => [...document.querySelectorAll('#board tbody tr td:nth-child(3)')]"
-                           ".map(e => e.textContent).join() === "
-                           "'0.22 km,0.21 km,0.21 km,0.21 km,0.20 km,0.13 km'")
+    page.wait_for_function(
+        "() => document.querySelectorAll('path[stroke-width=\"3\"]').length >= 6"
+    )  # a trail each, read from the packs
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#board tbody tr td:nth-child(3)')]"
+        ".map(e => e.textContent).join() === "
+        "'0.22 km,0.21 km,0.21 km,0.21 km,0.20 km,0.13 km'"
+    )
     assert names(page) == [f"Runner bib{i}" for i in range(5)] + ["Runner Zoë-7"]
     page.select_option("#replay-speed", "60")
     page.click("#replay-play")
-    page.wait_for_function("() => /^Replay [2-3]:/.test(document.getElementById('clock')"
-                           ".textContent)", timeout=5000)
+    page.wait_for_function(
+        "() => /^Replay [2-3]:/.test(document.getElementById('clock').textContent)", timeout=5000
+    )
     page.click("#replay-live")
     assert page.inner_text("#clock").startswith("Race time")
     assert pieces and len(pieces) == len(set(pieces))  # each piece of a pack read once
 
 
-def test_a_racer_who_overtakes_keeps_their_colour(live_race: LiveRace, open_page: Any,
-                                                  dsn: str) -> None:
+def test_a_racer_who_overtakes_keeps_their_colour(
+    live_race: LiveRace, open_page: Any, dsn: str
+) -> None:
     """Colours are by racer, not by place: The T (no configured colour)
     overtakes everyone, and their swatch and marker keep their colour, as
     everyone else's do."""
@@ -520,11 +579,19 @@ def test_a_racer_who_overtakes_keeps_their_colour(live_race: LiveRace, open_page
     # The T speeds off, 30 m/s, past Michael (at ~0.57 km) and Sarah.
     setup = live_race.setup
     t0, d0 = 168, 2.0 * 168
-    insert_points(dsn, "live_points", COLS, [
-        ("2001", setup.starts_at + timedelta(seconds=t0 + k), *setup.course.at(d0 + 30.0 * k))
-        for k in range(2, 12, 2)])
+    insert_points(
+        dsn,
+        "live_points",
+        COLS,
+        [
+            ("2001", setup.starts_at + timedelta(seconds=t0 + k), *setup.course.at(d0 + 30.0 * k))
+            for k in range(2, 12, 2)
+        ],
+    )
     with publishing(live_race):
-        page.wait_for_function("() => document.querySelector('#board tbody tr .name')"
-                               ".textContent === 'The T'", timeout=15_000)
+        page.wait_for_function(
+            "() => document.querySelector('#board tbody tr .name').textContent === 'The T'",
+            timeout=15_000,
+        )
     assert colours() == before  # the same colour each, in a new order
     assert page.locator(".vehicle-marker").evaluate("e => e.style.background") == marker

@@ -31,8 +31,10 @@ def test_log_lines_carry_rate_and_time_left(caplog: pytest.LogCaptureFixture) ->
         caplog.clear()
     assert EVERY_S == 5
     assert len(said) == 6  # one at once (1 s), then every 5 s: 6, 11, 16, 21, 26
-    assert said[-1] == ("catching up: 43% (52.0 of 120.0 race min) at 2.0 race min/s, "
-                        "about 0:34 left; 26,000 points")
+    assert said[-1] == (
+        "catching up: 43% (52.0 of 120.0 race min) at 2.0 race min/s, "
+        "about 0:34 left; 26,000 points"
+    )
 
 
 def test_a_terminal_gets_a_bar() -> None:

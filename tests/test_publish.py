@@ -50,8 +50,9 @@ def all_published_bytes(root: Path) -> bytes:
     return b"\n".join(p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file())
 
 
-def test_mid_race_once_custom_table(tmp_path: Path, dsn: str,
-                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_mid_race_once_custom_table(
+    tmp_path: Path, dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO)
     create_points_table(dsn, CUSTOM_DDL)
     racers = """
@@ -72,14 +73,24 @@ def test_mid_race_once_custom_table(tmp_path: Path, dsn: str,
         id = 1004
         name = "Kim (not started)"
     """
-    setup = write_race(tmp_path, dsn, source=CUSTOM_SOURCE, racers=racers,
-                       starts_at=now_utc() - timedelta(minutes=5))
+    setup = write_race(
+        tmp_path,
+        dsn,
+        source=CUSTOM_SOURCE,
+        racers=racers,
+        starts_at=now_utc() - timedelta(minutes=5),
+    )
     outsider = 9999  # a registered user, not in this race: never published
     # ... running a parallel street ~1 km north, so no coordinate coincides.
-    outsider_rows = [(outsider, t, lat + 0.01, lon)
-                     for _, t, lat, lon in fixes(setup, outsider, 3.1, 290)]
-    rows = (fixes(setup, 1001, 3.2, 290) + fixes(setup, 1002, 3.0, 290)
-            + fixes(setup, 2001, 2.9, 290) + outsider_rows)
+    outsider_rows = [
+        (outsider, t, lat + 0.01, lon) for _, t, lat, lon in fixes(setup, outsider, 3.1, 290)
+    ]
+    rows = (
+        fixes(setup, 1001, 3.2, 290)
+        + fixes(setup, 1002, 3.0, 290)
+        + fixes(setup, 2001, 2.9, 290)
+        + outsider_rows
+    )
     home = (42.3333, -71.2222)  # where Michael was before the start: private
     rows.append((1001, setup.starts_at - timedelta(minutes=20), *home))
     insert_points(dsn, "tracking.gps_fix", CUSTOM_COLS, rows)
@@ -91,8 +102,7 @@ def test_mid_race_once_custom_table(tmp_path: Path, dsn: str,
     assert snap["schema"] == 1 and snap["seq"] == 1 and snap["race"]["state"] == "live"
     by_id = {r["id"]: r for r in snap["racers"]}
     assert list(by_id) == ["1001", "1002", "2001", "1004"]  # by progress, waiting last
-    for racer_id, speed, last_t in (("1001", 3.2, 289), ("1002", 3.0, 289),
-                                    ("2001", 2.9, 289)):
+    for racer_id, speed, last_t in (("1001", 3.2, 289), ("1002", 3.0, 289), ("2001", 2.9, 289)):
         r = by_id[racer_id]
         assert r["status"] == "racing"
         assert r["distance_m"] == pytest.approx(speed * last_t, abs=3)
@@ -100,7 +110,8 @@ def test_mid_race_once_custom_table(tmp_path: Path, dsn: str,
         assert r["position"]["lat"] == pytest.approx(lat, abs=1e-9)
         assert r["position"]["lon"] == pytest.approx(lon, abs=1e-9)
         assert r["position"]["at"] == (setup.starts_at + timedelta(seconds=last_t)).strftime(
-            "%Y-%m-%dT%H:%M:%SZ")
+            "%Y-%m-%dT%H:%M:%SZ"
+        )
     kim = by_id["1004"]
     assert (kim["status"], kim["position"], kim["rank"]) == ("waiting", None, 4)
 
@@ -113,8 +124,10 @@ def test_mid_race_once_custom_table(tmp_path: Path, dsn: str,
 
 
 def test_text_ids_and_odd_identifiers(tmp_path: Path, dsn: str) -> None:
-    create_points_table(dsn, 'CREATE TABLE "Live Points" ("who?" text, "when" timestamptz, '
-                             "\"la't\" real, \"lon\" real)")
+    create_points_table(
+        dsn,
+        'CREATE TABLE "Live Points" ("who?" text, "when" timestamptz, "la\'t" real, "lon" real)',
+    )
     source = """
         table = "Live Points"
         racer = "who?"
@@ -132,9 +145,12 @@ def test_text_ids_and_odd_identifiers(tmp_path: Path, dsn: str) -> None:
         name = "Apostrophe"
     """
     setup = write_race(tmp_path, dsn, source=source, racers=racers)
-    insert_points(dsn, "Live Points", ("who?", "when", "la't", "lon"),
-                  fixes(setup, "runner one", 3.0, 100)
-                  + fixes(setup, "it's", 2.5, 100))
+    insert_points(
+        dsn,
+        "Live Points",
+        ("who?", "when", "la't", "lon"),
+        fixes(setup, "runner one", 3.0, 100) + fixes(setup, "it's", 2.5, 100),
+    )
     assert main(["run", "--once", "--race", "t", "--config", str(setup.path)]) == 0
     snap = setup.snapshot()
     assert [r["id"] for r in snap["racers"]] == ["runner one", "it's"]
@@ -147,16 +163,23 @@ def test_s3_objects_headers_and_no_reupload(tmp_path: Path, dsn: str, bucket: st
     create_points_table(dsn)
     # A password in the DSN (trust auth ignores it): it must appear nowhere.
     secret_dsn = dsn.replace("postgres@", "postgres:s3cr3t-pw@")
-    setup = write_race(tmp_path, secret_dsn, sink=f"s3://{bucket}/race", interval_s=3,
-                       extra="chunk_points = 10")
-    insert_points(dsn, "live_points", COLS,
-                  fixes(setup, "1001", 3.0, 60) + fixes(setup, "2001", 5.0, 60))
+    setup = write_race(
+        tmp_path, secret_dsn, sink=f"s3://{bucket}/race", interval_s=3, extra="chunk_points = 10"
+    )
+    insert_points(
+        dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 60) + fixes(setup, "2001", 5.0, 60)
+    )
     argv = ["run", "--once", "--race", "t", "--config", str(setup.path)]
     assert main(argv) == 0
     s3 = boto3.client("s3", region_name="us-east-1")
     keys = set(versions(s3, bucket))
-    assert {"race/index.html", "race/snapshot.json", "race/tracks/1001/0.json",
-            "race/tracks/1001/2.json", "race/tracks/2001/0.json"} <= keys
+    assert {
+        "race/index.html",
+        "race/snapshot.json",
+        "race/tracks/1001/0.json",
+        "race/tracks/1001/2.json",
+        "race/tracks/2001/0.json",
+    } <= keys
     assert any(k.endswith("/vendor/leaflet/leaflet.js") for k in keys)
 
     def head(key: str) -> dict[str, Any]:
@@ -202,22 +225,28 @@ def test_s3_objects_headers_and_no_reupload(tmp_path: Path, dsn: str, bucket: st
 def test_late_commit_is_not_missed(tmp_path: Path, dsn: str) -> None:
     """A row whose id was taken before a newer row was read, but committed after."""
     create_points_table(dsn, IDS_DDL)
-    setup = write_race(tmp_path, dsn, source="""
+    setup = write_race(
+        tmp_path,
+        dsn,
+        source="""
         table = "live_points"
         racer = "user_id"
         time = "recorded_at"
         lat = "lat"
         lon = "lon"
         ingest = "id"
-    """)
+    """,
+    )
     rows = fixes(setup, "1001", 3.0, 60)
     pub = Publisher(config.load(str(setup.path)), config.load(str(setup.path)).race("t"))
     try:
         insert_points(dsn, "live_points", COLS, rows[:10])
         assert pub.cycle().new_points == 10
         with psycopg.connect(dsn) as slow:  # a transaction that commits late
-            slow.execute("INSERT INTO live_points (user_id, recorded_at, lat, lon) "
-                         "VALUES (%s, %s, %s, %s)", rows[10])
+            slow.execute(
+                "INSERT INTO live_points (user_id, recorded_at, lat, lon) VALUES (%s, %s, %s, %s)",
+                rows[10],
+            )
             insert_points(dsn, "live_points", COLS, rows[11:13])
             assert pub.cycle().new_points == 2  # rows[10] not committed yet
             slow.commit()
@@ -233,7 +262,8 @@ def test_late_commit_is_not_missed(tmp_path: Path, dsn: str) -> None:
 
 
 def test_database_down_fails_the_cycle_and_keeps_the_snapshot(
-        tmp_path: Path, dsn: str, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
     create_points_table(dsn)
     setup = write_race(tmp_path, dsn)
     assert main(["run", "--once", "--race", "t", "--config", str(setup.path)]) == 0
@@ -246,12 +276,14 @@ def test_database_down_fails_the_cycle_and_keeps_the_snapshot(
 
 
 def test_missing_table_or_column_is_a_clear_failure(
-        tmp_path: Path, dsn: str, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
     setup = write_race(tmp_path, dsn)
     assert main(["run", "--once", "--race", "t", "--config", str(setup.path)]) == 1
     assert "source table 'live_points' not found" in caplog.text
-    create_points_table(dsn, "CREATE TABLE live_points (user_id text, recorded_at timestamptz, "
-                             "lat float8)")
+    create_points_table(
+        dsn, "CREATE TABLE live_points (user_id text, recorded_at timestamptz, lat float8)"
+    )
     assert main(["run", "--once", "--race", "t", "--config", str(setup.path)]) == 1
     assert "has no column 'lon'" in caplog.text
     assert not (setup.sink_dir / "snapshot.json").exists()

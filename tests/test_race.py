@@ -20,14 +20,23 @@ COURSE = Course(STOPS)
 
 
 def make_state(*racers: Racer, chunk_points: int = 30, **kw: object) -> RaceState:
-    race = Race(id="t", title="T", starts_at=START, course=Path("c.gpx"), interval_s=2,
-                sink="dir:x", racers=racers or (Racer("a", "A"), Racer("b", "B")),
-                chunk_points=chunk_points, **kw)  # type: ignore[arg-type]
+    race = Race(
+        id="t",
+        title="T",
+        starts_at=START,
+        course=Path("c.gpx"),
+        interval_s=2,
+        sink="dir:x",
+        racers=racers or (Racer("a", "A"), Racer("b", "B")),
+        chunk_points=chunk_points,
+        **kw,
+    )  # type: ignore[arg-type]
     return RaceState(race, COURSE)
 
 
-def run(racer: str, start_s: float, end_s: float, speed_mps: float, every: float = 2.0,
-        d0: float = 0.0) -> list[Row]:
+def run(
+    racer: str, start_s: float, end_s: float, speed_mps: float, every: float = 2.0, d0: float = 0.0
+) -> list[Row]:
     rows = []
     t = start_s
     while t <= end_s:
@@ -168,11 +177,11 @@ def test_racer_key_is_url_and_path_safe(racer_id: str) -> None:
 
 def test_hostile_names_are_kept_whole_but_shortened_for_display() -> None:
     long = "x" * 10_000
-    emoji = "Zoë 🏃‍♀️ \"quoted\" <b>&amp;</b>\n\tnewline"
+    emoji = 'Zoë 🏃‍♀️ "quoted" <b>&amp;</b>\n\tnewline'
     state = make_state(Racer("a", long), Racer("b c'\"", emoji))
     names = {r["id"]: r["name"] for r in state.snapshot(T0, 1)["racers"]}
     assert names["a"] == "x" * 79 + "…"
-    assert names["b c'\""] == "Zoë 🏃‍♀️ \"quoted\" <b>&amp;</b> newline"
+    assert names["b c'\""] == 'Zoë 🏃‍♀️ "quoted" <b>&amp;</b> newline'
 
 
 def noisy_rows(seed: int, racers: int) -> list[Row]:
@@ -207,8 +216,7 @@ def test_vectorised_rounds_give_the_general_result() -> None:
     """Rows in one big batch (a catch-up: the vectorised rounds), one
     interval's worth at a time (a live race), and each racer's fixes
     through Track.add (the general way) leave every track the same."""
-    racers = tuple(Racer(f"r{k}", f"R{k}", "vehicle" if k == 5 else "runner")
-                   for k in range(12))
+    racers = tuple(Racer(f"r{k}", f"R{k}", "vehicle" if k == 5 else "runner") for k in range(12))
     rows = noisy_rows(7, len(racers))
     rows.sort(key=lambda r: r.t)  # as they arrive
 
@@ -220,11 +228,22 @@ def test_vectorised_rounds_give_the_general_result() -> None:
     general = make_state(*racers, chunk_points=10)
     for racer in racers:
         general.tracks[racer.id].add(
-            [Fix(r.t, r.lat, r.lon) for r in rows if r.racer_id == racer.id])
+            [Fix(r.t, r.lat, r.lon) for r in rows if r.racer_id == racer.id]
+        )
 
     def seen(state: RaceState) -> list[tuple[object, ...]]:
-        return [(t.racer.id, t.last, round(t.distance_m, 6), t.finish_t, t.chunks,
-                 t.tail(), dict(t.dropped)) for t in state.tracks.values()]
+        return [
+            (
+                t.racer.id,
+                t.last,
+                round(t.distance_m, 6),
+                t.finish_t,
+                t.chunks,
+                t.tail(),
+                dict(t.dropped),
+            )
+            for t in state.tracks.values()
+        ]
 
     assert seen(batch) == seen(general)
     # Live, a fix whose next came in a later cycle is settled by then; the

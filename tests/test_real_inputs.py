@@ -49,19 +49,23 @@ def stamps(rec: dict[str, Any]) -> set[str]:
 
 def trail(setup: RaceSetup, rec: dict[str, Any]) -> list[list[Any]]:
     """Every published point of a racer: their chunks, then their tail."""
-    return [p for key in rec["track"]
-            for p in json.loads((setup.sink_dir / key).read_text())["points"]] + rec["tail"]
+    return [
+        p for key in rec["track"] for p in json.loads((setup.sink_dir / key).read_text())["points"]
+    ] + rec["tail"]
 
 
-INGEST_DDL = ("CREATE TABLE live_points (id bigserial PRIMARY KEY, user_id text, "
-              "recorded_at timestamptz, lat float8, lon float8, "
-              "received_at timestamptz DEFAULT now())")
+INGEST_DDL = (
+    "CREATE TABLE live_points (id bigserial PRIMARY KEY, user_id text, "
+    "recorded_at timestamptz, lat float8, lon float8, "
+    "received_at timestamptz DEFAULT now())"
+)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("cursor", ["time", "ingest id", "ingest received_at"])
-def test_a_phone_90_s_fast_hides_nobody_and_is_corrected(tmp_path: Path, dsn: str,
-                                                         cursor: str) -> None:
+def test_a_phone_90_s_fast_hides_nobody_and_is_corrected(
+    tmp_path: Path, dsn: str, cursor: str
+) -> None:
     """Racer 1001's phone keeps time; 1002's runs 90 s ahead. Every fix of
     1001 is in the snapshot of the first cycle after it was written, and
     1002 is shown where they are now, their times corrected and flagged."""
@@ -71,10 +75,18 @@ def test_a_phone_90_s_fast_hides_nobody_and_is_corrected(tmp_path: Path, dsn: st
     else:
         create_points_table(dsn, INGEST_DDL)
         column = cursor.split()[1]
-        source = ('table = "live_points"\nracer = "user_id"\ntime = "recorded_at"\n'
-                  f'lat = "lat"\nlon = "lon"\ningest = "{column}"')
-    setup = write_race(tmp_path, dsn, source=source, interval_s=2, extra="chunk_points = 200",
-                       starts_at=now_utc() - timedelta(seconds=30))
+        source = (
+            'table = "live_points"\nracer = "user_id"\ntime = "recorded_at"\n'
+            f'lat = "lat"\nlon = "lon"\ningest = "{column}"'
+        )
+    setup = write_race(
+        tmp_path,
+        dsn,
+        source=source,
+        interval_s=2,
+        extra="chunk_points = 200",
+        starts_at=now_utc() - timedelta(seconds=30),
+    )
     start = setup.starts_at.timestamp()
     pub = publisher(setup)
     delays: list[float] = []
@@ -83,10 +95,23 @@ def test_a_phone_90_s_fast_hides_nobody_and_is_corrected(tmp_path: Path, dsn: st
         for step in range(10):  # a fix a second each, a cycle every two seconds
             now = time.time()
             t_fast = now + 90.0
-            insert_points(dsn, "live_points", COLS, [
-                ("1001", datetime.fromtimestamp(now, UTC), *setup.course.at(3.0 * (now - start))),
-                ("1002", datetime.fromtimestamp(t_fast, UTC),
-                 *setup.course.at(3.2 * (now - start)))])
+            insert_points(
+                dsn,
+                "live_points",
+                COLS,
+                [
+                    (
+                        "1001",
+                        datetime.fromtimestamp(now, UTC),
+                        *setup.course.at(3.0 * (now - start)),
+                    ),
+                    (
+                        "1002",
+                        datetime.fromtimestamp(t_fast, UTC),
+                        *setup.course.at(3.2 * (now - start)),
+                    ),
+                ],
+            )
             written.append((iso(round(now, 3)), time.monotonic()))
             if step % 2 == 1:
                 pub.cycle()
@@ -103,8 +128,10 @@ def test_a_phone_90_s_fast_hides_nobody_and_is_corrected(tmp_path: Path, dsn: st
         at = datetime.fromisoformat(fast["position"]["at"]).timestamp()
         assert abs(at - time.time()) < 6  # where they are now, not 90 s from now
         assert len(fast["tail"]) >= 7 and fast["dropped"] == {}
-        print(f"\n{cursor}: worst fix-to-published delay with a phone 90 s fast: "
-              f"{max(delays):.1f} s (cycles every 2 s)")
+        print(
+            f"\n{cursor}: worst fix-to-published delay with a phone 90 s fast: "
+            f"{max(delays):.1f} s (cycles every 2 s)"
+        )
     finally:
         pub.close()
 
@@ -117,17 +144,27 @@ def test_rows_far_ahead_are_read_once_counted_and_never_block(tmp_path: Path, ds
     setup = write_race(tmp_path, dsn, starts_at=now_utc() - timedelta(minutes=5))
     start = setup.starts_at.timestamp()
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("INSERT INTO live_points SELECT '1002', now() + make_interval(secs => "
-                     "120 + i * 0.048), 42.3401, -71.1667 FROM generate_series(1, 60000) i")
-        conn.execute("INSERT INTO live_points SELECT '1002', now() + interval '3 days', "
-                     "42.3401, -71.1667 FROM generate_series(1, 100)")
+        conn.execute(
+            "INSERT INTO live_points SELECT '1002', now() + make_interval(secs => "
+            "120 + i * 0.048), 42.3401, -71.1667 FROM generate_series(1, 60000) i"
+        )
+        conn.execute(
+            "INSERT INTO live_points SELECT '1002', now() + interval '3 days', "
+            "42.3401, -71.1667 FROM generate_series(1, 100)"
+        )
     pub = publisher(setup)
     try:
         for k in range(3):
             newest = start + 104 + 4 * k  # two fixes a cycle, in the recent past
-            insert_points(dsn, "live_points", COLS, [
-                ("1001", datetime.fromtimestamp(t, UTC), *setup.course.at(3.0 * (t - start)))
-                for t in (newest - 2, newest)])
+            insert_points(
+                dsn,
+                "live_points",
+                COLS,
+                [
+                    ("1001", datetime.fromtimestamp(t, UTC), *setup.course.at(3.0 * (t - start)))
+                    for t in (newest - 2, newest)
+                ],
+            )
             before = pub.source.rows_read
             pub.cycle()
             read = pub.source.rows_read - before
@@ -143,28 +180,46 @@ def test_rows_far_ahead_are_read_once_counted_and_never_block(tmp_path: Path, ds
         pub.close()
 
 
-def test_one_bad_row_costs_one_row(tmp_path: Path, dsn: str,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_one_bad_row_costs_one_row(
+    tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Coordinates in numeric and text columns, some of which do not convert:
     those rows are dropped (bad_value), every other row is read, and the
     cursor moves past them."""
-    create_points_table(dsn, "CREATE TABLE live_points (user_id text, recorded_at timestamptz, "
-                             "lat numeric, lon text, acc_m text)")
-    source = ('table = "live_points"\nracer = "user_id"\ntime = "recorded_at"\n'
-              'lat = "lat"\nlon = "lon"\naccuracy = "acc_m"')
+    create_points_table(
+        dsn,
+        "CREATE TABLE live_points (user_id text, recorded_at timestamptz, "
+        "lat numeric, lon text, acc_m text)",
+    )
+    source = (
+        'table = "live_points"\nracer = "user_id"\ntime = "recorded_at"\n'
+        'lat = "lat"\nlon = "lon"\naccuracy = "acc_m"'
+    )
     setup = write_race(tmp_path, dsn, source=source, starts_at=now_utc() - timedelta(minutes=3))
     start = setup.starts_at
 
-    def row(racer: str, s: float, lat: Any = None, lon: Any = None,
-            acc: Any = "5") -> tuple[Any, ...]:
+    def row(
+        racer: str, s: float, lat: Any = None, lon: Any = None, acc: Any = "5"
+    ) -> tuple[Any, ...]:
         la, lo = setup.course.at(3.0 * s)
-        return (racer, start + timedelta(seconds=s), la if lat is None else lat,
-                str(lo) if lon is None else lon, acc)
+        return (
+            racer,
+            start + timedelta(seconds=s),
+            la if lat is None else lat,
+            str(lo) if lon is None else lon,
+            acc,
+        )
 
     cols = ("user_id", "recorded_at", "lat", "lon", "acc_m")
     good = [row("1001", s) for s in range(2, 60, 2)]
-    bad = [row("1001", 31, lon="abc"), row("1001", 33, lon=""), row("1001", 35, acc="n/a"),
-           row("1001", 37, lat="1e400"), row("1001", 39, lat="NaN"), row("1001", 41, lon="1e999")]
+    bad = [
+        row("1001", 31, lon="abc"),
+        row("1001", 33, lon=""),
+        row("1001", 35, acc="n/a"),
+        row("1001", 37, lat="1e400"),
+        row("1001", 39, lat="NaN"),
+        row("1001", 41, lon="1e999"),
+    ]
     insert_points(dsn, "live_points", cols, good + bad)
     assert main(["run", "--once", "--race", "t", "--config", str(setup.path)]) == 0
     r = record(setup.snapshot(), "1001")
@@ -182,8 +237,10 @@ def test_one_bad_row_costs_one_row(tmp_path: Path, dsn: str,
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("ALTER TABLE live_points ALTER recorded_at TYPE text")
     assert main(["check", "--race", "t", "--config", str(setup.path)]) == 1
-    assert ("FAIL  database: time column 'recorded_at' is text: expected timestamptz"
-            in capsys.readouterr().out)
+    assert (
+        "FAIL  database: time column 'recorded_at' is text: expected timestamptz"
+        in capsys.readouterr().out
+    )
 
 
 def cerknica() -> tuple[list[gpxpy.gpx.GPXTrackPoint], Course, list[float]]:
@@ -194,9 +251,8 @@ def cerknica() -> tuple[list[gpxpy.gpx.GPXTrackPoint], Course, list[float]]:
     gpx = gpxpy.parse((DATA / "cerknicko-jezero.gpx").read_text())
     pts = [p for t in gpx.tracks for s in t.segments for p in s.points]
     end = next(i for i, p in enumerate(pts) if p.time.strftime("%H:%M:%S") == "15:43:37")
-    pts = pts[:end + 1]
-    seg = gpxpy.gpx.GPXTrackSegment([gpxpy.gpx.GPXTrackPoint(p.latitude, p.longitude)
-                                     for p in pts])
+    pts = pts[: end + 1]
+    seg = gpxpy.gpx.GPXTrackSegment([gpxpy.gpx.GPXTrackPoint(p.latitude, p.longitude) for p in pts])
     seg.simplify(15)  # a planned course is simpler than a recorded track
     course = Course([(p.latitude, p.longitude) for p in seg.points])
     # The course keeps some of the recorded points: each other point lies
@@ -212,7 +268,7 @@ def cerknica() -> tuple[list[gpxpy.gpx.GPXTrackPoint], Course, list[float]]:
         x, y = course.to_xy(p.latitude, p.longitude)
         (ax, ay), (bx, by) = course.to_xy(*course.points[k]), course.to_xy(*course.points[k + 1])
         seg_len = math.hypot(bx - ax, by - ay)
-        u = ((x - ax) * (bx - ax) + (y - ay) * (by - ay)) / seg_len ** 2 if seg_len else 0.0
+        u = ((x - ax) * (bx - ax) + (y - ay) * (by - ay)) / seg_len**2 if seg_len else 0.0
         truth.append(course.cum[k] + min(max(u, 0.0), 1.0) * seg_len)
     return pts, course, truth
 
@@ -226,8 +282,9 @@ def test_after_a_long_silence_no_finish_before_the_line(tmp_path: Path, dsn: str
     racers = '[[races.t.racers]]\nid = "car"\nname = "Car"\nkind = "vehicle"\n'
     first = pts[0].time.timestamp()
     starts_at = now_utc() - timedelta(hours=2)
-    setup = write_race(tmp_path, dsn, racers=racers, starts_at=starts_at,
-                       points=list(course.points))
+    setup = write_race(
+        tmp_path, dsn, racers=racers, starts_at=starts_at, points=list(course.points)
+    )
     create_points_table(dsn)
     lost = ("15:24:47", "15:40:30")
     replay = [p for p in pts if not lost[0] < p.time.strftime("%H:%M:%S") < lost[1]]
@@ -241,8 +298,12 @@ def test_after_a_long_silence_no_finish_before_the_line(tmp_path: Path, dsn: str
     try:
         # Replayed as the phone sent it: each fix in the cycle after it was taken.
         for p in replay:
-            insert_points(dsn, "live_points", COLS, [
-                ("car", datetime.fromtimestamp(at(p), UTC), p.latitude, p.longitude)])
+            insert_points(
+                dsn,
+                "live_points",
+                COLS,
+                [("car", datetime.fromtimestamp(at(p), UTC), p.latitude, p.longitude)],
+            )
             clock["now"] = at(p) + 1
             pub.cycle()
             car = record(setup.snapshot(), "car")
@@ -286,14 +347,20 @@ def test_traccar(tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture[str]) -
     accuracy 0 means unknown, fixtime is a timestamp without time zone in UTC."""
     create_points_table(dsn, TRACCAR_DDL)
     racers = '[[races.t.racers]]\nid = 7\nname = "Device seven"\n'
-    setup = write_race(tmp_path, dsn, source=TRACCAR_SOURCE, racers=racers,
-                       starts_at=now_utc() - timedelta(minutes=3))
+    setup = write_race(
+        tmp_path,
+        dsn,
+        source=TRACCAR_SOURCE,
+        racers=racers,
+        starts_at=now_utc() - timedelta(minutes=3),
+    )
     # Without an ingest column, check names the one this table has.
     assert main(["check", "--race", "t", "--config", str(setup.path)]) == 0
     out = capsys.readouterr().out
     assert 'add to [source]:  ingest = "id"' in out
-    setup.path.write_text(setup.path.read_text().replace('valid = "valid"',
-                                                         'valid = "valid"\ningest = "id"'))
+    setup.path.write_text(
+        setup.path.read_text().replace('valid = "valid"', 'valid = "valid"\ningest = "id"')
+    )
     assert main(["check", "--race", "t", "--config", str(setup.path)]) == 0
     assert "warn  source" not in capsys.readouterr().out
     start = setup.starts_at.astimezone(UTC).replace(tzinfo=None)  # fixtime holds UTC
@@ -307,9 +374,24 @@ def test_traccar(tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture[str]) -
             acc = 400.0
         fix = start + timedelta(seconds=s)
         rows.append(("osmand", 7, fix, fix, valid, lat, lon, 0.0, 0.0, 0.0, acc))
-    insert_points(dsn, "tc_positions", ("protocol", "deviceid", "devicetime", "fixtime", "valid",
-                                        "latitude", "longitude", "altitude", "speed", "course",
-                                        "accuracy"), rows)
+    insert_points(
+        dsn,
+        "tc_positions",
+        (
+            "protocol",
+            "deviceid",
+            "devicetime",
+            "fixtime",
+            "valid",
+            "latitude",
+            "longitude",
+            "altitude",
+            "speed",
+            "course",
+            "accuracy",
+        ),
+        rows,
+    )
     assert main(["run", "--once", "--race", "t", "--config", str(setup.path)]) == 0
     r = record(setup.snapshot(), "7")
     invalid = sum(1 for row in rows if not row[4])
@@ -317,8 +399,7 @@ def test_traccar(tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture[str]) -
     assert r["dropped"] == {"invalid": invalid, "inaccurate": inaccurate}
     assert len(trail(setup, r)) == len(rows) - invalid - inaccurate
     published = {(p[0], p[1]) for p in trail(setup, r)}
-    assert not any((round(row[5], 6), round(row[6], 6)) in published for row in rows
-                   if not row[4])
+    assert not any((round(row[5], 6), round(row[6], 6)) in published for row in rows if not row[4])
     assert r["distance_m"] == pytest.approx(3.0 * 118, abs=10)
     # fixtime is UTC: the newest fix is the one 118 s after the start.
     assert r["position"]["at"] == iso(setup.starts_at.timestamp() + 118)
@@ -331,15 +412,28 @@ def test_a_late_batch_is_applied_whole_with_ingest(tmp_path: Path, dsn: str) -> 
     right. With the time cursor, the fixes older than lookback_s are lost
     (what `check` warns about)."""
     create_points_table(dsn, INGEST_DDL)
-    source = ('table = "live_points"\nracer = "user_id"\ntime = "recorded_at"\n'
-              'lat = "lat"\nlon = "lon"\ningest = "id"')
-    setup = write_race(tmp_path, dsn, source=source, extra="chunk_points = 50",
-                       starts_at=now_utc() - timedelta(minutes=20))
+    source = (
+        'table = "live_points"\nracer = "user_id"\ntime = "recorded_at"\n'
+        'lat = "lat"\nlon = "lon"\ningest = "id"'
+    )
+    setup = write_race(
+        tmp_path,
+        dsn,
+        source=source,
+        extra="chunk_points = 50",
+        starts_at=now_utc() - timedelta(minutes=20),
+    )
     speed = 3.0
     finish = setup.course.length_m / speed
     course = setup.course
-    fixes = [("1001", setup.starts_at + timedelta(seconds=s),
-              *course.to_latlon(*course.beyond(speed * s))) for s in range(2, int(finish) + 8, 2)]
+    fixes = [
+        (
+            "1001",
+            setup.starts_at + timedelta(seconds=s),
+            *course.to_latlon(*course.beyond(speed * s)),
+        )
+        for s in range(2, int(finish) + 8, 2)
+    ]
     live = [f for f in fixes if (f[1] - setup.starts_at).total_seconds() < 300]
     batch = [f for f in fixes if (f[1] - setup.starts_at).total_seconds() >= 300]
     insert_points(dsn, "live_points", COLS, live)
@@ -355,14 +449,17 @@ def test_a_late_batch_is_applied_whole_with_ingest(tmp_path: Path, dsn: str) -> 
 
 
 def test_a_late_batch_without_ingest_loses_what_lookback_cannot_see(
-        tmp_path: Path, dsn: str) -> None:
+    tmp_path: Path, dsn: str
+) -> None:
     create_points_table(dsn)
     setup = write_race(tmp_path, dsn, starts_at=now_utc() - timedelta(minutes=12))
     start = setup.starts_at
-    fixes = [("1001", start + timedelta(seconds=s), *setup.course.at(2.0 * s))
-             for s in range(2, 700, 2)]
-    other = [("1002", start + timedelta(seconds=s), *setup.course.at(2.1 * s))
-             for s in range(1, 700, 2)]
+    fixes = [
+        ("1001", start + timedelta(seconds=s), *setup.course.at(2.0 * s)) for s in range(2, 700, 2)
+    ]
+    other = [
+        ("1002", start + timedelta(seconds=s), *setup.course.at(2.1 * s)) for s in range(1, 700, 2)
+    ]
     cut = start + timedelta(seconds=100)
     pub = publisher(setup)  # one running publisher: a restart would read it all again
     try:
@@ -386,17 +483,23 @@ def test_one_racer_flooding_costs_only_their_rows(tmp_path: Path, dsn: str, floo
     worth of them is kept, no chunk is cut for them, and everyone else's
     race is published as if nothing happened."""
     create_points_table(dsn)
-    setup = write_race(tmp_path, dsn, starts_at=now_utc() - timedelta(minutes=30),
-                       extra="chunk_points = 30")
+    setup = write_race(
+        tmp_path, dsn, starts_at=now_utc() - timedelta(minutes=30), extra="chunk_points = 30"
+    )
     start = setup.starts_at
-    honest = [("1002", start + timedelta(seconds=s), *setup.course.at(2.5 * s))
-              for s in range(2, 120, 2)]
-    spot = {"standing still": setup.course.at(300.0),
-            "off course": (setup.course.at(300.0)[0] + 0.1, setup.course.at(300.0)[1]),
-            "at the finish line": setup.course.at(setup.course.length_m)}[flood]
+    honest = [
+        ("1002", start + timedelta(seconds=s), *setup.course.at(2.5 * s)) for s in range(2, 120, 2)
+    ]
+    spot = {
+        "standing still": setup.course.at(300.0),
+        "off course": (setup.course.at(300.0)[0] + 0.1, setup.course.at(300.0)[1]),
+        "at the finish line": setup.course.at(setup.course.length_m),
+    }[flood]
     t0 = start + timedelta(seconds=100)
-    hostile = [("1001", t0 + timedelta(milliseconds=k), spot[0] + (k % 7) * 1e-6, spot[1])
-               for k in range(10_000)]
+    hostile = [
+        ("1001", t0 + timedelta(milliseconds=k), spot[0] + (k % 7) * 1e-6, spot[1])
+        for k in range(10_000)
+    ]
     insert_points(dsn, "live_points", COLS, honest + hostile)
     pub = publisher(setup)
     try:

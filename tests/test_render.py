@@ -16,23 +16,32 @@ from tests.helpers import STOPS
 
 
 def race(**kw: object) -> Race:
-    return Race(id="t", title="</script><b>T</b>", starts_at=datetime(2014, 7, 25, tzinfo=UTC),
-                course=Path("c.gpx"), interval_s=2, sink="dir:x",
-                racers=(Racer("1", "<i>Ann</i>"),), **kw)  # type: ignore[arg-type]
+    return Race(
+        id="t",
+        title="</script><b>T</b>",
+        starts_at=datetime(2014, 7, 25, tzinfo=UTC),
+        course=Path("c.gpx"),
+        interval_s=2,
+        sink="dir:x",
+        racers=(Racer("1", "<i>Ann</i>"),),
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def render(r: Race) -> str:
     course = Course(STOPS)
     snap = RaceState(r, course).snapshot(now=0.0, seq=1)
-    return render_page(environment(r.template_dir),
-                       page_context(r, course, snap, "static/abc")).decode()
+    return render_page(
+        environment(r.template_dir), page_context(r, course, snap, "static/abc")
+    ).decode()
 
 
 def test_text_is_escaped_in_html_and_in_embedded_json() -> None:
     html = render(race())
     assert "<i>Ann</i>" not in html and "&lt;i&gt;Ann&lt;/i&gt;" in html
-    config = re.search(r'<script type="application/json" id="race-config">(.*?)</script>',
-                       html, re.S)
+    config = re.search(
+        r'<script type="application/json" id="race-config">(.*?)</script>', html, re.S
+    )
     assert config is not None
     assert "</script>" not in config.group(1)  # cannot close the script element early
     assert json.loads(config.group(1))["title"] == "</script><b>T</b>"
@@ -41,7 +50,8 @@ def test_text_is_escaped_in_html_and_in_embedded_json() -> None:
 def test_a_race_can_restyle_its_page(tmp_path: Path) -> None:
     (tmp_path / "index.html.j2").write_text(
         "<!doctype html><h1 class=mine>{{ title }}</h1>{% for row in rows %}"
-        "<p>{{ row.name }}</p>{% endfor %}")
+        "<p>{{ row.name }}</p>{% endfor %}"
+    )
     html = render(race(template_dir=tmp_path))
     assert html.startswith("<!doctype html><h1 class=mine>&lt;/script&gt;")
     assert "<p>&lt;i&gt;Ann&lt;/i&gt;</p>" in html
@@ -52,11 +62,18 @@ def test_page_context_is_what_the_template_uses() -> None:
     # StrictUndefined: the package template fails on any name not in the context.
     html = render(race())
     documented = {f.name for f in fields(PageContext)}
-    used = set(re.findall(r"\{\{\s*([a-z_]+)", (Path(__file__).parents[1] / "templates" /
-                                                   "index.html.j2").read_text()))
-    used |= set(re.findall(r"\{%\s*(?:if(?: not)?|for \w+ in)\s+([a-z_]+)",
-                           (Path(__file__).parents[1] / "templates" /
-                            "index.html.j2").read_text()))
+    used = set(
+        re.findall(
+            r"\{\{\s*([a-z_]+)",
+            (Path(__file__).parents[1] / "templates" / "index.html.j2").read_text(),
+        )
+    )
+    used |= set(
+        re.findall(
+            r"\{%\s*(?:if(?: not)?|for \w+ in)\s+([a-z_]+)",
+            (Path(__file__).parents[1] / "templates" / "index.html.j2").read_text(),
+        )
+    )
     assert used <= documented | {"row"}
     assert "Content-Security-Policy" in html
 

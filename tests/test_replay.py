@@ -36,17 +36,22 @@ def replay(tmp_path: Path, dsn: str, minutes_ago: float) -> tuple[dict[str, Any]
     good = {(round(lat, 6), round(lon, 6)) for _, _, lat, lon in rows}
     # What a phone fleet also sends: garbage that must never be published.
     t_bad = ts(starts_at) + 300
-    bad = [("1001", t_bad + 0.5, 42.5, -71.0),  # 20 km away, half a second later
-           ("1002", now + 3600, 42.341, -71.146),  # an hour in the future
-           ("1003", t_bad + 0.7, math.nan, -71.15)]
+    bad = [
+        ("1001", t_bad + 0.5, 42.5, -71.0),  # 20 km away, half a second later
+        ("1002", now + 3600, 42.341, -71.146),  # an hour in the future
+        ("1003", t_bad + 0.7, math.nan, -71.15),
+    ]
     with psycopg.connect(dsn, autocommit=True) as conn:
         create_table(conn, cfg)  # type: ignore[arg-type]
         insert(conn, cfg, rows + bad + rows[:40])  # + duplicates  # type: ignore[arg-type]
     config_path = tmp_path / "racepub.toml"
-    config_path.write_text((DEMO_DIR / "racepub.toml").read_text()
-                           .replace("2014-07-25T11:00:00-04:00", starts_at.isoformat())
-                           .replace('"outrunthet.gpx"', f'"{DEMO_DIR / "outrunthet.gpx"}"')
-                           .replace("postgresql://racepub_ro@localhost/app", dsn))
+    config_path.write_text(
+        (DEMO_DIR / "racepub.toml")
+        .read_text()
+        .replace("2014-07-25T11:00:00-04:00", starts_at.isoformat())
+        .replace('"outrunthet.gpx"', f'"{DEMO_DIR / "outrunthet.gpx"}"')
+        .replace("postgresql://racepub_ro@localhost/app", dsn)
+    )
     assert main(["run", "--once", "--race", "outrunthet", "--config", str(config_path)]) == 0
     public = tmp_path / "public" / "outrunthet"
     snap = json.loads((public / "snapshot.json").read_text())
@@ -75,7 +80,7 @@ def test_mid_race(tmp_path: Path, dsn: str) -> None:
     # GPS noise (the leading runners are seconds apart, so some are closer).
     true_d = [truth[r["id"]].distance(at(r)) for r in racers]
     for i, d in enumerate(true_d):
-        assert all(later - d < 15 for later in true_d[i + 1:]), true_d
+        assert all(later - d < 15 for later in true_d[i + 1 :]), true_d
     for r in racers:
         tr = truth[r["id"]]
         t = at(r)
@@ -114,4 +119,5 @@ def test_finish(tmp_path: Path, dsn: str) -> None:
     assert sorted(v["ahead"] for v in verdicts.values()) == [False, True, True, True]
     kim = verdicts["Kim"]
     assert not kim["ahead"] and kim["seconds"] == pytest.approx(
-        truth["1004"] - truth["2001"], abs=3)
+        truth["1004"] - truth["2001"], abs=3
+    )

@@ -36,12 +36,16 @@ CHECKPOINTS = """
 
 def run_race(tmp_path: Path, dsn: str, minutes: float) -> tuple[Publisher, Path, float]:
     create_points_table(dsn)
-    setup = write_race(tmp_path, dsn, starts_at=now_utc() - timedelta(minutes=minutes),
-                       extra=CHECKPOINTS)
+    setup = write_race(
+        tmp_path, dsn, starts_at=now_utc() - timedelta(minutes=minutes), extra=CHECKPOINTS
+    )
     until = minutes * 60 - 5
-    insert_points(dsn, "live_points", COLS,
-                  [row for racer, v in SPEEDS.items()
-                   for row in fixes(setup, racer, v, min(until, 1300))])
+    insert_points(
+        dsn,
+        "live_points",
+        COLS,
+        [row for racer, v in SPEEDS.items() for row in fixes(setup, racer, v, min(until, 1300))],
+    )
     cfg = config.load(str(setup.path))
     return Publisher(cfg, cfg.race("t")), setup.sink_dir, setup.course.length_m
 
@@ -71,7 +75,8 @@ def test_final_results_agree_and_match_the_truth(tmp_path: Path, dsn: str) -> No
         assert [r["id"] for r in doc["racers"]] == [r["id"] for r in rows]
         assert [r["finish_s"] for r in doc["racers"]] == [float(r["finish_s"]) for r in rows]
         assert doc["racers"][1]["gap_to_winner_s"] == pytest.approx(
-            length / 3.1 - length / 3.4, abs=2)
+            length / 3.1 - length / 3.4, abs=2
+        )
         html = (out / "results.html").read_text()
         assert html.index("Michael") < html.index("Sarah") < html.index("The T")
         assert "provisional results" not in html and "<script" not in html

@@ -19,8 +19,9 @@ from tests.test_race import COURSE, T0, make_state, run
 
 
 def test_splits_of_a_steady_runner_and_the_finish() -> None:
-    state = make_state(Racer("a", "A"), checkpoints=(Checkpoint("Half", 1000.0),
-                                                     Checkpoint("Quarter", 500.0)))
+    state = make_state(
+        Racer("a", "A"), checkpoints=(Checkpoint("Half", 1000.0), Checkpoint("Quarter", 500.0))
+    )
     # 3.1 m/s, a fix every 2 s: 1000 m at 322.6 s, the finish at 731.1 s.
     state.update(run("a", 0, 760, 3.1), now=T0 + 761)
     rec = state.snapshot(T0 + 761, 1)["racers"][0]
@@ -34,8 +35,7 @@ def test_splits_of_a_steady_runner_and_the_finish() -> None:
 
 
 def test_split_not_reached_yet_is_null() -> None:
-    state = make_state(Racer("a", "A"), Racer("b", "B"),
-                       checkpoints=(Checkpoint("Half", 1000.0),))
+    state = make_state(Racer("a", "A"), Racer("b", "B"), checkpoints=(Checkpoint("Half", 1000.0),))
     state.update(run("a", 0, 200, 3.0), now=T0 + 201)  # 600 m; b has no fix
     recs = {r["id"]: r for r in state.snapshot(T0 + 201, 1)["racers"]}
     assert [s["at_s"] for s in recs["a"]["splits"]] == [None, None]
@@ -45,10 +45,10 @@ def test_split_not_reached_yet_is_null() -> None:
 def test_a_vehicles_split_is_when_it_arrived_not_when_it_left() -> None:
     """The trolley reaches a stop at 1000 m after 125 s at 8 m/s, waits 40 s
     there, and goes on: its split is 125 s (what the founding race argued about)."""
-    state = make_state(Racer("t", "T", kind="vehicle"),
-                       checkpoints=(Checkpoint("Stop", 1000.0),))
-    rows = run("t", 0, 124, 8.0) + [Row("t", T0 + 125 + k, *COURSE.at(1000.0 + (k % 2) * 0.5))
-                                    for k in range(0, 40, 2)]
+    state = make_state(Racer("t", "T", kind="vehicle"), checkpoints=(Checkpoint("Stop", 1000.0),))
+    rows = run("t", 0, 124, 8.0) + [
+        Row("t", T0 + 125 + k, *COURSE.at(1000.0 + (k % 2) * 0.5)) for k in range(0, 40, 2)
+    ]
     rows += run("t", 166, 200, 8.0, d0=1000.0)
     state.update(rows, now=T0 + 201)
     split = state.snapshot(T0 + 201, 1)["racers"][0]["splits"][0]
@@ -58,8 +58,13 @@ def test_a_vehicles_split_is_when_it_arrived_not_when_it_left() -> None:
 def test_checkpoints_from_named_gpx_waypoints() -> None:
     near = COURSE.at(800.0)
     far = (near[0] + 0.01, near[1])  # ~1.1 km away: a car park, not a checkpoint
-    course = Course(STOPS, waypoints=[Waypoint("Packards Corner", near[0] + 0.0002, near[1]),
-                                      Waypoint("Car park", *far)])
+    course = Course(
+        STOPS,
+        waypoints=[
+            Waypoint("Packards Corner", near[0] + 0.0002, near[1]),
+            Waypoint("Car park", *far),
+        ],
+    )
     state = RaceState(make_state(Racer("a", "A")).race, course)
     # 22 m off the line, projected onto it; the car park is left out.
     assert [c.name for c in state.checkpoints] == ["Packards Corner", "Finish"]
@@ -70,14 +75,18 @@ def test_checkpoints_from_named_gpx_waypoints() -> None:
 
 
 def test_checkpoint_config_errors(tmp_path: Path) -> None:
-    setup = write_race(tmp_path, "postgresql://x@127.0.0.1:1/x", extra="""
+    setup = write_race(
+        tmp_path,
+        "postgresql://x@127.0.0.1:1/x",
+        extra="""
         [[races.t.checkpoints]]
         name = "Nowhere"
 
         [[races.t.checkpoints]]
         name = "Beyond"
         distance_m = -5
-    """)
+    """,
+    )
     with pytest.raises(ConfigError) as e:
         config.load(str(setup.path))
     said = str(e.value)

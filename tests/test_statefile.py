@@ -36,8 +36,9 @@ LARGE = "shard_above = 10\nshard_size = 5\nhead_size = 4\nchunk_points = 12"
 
 
 def rows_between(setup: RaceSetup, t0: float, t1: float) -> list[tuple[Any, ...]]:
-    return [r for i in range(N)
-            for r in fixes(setup, f"r{i:02d}", 2.0 + 0.05 * i, t1, since_s=t0 + 1)]
+    return [
+        r for i in range(N) for r in fixes(setup, f"r{i:02d}", 2.0 + 0.05 * i, t1, since_s=t0 + 1)
+    ]
 
 
 def published(root: Path) -> dict[str, Any]:
@@ -53,7 +54,8 @@ def published(root: Path) -> dict[str, Any]:
 
 @pytest.mark.parametrize("form", ["small", "large"])
 def test_a_restart_from_the_saved_state_publishes_what_a_full_read_does(
-        tmp_path: Path, dsn: str, form: str, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, dsn: str, form: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO)
     create_points_table(dsn)
     starts = now_utc() - timedelta(seconds=400)
@@ -94,7 +96,8 @@ def test_a_restart_from_the_saved_state_publishes_what_a_full_read_does(
 
 
 def test_a_state_of_another_race_source_or_sink_is_not_used(
-        tmp_path: Path, dsn: str, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO)
     create_points_table(dsn)
     starts = now_utc() - timedelta(seconds=300)
@@ -137,7 +140,8 @@ def test_a_state_of_another_race_source_or_sink_is_not_used(
 
 
 def test_kill_9_then_restart_reads_only_the_rows_since_the_last_save(
-        tmp_path: Path, dsn: str, state_dir: Path) -> None:
+    tmp_path: Path, dsn: str, state_dir: Path
+) -> None:
     """`racepub run` saves the state after its first cycle (and every
     minute); after kill -9 a restart carries on from it."""
     create_points_table(dsn)
@@ -153,9 +157,22 @@ def test_kill_9_then_restart_reads_only_the_rows_since_the_last_save(
     later = rows_between(setup, 250, 290)
     insert_points(dsn, "live_points", COLS, later)
     seq = setup.snapshot()["seq"]
-    done = subprocess.run([sys.executable, "-m", "racepub", "run", "--once", "--race", "t",
-                           "--config", str(setup.path)], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "racepub",
+            "run",
+            "--once",
+            "--race",
+            "t",
+            "--config",
+            str(setup.path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "carrying on from the race state saved" in done.stderr
     assert f" new={len(later)} " in done.stderr  # read: only the rows since
@@ -164,4 +181,5 @@ def test_kill_9_then_restart_reads_only_the_rows_since_the_last_save(
     newest = {r["id"]: r["position"]["at"] for r in snap["racers"]}
     for i in range(N):
         assert newest[f"r{i:02d}"] == max(r[1] for r in later if r[0] == f"r{i:02d}").isoformat(
-            timespec="seconds").replace("+00:00", "Z")
+            timespec="seconds"
+        ).replace("+00:00", "Z")

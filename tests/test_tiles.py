@@ -66,11 +66,20 @@ def write_source_pmtiles(path: Path, zooms: range) -> list[tuple[int, int, int]]
         writer = Writer(f)
         for z, x, y in tiles:
             writer.write_tile(zxy_to_tileid(z, x, y), png(COLOUR))
-        writer.finalize({"tile_type": TileType.PNG, "tile_compression": Compression.NONE,
-                         "min_lon_e7": -1800000000, "min_lat_e7": -850000000,
-                         "max_lon_e7": 1800000000, "max_lat_e7": 850000000,
-                         "center_zoom": 10, "center_lon_e7": 0, "center_lat_e7": 0},
-                        {"attribution": "Generated tiles", "name": "test area"})
+        writer.finalize(
+            {
+                "tile_type": TileType.PNG,
+                "tile_compression": Compression.NONE,
+                "min_lon_e7": -1800000000,
+                "min_lat_e7": -850000000,
+                "max_lon_e7": 1800000000,
+                "max_lat_e7": 850000000,
+                "center_zoom": 10,
+                "center_lon_e7": 0,
+                "center_lat_e7": 0,
+            },
+            {"attribution": "Generated tiles", "name": "test area"},
+        )
     return tiles
 
 
@@ -112,14 +121,24 @@ def test_cut_from_mbtiles_flips_rows(tmp_path: Path) -> None:
     source = tmp_path / "area.mbtiles"
     conn = sqlite3.connect(source)
     conn.execute("CREATE TABLE metadata (name text, value text)")
-    conn.execute("CREATE TABLE tiles (zoom_level integer, tile_column integer, "
-                 "tile_row integer, tile_data blob)")
-    conn.executemany("INSERT INTO metadata VALUES (?, ?)",
-                     [("format", "png"), ("minzoom", "13"), ("maxzoom", "16"),
-                      ("attribution", "Generated tiles")])
+    conn.execute(
+        "CREATE TABLE tiles (zoom_level integer, tile_column integer, "
+        "tile_row integer, tile_data blob)"
+    )
+    conn.executemany(
+        "INSERT INTO metadata VALUES (?, ?)",
+        [
+            ("format", "png"),
+            ("minzoom", "13"),
+            ("maxzoom", "16"),
+            ("attribution", "Generated tiles"),
+        ],
+    )
     tiles = [t for t in tiles_over_boston(range(13, 17)) if t != FAR_AWAY]
-    conn.executemany("INSERT INTO tiles VALUES (?, ?, ?, ?)",
-                     [(z, x, (1 << z) - 1 - y, tile_body(z, x, y)) for z, x, y in tiles])
+    conn.executemany(
+        "INSERT INTO tiles VALUES (?, ?, ?, ?)",
+        [(z, x, (1 << z) - 1 - y, tile_body(z, x, y)) for z, x, y in tiles],
+    )
     conn.commit()
     conn.close()
     out = tmp_path / "t.pmtiles"
@@ -140,43 +159,79 @@ def test_what_cannot_be_cut_says_why(tmp_path: Path) -> None:
     with open(elsewhere, "wb") as f:
         writer = Writer(f)
         writer.write_tile(zxy_to_tileid(*FAR_AWAY), png(COLOUR))
-        writer.finalize({"tile_type": TileType.PNG, "tile_compression": Compression.NONE,
-                         "min_lon_e7": 0, "min_lat_e7": 0, "max_lon_e7": 0, "max_lat_e7": 0,
-                         "center_zoom": 10, "center_lon_e7": 0, "center_lat_e7": 0}, {})
+        writer.finalize(
+            {
+                "tile_type": TileType.PNG,
+                "tile_compression": Compression.NONE,
+                "min_lon_e7": 0,
+                "min_lat_e7": 0,
+                "max_lon_e7": 0,
+                "max_lat_e7": 0,
+                "center_zoom": 10,
+                "center_lon_e7": 0,
+                "center_lat_e7": 0,
+            },
+            {},
+        )
     with pytest.raises(UsageError, match="has no tiles over the course"):
         cut(elsewhere, tmp_path / "x.pmtiles", course, (10, 10))
     assert not (tmp_path / "x.pmtiles").exists() and not list(tmp_path.glob(".x*"))
 
 
 @pytest.fixture
-def race_with_basemap(tmp_path: Path, dsn: str, moto_server: str,
-                      fake_aws_env: None) -> Iterator[LiveRace]:
+def race_with_basemap(
+    tmp_path: Path, dsn: str, moto_server: str, fake_aws_env: None
+) -> Iterator[LiveRace]:
     """`racepub tiles` as an organizer runs it, then the race published with it."""
     source = tmp_path / "area.pmtiles"
     write_source_pmtiles(source, range(10, 16))
     racers = '\n[[races.t.racers]]\nid = "1001"\nname = "Michael"\n'
-    yield from publish_live(tmp_path, dsn, moto_server, racers, 'basemap = "t.pmtiles"',
-                            {"1001": 3.0}, before=lambda setup: _tiles_cli(setup.path, source))
+    yield from publish_live(
+        tmp_path,
+        dsn,
+        moto_server,
+        racers,
+        'basemap = "t.pmtiles"',
+        {"1001": 3.0},
+        before=lambda setup: _tiles_cli(setup.path, source),
+    )
 
 
 def _tiles_cli(config: Path, source: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "racepub", "tiles", "--race", "t",
-                           "--config", str(config), "--from", str(source)],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "racepub",
+            "tiles",
+            "--race",
+            "t",
+            "--config",
+            str(config),
+            "--from",
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "png tiles, zooms 10-15" in done.stdout
     assert (config.parent / "t.pmtiles").exists()
 
 
 def test_page_draws_the_races_own_basemap_from_its_own_origin(
-        race_with_basemap: LiveRace, open_page: Any) -> None:
+    race_with_basemap: LiveRace, open_page: Any
+) -> None:
     page = open_page(race_with_basemap.url)
-    page.wait_for_function("() => document.querySelectorAll('.leaflet-tile-loaded').length "
-                           ">= 4")
+    page.wait_for_function("() => document.querySelectorAll('.leaflet-tile-loaded').length >= 4")
     page.wait_for_timeout(300)
     origin = urlsplit(race_with_basemap.url)[:2]
-    others = [u for u in page.requests
-              if not u.startswith(("data:", "blob:")) and urlsplit(u)[:2] != origin]
+    others = [
+        u
+        for u in page.requests
+        if not u.startswith(("data:", "blob:")) and urlsplit(u)[:2] != origin
+    ]
     assert others == []  # not a single request to anyone but the page's origin
     assert any("/basemap/" in u and u.endswith(".pmtiles") for u in page.requests)
     # The map under the course is the basemap's colour, not blank.

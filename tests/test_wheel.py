@@ -11,30 +11,68 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_wheel_carries_templates_static_and_demo(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--no-build-isolation", "-w", str(tmp_path / "dist"), str(ROOT)],
-                   check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path / "dist"),
+            str(ROOT),
+        ],
+        check=True,
+    )
     wheel = next((tmp_path / "dist").glob("racepub-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    for name in ("racepub/templates/index.html.j2", "racepub/static/js/main.js",
-                 "racepub/static/app.css", "racepub/static/vendor/leaflet/leaflet.js",
-                 "racepub/static/vendor/leaflet/images/marker-icon.png",
-                 "racepub/demo/racepub.toml", "racepub/demo/outrunthet.gpx"):
+    for name in (
+        "racepub/templates/index.html.j2",
+        "racepub/static/js/main.js",
+        "racepub/static/app.css",
+        "racepub/static/vendor/leaflet/leaflet.js",
+        "racepub/static/vendor/leaflet/images/marker-icon.png",
+        "racepub/demo/racepub.toml",
+        "racepub/demo/outrunthet.gpx",
+    ):
         assert name in names
 
     site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "--target", str(site), str(wheel)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            str(site),
+            str(wheel),
+        ],
+        check=True,
+    )
     # Run from elsewhere with only the installed copy of racepub importable.
     probe = (
         "import racepub.assets as a, racepub.demo as d; "
         "print(a.templates_dir()); print(len(a.static_files()[1])); "
         "print(d.DEMO_DIR)"
     )
-    out = subprocess.run([sys.executable, "-I", "-c",
-                          f"import sys; sys.path.insert(0, {str(site)!r}); "
-                          f"sys.path.append({_site_packages()!r}); {probe}"],
-                         cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            f"import sys; sys.path.insert(0, {str(site)!r}); "
+            f"sys.path.append({_site_packages()!r}); {probe}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     templates, n_static, demo_dir = out.split()
     assert Path(templates).is_relative_to(site)
     assert Path(demo_dir).is_relative_to(site)
