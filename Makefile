@@ -20,7 +20,7 @@ lint: $(STAMP) $(NPM_STAMP)
 	node_modules/.bin/biome check --error-on-warnings
 
 typecheck: $(STAMP)
-	$(BIN)/mypy racepub bench
+	$(BIN)/mypy racepub bench tests
 
 pytest: $(STAMP)
 	$(BIN)/pytest

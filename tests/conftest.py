@@ -135,7 +135,12 @@ def open_page(browser: Any) -> Iterator[Any]:
             page.add_init_script(init_script)
         problems: list[str] = []
         page.on("pageerror", lambda e: problems.append(f"error: {e}"))
-        page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
+
+        def on_dialog(d: Any) -> None:
+            problems.append(f"dialog: {d.message}")
+            d.dismiss()
+
+        page.on("dialog", on_dialog)
         page.requests = []
         page.on("request", lambda r: page.requests.append(r.url))
         page.goto(url)

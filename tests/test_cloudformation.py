@@ -21,12 +21,13 @@ from racepub.publish import Publisher
 from racepub.render import csp
 from racepub.status import status
 from tests.helpers import (
+    COLS,
     create_points_table,
     fixes,
     insert_points,
     write_race,
 )
-from tests.test_large import COLS, large_race
+from tests.test_large import large_race
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "deploy" / "cloudformation" / "racepub.yaml"
 # Each S3 operation the publisher may call, and the IAM action it needs.

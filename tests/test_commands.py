@@ -131,7 +131,7 @@ def test_simulate_writes_points_the_publisher_reads(tmp_path: Path, dsn: str) ->
     setup = write_race(tmp_path, dsn, starts_at=now_utc() - timedelta(minutes=3))
     cfg = config.load(str(setup.path))
     with psycopg.connect(dsn, autocommit=True) as conn:
-        create_table(conn, cfg)  # type: ignore[arg-type]
+        create_table(conn, cfg)
 
     class Once:  # stop after the backfill
         def is_set(self) -> bool:

@@ -10,6 +10,7 @@ import re
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from racepub import config
 
@@ -54,7 +55,7 @@ def test_race_options_are_fields_of_race_and_say_what_they_do() -> None:
 def test_a_race_made_in_code_gets_the_dependent_defaults(tmp_path: Path) -> None:
     """chunk_points follows the field's size whoever makes the Race."""
     racers = tuple(config.Racer(str(i), f"R{i}") for i in range(600))
-    common = {
+    common: dict[str, Any] = {
         "id": "t",
         "title": "T",
         "starts_at": datetime.now(UTC),

@@ -42,7 +42,7 @@ def test_run_publishes_every_interval_and_stops_on_sigterm(tmp_path: Path, dsn: 
     )
     try:
         wait_for(lambda: (read_snapshot(snap_path) or {}).get("seq", 0) >= 2)
-        assert all(r["status"] == "waiting" for r in read_snapshot(snap_path)["racers"])
+        assert all(r["status"] == "waiting" for r in (read_snapshot(snap_path) or {})["racers"])
         # Two fixes: a racer's first fix is held until the next one confirms it.
         insert_points(
             dsn,

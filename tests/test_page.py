@@ -223,7 +223,9 @@ def test_racer_link_follows_them(live_race: LiveRace, open_page: Any) -> None:
     assert got.value.suggested_filename == "t-1002.gpx"
     track = gpx.tracks[0]
     assert track.name == "Sarah"
-    times = [p.time.timestamp() for p in track.segments[0].points]
+    points = track.segments[0].points
+    assert all(p.time is not None for p in points)  # every point with its time
+    times = [p.time.timestamp() for p in points if p.time is not None]
     start = live_race.setup.starts_at.timestamp()
     assert len(times) >= 80 and times == sorted(set(times)) and times[0] == start + 2
     page.locator("#unfollow").click()

@@ -183,7 +183,7 @@ def test_s3_objects_headers_and_no_reupload(tmp_path: Path, dsn: str, bucket: st
     assert any(k.endswith("/vendor/leaflet/leaflet.js") for k in keys)
 
     def head(key: str) -> dict[str, Any]:
-        return s3.head_object(Bucket=bucket, Key=key)
+        return dict(s3.head_object(Bucket=bucket, Key=key))
 
     snap_head = head("race/snapshot.json")
     assert snap_head["ContentType"] == "application/json"

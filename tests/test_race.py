@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ T0 = START.timestamp()
 COURSE = Course(STOPS)
 
 
-def make_state(*racers: Racer, chunk_points: int = 30, **kw: object) -> RaceState:
+def make_state(*racers: Racer, chunk_points: int = 30, **kw: Any) -> RaceState:
     race = Race(
         id="t",
         title="T",
@@ -30,7 +31,7 @@ def make_state(*racers: Racer, chunk_points: int = 30, **kw: object) -> RaceStat
         racers=racers or (Racer("a", "A"), Racer("b", "B")),
         chunk_points=chunk_points,
         **kw,
-    )  # type: ignore[arg-type]
+    )
     return RaceState(race, COURSE)
 
 
@@ -46,8 +47,8 @@ def run(
     return rows
 
 
-def published_points(snap: dict[str, object]) -> set[tuple[float, float]]:
-    return {(p[0], p[1]) for r in snap["racers"] for p in r["tail"]}  # type: ignore[index,union-attr]
+def published_points(snap: dict[str, Any]) -> set[tuple[float, float]]:
+    return {(p[0], p[1]) for r in snap["racers"] for p in r["tail"]}
 
 
 def test_waiting_racers_are_listed_last_in_config_order() -> None:
@@ -184,6 +185,11 @@ def test_hostile_names_are_kept_whole_but_shortened_for_display() -> None:
     assert names["b c'\""] == 'Zoë 🏃‍♀️ "quoted" <b>&amp;</b> newline'
 
 
+def fix_of(row: Row) -> Fix:
+    assert row.t is not None and row.lat is not None and row.lon is not None
+    return Fix(row.t, row.lat, row.lon)
+
+
 def noisy_rows(seed: int, racers: int) -> list[Row]:
     """Fixes as phones send them: GPS noise, duplicates, fixes out of order,
     jumps, silences of minutes, bursts, and racers who finish."""
@@ -218,18 +224,16 @@ def test_vectorised_rounds_give_the_general_result() -> None:
     through Track.add (the general way) leave every track the same."""
     racers = tuple(Racer(f"r{k}", f"R{k}", "vehicle" if k == 5 else "runner") for k in range(12))
     rows = noisy_rows(7, len(racers))
-    rows.sort(key=lambda r: r.t)  # as they arrive
+    rows.sort(key=lambda r: r.t or 0.0)  # as they arrive
 
     batch = make_state(*racers, chunk_points=10)
     batch.update(rows, now=T0 + 1200)
     live = make_state(*racers, chunk_points=10)
     for at in range(0, 1200, 2):
-        live.update([r for r in rows if at <= r.t - T0 < at + 2], now=T0 + at + 2)
+        live.update([r for r in rows if at <= (r.t or 0.0) - T0 < at + 2], now=T0 + at + 2)
     general = make_state(*racers, chunk_points=10)
     for racer in racers:
-        general.tracks[racer.id].add(
-            [Fix(r.t, r.lat, r.lon) for r in rows if r.racer_id == racer.id]
-        )
+        general.tracks[racer.id].add([fix_of(r) for r in rows if r.racer_id == racer.id])
 
     def seen(state: RaceState) -> list[tuple[object, ...]]:
         return [

@@ -34,6 +34,12 @@ from tests.helpers import (
 DATA = Path(__file__).parent / "data"
 
 
+def when(p: gpxpy.gpx.GPXTrackPoint) -> datetime:
+    """A recorded point's time (every point of these recordings has one)."""
+    assert p.time is not None
+    return p.time
+
+
 def publisher(setup: RaceSetup, **kw: Any) -> Publisher:
     cfg = config.load(str(setup.path))
     return Publisher(cfg, cfg.race("t"), **kw)
@@ -250,7 +256,7 @@ def cerknica() -> tuple[list[gpxpy.gpx.GPXTrackPoint], Course, list[float]]:
     each recorded point truly is."""
     gpx = gpxpy.parse((DATA / "cerknicko-jezero.gpx").read_text())
     pts = [p for t in gpx.tracks for s in t.segments for p in s.points]
-    end = next(i for i, p in enumerate(pts) if p.time.strftime("%H:%M:%S") == "15:43:37")
+    end = next(i for i, p in enumerate(pts) if when(p).strftime("%H:%M:%S") == "15:43:37")
     pts = pts[: end + 1]
     seg = gpxpy.gpx.GPXTrackSegment([gpxpy.gpx.GPXTrackPoint(p.latitude, p.longitude) for p in pts])
     seg.simplify(15)  # a planned course is simpler than a recorded track
@@ -280,19 +286,19 @@ def test_after_a_long_silence_no_finish_before_the_line(tmp_path: Path, dsn: str
     the racer must not be declared finished until they reach the line."""
     pts, course, truth = cerknica()
     racers = '[[races.t.racers]]\nid = "car"\nname = "Car"\nkind = "vehicle"\n'
-    first = pts[0].time.timestamp()
+    first = when(pts[0]).timestamp()
     starts_at = now_utc() - timedelta(hours=2)
     setup = write_race(
         tmp_path, dsn, racers=racers, starts_at=starts_at, points=list(course.points)
     )
     create_points_table(dsn)
     lost = ("15:24:47", "15:40:30")
-    replay = [p for p in pts if not lost[0] < p.time.strftime("%H:%M:%S") < lost[1]]
+    replay = [p for p in pts if not lost[0] < when(p).strftime("%H:%M:%S") < lost[1]]
     clock = {"now": 0.0}
     pub = publisher(setup, clock=lambda: clock["now"])
 
     def at(p: gpxpy.gpx.GPXTrackPoint) -> float:
-        return starts_at.timestamp() + p.time.timestamp() - first
+        return starts_at.timestamp() + when(p).timestamp() - first
 
     truth_finish = at(pts[-1]) - starts_at.timestamp()
     try:

@@ -7,6 +7,7 @@ import re
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from racepub.config import Race, Racer
 from racepub.course import Course
@@ -15,7 +16,7 @@ from racepub.render import PageContext, csp, environment, page_context, render_p
 from tests.helpers import STOPS
 
 
-def race(**kw: object) -> Race:
+def race(**kw: Any) -> Race:
     return Race(
         id="t",
         title="</script><b>T</b>",
@@ -25,7 +26,7 @@ def race(**kw: object) -> Race:
         sink="dir:x",
         racers=(Racer("1", "<i>Ann</i>"),),
         **kw,
-    )  # type: ignore[arg-type]
+    )
 
 
 def render(r: Race) -> str:

@@ -42,8 +42,8 @@ def replay(tmp_path: Path, dsn: str, minutes_ago: float) -> tuple[dict[str, Any]
         ("1003", t_bad + 0.7, math.nan, -71.15),
     ]
     with psycopg.connect(dsn, autocommit=True) as conn:
-        create_table(conn, cfg)  # type: ignore[arg-type]
-        insert(conn, cfg, rows + bad + rows[:40])  # + duplicates  # type: ignore[arg-type]
+        create_table(conn, cfg)
+        insert(conn, cfg, rows + bad + rows[:40])  # + duplicates
     config_path = tmp_path / "racepub.toml"
     config_path.write_text(
         (DEMO_DIR / "racepub.toml")
