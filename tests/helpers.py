@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import Callable
@@ -16,7 +18,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from racepub.config import Race, Racer
 from racepub.course import Course, write_gpx
+from racepub.race import RaceState
 
 STOPS = [
     (42.340081, -71.166769),
@@ -26,6 +30,26 @@ STOPS = [
     (42.341614, -71.146202),
     (42.343864, -71.142853),
 ]
+
+
+# A race in memory (no config file) starts here; its fixes are seconds after T0.
+START = datetime(2014, 7, 25, 15, 0, tzinfo=UTC)
+T0 = START.timestamp()
+
+
+def race_state(course: Course, *racers: Racer, **kw: Any) -> RaceState:
+    """A RaceState of race "t" on `course` (two racers a and b unless given)."""
+    race = Race(
+        id="t",
+        title="T",
+        starts_at=START,
+        course=Path("c.gpx"),
+        interval_s=2,
+        sink="dir:x",
+        racers=racers or (Racer("a", "A"), Racer("b", "B")),
+        **kw,
+    )
+    return RaceState(race, course)
 
 
 def now_utc() -> datetime:
@@ -139,6 +163,16 @@ def fixes(
         rows.append((racer, setup.starts_at + timedelta(seconds=t), *setup.course.at(speed * t)))
         t += every
     return rows
+
+
+def run_once(config: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`racepub run --once` for race "t", in a process of its own (as after a kill)."""
+    return subprocess.run(
+        [sys.executable, "-m", "racepub", "run", "--once", "--race", "t", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 30.0, every: float = 0.1) -> Any:

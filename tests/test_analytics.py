@@ -4,35 +4,22 @@ from __future__ import annotations
 
 import math
 import random
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from racepub.config import Race, Racer
+from racepub.config import Racer
 from racepub.course import Course
 from racepub.race import RaceState, Row, chunk_body
 from racepub.timefmt import iso
-
-START = datetime(2014, 7, 25, 15, 0, tzinfo=UTC)
-T0 = START.timestamp()
+from tests.helpers import START, T0, race_state
 
 
 def make_state(course: Course, *racers: Racer, **kw: Any) -> RaceState:
-    race = Race(
-        id="t",
-        title="T",
-        starts_at=START,
-        course=Path("c.gpx"),
-        interval_s=2,
-        sink="dir:x",
-        racers=racers or (Racer("a", "A"),),
-        **kw,
-    )
-    return RaceState(race, course)
+    return race_state(course, *(racers or (Racer("a", "A"),)), **kw)
 
 
 def offset(course: Course, lat: float, lon: float, dx: float, dy: float) -> tuple[float, float]:

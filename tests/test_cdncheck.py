@@ -5,7 +5,6 @@ what spectators would see is stale, and it says so and exits 1."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from tests.helpers import (
     fixes,
     insert_points,
     now_utc,
+    public_bucket,
     wait_for,
     write_race,
 )
@@ -115,25 +115,8 @@ def test_check_cdn(
     tmp_path: Path, dsn: str, moto_server: str, fake_aws_env: None, nginx: object, cdn: str
 ) -> None:
     s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
-    bucket = f"cdn-check-{cdn.split()[0]}"
-    s3.create_bucket(Bucket=bucket)
     # The proxy reads the bucket unsigned (as CloudFront reads it through its OAC).
-    s3.put_bucket_policy(
-        Bucket=bucket,
-        Policy=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": "*",
-                        "Action": "s3:GetObject",
-                        "Resource": f"arn:aws:s3:::{bucket}/*",
-                    }
-                ],
-            }
-        ),
-    )
+    bucket = public_bucket(s3, f"cdn-check-{cdn.split()[0]}")
     create_points_table(dsn)
     setup = write_race(
         tmp_path,

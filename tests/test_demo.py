@@ -20,15 +20,20 @@ def get_json(url: str) -> dict[str, object]:
         return data
 
 
-@pytest.mark.slow
-def test_demo_serves_a_live_race_and_stops_cleanly(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
+def start_demo(cwd: Path) -> subprocess.Popen[str]:
+    """`racepub demo` in a process of its own, its output in one pipe."""
+    return subprocess.Popen(
         [sys.executable, "-m", "racepub", "demo"],
-        cwd=tmp_path,
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+@pytest.mark.slow
+def test_demo_serves_a_live_race_and_stops_cleanly(tmp_path: Path) -> None:
+    proc = start_demo(tmp_path)
     try:
         url, workdir = None, ""
         deadline = time.monotonic() + 90
@@ -85,13 +90,7 @@ def _read(path: Path) -> bytes:
 
 
 def test_killed_demo_leaves_no_database_behind(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "racepub", "demo"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = start_demo(tmp_path)
     assert proc.stdout is not None
     workdir = ""
     deadline = time.monotonic() + 90

@@ -33,6 +33,7 @@ from tests.helpers import (
     fixes,
     insert_points,
     now_utc,
+    run_once,
     sink_bodies,
     wait_for,
     write_race,
@@ -213,23 +214,7 @@ def test_kill_9_mid_cycle_then_restart(tmp_path: Path, dsn: str) -> None:
         written = {p: p.read_bytes() for p in tracks.rglob("*.json")}
         assert not (setup.sink_dir / "snapshot.json").exists()
         # Restarted, it rebuilds its state from the database and carries on.
-        assert (
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "racepub",
-                    "run",
-                    "--once",
-                    "--race",
-                    "t",
-                    "--config",
-                    str(setup.path),
-                ],
-                timeout=120,
-            ).returncode
-            == 0
-        )
+        assert run_once(setup.path).returncode == 0
         snap = snapshot(setup)
         assert snap is not None and snap["seq"] == 1
         per_racer = len(rows) // 40
@@ -239,23 +224,7 @@ def test_kill_9_mid_cycle_then_restart(tmp_path: Path, dsn: str) -> None:
             assert path.read_bytes() == body, path
         # And a second restart carries seq on, rewriting no chunk at all.
         mtimes = {p: p.stat().st_mtime_ns for p in tracks.rglob("*.json")}
-        assert (
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "racepub",
-                    "run",
-                    "--once",
-                    "--race",
-                    "t",
-                    "--config",
-                    str(setup.path),
-                ],
-                timeout=120,
-            ).returncode
-            == 0
-        )
+        assert run_once(setup.path).returncode == 0
         assert snapshot(setup)["seq"] == 2  # type: ignore[index]
         assert {p: p.stat().st_mtime_ns for p in tracks.rglob("*.json")} == mtimes
     finally:

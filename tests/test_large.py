@@ -361,7 +361,8 @@ def test_restart_carries_on_from_the_published_trails(
 def test_ranks_compare_racers_at_one_moment() -> None:
     """A racer whose newest fix is older is carried forward at their recent
     speed before ranking: ranked by where everyone is now."""
-    from tests.test_race import T0, make_state, run
+    from tests.helpers import T0
+    from tests.test_race import make_state, run
 
     a, b = Racer("a", "A"), Racer("b", "B")
     state = make_state(a, b)
@@ -381,7 +382,8 @@ def test_ranks_compare_racers_at_one_moment() -> None:
 def test_large_race_chunks_do_not_all_fill_at_once() -> None:
     """Everyone's first fix comes at the gun; with equal chunks, every racer
     would cut one in the same cycle (a pack of 50,000 chunks at once)."""
-    from tests.test_race import T0, make_state, run
+    from tests.helpers import T0
+    from tests.test_race import make_state, run
 
     racers = tuple(Racer(f"r{i}", f"R{i}") for i in range(200))
     state = make_state(*racers, chunk_points=10, shard_above=100)

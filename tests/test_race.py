@@ -4,35 +4,21 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from racepub.config import Race, Racer
+from racepub.config import Racer
 from racepub.course import Course
 from racepub.race import RaceState, Row
 from racepub.track import Fix, racer_key
-from tests.helpers import STOPS
+from tests.helpers import STOPS, T0, race_state
 
-START = datetime(2014, 7, 25, 15, 0, tzinfo=UTC)
-T0 = START.timestamp()
 COURSE = Course(STOPS)
 
 
 def make_state(*racers: Racer, chunk_points: int = 30, **kw: Any) -> RaceState:
-    race = Race(
-        id="t",
-        title="T",
-        starts_at=START,
-        course=Path("c.gpx"),
-        interval_s=2,
-        sink="dir:x",
-        racers=racers or (Racer("a", "A"), Racer("b", "B")),
-        chunk_points=chunk_points,
-        **kw,
-    )
-    return RaceState(race, COURSE)
+    return race_state(COURSE, *racers, chunk_points=chunk_points, **kw)
 
 
 def run(

@@ -14,8 +14,8 @@ from racepub.course import Course, Waypoint
 from racepub.errors import ConfigError
 from racepub.race import RaceState, Row
 from racepub.splits import split_paces
-from tests.helpers import STOPS, write_race
-from tests.test_race import COURSE, T0, make_state, run
+from tests.helpers import STOPS, T0, write_race
+from tests.test_race import COURSE, make_state, run
 
 
 def test_splits_of_a_steady_runner_and_the_finish() -> None:

@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from tests.helpers import (
     fixes,
     insert_points,
     now_utc,
+    run_once,
     wait_for,
     write_race,
 )
@@ -157,22 +156,7 @@ def test_kill_9_then_restart_reads_only_the_rows_since_the_last_save(
     later = rows_between(setup, 250, 290)
     insert_points(dsn, "live_points", COLS, later)
     seq = setup.snapshot()["seq"]
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "racepub",
-            "run",
-            "--once",
-            "--race",
-            "t",
-            "--config",
-            str(setup.path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_once(setup.path)
     assert done.returncode == 0, done.stderr
     assert "carrying on from the race state saved" in done.stderr
     assert f" new={len(later)} " in done.stderr  # read: only the rows since
