@@ -300,7 +300,18 @@ def freshness() -> dict[str, Any]:
         threading.Thread(target=feed, daemon=True).start()
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "racepub", "run", "--race", "b", "--config", str(path)],
+                [
+                    sys.executable,
+                    "-m",
+                    "racepub",
+                    "run",
+                    "--race",
+                    "b",
+                    "--config",
+                    str(path),
+                    "--state-dir",
+                    str(work / "state"),
+                ],  # nothing saved outside the work dir
                 stdout=subprocess.DEVNULL,
                 stderr=(work / "publisher.log").open("wb"),
             )

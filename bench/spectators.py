@@ -271,7 +271,18 @@ def measure() -> dict[str, Any]:
         )
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "racepub", "run", "--race", "b", "--config", str(config)],
+                [
+                    sys.executable,
+                    "-m",
+                    "racepub",
+                    "run",
+                    "--race",
+                    "b",
+                    "--config",
+                    str(config),
+                    "--state-dir",
+                    str(work / "state"),
+                ],  # nothing saved outside the work dir
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=(work / "publisher.log").open("wb"),
