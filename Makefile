@@ -59,11 +59,17 @@ vendor-leaflet:
 
 # Refresh the vendored PMTiles reader (the page's own basemap) from npm.
 PMTILES_VERSION ?= 4.5.0
+PROTOMAPS_LEAFLET_VERSION ?= 5.1.0
 vendor-pmtiles:
 	tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent pmtiles@$(PMTILES_VERSION) >/dev/null \
-	  && tar xzf pmtiles-$(PMTILES_VERSION).tgz && cd - >/dev/null \
-	  && cp $$tmp/package/dist/pmtiles.js static/vendor/pmtiles/ \
+	  && npm pack --silent protomaps-leaflet@$(PROTOMAPS_LEAFLET_VERSION) >/dev/null \
+	  && mkdir a b && tar xzf pmtiles-$(PMTILES_VERSION).tgz -C a \
+	  && tar xzf protomaps-leaflet-$(PROTOMAPS_LEAFLET_VERSION).tgz -C b && cd - >/dev/null \
+	  && cp $$tmp/a/package/dist/pmtiles.js static/vendor/pmtiles/ \
+	  && cp $$tmp/b/package/dist/protomaps-leaflet.js static/vendor/protomaps-leaflet/ \
 	  && sed -i 's/^PMTiles [0-9.]*,/PMTiles $(PMTILES_VERSION),/' static/vendor/pmtiles/VERSION \
+	  && sed -i 's/^protomaps-leaflet [0-9.]*,/protomaps-leaflet $(PROTOMAPS_LEAFLET_VERSION),/' \
+	    static/vendor/protomaps-leaflet/VERSION \
 	  && rm -rf $$tmp
 
 clean:

@@ -144,22 +144,17 @@ def _map(race: Race) -> tuple[bool, str, str, bool]:
             basemap = load_basemap(race.basemap)
         except RacepubError as e:
             return (False, "basemap", f"{e} (racepub tiles --race {race.id} --from SOURCE)", False)
-        if not basemap.raster:
-            return (
-                True,
-                "warn  basemap",
-                (
-                    f"{race.basemap} holds vector tiles; the page draws "
-                    f"raster basemaps only and uses {race.tiles}"
-                ),
-                False,
-            )
+        kind = (
+            f"{basemap.tile_type} tiles"
+            if basemap.raster
+            else "vector tiles (drawn in the Protomaps basemap schema's light flavour)"
+        )
         return (
             True,
             "basemap",
             (
                 f"{race.basemap}: {len(basemap.body) / 1e6:.1f} MB of "
-                f"{basemap.tile_type} tiles, zooms {basemap.min_zoom}-"
+                f"{kind}, zooms {basemap.min_zoom}-"
                 f"{basemap.max_zoom}; the page asks no third party"
             ),
             True,

@@ -151,18 +151,13 @@ class Publisher:
         if self.race.basemap is None:
             return None
         basemap = load_basemap(self.race.basemap)
-        if not basemap.raster:
-            log.warning(
-                "the basemap %s holds vector tiles; the page draws raster basemaps "
-                "only: its map comes from %s",
-                self.race.basemap,
-                self.race.tiles,
-            )
-            return None
         key = objects.basemap_key(hashlib.sha256(basemap.body).hexdigest()[:12])
         self.static_objects.append(objects.make(key, basemap.body, self.race.interval_s))
         return {
             "url": key,
+            # raster: drawn by pmtiles' Leaflet layer; vector (the Protomaps
+            # basemap schema): by protomaps-leaflet, in its "light" flavour.
+            "type": "raster" if basemap.raster else "vector",
             "min_zoom": basemap.min_zoom,
             "max_zoom": basemap.max_zoom,
             "bounds": basemap.bounds,

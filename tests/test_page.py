@@ -50,7 +50,7 @@ def publish_live(
     extra: str,
     speeds: dict[str, float],
     elevations: list[float] | None = None,
-    before: Callable[[RaceSetup], None] | None = None,
+    before: Callable[[RaceSetup], object] | None = None,
 ) -> Iterator[LiveRace]:
     """A race 3 minutes in (a fix every 2 s at each racer's speed), published
     once to a public bucket on moto's HTTP server, as spectators load it.

@@ -5,6 +5,7 @@ Chromium from the page's own origin, with no request anywhere else."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import sqlite3
 import struct
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import mapbox_vector_tile
 import numpy as np
 import pytest
 from PIL import Image
@@ -218,6 +220,99 @@ def _tiles_cli(config: Path, source: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "png tiles, zooms 10-15" in done.stdout
     assert (config.parent / "t.pmtiles").exists()
+
+
+def write_vector_pmtiles(path: Path, zooms: range) -> None:
+    """Vector tiles in the Protomaps basemap schema: land everywhere, water
+    over each tile's western half (so the drawn map is two colours)."""
+    tiles = sorted(tiles_over_boston(zooms), key=lambda t: zxy_to_tileid(*t))
+    body = gzip.compress(
+        mapbox_vector_tile.encode(
+            [
+                {
+                    "name": "earth",
+                    "features": [
+                        {
+                            "geometry": "POLYGON ((0 0, 4096 0, 4096 4096, 0 4096, 0 0))",
+                            "properties": {},
+                        }
+                    ],
+                },
+                {
+                    "name": "water",
+                    "features": [
+                        {
+                            "geometry": "POLYGON ((0 0, 2048 0, 2048 4096, 0 4096, 0 0))",
+                            "properties": {"kind": "water"},
+                        }
+                    ],
+                },
+            ],
+            default_options={"y_coord_down": True},
+        ),
+        mtime=0,
+    )
+    with open(path, "wb") as f:
+        writer = Writer(f)
+        for z, x, y in tiles:
+            writer.write_tile(zxy_to_tileid(z, x, y), body)
+        writer.finalize(
+            {
+                "tile_type": TileType.MVT,
+                "tile_compression": Compression.GZIP,
+                "min_lon_e7": -1800000000,
+                "min_lat_e7": -850000000,
+                "max_lon_e7": 1800000000,
+                "max_lat_e7": 850000000,
+                "center_zoom": 10,
+                "center_lon_e7": 0,
+                "center_lat_e7": 0,
+            },
+            {
+                "attribution": "Generated tiles",
+                "vector_layers": [{"id": "earth", "fields": {}}, {"id": "water", "fields": {}}],
+            },
+        )
+
+
+@pytest.fixture
+def race_with_vector_basemap(
+    tmp_path: Path, dsn: str, moto_server: str, fake_aws_env: None
+) -> Iterator[LiveRace]:
+    source = tmp_path / "area.pmtiles"
+    write_vector_pmtiles(source, range(12, 16))
+    racers = '\n[[races.t.racers]]\nid = "1001"\nname = "Michael"\n'
+    yield from publish_live(
+        tmp_path,
+        dsn,
+        moto_server,
+        racers,
+        'basemap = "t.pmtiles"',
+        {"1001": 3.0},
+        before=lambda setup: cut(source, setup.path.parent / "t.pmtiles", setup.course, (12, 15)),
+    )
+
+
+def test_page_draws_a_vector_basemap_from_its_own_origin(
+    race_with_vector_basemap: LiveRace, open_page: Any
+) -> None:
+    page = open_page(race_with_vector_basemap.url)
+    page.wait_for_function("() => document.querySelectorAll('.leaflet-tile-loaded').length >= 4")
+    page.wait_for_timeout(500)
+    origin = urlsplit(race_with_vector_basemap.url)[:2]
+    others = [
+        u
+        for u in page.requests
+        if not u.startswith(("data:", "blob:")) and urlsplit(u)[:2] != origin
+    ]
+    assert others == []
+    assert page.locator("canvas.leaflet-tile").count() >= 4  # drawn here, from vectors
+    # Land and water, each over a good part of the map (and not the page's grey).
+    pixels = np.asarray(
+        Image.open(io.BytesIO(page.locator("#map").screenshot())).convert("RGB"), dtype=np.int16
+    )
+    blue = (pixels[:, :, 2] > pixels[:, :, 0] + 15).mean()
+    assert 0.2 < blue < 0.8, blue
 
 
 def test_page_draws_the_races_own_basemap_from_its_own_origin(

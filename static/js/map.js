@@ -9,19 +9,23 @@ export const map = L.map("map", { zoomSnap: 0.25 });
 const courseLine = L.polyline(cfg.course, { color: "#00572a", weight: 5, opacity: 0.6 }).addTo(map);
 map.fitBounds(courseLine.getBounds(), { padding: [16, 16] });
 // Tiles are decoration: if they fail, the course, markers and trails still show.
-if (cfg.basemap && window.pmtiles) {
+const own = cfg.basemap;
+if (own && (window.pmtiles || window.protomapsL)) {
   // The race's own basemap, read from this origin by range requests.
-  const archive = new pmtiles.PMTiles(new URL(cfg.basemap.url, location.href).href);
-  const b = cfg.basemap.bounds;
-  pmtiles
-    .leafletRasterLayer(archive, {
-      attribution: cfg.basemap.attribution || cfg.attribution,
-      maxZoom: 19,
-      minNativeZoom: cfg.basemap.min_zoom,
-      maxNativeZoom: cfg.basemap.max_zoom,
-      bounds: L.latLngBounds([b[1], b[0]], [b[3], b[2]]),
-    })
-    .addTo(map);
+  const url = new URL(own.url, location.href).href;
+  const b = own.bounds;
+  const options = {
+    attribution: own.attribution || cfg.attribution,
+    maxZoom: 19,
+    minNativeZoom: own.min_zoom,
+    maxNativeZoom: own.max_zoom,
+    bounds: L.latLngBounds([b[1], b[0]], [b[3], b[2]]),
+  };
+  const layer =
+    own.type === "vector"
+      ? protomapsL.leafletLayer({ ...options, url, flavor: "light", lang: "en" })
+      : pmtiles.leafletRasterLayer(new pmtiles.PMTiles(url), options);
+  layer.addTo(map);
 } else {
   L.tileLayer(cfg.tiles, { attribution: cfg.attribution, maxZoom: 19 }).addTo(map);
 }
