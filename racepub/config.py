@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
+from .course import OFF_COURSE_M
 from .errors import ConfigError, UsageError
 
 DEFAULT_CONFIG = "racepub.toml"
@@ -67,7 +68,7 @@ class Race:
     # a PUT: a big field's fixes fill few, larger ones).
     chunk_points: int = 0
     stale_after_s: int = 60
-    off_course_m: float = 150.0
+    off_course_m: float = OFF_COURSE_M
     pace_window_s: int = 60
     max_accuracy_m: float = 50.0
     min_fix_spacing_s: float = 1.0  # closer fixes of one racer are dropped (too_frequent)

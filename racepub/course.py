@@ -30,6 +30,8 @@ SEARCH_AHEAD_M = 1500.0
 # as this many metres of distance from the line. Out-and-back legs a few
 # metres apart (two sides of a street) then stay apart under GPS noise.
 PREFER_NEAR = 0.1
+# Further from the course than this, a fix is off course (Race.off_course_m).
+OFF_COURSE_M = 150.0
 # Past the finish a fix may project beyond the last vertex; keep that overshoot
 # (up to this much) so the finish crossing can be interpolated.
 OVERSHOOT_M = 300.0
@@ -143,7 +145,7 @@ class Course:
         ahead_m: float = SEARCH_AHEAD_M,
         expect_m: float | None = None,
         prefer: float = PREFER_NEAR,
-        off_course_m: float = 150.0,
+        off_course_m: float = OFF_COURSE_M,
     ) -> Projection:
         """Project a fix onto the course, preferring the stretch near `near_m`.
 

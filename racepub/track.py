@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from . import objects
 from .config import Racer
-from .course import PREFER_NEAR, Course, Fit, Projection
+from .course import OFF_COURSE_M, PREFER_NEAR, Course, Fit, Projection
 from .timefmt import iso
 
 # Extra distance a fix may cover beyond max speed: GPS error at both ends.
@@ -116,7 +116,7 @@ class Rules:
     max_mps: float = 30 / 3.6
     chunk_points: int = 30
     pace_window_s: float = 60.0
-    off_course_m: float = 150.0
+    off_course_m: float = OFF_COURSE_M
     # Fixes closer together than this are not accepted (too_frequent): a phone
     # sending many a second would otherwise cost every spectator chunks.
     min_spacing_s: float = 1.0
