@@ -110,6 +110,7 @@ def nginx() -> Iterator[object]:
         proc.wait(timeout=10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cdn", list(SETUPS))
 def test_check_cdn(
     tmp_path: Path, dsn: str, moto_server: str, fake_aws_env: None, nginx: object, cdn: str

@@ -89,6 +89,7 @@ def _read(path: Path) -> bytes:
         return b""
 
 
+@pytest.mark.slow
 def test_killed_demo_leaves_no_database_behind(tmp_path: Path) -> None:
     proc = start_demo(tmp_path)
     assert proc.stdout is not None

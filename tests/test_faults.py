@@ -232,6 +232,7 @@ def test_kill_9_mid_cycle_then_restart(tmp_path: Path, dsn: str) -> None:
         watcher.stop()
 
 
+@pytest.mark.slow
 def test_standby_takes_over_when_the_active_publisher_dies(tmp_path: Path, dsn: str) -> None:
     create_points_table(dsn)
     setup = write_race(tmp_path, dsn, interval_s=1)
@@ -327,6 +328,7 @@ def test_standby_of_a_large_race_is_warm(tmp_path: Path, dsn: str) -> None:
         watcher.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
 def test_signals_stop_cleanly(tmp_path: Path, dsn: str, signum: int) -> None:
     create_points_table(dsn)

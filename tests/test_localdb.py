@@ -13,6 +13,7 @@ import pytest
 from racepub import localdb
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root must hand the server to another user")
 def test_binaries_in_a_private_folder_are_used_without_opening_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -31,6 +31,7 @@ def read_snapshot(path: Path) -> dict[str, Any] | None:
         return None
 
 
+@pytest.mark.slow
 def test_run_publishes_every_interval_and_stops_on_sigterm(tmp_path: Path, dsn: str) -> None:
     create_points_table(dsn)
     setup = write_race(tmp_path, dsn, interval_s=1)

@@ -440,6 +440,7 @@ def test_a_mangled_racer_link_is_ignored(live_race: LiveRace, open_page: Any) ->
     assert page.locator("#board tbody tr.following").count() == 0
 
 
+@pytest.mark.slow
 def test_elevation_profile_only_when_the_course_has_it(
     tmp_path: Path,
     dsn: str,
@@ -485,6 +486,7 @@ def test_elevation_profile_only_when_the_course_has_it(
         next(gen, None)
 
 
+@pytest.mark.slow
 def test_replay_scrubs_to_a_moment_and_returns_live(live_race: LiveRace, open_page: Any) -> None:
     """Scrubbed to 1:00 the board shows where the chunks put each racer at
     that minute; Live returns to now. No chunk is fetched twice."""
@@ -558,6 +560,7 @@ def test_large_race_replays_the_head_and_the_followed(large_race: LiveRace, open
     assert pieces and len(pieces) == len(set(pieces))  # each piece of a pack read once
 
 
+@pytest.mark.slow
 def test_a_racer_who_overtakes_keeps_their_colour(
     live_race: LiveRace, open_page: Any, dsn: str
 ) -> None:

@@ -279,6 +279,7 @@ def cerknica() -> tuple[list[gpxpy.gpx.GPXTrackPoint], Course, list[float]]:
     return pts, course, truth
 
 
+@pytest.mark.slow
 def test_after_a_long_silence_no_finish_before_the_line(tmp_path: Path, dsn: str) -> None:
     """The recording has silences of 10 and 14 minutes; here the phone also
     lost the 90 s after the second (16 minutes in all). After it, the first
@@ -483,6 +484,7 @@ def test_a_late_batch_without_ingest_loses_what_lookback_cannot_see(
     assert len(seen) == 49 + 15
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flood", ["standing still", "off course", "at the finish line"])
 def test_one_racer_flooding_costs_only_their_rows(tmp_path: Path, dsn: str, flood: str) -> None:
     """10,000 rows in one cycle from one phone, milliseconds apart: a second's

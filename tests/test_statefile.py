@@ -138,6 +138,7 @@ def test_a_state_of_another_race_source_or_sink_is_not_used(
     assert path.stat().st_mode & 0o777 == 0o600  # saved anew, for its user only
 
 
+@pytest.mark.slow
 def test_kill_9_then_restart_reads_only_the_rows_since_the_last_save(
     tmp_path: Path, dsn: str, state_dir: Path
 ) -> None:

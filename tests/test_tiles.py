@@ -293,6 +293,7 @@ def race_with_vector_basemap(
     )
 
 
+@pytest.mark.slow
 def test_page_draws_a_vector_basemap_from_its_own_origin(
     race_with_vector_basemap: LiveRace, open_page: Any
 ) -> None:
@@ -315,6 +316,7 @@ def test_page_draws_a_vector_basemap_from_its_own_origin(
     assert 0.2 < blue < 0.8, blue
 
 
+@pytest.mark.slow
 def test_page_draws_the_races_own_basemap_from_its_own_origin(
     race_with_basemap: LiveRace, open_page: Any
 ) -> None:
