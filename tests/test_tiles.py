@@ -11,7 +11,7 @@ import sqlite3
 import struct
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,7 +27,7 @@ from pmtiles.writer import Writer
 from racepub.course import Course
 from racepub.errors import UsageError
 from racepub.tiles import bbox, cut, tile_range
-from tests.helpers import STOPS
+from tests.helpers import STOPS, RaceSetup
 from tests.test_page import ARTIFACTS, LiveRace, publish_live
 
 COLOUR = (200, 30, 160)  # no real map has it: map pixels of it are the basemap's
@@ -180,6 +180,26 @@ def test_what_cannot_be_cut_says_why(tmp_path: Path) -> None:
     assert not (tmp_path / "x.pmtiles").exists() and not list(tmp_path.glob(".x*"))
 
 
+def elsewhere(page: Any, url: str) -> list[str]:
+    """What the page asked of any origin but its own (data: and blob: are its own)."""
+    origin = urlsplit(url)[:2]
+    return [
+        u
+        for u in page.requests
+        if not u.startswith(("data:", "blob:")) and urlsplit(u)[:2] != origin
+    ]
+
+
+def race_on_basemap(
+    tmp_path: Path, dsn: str, moto_server: str, make: Callable[[RaceSetup], object]
+) -> Iterator[LiveRace]:
+    """A one-racer race published with the basemap `make` writes as t.pmtiles."""
+    racers = '\n[[races.t.racers]]\nid = "1001"\nname = "Michael"\n'
+    yield from publish_live(
+        tmp_path, dsn, moto_server, racers, 'basemap = "t.pmtiles"', {"1001": 3.0}, before=make
+    )
+
+
 @pytest.fixture
 def race_with_basemap(
     tmp_path: Path, dsn: str, moto_server: str, fake_aws_env: None
@@ -187,15 +207,8 @@ def race_with_basemap(
     """`racepub tiles` as an organizer runs it, then the race published with it."""
     source = tmp_path / "area.pmtiles"
     write_source_pmtiles(source, range(10, 16))
-    racers = '\n[[races.t.racers]]\nid = "1001"\nname = "Michael"\n'
-    yield from publish_live(
-        tmp_path,
-        dsn,
-        moto_server,
-        racers,
-        'basemap = "t.pmtiles"',
-        {"1001": 3.0},
-        before=lambda setup: _tiles_cli(setup.path, source),
+    yield from race_on_basemap(
+        tmp_path, dsn, moto_server, lambda setup: _tiles_cli(setup.path, source)
     )
 
 
@@ -281,31 +294,21 @@ def race_with_vector_basemap(
 ) -> Iterator[LiveRace]:
     source = tmp_path / "area.pmtiles"
     write_vector_pmtiles(source, range(12, 16))
-    racers = '\n[[races.t.racers]]\nid = "1001"\nname = "Michael"\n'
-    yield from publish_live(
+    yield from race_on_basemap(
         tmp_path,
         dsn,
         moto_server,
-        racers,
-        'basemap = "t.pmtiles"',
-        {"1001": 3.0},
-        before=lambda setup: cut(source, setup.path.parent / "t.pmtiles", setup.course, (12, 15)),
+        lambda setup: cut(source, setup.path.parent / "t.pmtiles", setup.course, (12, 15)),
     )
 
 
-@pytest.mark.slow
 def test_page_draws_a_vector_basemap_from_its_own_origin(
     race_with_vector_basemap: LiveRace, open_page: Any
 ) -> None:
     page = open_page(race_with_vector_basemap.url)
     page.wait_for_function("() => document.querySelectorAll('.leaflet-tile-loaded').length >= 4")
     page.wait_for_timeout(500)
-    origin = urlsplit(race_with_vector_basemap.url)[:2]
-    others = [
-        u
-        for u in page.requests
-        if not u.startswith(("data:", "blob:")) and urlsplit(u)[:2] != origin
-    ]
+    others = elsewhere(page, race_with_vector_basemap.url)
     assert others == []
     assert page.locator("canvas.leaflet-tile").count() >= 4  # drawn here, from vectors
     # Land and water, each over a good part of the map (and not the page's grey).
@@ -323,12 +326,7 @@ def test_page_draws_the_races_own_basemap_from_its_own_origin(
     page = open_page(race_with_basemap.url)
     page.wait_for_function("() => document.querySelectorAll('.leaflet-tile-loaded').length >= 4")
     page.wait_for_timeout(300)
-    origin = urlsplit(race_with_basemap.url)[:2]
-    others = [
-        u
-        for u in page.requests
-        if not u.startswith(("data:", "blob:")) and urlsplit(u)[:2] != origin
-    ]
+    others = elsewhere(page, race_with_basemap.url)
     assert others == []  # not a single request to anyone but the page's origin
     assert any("/basemap/" in u and u.endswith(".pmtiles") for u in page.requests)
     # The map under the course is the basemap's colour, not blank.
