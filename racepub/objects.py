@@ -6,11 +6,12 @@ preview sends the same headers the CDN would.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import mimetypes
 from dataclasses import dataclass
 from functools import cached_property
+
+from isal import igzip
 
 SNAPSHOT = "snapshot.json"
 PAGE = "index.html"
@@ -62,9 +63,14 @@ class Object:
         return self.content_type.split(";")[0] in COMPRESSIBLE
 
 
+# ISA-L's level 3 (its best): a 50,000-racer cycle compresses ~1 MB of
+# shards; zlib's level 5 took ~90 ms of it, this ~15 (2-3 % larger; bench).
+GZIP_LEVEL = 3
+
+
 def gzip_bytes(body: bytes) -> bytes:
     # mtime=0: the same body always compresses to the same bytes.
-    return gzip.compress(body, compresslevel=5, mtime=0)
+    return igzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
 
 
 def content_type(key: str) -> str:
