@@ -288,6 +288,7 @@ class RaceState:
         go = go[fits]
         order = self.order
         recent, reached = [], []
+        length = c.length_m
         gi = idx[go].tolist()
         for i, ft, fa, fo, pd, po in zip(
             gi,
@@ -304,7 +305,8 @@ class RaceState:
                 chunks.append(cut)
             r = track._recent
             recent.append(math.nan if r is None else r)
-            reached.append(track.distance_m)
+            p = track.progress_m  # track.distance_m
+            reached.append(p if p < length else length)
         self._track_drops["accepted"] += len(go)
         if len(go):
             st.advanced(idx[go], t[go], lat[go], lon[go], np.array(recent), reached)
