@@ -91,7 +91,7 @@ def publisher(state: RaceState) -> Callable[[float, int], list[bytes]]:
     def large(now: float, seq: int) -> list[bytes]:
         cycle = form.cycle(now, seq, state.moment(now), [])
         cycle.commit()
-        return [json_bytes(cycle.snapshot), *(o.body for o in cycle.objects)]
+        return [json_bytes(cycle.snapshot), *(o.body for o in cycle.objects())]
 
     return large
 

@@ -24,7 +24,7 @@ import hashlib
 import math
 import secrets
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -36,13 +36,15 @@ from . import objects
 from .config import Race
 from .objects import Object, gzip_bytes
 from .race import RaceState, display_name
-from .render import json_bytes
+from .render import NULL_INT, array_json, json_bytes, with_arrays
 from .standings import STATUS_CODES, Moment
 from .timefmt import iso
 from .track import Chunk, fnv1a32
 
 TRAIL_EVERY_S = 60.0  # each trail group's recent trails are rewritten this often
-TRAIL_GROUP = 250  # racers per trail group
+# Racers per trail group: 50,000 racers make 108 groups, ~4 rewritten a
+# cycle (each a PUT), ~10 KB gzipped each at 4 h (a follower's, every 20 s).
+TRAIL_GROUP = 500
 DENSITY_BINS = 200
 NAMES_MAX = 1500  # a name index object splits into three-letter keys above this
 
@@ -96,8 +98,15 @@ class Cycle:
     written (commit); a failed cycle's pack is forgotten and made again."""
 
     snapshot: dict[str, Any]
-    objects: list[Object]  # pack and trail groups first, then the live shards
+    packs: list[Object]  # in place before the trail groups that point into them
+    trails: list[Object]
+    # The live shards, rendered one by one as they are asked for: the first
+    # upload while the rest are made (at 50,000 racers, 36 PUTs of ~25 KB).
+    shards: Callable[[], Iterator[Object]]
     commit: Callable[[], None]
+
+    def objects(self) -> list[Object]:
+        return [*self.packs, *self.trails, *self.shards()]
 
 
 class LargeForm:
@@ -189,17 +198,50 @@ class LargeForm:
     # -- a cycle -----------------------------------------------------------------------
 
     def cycle(self, now: float, seq: int, moment: Moment, chunks: list[Chunk]) -> Cycle:
+        due = self._due_groups(now)
+        pack, new_refs, recent = self._pack(seq, chunks, due)
+        chunk_refs = self.chunk_refs
+        merged = {i: [*chunk_refs[i], *refs] for i, refs in new_refs.items()}
+        trail_objs = [self._trail_object(g, seq, now, merged, recent) for g in due]
+
+        def shards() -> Iterator[Object]:
+            return (self._shard_object(k, seq, now, moment) for k in range(self.shards))
+
+        def commit() -> None:
+            for i, refs in merged.items():
+                chunk_refs[i] = refs
+            for i, ref in recent.items():
+                self.recent_refs[i] = ref
+            self.trail_at[due] = now
+
+        packs = [pack.object()] if pack.parts else []
+        return Cycle(self._snapshot(now, seq, moment), packs, trail_objs, shards, commit)
+
+    def pack_ahead(self, seq: int, chunks: list[Chunk]) -> tuple[Object | None, Callable[[], None]]:
+        """A pack of these chunks alone, written before the cycle that lists
+        them (a long catch-up's: hours of chunks would otherwise all wait in
+        memory for the first cycle), and what to remember once written."""
+        pack, new_refs, _ = self._pack(seq, chunks, [])
+
+        def commit() -> None:
+            for i, refs in new_refs.items():
+                self.chunk_refs[i] = [*self.chunk_refs[i], *refs]
+
+        return (pack.object() if pack.parts else None), commit
+
+    def _pack(
+        self, seq: int, chunks: list[Chunk], due: list[int]
+    ) -> tuple[Pack, dict[int, list[tuple[str, int, int]]], dict[int, tuple[str, int, int]]]:
+        """A pack of the chunks not packed yet and the recent trails of the
+        trail groups due; where each racer's pieces are in it."""
         state = self.state
         pack = Pack(objects.pack_key(seq, secrets.token_hex(4)))
-        # The pieces this cycle packs: new chunks, and the recent trails of
-        # the trail groups due.
         pieces: list[tuple[int, str, Any]] = []  # (racer index, kind, (lat, lon, t) flat)
         for chunk in chunks:
             i = state.standings.index[chunk.racer_id]
             if chunk.n < len(self.chunk_refs[i]):
                 continue  # in a pack already, before a restart: never cut again
             pieces.append((i, "chunk", chunk.xyt))
-        due = self._due_groups(now)
         for g in due:
             for i in self.groups[g].tolist():
                 if state.order[i].last is not None:
@@ -212,21 +254,7 @@ class LargeForm:
                 new_refs.setdefault(i, []).append((pack.key, at, length))
             else:
                 recent[i] = (pack.key, at, length)
-        chunk_refs = self.chunk_refs
-        merged = {i: [*chunk_refs[i], *refs] for i, refs in new_refs.items()}
-        trail_objs = [self._trail_object(g, seq, now, merged, recent) for g in due]
-        out: list[Object] = [pack.object()] if pack.parts else []
-        out += trail_objs
-        out += [self._shard_object(k, seq, now, moment) for k in range(self.shards)]
-
-        def commit() -> None:
-            for i, refs in merged.items():
-                chunk_refs[i] = refs
-            for i, ref in recent.items():
-                self.recent_refs[i] = ref
-            self.trail_at[due] = now
-
-        return Cycle(self._snapshot(now, seq, moment), out, commit)
+        return pack, new_refs, recent
 
     def _bodies(self, pieces: list[tuple[int, str, Any]]) -> list[bytes]:
         """Each chunk or recent trail as a pack holds it: {"racer", "t0",
@@ -240,13 +268,18 @@ class LargeForm:
         t0 = self.state.start_t
         rows = np.column_stack(
             (np.round(rows[:, 0], 6), np.round(rows[:, 1], 6), np.round(rows[:, 2] - t0, 3))
-        ).tolist()
+        )
         bodies, at = [], 0
         order = self.state.order
+        start = b',"t0":' + orjson.dumps(t0) + b',"points":'
         for i, _, xyt in pieces:
             n = len(xyt) // 3
             bodies.append(
-                json_bytes({"racer": order[i].racer.id, "t0": t0, "points": rows[at : at + n]})
+                b'{"racer":'
+                + orjson.dumps(order[i].racer.id)
+                + start
+                + array_json(rows[at : at + n])
+                + b"}"
             )
             at += n
         return bodies
@@ -302,22 +335,18 @@ class LargeForm:
         m = self.members[k]
         waiting = moment.status[m] == STATUS_CODES["waiting"]
 
-        def col(values: np.ndarray, decimals: int = 0) -> list[Any]:
-            rounded = np.round(values, decimals)
-            out: list[Any] = (
-                np.nan_to_num(rounded).astype(np.int64).tolist()
-                if decimals == 0
-                else rounded.tolist()
-            )
+        def col(values: np.ndarray, decimals: int = 0) -> np.ndarray:
+            """Rounded; null where unknown (or the racer has no fix yet)."""
             bad = ~np.isfinite(values) | waiting
-            for j in np.flatnonzero(bad).tolist():
-                out[j] = None
-            return out
+            rounded = np.round(np.where(bad, 0.0, values), decimals)
+            if decimals:
+                return np.where(bad, np.nan, rounded)
+            return np.where(bad, NULL_INT, rounded.astype(np.int64))
 
         lat, lon = st.lat[m], st.lon[m]
         with np.errstate(invalid="ignore", divide="ignore"):
             pace = np.where(st.recent[m] > 0, 1000.0 / st.recent[m], np.nan)
-        body = {
+        head = {
             "schema": 1,
             "race": self.race.id,
             "shard": k,
@@ -326,8 +355,10 @@ class LargeForm:
             "generated_at": iso(now),
             "lat0": self.lat0,
             "lon0": self.lon0,
-            "rank": moment.rank[m].tolist(),
-            "status": moment.status[m].tolist(),
+        }
+        columns = {
+            "rank": moment.rank[m],
+            "status": moment.status[m],
             "distance_m": col(st.progress[m]),
             "lat_e6": col((lat - self.lat0) * 1e6),
             "lon_e6": col((lon - self.lon0) * 1e6),
@@ -337,16 +368,14 @@ class LargeForm:
             "eta_s": col(moment.eta_s[m]),
             "finish_s": col(st.finish_t[m] - self.state.start_t, 1),
         }
-        return objects.make(objects.shard_key(k), json_bytes(body), self.race.interval_s)
+        body = with_arrays(head, columns)
+        return objects.make(objects.shard_key(k), body, self.race.interval_s)
 
     def _snapshot(self, now: float, seq: int, moment: Moment) -> dict[str, Any]:
         state, race = self.state, self.race
         head = [int(i) for i in moment.order[: race.head_size]]
-        head += [
-            i
-            for i, t in enumerate(state.order)
-            if t.racer.kind == "vehicle" and moment.rank[i] > race.head_size
-        ]
+        vehicles = np.flatnonzero(state.standings.vehicle)
+        head += vehicles[moment.rank[vehicles] > race.head_size].tolist()
         return state.envelope(now, seq, moment) | {
             "racers": state.records(head, moment, trails=False),
             "field": {
@@ -384,9 +413,12 @@ class LargeForm:
         if any(doc is not None and doc.get("trails") != self.trails for doc in groups):
             return {}  # another layout (the field changed): nothing to carry on from
         index = self.state.standings.index
-        for doc in groups:
+        for g, doc in enumerate(groups):
             if doc is None:
                 continue
+            # Due again on the usual schedule, not all in the first cycle
+            # (at 50,000 racers that cycle rewrote every group: 8 s).
+            self.trail_at[g] = datetime.fromisoformat(doc["generated_at"]).timestamp()
             for rid, chunks, latest in zip(doc["ids"], doc["chunks"], doc["recent"], strict=False):
                 i = index.get(rid)
                 if i is None:
