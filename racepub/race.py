@@ -34,6 +34,7 @@ SCHEMA = 1
 # source's own reason, bad_value or invalid).
 ROW_REASONS = ("not_a_racer", "problem", "null", "not_finite", "out_of_range", "inaccurate")
 LARGE_TIMELINE_STEP_M = 50.0  # gaps in a large race: half the memory, ample precision
+LARGE_CHUNK_MAX_S = 1200.0  # 240 fixes 5 s apart: sparser phones' chunks are cut by time
 MAX_NAME = 80  # characters of a name published; a 10,000-character name is someone's joke
 
 
@@ -78,6 +79,7 @@ class RaceState:
                 min_spacing_s=race.min_fix_spacing_s,
                 stagger=race.large,
                 timeline_step_m=LARGE_TIMELINE_STEP_M if race.large else TIMELINE_STEP_M,
+                chunk_max_s=LARGE_CHUNK_MAX_S if race.large else math.inf,
             )
             for kind, speed in race.max_kmh.items()
         }

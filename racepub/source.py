@@ -427,6 +427,13 @@ class PointSource:
         if self._int_cursor:
             self._returned.extend(row[6] for row in rows if row[6] is not None)
         only = self._only
+        # Locals: this loop runs for every row (20,000 a cycle at 50,000 racers).
+        seen, int_cursor, stamp_cursor, hwm = (
+            self._seen,
+            self._int_cursor,
+            self._stamp_cursor,
+            self._hwm,
+        )
         for racer_id, t, lat, lon, accuracy, valid, cur, db_now in rows:
             if only is not None and racer_id not in only:
                 continue  # another user's row: not the race's, not counted
@@ -434,10 +441,10 @@ class PointSource:
                 fresh.append(Row(racer_id, None, None, None))
                 continue
             # Insert-order values are unique; times are unique per racer.
-            key = cur if self._int_cursor else (cur, racer_id)
-            if key in self._seen:
+            key = cur if int_cursor else (cur, racer_id)
+            if key in seen:
                 continue
-            self._seen[key] = cur
+            seen[key] = cur
             problem = None
             if lat_text or lon_text or acc_text:
                 try:
@@ -449,9 +456,7 @@ class PointSource:
                     lat = lon = accuracy = None  # the row carries its problem only
             if valid is False:
                 problem = problem or "invalid"
-            arrival = (
-                min(float(cur), db_now) if self._stamp_cursor else None if first_read else db_now
-            )
+            arrival = min(float(cur), db_now) if stamp_cursor else None if first_read else db_now
             fresh.append(Row(racer_id, t, lat, lon, accuracy, arrival, problem))
             if t is None:
                 continue
@@ -460,8 +465,9 @@ class PointSource:
                 continue  # from the branch for rows ahead: the cursor stays
             # The cursor never passes the database's now(): a phone whose
             # clock runs ahead must not hide anyone's fixes behind it.
-            mark = cur if self._int_cursor else min(float(cur), db_now)
-            self._hwm = mark if self._hwm is None else max(self._hwm, mark)
+            mark = cur if int_cursor else min(float(cur), db_now)
+            hwm = mark if hwm is None or mark > hwm else hwm
+        self._hwm = hwm
         if len(self._seen) > BATCH_ROWS and self._hwm is not None:
             # Memory stays bounded in a burst: with a time cursor, rows older
             # than lookback_s behind the newest can never be returned again;

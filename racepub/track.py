@@ -128,6 +128,10 @@ class Rules:
     # comes at the gun, so equal chunks would all fill in the same cycle (at
     # 50,000 racers, 50,000 PUTs at once every chunk_points fixes).
     stagger: bool = False
+    # A chunk is also cut once it spans this much race time (large races):
+    # a phone sending a fix a minute would otherwise keep hours in its tail
+    # and recent trail (rewritten with its trail group every minute).
+    chunk_max_s: float = math.inf
 
     @cached_property
     def finish_zone_m(self) -> float:
@@ -287,8 +291,16 @@ class Track:
             return self._first_chunk
         return size
 
+    def _full(self, size: int) -> bool:
+        """Whether the tail makes chunk `self.chunks` (of `size` fixes): full,
+        or spanning its share of chunk_max_s (staggered alike)."""
+        tail, rules = self.tail_xyt, self.rules
+        return len(tail) >= 3 * size or (
+            len(tail) > 3 and tail[-1] - tail[2] >= rules.chunk_max_s * size / rules.chunk_points
+        )
+
     def _cut(self, chunks: list[Chunk]) -> None:
-        if self.tail_len >= self.chunk_size(self.chunks):
+        if self._full(self.chunk_size(self.chunks)):
             chunks.append(Chunk(self.racer.id, self.chunks, self.tail_xyt))
             self.chunks += 1
             self.tail_xyt = array("d")
@@ -468,8 +480,14 @@ class Track:
             approach.append((t, d))
             while approach[0][0] < t - 2 * FINISH_FIT_S:
                 approach.popleft()
-        size = rules.chunk_points if self.chunks or not rules.stagger else self.chunk_size(0)
-        if len(tail) >= 3 * size:
+        size = (
+            rules.chunk_points
+            if self.chunks or not rules.stagger
+            else self._first_chunk or self.chunk_size(0)
+        )
+        if len(tail) >= 3 * size or (
+            len(tail) > 3 and t - tail[2] >= rules.chunk_max_s * size / rules.chunk_points
+        ):
             chunks: list[Chunk] = []
             self._cut(chunks)
             return chunks[0]

@@ -439,3 +439,27 @@ def test_a_long_catch_up_packs_its_chunks_as_it_goes(
     assert one == 1 and packs > 5  # 2,400 rows, 300 a batch: a pack after most
     assert as_it_goes == held
     assert sum(len(t) for t in held.values()) > 24 * 80
+
+
+def test_a_phone_sending_a_fix_a_minute_still_has_short_chunks() -> None:
+    """A chunk of a large race holds 240 fixes: 20 minutes at a fix every
+    5 s, but four hours for a phone saving its battery at one a minute, all
+    of it in memory and in the recent trail rewritten every minute. Chunks
+    are cut by time too (still staggered, so they do not all come at once)."""
+    from tests.helpers import T0
+    from tests.test_race import make_state, run
+
+    racers = tuple(Racer(f"r{i}", f"R{i}") for i in range(200))
+    state = make_state(*racers, shard_above=100, chunk_points=240)  # the large default
+    assert state.race.large
+    per_cycle, spans = [], []
+    for minute in range(120):
+        rows = [row for r in racers for row in run(r.id, 60.0 * minute, 60.0 * minute, 0.8)]
+        _, chunks = state.update(rows, T0 + 60.0 * minute + 1)
+        per_cycle.append(len(chunks))
+        spans += [c.xyt[-1] - c.xyt[2] for c in chunks]
+        for track in state.order:
+            assert len(track.tail_xyt) // 3 <= 31 and len(track.recent()) // 3 <= 32
+    assert sum(per_cycle) >= 200 * 5  # two hours: five or more a racer
+    assert max(spans) <= 1800.0  # the first (staggered) up to 1.5 x 20 min
+    assert max(per_cycle) <= 200 * 0.25  # spread out
