@@ -64,7 +64,7 @@ class Object:
 
 
 # ISA-L's level 3 (its best): a 50,000-racer cycle compresses ~1 MB of
-# shards; zlib's level 5 took ~90 ms of it, this ~15 (2-3 % larger; bench).
+# shards; zlib's level 5 took ~90 ms of it, this under 10 (2-3 % larger; bench).
 GZIP_LEVEL = 3
 
 

@@ -290,7 +290,6 @@ class RaceState:
         go = go[fits]
         order = self.order
         recent, reached = [], []
-        length = c.length_m
         gi = idx[go].tolist()
         for i, ft, fa, fo, pd, po in zip(
             gi,
@@ -307,8 +306,7 @@ class RaceState:
                 chunks.append(cut)
             r = track._recent
             recent.append(math.nan if r is None else r)
-            p = track.progress_m  # track.distance_m
-            reached.append(p if p < length else length)
+            reached.append(track.distance_m)
         self._track_drops["accepted"] += len(go)
         if len(go):
             st.advanced(idx[go], t[go], lat[go], lon[go], np.array(recent), reached)

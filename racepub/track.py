@@ -439,7 +439,6 @@ class Track:
         reaching the finish line nor timing it; projected already at d, off). The same arithmetic
         as _accept, in the same order, so the same result; the caller counts
         it. Returns the chunk it filled, if any."""
-        # (Called 20,000 times a cycle at 50,000 racers: helpers inlined.)
         rules = self.rules
         last = self.last
         assert last is not None
@@ -447,15 +446,12 @@ class Track:
         progress = prev_d = self.progress_m
         self.last, self.offset_m = Fix(t, lat, lon), off
         self.count += 1
-        tail = self.tail_xyt
-        tail.extend((lat, lon, t))
-        slot = (t - rules.start_t) // RECENT_EVERY_S  # _thin
+        self.tail_xyt.extend((lat, lon, t))
+        slot = (t - rules.start_t) // RECENT_EVERY_S  # _thin, inlined
         if slot != self._recent_slot:
             self._recent_slot = slot
             self.recent_xyt.extend((lat, lon, t))
-        reach = prev_d + rules.max_mps * (t - prev_t) + JUMP_SLACK_M
-        if not reach < d:  # min(d, reach)
-            reach = d
+        reach = min(d, prev_d + rules.max_mps * (t - prev_t) + JUMP_SLACK_M)
         if reach > prev_d:
             if len(self.timeline) * rules.timeline_step_m <= reach:  # a mark passed
                 self._advance_timeline(prev_t, prev_d, t, reach)
@@ -465,14 +461,7 @@ class Track:
         window.append((t, progress if progress < length else length))
         while len(window) > 2 and window[1][0] <= t - rules.pace_window_s:
             window.popleft()
-        # _speed_over_window
-        recent = None
-        if len(window) >= 2:
-            (t0, d0), (t1, d1) = window[0], window[-1]
-            if t1 - t0 >= min(10.0, rules.pace_window_s / 2):
-                speed = (d1 - d0) / (t1 - t0)
-                recent = speed if speed >= MOVING_MPS else 0.0
-        self._recent = recent
+        self._recent = self._speed_over_window()
         if self.finish_t is not None or progress >= length - rules.finish_zone_m:
             # _time_finish's bookkeeping near the line (the caller checked
             # this fix does not reach it) and past a finish timed for good.
@@ -480,18 +469,9 @@ class Track:
             approach.append((t, d))
             while approach[0][0] < t - 2 * FINISH_FIT_S:
                 approach.popleft()
-        size = (
-            rules.chunk_points
-            if self.chunks or not rules.stagger
-            else self._first_chunk or self.chunk_size(0)
-        )
-        if len(tail) >= 3 * size or (
-            len(tail) > 3 and t - tail[2] >= rules.chunk_max_s * size / rules.chunk_points
-        ):
-            chunks: list[Chunk] = []
-            self._cut(chunks)
-            return chunks[0]
-        return None
+        chunks: list[Chunk] = []
+        self._cut(chunks)
+        return chunks[0] if chunks else None
 
     @property
     def finish_zone_m(self) -> float:
