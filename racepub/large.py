@@ -291,10 +291,14 @@ class LargeForm:
             return list(range(self.trails))
         # Within TRAIL_EVERY_S less a cycle: no bridge from a recent trail to
         # the live position spans more than TRAIL_EVERY_S of race time.
-        cycles = max(1.0, (TRAIL_EVERY_S - self.race.interval_s) / self.race.interval_s)
+        interval = self.race.interval_s
+        cycles = max(1.0, (TRAIL_EVERY_S - interval) / interval)
         per_cycle = math.ceil(self.trails / math.floor(cycles))
         oldest = np.argsort(self.trail_at, kind="stable")[:per_cycle]
-        return sorted(int(g) for g in oldest)
+        # And any group that old by the clock: cycles may come further apart
+        # than the interval (a slow database, a loop that fell behind).
+        overdue = np.flatnonzero(self.trail_at <= now - (TRAIL_EVERY_S - interval))
+        return sorted({int(g) for g in oldest} | {int(g) for g in overdue})
 
     def _trail_object(
         self,
