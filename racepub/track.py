@@ -159,7 +159,8 @@ class Track:
     # per point would cost ~200 bytes, and big fields keep hundreds a racer.
     tail_xyt: array[float] = field(default_factory=lambda: array("d"))
     # The tail thinned as it grows: the first fix of each RECENT_EVERY_S of
-    # race time (the large form's recent trails; see recent()).
+    # race time, and the last before a silence (the large form's recent
+    # trails; see recent()).
     recent_xyt: array[float] = field(default_factory=lambda: array("d"))
     _recent_slot: float = -1.0
     window: deque[tuple[float, float]] = field(default_factory=deque)  # (t, progress)
@@ -323,19 +324,30 @@ class Track:
 
     def recent(self) -> array[float]:
         """The tail thinned to the first fix of each RECENT_EVERY_S of race
-        time, and the newest, as flat (lat, lon, t): what bridges the last
-        chunk to the racer's position with no straight line longer than
-        twice RECENT_EVERY_S."""
+        time, the last before each silence of RECENT_EVERY_S or more, and
+        the newest, as flat (lat, lon, t): what bridges the last chunk to
+        the racer's position with no straight line longer than twice
+        RECENT_EVERY_S but where the racer's phone was silent."""
         out = array("d", self.recent_xyt)
         if len(self.tail_xyt) and (not out or out[-1] != self.tail_xyt[-1]):
             out.extend(self.tail_xyt[-3:])
         return out
 
-    def _thin(self, fix: Fix) -> None:
+    def _thin(self, fix: Fix, prev: Fix | None) -> None:
+        recent = self.recent_xyt
+        if (
+            prev is not None
+            and fix.t - prev.t >= RECENT_EVERY_S
+            and recent
+            and recent[-1] != prev.t
+        ):
+            # Kept only after the fact: the fix before a silence (else the
+            # line drawn across the silence starts up to a slot earlier).
+            recent.extend((prev.lat, prev.lon, prev.t))
         slot = (fix.t - self.rules.start_t) // RECENT_EVERY_S
         if slot != self._recent_slot:
             self._recent_slot = slot
-            self.recent_xyt.extend((fix.lat, fix.lon, fix.t))
+            recent.extend((fix.lat, fix.lon, fix.t))
 
     def _reject(self, fix: Fix) -> str | None:
         last = self.after_gap[0] if self.after_gap is not None else self.last
@@ -410,11 +422,12 @@ class Track:
                 prefer=s.prefer,
                 off_course_m=rules.off_course_m,
             )
+        prev = self.last
         self.last, self.offset_m = fix, proj.offset_m
         self.count += 1
         self.race_drops["accepted"] += 1
         self.tail_xyt.extend((fix.lat, fix.lon, fix.t))
-        self._thin(fix)
+        self._thin(fix, prev)
         # Progress never goes back (GPS noise would make it shiver), and never
         # leaps further than the racer could have gone: a fix projected onto
         # another leg of a crossing course must not skip the racer ahead.
@@ -444,13 +457,11 @@ class Track:
         assert last is not None
         prev_t = last.t
         progress = prev_d = self.progress_m
-        self.last, self.offset_m = Fix(t, lat, lon), off
+        fix = Fix(t, lat, lon)
+        self.last, self.offset_m = fix, off
         self.count += 1
         self.tail_xyt.extend((lat, lon, t))
-        slot = (t - rules.start_t) // RECENT_EVERY_S  # _thin, inlined
-        if slot != self._recent_slot:
-            self._recent_slot = slot
-            self.recent_xyt.extend((lat, lon, t))
+        self._thin(fix, last)
         reach = min(d, prev_d + rules.max_mps * (t - prev_t) + JUMP_SLACK_M)
         if reach > prev_d:
             if len(self.timeline) * rules.timeline_step_m <= reach:  # a mark passed

@@ -20,6 +20,7 @@ from racepub.config import Racer
 from racepub.large import LargeForm, fold, name_key, shard_of, tokens
 from racepub.publish import Publisher
 from racepub.sink import open_sink
+from racepub.standings import STATUS_CODES
 from tests.helpers import (
     COLS,
     RaceSetup,
@@ -67,11 +68,12 @@ def test_fnv1a_shard_of_matches_published_vectors() -> None:
 
 
 class Bucket:
-    def __init__(self, name: str):
+    def __init__(self, name: str, prefix: str = "race"):
         self.s3, self.name = boto3.client("s3", region_name="us-east-1"), name
+        self.prefix = prefix
 
     def raw(self, key: str) -> bytes:
-        got = self.s3.get_object(Bucket=self.name, Key=f"race/{key}")
+        got = self.s3.get_object(Bucket=self.name, Key=f"{self.prefix}/{key}")
         body: bytes = got["Body"].read()
         return gzip.decompress(body) if got.get("ContentEncoding") == "gzip" else body
 
@@ -96,7 +98,9 @@ class Bucket:
                 continue
             pack, at, length = group["packs"][ref[0]], ref[1], ref[2]
             got = self.s3.get_object(
-                Bucket=self.name, Key=f"race/{pack}", Range=f"bytes={at}-{at + length - 1}"
+                Bucket=self.name,
+                Key=f"{self.prefix}/{pack}",
+                Range=f"bytes={at}-{at + length - 1}",
             )
             piece = json.loads(gzip.decompress(got["Body"].read()))
             assert piece["racer"] == racer_id
@@ -463,3 +467,102 @@ def test_a_phone_sending_a_fix_a_minute_still_has_short_chunks() -> None:
     assert sum(per_cycle) >= 200 * 5  # two hours: five or more a racer
     assert max(spans) <= 1800.0  # the first (staggered) up to 1.5 x 20 min
     assert max(per_cycle) <= 200 * 0.25  # spread out
+
+
+@pytest.mark.slow
+def test_real_recordings_in_a_large_race(tmp_path: Path, dsn: str, bucket: str) -> None:
+    """A real device's log (tests/data/cerknicko-jezero.gpx: a fix every few
+    seconds, silences of up to 14 minutes) as 20 racers, each starting 11 s
+    after the one before. Published live, cycle by cycle, a followed racer's
+    trail bridges no longer than the recording's own silences; a cold start
+    reading the whole race at once (a restart's catch-up) publishes the same
+    records and the same trails."""
+    from datetime import UTC, datetime
+
+    from tests.test_real_inputs import cerknica, when
+
+    pts, course, _ = cerknica()
+    first = when(pts[0]).timestamp()
+    offsets = {f"c{k:02d}": 11.0 * k for k in range(20)}
+    span = when(pts[-1]).timestamp() - first + max(offsets.values())
+    (tmp_path / "entrants.csv").write_text(
+        "id,name,kind\n" + "".join(f"{rid},Car {rid},vehicle\n" for rid in offsets)
+    )
+    starts_at = (now_utc() - timedelta(seconds=span + 120)).replace(microsecond=0)
+    start = starts_at.timestamp()
+    setup = write_race(
+        tmp_path,
+        dsn,
+        sink=f"s3://{bucket}/race",
+        racers="\n",
+        starts_at=starts_at,
+        points=list(course.points),
+        extra='racers_file = "entrants.csv"\n' + LARGE,
+    )
+    create_points_table(dsn)
+    rows = sorted(
+        (
+            (rid, datetime.fromtimestamp(start + 5 + off + when(p).timestamp() - first, UTC))
+            + (p.latitude, p.longitude)
+            for rid, off in offsets.items()
+            for p in pts
+        ),
+        key=lambda r: r[1],
+    )
+    recorded = {  # each racer's fixes, seconds after the start
+        rid: [5 + off + when(p).timestamp() - first for p in pts] for rid, off in offsets.items()
+    }
+    cfg = config.load(str(setup.path))
+    clock = {"now": start}
+    live = Publisher(cfg, cfg.race("t"), clock=lambda: clock["now"])
+    out = Bucket(bucket)
+    try:
+        step = 30.0
+        for c in range(int(span // step) + 3):
+            t0, t1 = start + c * step, start + (c + 1) * step
+            insert_points(
+                dsn, "live_points", COLS, [r for r in rows if t0 < r[1].timestamp() <= t1]
+            )
+            clock["now"] = t1
+            live.cycle()
+            if c % 7:
+                continue
+            snap = out.json("snapshot.json")
+            if "field" not in snap or not any(r["position"] for r in snap["racers"]):
+                continue
+            records = shards_of_cycle(out, snap)
+            rid = "c07"
+            trail = [p[2] for p in out.trail(snap, rid)]
+            newest = clock["now"] - records[rid]["age_ms"] / 1000 - start
+            drawn = [*trail, newest] if not trail or newest > trail[-1] else trail
+            assert drawn == sorted(drawn) and set(trail) <= {round(t, 3) for t in recorded[rid]}
+            for a, b in zip(drawn, drawn[1:], strict=False):
+                inside = [t for t in recorded[rid] if a < t < b]
+                # Longer than a minute only where the device was silent.
+                assert b - a <= 60.0 or not inside, (c, a, b, inside)
+        final = out.json("snapshot.json")
+        assert final["race"]["state"] == "finished"
+        want = shards_of_cycle(out, final)
+        assert all(r["status"] == STATUS_CODES["finished"] for r in want.values())
+    finally:
+        live.close()
+
+    # A cold start on everything at once: the same numbers and trails.
+    (tmp_path / "cold.toml").write_text(
+        setup.path.read_text().replace(f"s3://{bucket}/race", f"s3://{bucket}/cold")
+    )
+    cfg = config.load(str(tmp_path / "cold.toml"))
+    cold = Publisher(cfg, cfg.race("t"), clock=lambda: clock["now"])
+    try:
+        cold.cycle()
+    finally:
+        cold.close()
+    again = Bucket(bucket, "cold")
+    snap = again.json("snapshot.json")
+    got = shards_of_cycle(again, snap)
+    keep = ("rank", "status", "distance_m", "gap_s", "finish_s", "lat_e6", "lon_e6")
+    for rid in offsets:
+        for col in keep:
+            if col in want[rid]:
+                assert got[rid][col] == want[rid][col], (rid, col)
+        assert again.trail(snap, rid) == out.trail(final, rid), rid
