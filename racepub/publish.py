@@ -314,6 +314,12 @@ class Publisher:
         assert self.seq is not None
         now = self.clock()
         read_s, update_s = self._advance(now, stats, publishing=True)
+        if read_s + update_s > self.race.interval_s:
+            # A catch-up (a start, a burst) read for longer than an interval:
+            # what it publishes is as of now, when it is made (a large race's
+            # trail groups, stamped before a three-minute start-up, would
+            # all be due again at once in the next cycle).
+            now = self.clock()
         t2 = time.perf_counter()
 
         seq = self.seq + 1
