@@ -13,7 +13,7 @@ import hashlib
 import math
 import re
 from array import array
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, NamedTuple
@@ -163,8 +163,12 @@ class Track:
     # trails; see recent()).
     recent_xyt: array[float] = field(default_factory=lambda: array("d"))
     _recent_slot: float = -1.0
-    window: deque[tuple[float, float]] = field(default_factory=deque)  # (t, progress)
-    approach: deque[tuple[float, float]] = field(default_factory=deque)  # (t, raw projection)
+    # Flat (t, progress) pairs over the pace window, and (t, raw projection)
+    # pairs near the finish: an empty deque is 760 bytes, and a deque of
+    # tuples made and freed with every fix scattered the heap (at 50,000
+    # racers, both were ~200 MB of the publisher's memory).
+    window: array[float] = field(default_factory=lambda: array("d"))
+    approach: array[float] = field(default_factory=lambda: array("d"))
     # When progress first reached each multiple of rules.timeline_step_m, in seconds
     # after the start as float32 (1 ms steps over a day; 4 bytes a mark).
     timeline: array[float] = field(default_factory=lambda: array("f"))
@@ -440,11 +444,28 @@ class Track:
             self._advance_timeline(prev_t, prev_d, fix.t, reach)
             self.progress_m = reach
         self._time_finish(fix, proj.distance_m, proj.offset_m, prev_t, prev_d)
+        self._pace(fix.t, min(self.progress_m, length))
+
+    def _pace(self, t: float, progress: float) -> None:
+        """Add to the pace window; keep one point at or before its start."""
         window = self.window
-        window.append((fix.t, min(self.progress_m, length)))
-        while len(window) > 2 and window[1][0] <= fix.t - rules.pace_window_s:
-            window.popleft()
+        window.extend((t, progress))
+        cut = 0
+        while len(window) - cut > 4 and window[cut + 2] <= t - self.rules.pace_window_s:
+            cut += 2
+        if cut:
+            del window[:cut]
         self._recent = self._speed_over_window()
+
+    def _near_line(self, t: float, raw_m: float) -> None:
+        """Keep the fixes of the last 2 * FINISH_FIT_S that time the finish."""
+        approach = self.approach
+        approach.extend((t, raw_m))
+        cut = 0
+        while approach[cut] < t - 2 * FINISH_FIT_S:
+            cut += 2
+        if cut:
+            del approach[:cut]
 
     def step(self, t: float, lat: float, lon: float, d: float, off: float) -> Chunk | None:
         """_accept for the usual fix, in one call (RaceState._advance_usual
@@ -467,19 +488,12 @@ class Track:
             if len(self.timeline) * rules.timeline_step_m <= reach:  # a mark passed
                 self._advance_timeline(prev_t, prev_d, t, reach)
             self.progress_m = progress = reach
-        window = self.window
         length = self.course.length_m
-        window.append((t, progress if progress < length else length))
-        while len(window) > 2 and window[1][0] <= t - rules.pace_window_s:
-            window.popleft()
-        self._recent = self._speed_over_window()
+        self._pace(t, progress if progress < length else length)
         if self.finish_t is not None or progress >= length - rules.finish_zone_m:
             # _time_finish's bookkeeping near the line (the caller checked
             # this fix does not reach it) and past a finish timed for good.
-            approach = self.approach
-            approach.append((t, d))
-            while approach[0][0] < t - 2 * FINISH_FIT_S:
-                approach.popleft()
+            self._near_line(t, d)
         chunks: list[Chunk] = []
         self._cut(chunks)
         return chunks[0] if chunks else None
@@ -499,9 +513,7 @@ class Track:
         length = self.course.length_m
         if self.finish_t is None and self.progress_m < length - self.rules.finish_zone_m:
             return  # far from the line: no fix here can be among those that time it
-        self.approach.append((fix.t, raw_m))
-        while self.approach[0][0] < fix.t - 2 * FINISH_FIT_S:
-            self.approach.popleft()
+        self._near_line(fix.t, raw_m)
         if self.finish_t is None:
             if offset_m > self.rules.off_course_m or self.progress_m < length - FINISH_TOLERANCE_M:
                 return
@@ -509,7 +521,8 @@ class Track:
         elif fix.t > self.finish_t + FINISH_FIT_AFTER_S:
             return
         near = []
-        for t, d in self.approach:
+        approach = self.approach
+        for t, d in zip(approach[::2], approach[1::2], strict=True):
             if -FINISH_FIT_S <= t - self.finish_t <= FINISH_FIT_AFTER_S:
                 near.append((t, d))
                 if d >= length:
@@ -567,9 +580,10 @@ class Track:
         return self._recent
 
     def _speed_over_window(self) -> float | None:
-        if len(self.window) < 2:
+        window = self.window
+        if len(window) < 4:
             return None
-        (t0, d0), (t1, d1) = self.window[0], self.window[-1]
+        t0, d0, t1, d1 = window[0], window[1], window[-2], window[-1]
         if t1 - t0 < min(10.0, self.rules.pace_window_s / 2):
             return None  # too short a baseline for a steady figure
         speed = (d1 - d0) / (t1 - t0)
