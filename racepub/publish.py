@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import hashlib
 import logging
@@ -18,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from . import objects
+from . import heap, objects
 from .assets import static_files
 from .config import Config, Race
 from .course import load_gpx
@@ -97,16 +96,6 @@ def _settle_garbage() -> None:
     gc.freeze()
 
 
-def _release_memory() -> None:
-    """Hand the heap's free pages back to the system (glibc's malloc_trim).
-    A catch-up's rows and chunks, freed, would otherwise stay resident: a
-    50,000-racer start-up 4 hours in left 2.2 GB. Not glibc: nothing to do."""
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
 class Publisher:
     def __init__(
         self,
@@ -123,6 +112,7 @@ class Publisher:
         self.course = load_gpx(race.course)
         self.state = RaceState(race, self.course)
         self.sink = sink or open_sink(race.sink, config.s3, race.interval_s)
+        heap.tune()  # before the upload threads make their arenas
         # Uploads run here, each cycle's with a deadline: a hung request must
         # not hold the loop (it finishes, or times out, in the background).
         self._uploads = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="upload")
@@ -398,7 +388,7 @@ class Publisher:
             self.pending_chunks.clear()
         _settle_garbage()
         if stats.new_points >= RELEASE_AFTER_ROWS:
-            _release_memory()
+            heap.release()
         self._maybe_save()
         t4 = time.perf_counter()
 
@@ -434,7 +424,7 @@ class Publisher:
             "total": (time.perf_counter() - t0) * 1000,
         }
         if stats.new_points >= RELEASE_AFTER_ROWS:
-            _release_memory()
+            heap.release()
         self._maybe_save()
         if not self._current:
             self._current = True
