@@ -298,7 +298,7 @@ class LargeForm:
         # And any group that old by the clock: cycles may come further apart
         # than the interval (a slow database, a loop that fell behind).
         overdue = np.flatnonzero(self.trail_at <= now - (TRAIL_EVERY_S - interval))
-        return sorted({int(g) for g in oldest} | {int(g) for g in overdue})
+        return [int(g) for g in np.union1d(oldest, overdue)]
 
     def _trail_object(
         self,
