@@ -39,7 +39,15 @@ OVERSHOOT_M = 300.0
 # segments (a fix a minute at 30 km/h on a course with a vertex every 10 m
 # spans ~65); a racer back after a long silence is searched one by one.
 BATCH_SEGMENTS = 256
-BLOCK_CANDIDATES = 1 << 20
+# 128 KB a temporary array: 20,000 fixes projected in blocks of a million
+# candidates took 55-70 ms, in blocks of this many 17-20 ms (bench/pipeline.py).
+BLOCK_CANDIDATES = 1 << 14
+# The widths fixes are grouped by, each a quarter more than the one before:
+# a window is padded to its group's width, so coarser steps (doubling)
+# computed up to twice the candidates needed (a third more, on average).
+WIDTHS = [8]
+while WIDTHS[-1] < BATCH_SEGMENTS:
+    WIDTHS.append(min(BATCH_SEGMENTS, math.ceil(WIDTHS[-1] * 1.25)))
 # After a long silence the stretch searched may pass the same place twice (a
 # course that comes back near itself). Stretches this close to the fix as the
 # nearest one are equally likely by position alone; course order decides.
@@ -230,13 +238,13 @@ class Course:
         lo = np.maximum(np.searchsorted(self._cum, near_m - SEARCH_BEHIND_M, "left") - 1, 0)
         hi = np.minimum(np.searchsorted(self._cum, near_m + ahead_m, "right"), last)
         span = hi - lo + 1
-        width = 8
-        while width <= BATCH_SEGMENTS:
-            group = np.flatnonzero(
-                (span <= width) & (span > width // 2) if width > 8 else span <= width
-            )
-            # In blocks of about a million candidates: a catch-up round of
-            # 50,000 racers at 256 segments each would take gigabytes at once.
+        narrower = -math.inf  # the first group takes empty windows too (past the end)
+        for width in WIDTHS:
+            group = np.flatnonzero((span <= width) & (span > narrower))
+            narrower = width
+            # In blocks of BLOCK_CANDIDATES: each of the ~20 temporary arrays
+            # of a block stays in the CPU's cache (a catch-up round of 50,000
+            # racers at 256 segments each would take gigabytes at once).
             step = max(1, BLOCK_CANDIDATES // width)
             for b in range(0, len(group), step):
                 rows = group[b : b + step]
@@ -245,7 +253,6 @@ class Course:
                 )
                 d_out[rows], off_out[rows] = d, off
                 fits[rows] = off <= off_course_m
-            width *= 2
         return d_out, off_out, fits
 
     def _nearest_columns(
