@@ -289,10 +289,10 @@ class RaceState:
         fits &= before_line
         go = go[fits]
         order = self.order
-        recent, reached = [], []
-        gi = idx[go].tolist()
+        recent: list[float | None] = []
+        reached: list[float] = []
         for i, ft, fa, fo, pd, po in zip(
-            gi,
+            idx[go].tolist(),
             t[go].tolist(),
             lat[go].tolist(),
             lon[go].tolist(),
@@ -304,12 +304,18 @@ class RaceState:
             cut = track.step(ft, fa, fo, pd, po)
             if cut is not None:
                 chunks.append(cut)
-            r = track._recent
-            recent.append(math.nan if r is None else r)
-            reached.append(track.distance_m)
+            recent.append(track._recent)
+            reached.append(track.progress_m)
         self._track_drops["accepted"] += len(go)
         if len(go):
-            st.advanced(idx[go], t[go], lat[go], lon[go], np.array(recent), reached)
+            st.advanced(
+                idx[go],
+                t[go],
+                lat[go],
+                lon[go],
+                np.array(recent, dtype=np.float64),  # None (unknown) as nan
+                np.minimum(reached, c.length_m),  # distance_m
+            )
         rest = np.ones(len(idx), dtype=bool)
         rest[go] = False
         for k in np.flatnonzero(rest).tolist():

@@ -110,7 +110,7 @@ class Standings:
         lat: np.ndarray,
         lon: np.ndarray,
         recent: np.ndarray,
-        progress: list[float],
+        progress: np.ndarray,
     ) -> None:
         """Racers who took the usual path (RaceState._advance_usual)."""
         self.last_t[idx], self.lat[idx], self.lon[idx] = t, lat, lon

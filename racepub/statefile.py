@@ -36,7 +36,7 @@ from .config import Race, Racer
 from .course import Course
 
 log = logging.getLogger(__name__)
-FORMAT = 2  # 2: a track's pace window and finish approach as flat arrays
+FORMAT = 3  # 3: a track keeps its next cut (2: pace window and approach as flat arrays)
 SAVE_EVERY_S = 60.0  # a kill -9 costs at most this much of the race read again
 
 

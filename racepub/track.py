@@ -134,6 +134,11 @@ class Rules:
     chunk_max_s: float = math.inf
 
     @cached_property
+    def pace_baseline_s(self) -> float:
+        """The shortest span the pace window gives a steady figure over."""
+        return min(10.0, self.pace_window_s / 2)
+
+    @cached_property
     def finish_zone_m(self) -> float:
         """Fixes that time the finish are at most FINISH_FIT_S before it: that
         far at top speed, with room to spare, is where approach is kept."""
@@ -179,6 +184,19 @@ class Track:
     jumps_in_a_row: int = 0
     _first_chunk: int | None = None  # its size, when staggered (computed once)
     _recent: float | None = None  # recent_speed(), worked out once per accepted fix
+    # When the chunk being filled is cut: at this many floats of tail, or
+    # when it spans this much race time (worked out once a chunk: the check
+    # runs with every fix).
+    _cut_len: int = field(init=False)
+    _cut_span: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._next_cut()
+
+    def _next_cut(self) -> None:
+        rules, size = self.rules, self.chunk_size(self.chunks)
+        self._cut_len = 3 * size
+        self._cut_span = rules.chunk_max_s * size / rules.chunk_points
 
     def add(self, fixes: list[Fix]) -> list[Chunk]:
         """Accept the valid fixes (any order); return chunks that became full."""
@@ -296,21 +314,24 @@ class Track:
             return self._first_chunk
         return size
 
-    def _full(self, size: int) -> bool:
-        """Whether the tail makes chunk `self.chunks` (of `size` fixes): full,
-        or spanning its share of chunk_max_s (staggered alike)."""
-        tail, rules = self.tail_xyt, self.rules
-        return len(tail) >= 3 * size or (
-            len(tail) > 3 and tail[-1] - tail[2] >= rules.chunk_max_s * size / rules.chunk_points
-        )
-
     def _cut(self, chunks: list[Chunk]) -> None:
-        if self._full(self.chunk_size(self.chunks)):
-            chunks.append(Chunk(self.racer.id, self.chunks, self.tail_xyt))
-            self.chunks += 1
-            self.tail_xyt = array("d")
-            self.recent_xyt = array("d")
-            self._recent_slot = -1.0
+        chunk = self._cut_tail()
+        if chunk is not None:
+            chunks.append(chunk)
+
+    def _cut_tail(self) -> Chunk | None:
+        """The tail as chunk `self.chunks` once full, or once it spans its
+        share of chunk_max_s (staggered alike)."""
+        tail = self.tail_xyt
+        if len(tail) < self._cut_len and (len(tail) <= 3 or tail[-1] - tail[2] < self._cut_span):
+            return None
+        chunk = Chunk(self.racer.id, self.chunks, tail)
+        self.chunks += 1
+        self.tail_xyt = array("d")
+        self.recent_xyt = array("d")
+        self._recent_slot = -1.0
+        self._next_cut()
+        return chunk
 
     @property
     def track_keys(self) -> list[str]:
@@ -337,21 +358,16 @@ class Track:
             out.extend(self.tail_xyt[-3:])
         return out
 
-    def _thin(self, fix: Fix, prev: Fix | None) -> None:
+    def _thin(self, t: float, lat: float, lon: float, prev: Fix | None) -> None:
         recent = self.recent_xyt
-        if (
-            prev is not None
-            and fix.t - prev.t >= RECENT_EVERY_S
-            and recent
-            and recent[-1] != prev.t
-        ):
+        if prev is not None and t - prev.t >= RECENT_EVERY_S and recent and recent[-1] != prev.t:
             # Kept only after the fact: the fix before a silence (else the
             # line drawn across the silence starts up to a slot earlier).
             recent.extend((prev.lat, prev.lon, prev.t))
-        slot = (fix.t - self.rules.start_t) // RECENT_EVERY_S
+        slot = (t - self.rules.start_t) // RECENT_EVERY_S
         if slot != self._recent_slot:
             self._recent_slot = slot
-            recent.extend((fix.lat, fix.lon, fix.t))
+            recent.extend((lat, lon, t))
 
     def _reject(self, fix: Fix) -> str | None:
         last = self.after_gap[0] if self.after_gap is not None else self.last
@@ -431,7 +447,7 @@ class Track:
         self.count += 1
         self.race_drops["accepted"] += 1
         self.tail_xyt.extend((fix.lat, fix.lon, fix.t))
-        self._thin(fix, prev)
+        self._thin(fix.t, fix.lat, fix.lon, prev)
         # Progress never goes back (GPS noise would make it shiver), and never
         # leaps further than the racer could have gone: a fix projected onto
         # another leg of a crossing course must not skip the racer ahead.
@@ -447,15 +463,19 @@ class Track:
         self._pace(fix.t, min(self.progress_m, length))
 
     def _pace(self, t: float, progress: float) -> None:
-        """Add to the pace window; keep one point at or before its start."""
-        window = self.window
+        """Add to the pace window (keeping one point at or before its start),
+        and work out the recent speed: progress over the window, in m/s
+        (0 when standing still; None over too short a baseline)."""
+        window, rules = self.window, self.rules
         window.extend((t, progress))
-        cut = 0
-        while len(window) - cut > 4 and window[cut + 2] <= t - self.rules.pace_window_s:
-            cut += 2
-        if cut:
-            del window[:cut]
-        self._recent = self._speed_over_window()
+        start = t - rules.pace_window_s
+        while len(window) > 4 and window[2] <= start:
+            del window[:2]
+        if len(window) < 4 or t - window[0] < rules.pace_baseline_s:
+            self._recent = None
+            return
+        speed = (progress - window[1]) / (t - window[0])
+        self._recent = speed if speed >= MOVING_MPS else 0.0
 
     def _near_line(self, t: float, raw_m: float) -> None:
         """Keep the fixes of the last 2 * FINISH_FIT_S that time the finish."""
@@ -478,11 +498,10 @@ class Track:
         assert last is not None
         prev_t = last.t
         progress = prev_d = self.progress_m
-        fix = Fix(t, lat, lon)
-        self.last, self.offset_m = fix, off
+        self.last, self.offset_m = Fix(t, lat, lon), off
         self.count += 1
         self.tail_xyt.extend((lat, lon, t))
-        self._thin(fix, last)
+        self._thin(t, lat, lon, last)
         reach = min(d, prev_d + rules.max_mps * (t - prev_t) + JUMP_SLACK_M)
         if reach > prev_d:
             if len(self.timeline) * rules.timeline_step_m <= reach:  # a mark passed
@@ -494,9 +513,7 @@ class Track:
             # _time_finish's bookkeeping near the line (the caller checked
             # this fix does not reach it) and past a finish timed for good.
             self._near_line(t, d)
-        chunks: list[Chunk] = []
-        self._cut(chunks)
-        return chunks[0] if chunks else None
+        return self._cut_tail()
 
     @property
     def finish_zone_m(self) -> float:
@@ -578,16 +595,6 @@ class Track:
     def recent_speed(self) -> float | None:
         """Metres per second of progress over the pace window (0 when stopped)."""
         return self._recent
-
-    def _speed_over_window(self) -> float | None:
-        window = self.window
-        if len(window) < 4:
-            return None
-        t0, d0, t1, d1 = window[0], window[1], window[-2], window[-1]
-        if t1 - t0 < min(10.0, self.rules.pace_window_s / 2):
-            return None  # too short a baseline for a steady figure
-        speed = (d1 - d0) / (t1 - t0)
-        return speed if speed >= MOVING_MPS else 0.0
 
     def projected_speed(self, recent: float | None) -> float | None:
         """Speed for the rest of the race: recent and average blended (a
