@@ -119,6 +119,9 @@ class LargeForm:
         hashes = np.array([fnv1a32(i) for i in ids], dtype=np.int64)
         # Members in column order (config order), per shard and trail group.
         self.members = [np.flatnonzero(hashes % self.shards == k) for k in range(self.shards)]
+        # The whole field in shard order, and where each shard's part begins.
+        self.by_shard = np.concatenate(self.members)
+        self.shard_at = np.cumsum([0] + [len(m) for m in self.members]).tolist()
         self.groups = [np.flatnonzero(hashes % self.trails == k) for k in range(self.trails)]
         self.roster_objects, roster_hash = self._rosters()
         self.name_objects, names_hash = self._names()
@@ -205,7 +208,8 @@ class LargeForm:
         trail_objs = [self._trail_object(g, seq, now, merged, recent) for g in due]
 
         def shards() -> Iterator[Object]:
-            return (self._shard_object(k, seq, now, moment) for k in range(self.shards))
+            columns = self._shard_columns(now, moment)
+            return (self._shard_object(k, seq, now, columns) for k in range(self.shards))
 
         def commit() -> None:
             for i, refs in merged.items():
@@ -332,11 +336,12 @@ class LargeForm:
         }
         return objects.make(objects.trail_key(g), json_bytes(body), self.race.interval_s)
 
-    def _shard_object(self, k: int, seq: int, now: float, moment: Moment) -> Object:
-        """A shard's live records as columns, in roster order: what a page
-        following one of its members polls every cycle."""
+    def _shard_columns(self, now: float, moment: Moment) -> dict[str, np.ndarray]:
+        """Every shard's live columns at once, for the whole field in shard
+        order (shard 0's members, then shard 1's, ...): made per shard, the
+        same arithmetic cost 36 times the numpy calls at 50,000 racers."""
         st = self.state.standings
-        m = self.members[k]
+        m = self.by_shard
         waiting = moment.status[m] == STATUS_CODES["waiting"]
 
         def col(values: np.ndarray, decimals: int = 0) -> np.ndarray:
@@ -347,20 +352,10 @@ class LargeForm:
                 return np.where(bad, np.nan, rounded)
             return np.where(bad, NULL_INT, rounded.astype(np.int64))
 
-        lat, lon = st.lat[m], st.lon[m]
+        lat, lon, recent = st.lat[m], st.lon[m], st.recent[m]
         with np.errstate(invalid="ignore", divide="ignore"):
-            pace = np.where(st.recent[m] > 0, 1000.0 / st.recent[m], np.nan)
-        head = {
-            "schema": 1,
-            "race": self.race.id,
-            "shard": k,
-            "shards": self.shards,
-            "seq": seq,
-            "generated_at": iso(now),
-            "lat0": self.lat0,
-            "lon0": self.lon0,
-        }
-        columns = {
+            pace = np.where(recent > 0, 1000.0 / recent, np.nan)
+        return {
             "rank": moment.rank[m],
             "status": moment.status[m],
             "distance_m": col(st.progress[m]),
@@ -372,7 +367,22 @@ class LargeForm:
             "eta_s": col(moment.eta_s[m]),
             "finish_s": col(st.finish_t[m] - self.state.start_t, 1),
         }
-        body = with_arrays(head, columns)
+
+    def _shard_object(self, k: int, seq: int, now: float, columns: dict[str, np.ndarray]) -> Object:
+        """A shard's live records as columns, in roster order: what a page
+        following one of its members polls every cycle."""
+        head = {
+            "schema": 1,
+            "race": self.race.id,
+            "shard": k,
+            "shards": self.shards,
+            "seq": seq,
+            "generated_at": iso(now),
+            "lat0": self.lat0,
+            "lon0": self.lon0,
+        }
+        part = slice(self.shard_at[k], self.shard_at[k + 1])
+        body = with_arrays(head, {name: values[part] for name, values in columns.items()})
         return objects.make(objects.shard_key(k), body, self.race.interval_s)
 
     def _snapshot(self, now: float, seq: int, moment: Moment) -> dict[str, Any]:
