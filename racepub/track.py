@@ -145,7 +145,7 @@ class Rules:
         return self.max_mps * 3 * FINISH_FIT_S + 100.0
 
 
-@dataclass
+@dataclass(slots=True)
 class Track:
     racer: Racer
     course: Course
