@@ -27,7 +27,10 @@ def tune() -> None:
     of 512 KB and more mapped and unmapped whole (the dynamic threshold
     rose to 32 MB and left a cycle's big buffers in the heap); the heap's
     top trimmed above 32 MB (not shrunk and regrown every cycle).
-    50,000 racers 10 min in: 870 -> 816 MB resident after the cycles."""
+    50,000 racers 10 min in: 709 -> 655 MB resident after the cycles
+    (`python -m bench.run --cell 50000 600`). So a vectorised step's
+    temporaries must stay under 512 KB, or each is mapped afresh (course.py's
+    BLOCK_CANDIDATES; DESIGN.md, Memory)."""
     libc = _libc()
     if libc is not None:
         libc.mallopt(M_ARENA_MAX, 2)
