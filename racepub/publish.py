@@ -25,7 +25,7 @@ from .errors import SinkError, SourceError
 from .large import LargeForm
 from .objects import Object
 from .progress import Progress
-from .race import RaceState, Row, chunk_body
+from .race import RaceState, RawRow, chunk_body
 from .render import environment, json_bytes, page_context, render_page
 from .results import RESULTS_EVERY_S, results
 from .results import objects as results_objects
@@ -443,7 +443,7 @@ class Publisher:
 
     def catch_up(
         self,
-        batches: Iterator[list[Row]],
+        batches: Iterator[list[RawRow]],
         now: float,
         stats: CycleStats | None = None,
         publishing: bool = False,
@@ -475,12 +475,16 @@ class Publisher:
                         self.listed.discard(chunk.key)
                     else:
                         self.pending[chunk.key] = json_bytes(chunk_body(chunk))
+                # A catch-up's rows are young garbage; what it built is state.
+                # Unfrozen, the growing state was walked by every full
+                # collection: a quarter of a cold restart's time.
+                _settle_garbage()
                 update_s += time.perf_counter() - t_update
                 if progress is None and time.monotonic() - start >= PROGRESS_EVERY_S:
                     # The race's time read so far, of all there is to read.
                     progress = Progress("catching up", (now - self.state.start_t) / 60, "race min")
                 if progress is not None:
-                    newest = max((r.t for r in rows if r.t is not None), default=None)
+                    newest = max((r[1] for r in rows if r[1] is not None), default=None)
                     if newest is not None:
                         progress.update(
                             (newest - self.state.start_t) / 60, f"{stats.new_points:,} points"

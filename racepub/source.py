@@ -28,7 +28,7 @@ from psycopg.types.numeric import Int8
 from .clock import FUTURE_HORIZON_S, FUTURE_TOLERANCE_S
 from .config import Source as SourceConfig
 from .errors import SourceError
-from .race import Row
+from .race import RawRow
 
 log = logging.getLogger(__name__)
 
@@ -374,7 +374,7 @@ class PointSource:
         rest = base + sql.SQL(" AND ") + at_least + sql.SQL(" ORDER BY {}").format(col)
         return base + order, base + sql.SQL(" AND ") + after + order, rest
 
-    def read(self, now: float) -> Iterator[list[Row]]:
+    def read(self, now: float) -> Iterator[list[RawRow]]:
         """The rows committed since the last read (plus the overlap, deduplicated),
         in batches: a restart or a burst of a million rows never sits in memory
         at once. One query in the usual case; a burst streams the rest through
@@ -420,8 +420,8 @@ class PointSource:
             "holes": self._holes,
         }
 
-    def _fresh(self, rows: list[tuple[Any, ...]], first_read: bool) -> list[Row]:
-        fresh: list[Row] = []
+    def _fresh(self, rows: list[tuple[Any, ...]], first_read: bool) -> list[RawRow]:
+        fresh: list[RawRow] = []
         ingest = self.cfg.ingest
         lat_text, lon_text, acc_text = self._convert
         if self._int_cursor:
@@ -438,7 +438,7 @@ class PointSource:
             if only is not None and racer_id not in only:
                 continue  # another user's row: not the race's, not counted
             if cur is None:  # no insert-order value: the cursor cannot track it
-                fresh.append(Row(racer_id, None, None, None))
+                fresh.append((racer_id, None, None, None, None, None, None))
                 continue
             # Insert-order values are unique; times are unique per racer.
             key = cur if int_cursor else (cur, racer_id)
@@ -457,7 +457,7 @@ class PointSource:
             if valid is False:
                 problem = problem or "invalid"
             arrival = min(float(cur), db_now) if stamp_cursor else None if first_read else db_now
-            fresh.append(Row(racer_id, t, lat, lon, accuracy, arrival, problem))
+            fresh.append((racer_id, t, lat, lon, accuracy, arrival, problem))
             if t is None:
                 continue
             if not ingest and t > db_now + FUTURE_TOLERANCE_S:
