@@ -455,6 +455,56 @@ def test_a_late_batch_is_applied_whole_with_ingest(tmp_path: Path, dsn: str) -> 
     assert r["dropped"] == {}
 
 
+def test_a_row_committed_after_a_newer_one_is_applied_once_with_ingest(
+    tmp_path: Path, dsn: str
+) -> None:
+    """An id is taken when a row is inserted, not when it commits: a read
+    between a slow transaction's insert and its commit passes over its row
+    (a newer id is read). The next read asks for that id again: the row is
+    applied, once, and never again."""
+    create_points_table(dsn, INGEST_DDL)
+    source = (
+        'table = "live_points"\nracer = "user_id"\ntime = "recorded_at"\n'
+        'lat = "lat"\nlon = "lon"\ningest = "id"'
+    )
+    setup = write_race(tmp_path, dsn, source=source, starts_at=now_utc() - timedelta(minutes=10))
+    course = setup.course
+
+    def fix(racer: str, s: int) -> tuple[Any, ...]:
+        return (
+            racer,
+            setup.starts_at + timedelta(seconds=s),
+            *course.to_latlon(*course.beyond(3.0 * s)),
+        )
+
+    insert_points(
+        dsn, "live_points", COLS, [fix(r, s) for s in range(2, 60, 2) for r in ("1001", "1002")]
+    )
+    pub = publisher(setup)
+    pub.cycle()
+    with psycopg.connect(dsn) as slow:  # a transaction: its id taken, its row not yet seen
+        slow.execute(
+            "INSERT INTO live_points (user_id, recorded_at, lat, lon) VALUES (%s, %s, %s, %s)",
+            fix("1002", 60),
+        )
+        insert_points(dsn, "live_points", COLS, [fix("1001", 60)])  # a newer id, committed
+        pub.cycle()
+        assert record(pub.state.snapshot(time.time(), 0), "1002")["tail"][-1][2] == iso(
+            fix("1002", 58)[1].timestamp()
+        )
+    # Committed now (the block's end): the next reads find it, once.
+    for s in (62, 64):
+        insert_points(dsn, "live_points", COLS, [fix("1001", s)])
+        pub.cycle()
+    pub.close()
+    r = record(setup.snapshot(), "1002")
+    assert [p[2] for p in trail(setup, r)] == [
+        iso(fix("1002", s)[1].timestamp()) for s in range(2, 62, 2)
+    ]
+    assert pub.state.tracks["1002"].count == 30
+    assert r["dropped"] == {}
+
+
 def test_a_late_batch_without_ingest_loses_what_lookback_cannot_see(
     tmp_path: Path, dsn: str
 ) -> None:
