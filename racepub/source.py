@@ -499,12 +499,13 @@ class PointSource:
                 span = int(self._hwm) - int(before)
                 if span > MAX_HOLES:
                     self._low = before
-                else:
-                    skipped = np.setdiff1d(
-                        np.arange(int(before) + 1, int(self._hwm) + 1),
-                        np.concatenate(returned) if returned else np.zeros(0, np.int64),
-                    )
-                    self._holes = skipped.tolist()
+                else:  # (a mask, not setdiff1d: that sorted both, ~2 % of a cycle)
+                    first = int(before) + 1
+                    skipped = np.ones(span, dtype=bool)
+                    got = np.concatenate(returned) if returned else np.zeros(0, np.int64)
+                    got = got[(got >= first) & (got < first + span)]
+                    skipped[got - first] = False
+                    self._holes = (np.flatnonzero(skipped) + first).tolist()
         elif self.cfg.ingest:
             # From the mark before this read: a row stamped earlier but
             # committed within a cycle is still found.
