@@ -178,7 +178,14 @@ def old_form(n: int, age_s: int) -> dict[str, Any] | None:
             capture_output=True,
             text=True,
             cwd=tree,
-            env={**os.environ, "PYTHONPATH": str(tree), "BENCH_CYCLES": str(CYCLES)},
+            # Its temporary files under ours: that code's bench left its work
+            # directories behind.
+            env={
+                **os.environ,
+                "PYTHONPATH": str(tree),
+                "BENCH_CYCLES": str(CYCLES),
+                "TMPDIR": str(tree.parent),
+            },
         )
         if done.returncode != 0:
             print(f"bench: the old form's cell failed:\n{done.stderr[-2000:]}", file=sys.stderr)

@@ -42,6 +42,9 @@ def demo_config(dsn: str, workdir: Path, starts_at: datetime) -> config_mod.Conf
 
 def demo(port: int | None = None, speed: float = 1.0) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="racepub-demo-"))
+    # Traversable, so the server (run as another user when we are root)
+    # keeps its data in here and goes with the rest.
+    workdir.chmod(0o711)
     db = LocalPostgres(workdir / "pg")
     stop = threading.Event()
 
@@ -78,3 +81,4 @@ def demo(port: int | None = None, speed: float = 1.0) -> None:
         stop.set()
         db.stop("immediate")
         shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(db.root, ignore_errors=True)  # (when it could not be in workdir)

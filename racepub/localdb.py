@@ -68,7 +68,8 @@ class LocalPostgres:
             entry = pwd.getpwnam(self.user)
             if not _reachable(self.bindir, entry.pw_uid, entry.pw_gid):
                 self.bindir = _public_copy(self.bindir)
-            root = None  # a caller's folder may sit under a private one
+            if root is not None and not _reachable(root.parent, entry.pw_uid, entry.pw_gid):
+                root = None  # a caller's folder under a private one: a temp folder of our own
         self.root = root or Path(tempfile.mkdtemp(prefix="racepub-pg-"))
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.data = self.root / "data"
@@ -144,13 +145,14 @@ class LocalPostgres:
         return self.dsn
 
     def _reap_with(self, owner: int) -> None:
-        """Stop the server when its owner is gone, even by kill -9: a watcher
-        in a session of its own (so signals to the owner's group miss it)."""
+        """Stop the server when its owner is gone, even by kill -9, and remove
+        its data (tens of MB a throwaway server): a watcher in a session of
+        its own (so signals to the owner's group miss it)."""
         pg_ctl = shlex.quote(str(self.bindir / "pg_ctl"))
         data = shlex.quote(str(self.data))
         script = (
             f"while [ -d /proc/{owner} ]; do sleep 1; done; "
-            f"{pg_ctl} -D {data} -m immediate stop >/dev/null 2>&1"
+            f"{pg_ctl} -D {data} -m immediate -w stop >/dev/null 2>&1; rm -rf {data}"
         )
         subprocess.Popen(
             ["sh", "-c", script],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,6 +48,7 @@ def test_demo_serves_a_live_race_and_stops_cleanly(tmp_path: Path) -> None:
             m = re.search(r"(http://127\.0\.0\.1:\d+/).*working files in (\S+)\)", line)
             url, workdir = (m.group(1), m.group(2)) if m else (None, "")
         assert url, "".join(lines)
+        assert servers(workdir)  # its database is in its working files
         time.sleep(3)
         with urllib.request.urlopen(url, timeout=5) as r:
             page = r.read().decode()
@@ -92,16 +94,25 @@ def _read(path: Path) -> bytes:
 @pytest.mark.slow
 def test_killed_demo_leaves_no_database_behind(tmp_path: Path) -> None:
     proc = start_demo(tmp_path)
-    assert proc.stdout is not None
     workdir = ""
-    deadline = time.monotonic() + 90
-    while not workdir and time.monotonic() < deadline:
-        m = re.search(r"working files in (\S+)\)", proc.stdout.readline())
-        workdir = m.group(1) if m else ""
-    assert workdir
-    proc.kill()  # no chance to clean up
-    proc.wait(timeout=10)
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 90
+        while not workdir and time.monotonic() < deadline:
+            m = re.search(r"working files in (\S+)\)", proc.stdout.readline())
+            workdir = m.group(1) if m else ""
+        assert workdir
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not servers(workdir):
+            time.sleep(0.2)
+        assert servers(workdir)  # its database is in its working files
+    finally:
+        proc.kill()  # no chance to clean up (and none left running if the above failed)
+        proc.wait(timeout=10)
+    data = Path(workdir) / "pg" / "data"
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and servers(workdir):
+    while time.monotonic() < deadline and (servers(workdir) or data.exists()):
         time.sleep(0.2)
     assert not servers(workdir)  # gone soon after, by itself
+    assert not data.exists()  # and its data with it
+    shutil.rmtree(workdir)  # what a kill -9 leaves: the small working files
