@@ -164,6 +164,7 @@ def old_form(n: int, age_s: int) -> dict[str, Any] | None:
     """The same cell by racepub at OLD_FORM_COMMIT (its own bench, its own
     code), from a git worktree; None without the git history."""
     tree = Path(tempfile.mkdtemp(prefix="racepub-oldform-")) / "tree"
+    tree.parent.chmod(0o711)  # its temp files go in here: PostgreSQL's user must reach them
     made = subprocess.run(
         ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), OLD_FORM_COMMIT],
         capture_output=True,
