@@ -79,6 +79,5 @@ def demo(port: int | None = None, speed: float = 1.0) -> None:
         publisher_thread.join(timeout=10)
     finally:
         stop.set()
-        db.stop("immediate")
+        db.destroy("immediate")  # (its folder is in workdir unless it could not be)
         shutil.rmtree(workdir, ignore_errors=True)
-        shutil.rmtree(db.root, ignore_errors=True)  # (when it could not be in workdir)

@@ -169,9 +169,9 @@ class LocalPostgres:
         if (self.data / "postmaster.pid").exists():
             self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
 
-    def destroy(self) -> None:
+    def destroy(self, mode: str = "fast") -> None:
         try:
-            self.stop()
+            self.stop(mode)
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 

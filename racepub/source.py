@@ -243,7 +243,6 @@ class PointSource:
         # ints, a 17.5 M-row catch-up held 700 MB of them: freed at its end,
         # but Python's small-object heap stayed that large.
         self._returned: list[np.ndarray] = []
-        self._listing = False
         self._only: set[str] | None = None  # racers filtered here, not in the query
         self._ahead: dict[str, float] = {}  # per racer: newest stamp read that was ahead
         self._burst = False
@@ -386,7 +385,7 @@ class PointSource:
         a server-side cursor."""
         before = self._hwm
         first_read = self._low is None
-        self._listing = self._int_cursor and before is not None
+        listing = self._int_cursor and before is not None  # (_settle looks for holes)
         try:
             conn = self._prepare()
             assert self._queries is not None
@@ -399,14 +398,14 @@ class PointSource:
             )
             self.queries += 1
             self.rows_read += len(page)
-            yield self._fresh(page, first_read)
+            yield self._fresh(page, first_read, listing)
             if len(page) == BATCH_ROWS:
                 with conn.transaction(), conn.cursor(name="racepub_burst", binary=True) as cur:
                     cur.execute(rest, self._params(page[-1][6], None))
                     self.queries += 1
                     while batch := cur.fetchmany(BATCH_ROWS):
                         self.rows_read += len(batch)
-                        yield self._fresh(batch, first_read)
+                        yield self._fresh(batch, first_read, listing)
         except psycopg.Error as e:
             self.close()
             raise SourceError(f"database read failed: {_first_line(e)}") from None
@@ -426,11 +425,11 @@ class PointSource:
             "holes": self._holes,
         }
 
-    def _fresh(self, rows: list[tuple[Any, ...]], first_read: bool) -> list[RawRow]:
+    def _fresh(self, rows: list[tuple[Any, ...]], first_read: bool, listing: bool) -> list[RawRow]:
         fresh: list[RawRow] = []
         ingest = self.cfg.ingest
         lat_text, lon_text, acc_text = self._convert
-        if self._listing and not self._burst:
+        if listing and not self._burst:
             ids = np.fromiter((row[6] for row in rows if row[6] is not None), dtype=np.int64)
             self._returned.append(ids)
         only = self._only
