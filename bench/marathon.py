@@ -32,6 +32,9 @@ M_PER_DEG = 111_195.0
 COURSE_M = 42_195
 BUCKET = "bench-live"
 PUT_PRICE_PER_1000 = 0.005  # S3 standard, list price, USD
+# racepub's round-robin large form, the last commit before the second form:
+# the baseline its figures are compared with, run from a git worktree.
+OLD_FORM_COMMIT = "2a0649a"
 
 
 def course_gpx(path: Path) -> None:
@@ -158,6 +161,45 @@ def real_parts() -> Iterator[Parts]:
         moto.wait(timeout=10)
         db.destroy()
         shutil.rmtree(work, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def old_tree() -> Iterator[Path | None]:
+    """A worktree of racepub at OLD_FORM_COMMIT (None without the git
+    history), in a temp folder its runs keep their temp files in, removed
+    on the way out."""
+    tree = Path(tempfile.mkdtemp(prefix="racepub-oldform-")) / "tree"
+    tree.parent.chmod(0o711)  # its temp files go in here: PostgreSQL's user must reach them
+    made = subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), OLD_FORM_COMMIT],
+        capture_output=True,
+        text=True,
+    )
+    try:
+        if made.returncode != 0:
+            print(f"bench: no old form to compare with: {made.stderr.strip()}", file=sys.stderr)
+            yield None
+        else:
+            yield tree
+    finally:
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+            capture_output=True,
+        )
+        shutil.rmtree(tree.parent, ignore_errors=True)
+
+
+def run_old(
+    tree: Path, args: list[str], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Python in the old form's worktree: its own code, its temp files under ours."""
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        cwd=tree,
+        env={**os.environ, **(env or {}), "PYTHONPATH": str(tree), "TMPDIR": str(tree.parent)},
+    )
 
 
 def rss_mb() -> float:

@@ -12,6 +12,11 @@
   the worst case: how long until its first snapshot. And what saving costs
   the publish loop (the fork) and the disk.
 
+- the old form's cold restart: racepub at OLD_FORM_COMMIT, started the
+  same way on the same table (its own code, its own config, its own sink
+  prefix), for fields up to OLD_RESTART_MAX: the baseline of the cold
+  restart, measured beside it.
+
     python -m bench.restart 10000 7200 20    # racers, race age s, a fix every s
 """
 
@@ -28,10 +33,57 @@ from typing import Any
 
 import psycopg
 
-from bench.marathon import INTERVAL_S, count_rows, create_table, generate, real_parts, write_race
+from bench.marathon import (
+    INTERVAL_S,
+    Parts,
+    count_rows,
+    create_table,
+    generate,
+    old_tree,
+    real_parts,
+    run_old,
+    write_race,
+)
 from racepub import config
 from racepub.publish import Publisher
 from racepub.statefile import SAVE_EVERY_S
+
+OLD_RESTART_MAX = 10_000  # the old form's cold start at 50,000 takes ~10 minutes
+# The old form's cold restart, run in its worktree: its bench's config
+# writer, its Publisher, one cycle on the same table (a prefix of its own).
+OLD_COLD = """
+import sys, time
+from datetime import datetime
+from pathlib import Path
+sys.path.insert(0, "bench")  # (its bench/ is not a package: ours would be found)
+from run import write_race
+from racepub import config
+from racepub.publish import Publisher
+work, n, dsn, endpoint, start = sys.argv[1:6]
+path = write_race(Path(work), int(n), dsn, endpoint, datetime.fromisoformat(start))
+path.write_text(path.read_text().replace("/race", "/oldform"))
+cfg = config.load(str(path))
+pub = Publisher(cfg, cfg.race("b"))
+t0 = time.perf_counter()
+pub.cycle()
+print(time.perf_counter() - t0)
+pub.close()
+"""
+
+
+def old_cold_restart(parts: Parts, n: int, start: datetime) -> float | None:
+    """Seconds the old form's cold start takes on the same table (None without it)."""
+    with old_tree() as tree:
+        if tree is None:
+            return None
+        work = tree.parent / "work"
+        work.mkdir()
+        args = [str(work), str(n), parts.dsn, parts.endpoint, start.isoformat()]
+        done = run_old(tree, ["-c", OLD_COLD, *args])
+        if done.returncode != 0:
+            print(f"bench: the old form's restart failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+            return None
+        return float(done.stdout.strip().splitlines()[-1])
 
 
 def measure(n: int, age_s: int, every_s: int) -> dict[str, Any]:
@@ -94,6 +146,7 @@ def measure(n: int, age_s: int, every_s: int) -> dict[str, Any]:
         stats = restarted.cycle()
         restart_s = time.perf_counter() - t0
         restarted.close()
+        old_restart_s = old_cold_restart(parts, n, start) if n <= OLD_RESTART_MAX else None
 
         t0 = time.perf_counter()
         resumed = Publisher(cfg, race, state_dir=saved_dir / "old")
@@ -116,6 +169,7 @@ def measure(n: int, age_s: int, every_s: int) -> dict[str, Any]:
             "standby_read_s": standby_read_s,
             "takeover_s": takeover_s,
             "restart_s": restart_s,
+            "old_restart_s": old_restart_s,
             "restart_ms": stats.ms,
         }
 

@@ -28,6 +28,7 @@ def test_bench_restart_and_takeover_at_a_few_hundred_racers() -> None:
     assert r["rows"] == 300 * 45
     assert r["takeover_s"] > 0 and r["restart_s"] > 0
     assert r["restart_ms"]["read"] > 0  # the restart read the history again
+    assert r["old_restart_s"] > 0  # the baseline: the old form's code, on the same table
     lines = restart_table([r])
     assert any(line.startswith("| 300 | 0.2 h | 13,500 |") for line in lines)
     assert any("standby publishes" in line for line in goals({}, {}, {}, [r]))
