@@ -77,6 +77,11 @@ class Fix(NamedTuple):  # a tuple: cheap to build, one per accepted row
     lon: float
 
 
+# Fix(t, lat, lon) without the Python-level __new__ a NamedTuple calls (a
+# quarter of the cost of building one): _new_fix(Fix, (t, lat, lon)).
+_new_fix = tuple.__new__
+
+
 class Search(NamedTuple):
     """Where on the course to look for a fix, as Course.project takes it."""
 
@@ -492,16 +497,27 @@ class Track:
         checked it is one: after the last fix, not after a long silence, not
         reaching the finish line nor timing it; projected already at d, off). The same arithmetic
         as _accept, in the same order, so the same result; the caller counts
-        it. Returns the chunk it filled, if any."""
+        it. Returns the chunk it filled, if any.
+
+        It runs for every fix of a catch-up (3.6 M of them two hours into a
+        10,000-racer race), so _thin and the check of _cut_tail are written
+        out here: a Python call costs about as much as what they do."""
         rules = self.rules
         last = self.last
         assert last is not None
         prev_t = last.t
         progress = prev_d = self.progress_m
-        self.last, self.offset_m = Fix(t, lat, lon), off
+        self.last, self.offset_m = _new_fix(Fix, (t, lat, lon)), off
         self.count += 1
-        self.tail_xyt.extend((lat, lon, t))
-        self._thin(t, lat, lon, last)
+        tail = self.tail_xyt
+        tail.extend((lat, lon, t))
+        recent = self.recent_xyt  # _thin
+        if t - prev_t >= RECENT_EVERY_S and recent and recent[-1] != prev_t:
+            recent.extend((last.lat, last.lon, prev_t))
+        slot = (t - rules.start_t) // RECENT_EVERY_S
+        if slot != self._recent_slot:
+            self._recent_slot = slot
+            recent.extend((lat, lon, t))
         reach = min(d, prev_d + rules.max_mps * (t - prev_t) + JUMP_SLACK_M)
         if reach > prev_d:
             if len(self.timeline) * rules.timeline_step_m <= reach:  # a mark passed
@@ -513,6 +529,8 @@ class Track:
             # _time_finish's bookkeeping near the line (the caller checked
             # this fix does not reach it) and past a finish timed for good.
             self._near_line(t, d)
+        if len(tail) < self._cut_len and (len(tail) <= 3 or tail[-1] - tail[2] < self._cut_span):
+            return None  # (_cut_tail's test)
         return self._cut_tail()
 
     @property
@@ -547,13 +565,22 @@ class Track:
         self.finish_t = _fit_crossing(near, length) or self.finish_t
 
     def _advance_timeline(self, t0: float, d0: float, t1: float, d1: float) -> None:
-        """Record when each timeline mark was passed (interpolated)."""
+        """Record when each timeline mark was passed (interpolated as
+        _interpolate_t does, written out: a mark is passed at most fixes)."""
         d1 = min(d1, self.course.length_m)
-        step = self.rules.timeline_step_m
-        while len(self.timeline) * step <= d1:
-            mark = len(self.timeline) * step
-            t = _interpolate_t(t0, d0, t1, d1, max(mark, d0))
-            self.timeline.append(t - self.rules.start_t)
+        step, start = self.rules.timeline_step_m, self.rules.start_t
+        timeline = self.timeline
+        n = len(timeline)
+        mark = n * step
+        while mark <= d1:
+            if d1 <= d0:
+                t = t1
+            else:
+                d = mark if mark > d0 else d0
+                t = t0 + (t1 - t0) * ((d if d < d1 else d1) - d0) / (d1 - d0)
+            timeline.append(t - start)
+            n += 1
+            mark = n * step
 
     # -- derived numbers -------------------------------------------------------
 
