@@ -25,7 +25,7 @@ from .errors import SinkError, SourceError
 from .large import LargeForm
 from .objects import Object
 from .progress import Progress
-from .race import RaceState, RawRow, chunk_body
+from .race import Batch, RaceState, chunk_body, latest_time
 from .render import environment, json_bytes, page_context, render_page
 from .results import RESULTS_EVERY_S, results
 from .results import objects as results_objects
@@ -443,7 +443,7 @@ class Publisher:
 
     def catch_up(
         self,
-        batches: Iterator[list[RawRow]],
+        batches: Iterator[Batch],
         now: float,
         stats: CycleStats | None = None,
         publishing: bool = False,
@@ -484,10 +484,10 @@ class Publisher:
                     # The race's time read so far, of all there is to read.
                     progress = Progress("catching up", (now - self.state.start_t) / 60, "race min")
                 if progress is not None:
-                    newest = max((r[1] for r in rows if r[1] is not None), default=None)
-                    if newest is not None:
+                    upto = latest_time(rows)
+                    if upto is not None:
                         progress.update(
-                            (newest - self.state.start_t) / 60, f"{stats.new_points:,} points"
+                            (upto - self.state.start_t) / 60, f"{stats.new_points:,} points"
                         )
         finally:
             if progress is not None:

@@ -58,6 +58,60 @@ class Row(NamedTuple):
 # ~0.6 us: a second of a cold restart's 3.6 M rows.)
 _N = float | None
 RawRow = tuple[str, _N, _N, _N, _N, _N, str | None]
+PROBLEMS = (None, "bad_value", "invalid")  # a source's problem with a row, by code
+
+
+@dataclass
+class Columns:
+    """Rows as columns: what a first read hands over (source.py), with no
+    Python object per row (a restart's 3.6 M rows as tuples cost more to
+    make and take apart than to apply), and what update() makes of tuples."""
+
+    racer: np.ndarray  # index in the race's racers (config order); -1: not one
+    t: np.ndarray  # epoch seconds; nan where null
+    lat: np.ndarray
+    lon: np.ndarray
+    accuracy: np.ndarray  # nan: unknown
+    arrival: np.ndarray  # nan: unknown (Row.arrival None)
+    null: np.ndarray  # t, lat or lon is NULL (not a NaN the row carries)
+    problem: np.ndarray  # int8: code in PROBLEMS
+
+    def __len__(self) -> int:
+        return len(self.racer)
+
+    @classmethod
+    def of(cls, rows: list[RawRow], index: dict[str, int]) -> Columns:
+        if not rows:
+            empty = np.zeros(0)
+            nothing = np.zeros(0, np.int64)
+            return cls(nothing, empty, empty, empty, empty, empty, nothing != 0, nothing)
+        ids, ts_, lats, lons, accs, arrivals, problem = zip(*rows, strict=True)
+        return cls(
+            np.array([index.get(r, -1) for r in ids], dtype=np.int64),
+            np.array(ts_, dtype=np.float64),
+            np.array(lats, dtype=np.float64),
+            np.array(lons, dtype=np.float64),
+            np.array(accs, dtype=np.float64),
+            np.array(arrivals, dtype=np.float64),
+            np.array(
+                [
+                    a is None or b is None or c is None
+                    for a, b, c in zip(ts_, lats, lons, strict=True)
+                ]
+            ),
+            np.array([PROBLEMS.index(p) for p in problem], dtype=np.int8),
+        )
+
+
+Batch = list[RawRow] | Columns  # what a read hands over, batch by batch
+
+
+def latest_time(rows: Batch) -> float | None:
+    """The newest time among the rows (None: none has one)."""
+    if isinstance(rows, Columns):
+        t = rows.t[~np.isnan(rows.t)]
+        return float(t.max()) if len(t) else None
+    return max((r[1] for r in rows if r[1] is not None), default=None)
 
 
 @dataclass
@@ -107,7 +161,7 @@ class RaceState:
             {} if climb is None else {"course": {"climb_m": climb[0], "descent_m": climb[1]}}
         )
 
-    def update(self, rows: Iterable[RawRow], now: float) -> tuple[int, list[Chunk]]:
+    def update(self, rows: Iterable[RawRow] | Columns, now: float) -> tuple[int, list[Chunk]]:
         """Check and apply new rows; return (rows accepted, chunks now full).
 
         Rows are checked as columns. Clean, on-time rows go the vectorised
@@ -116,7 +170,8 @@ class RaceState:
         hundreds a racer). Rows needing a phone's clock or a hold, and
         whatever _advance_usual finds unusual, go the general way, one at a
         time, with the same result."""
-        rows = rows if isinstance(rows, list) else list(rows)
+        if not isinstance(rows, Columns):
+            rows = Columns.of(rows if isinstance(rows, list) else list(rows), self.standings.index)
         counted = self._track_drops["accepted"]
         chunks: list[Chunk] = []
         per_racer: dict[int, list[Fix]] = {}
@@ -153,30 +208,19 @@ class RaceState:
         return self._track_drops["accepted"] - counted, chunks
 
     def _check(
-        self, rows: list[RawRow], now: float, slow: dict[int, list[Fix]]
+        self, rows: Columns, now: float, slow: dict[int, list[Fix]]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The rows' checks as columns. Drops are counted; fixes needing a
         phone's clock or a hold go to `slow` (by racer index). Returns the
         rest: (racer index, t, lat, lon)."""
-        empty = np.zeros(0)
-        if not rows:
-            return np.zeros(0, dtype=np.int64), empty, empty, empty
-        ids, ts_, lats, lons, accs, arrivals, problem = zip(*rows, strict=True)
-        index = self.standings.index
-        idx = np.array([index.get(r, -1) for r in ids], dtype=np.int64)
-        null = np.array(
-            [a is None or b is None or c is None for a, b, c in zip(ts_, lats, lons, strict=True)]
-        )
-        t = np.array(ts_, dtype=np.float64)
-        lat = np.array(lats, dtype=np.float64)
-        lon = np.array(lons, dtype=np.float64)
-        acc = np.array(accs, dtype=np.float64)
+        idx, t, lat, lon, acc = rows.racer, rows.t, rows.lat, rows.lon, rows.accuracy
+        problem = rows.problem
         reason = np.zeros(len(rows), dtype=np.int8)  # 0: fine; else ROW_REASONS[code - 1]
         with np.errstate(invalid="ignore"):
             checks = [
                 (idx < 0, "not_a_racer"),
-                (np.array([p is not None for p in problem]), "problem"),
-                (null, "null"),
+                (problem != 0, "problem"),
+                (rows.null, "null"),
                 (~(np.isfinite(t) & np.isfinite(lat) & np.isfinite(lon)), "not_finite"),
                 (
                     (np.abs(lat) > 90.0) | (np.abs(lon) > 180.0) | ((lat == 0.0) & (lon == 0.0)),
@@ -189,10 +233,10 @@ class RaceState:
             reason[(reason == 0) & mask] = ROW_REASONS.index(name) + 1
         # Phones whose clocks run ahead, and rows stamped ahead of now, one at
         # a time (clock.py); the rest by time as columns.
-        arrival = np.array(arrivals, dtype=np.float64)
+        arrival = rows.arrival
         ref = np.where(np.isnan(arrival), now, arrival)
         clocked = (
-            np.array([r in self.clocks for r in ids])
+            np.isin(idx, [self.standings.index[r] for r in self.clocks])
             if self.clocks
             else np.zeros(len(rows), dtype=bool)
         )
@@ -203,14 +247,22 @@ class RaceState:
             timely & (t > self.end_t) if self.end_t is not None else np.zeros(len(rows), dtype=bool)
         )
         for k in np.flatnonzero(special).tolist():
-            self._one_row(Row(*rows[k]), now, slow)
+            at = float(arrival[k])
+            row = Row(
+                self.order[int(idx[k])].racer.id,
+                float(t[k]),
+                float(lat[k]),
+                float(lon[k]),
+                arrival=None if math.isnan(at) else at,
+            )
+            self._one_row(row, now, slow)
         for k in np.flatnonzero((reason > 0) | too_early | too_late).tolist():
             code = int(reason[k])
             name = (
                 ROW_REASONS[code - 1] if code else "before_start" if too_early[k] else "after_end"
             )
             if name == "problem":
-                name = str(problem[k])
+                name = str(PROBLEMS[problem[k]])
             if name == "not_a_racer":
                 self.dropped[name] += 1
             else:  # counted against the racer, and published with their record
