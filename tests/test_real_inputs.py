@@ -572,3 +572,132 @@ def test_one_racer_flooding_costs_only_their_rows(tmp_path: Path, dsn: str, floo
         assert stats.objects <= 45  # the page, its static files, two chunks, the snapshot
     finally:
         pub.close()
+
+
+HOSTILE_DDL = (
+    "CREATE TABLE live_points (id bigserial PRIMARY KEY, user_id text, "
+    "recorded_at timestamptz, lat float8, lon real, acc_m float8, ok boolean)"
+)
+
+
+def read_both_ways(setup: RaceSetup, reads: list[list[tuple[Any, ...]]]) -> list[Any]:
+    """The race as two publishers read it, the first read as rows and as
+    columns: each list of rows inserted, then read by both and applied.
+    Returns all each holds, to compare."""
+    from racepub import source as source_mod
+    from racepub.course import load_gpx
+    from racepub.race import Columns, RaceState
+
+    cfg = config.load(str(setup.path))
+    race = cfg.race("t")
+    both: list[tuple[RaceState, Any, set[type], list[Any]]] = []
+    for columnar in (False, True):
+        src = source_mod.PointSource(
+            cfg.dsn, cfg.source, [r.id for r in race.racers], setup.starts_at.timestamp()
+        )
+        src._prepare()
+        if not columnar:
+            src._columnar = None  # as when a column is read as text
+        both.append((RaceState(race, load_gpx(race.course)), src, set(), []))
+    cols = ("user_id", "recorded_at", "lat", "lon", "acc_m", "ok")
+    for rows in reads:
+        insert_points(cfg.dsn, "live_points", cols, rows)
+        with psycopg.connect(cfg.dsn, autocommit=True) as conn:
+            # Rows rewritten move to the table's end: read in its order,
+            # they would come after newer ones.
+            conn.execute("UPDATE live_points SET ok = ok WHERE id % 3 = 0")
+        now = time.time()
+        for state, src, kinds, cursors in both:
+            for batch in src.read(now):
+                kinds.add(type(batch))
+                state.update(batch, now)
+            cursors.append(src.cursor())  # where each read leaves the next
+    out = []
+    for (state, src, kinds, cursors), columnar in zip(both, (False, True), strict=True):
+        src.close()
+        assert (Columns in kinds) == columnar  # (the way asked for was taken)
+        tracks = [
+            (
+                t.racer.id, t.last, t.progress_m, t.offset_m, t.count, t.chunks,
+                sorted(t.dropped.items()), list(t.tail_xyt), list(t.recent_xyt),
+                list(t.timeline), list(t.window), t.finish_t, t.after_gap, t.unconfirmed,
+            )
+            for t in state.order
+        ]  # fmt: skip
+        out.append((tracks, sorted(state.dropped.items()), state._held, cursors))
+    return out
+
+
+@pytest.mark.parametrize("page_ids", [250_000, 7])
+def test_a_first_read_as_columns_makes_the_same_race_as_rows(
+    tmp_path: Path, dsn: str, page_ids: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restart's first read comes as columns (binary COPY taken apart by
+    numpy): what it makes of a real recording and of every kind of hostile
+    row is what reading them as rows makes, to the last bit, and so is every
+    read after it. In pages of 7 ids, too."""
+    from racepub import source as source_mod
+
+    monkeypatch.setattr(source_mod, "COLUMNS_PAGE_IDS", page_ids)
+    create_points_table(dsn, HOSTILE_DDL)
+    pts, course, _ = cerknica()
+    source = (
+        'table = "live_points"\nracer = "user_id"\ntime = "recorded_at"\n'
+        'lat = "lat"\nlon = "lon"\naccuracy = "acc_m"\nvalid = "ok"\ningest = "id"'
+    )
+    racers = "".join(
+        f'[[races.t.racers]]\nid = "{i}"\nname = "R {i}"\n' for i in ("a", "b", "c d", "007")
+    )
+    span = when(pts[-1]) - when(pts[0])
+    start = now_utc() - span - timedelta(minutes=2)
+    setup = write_race(
+        tmp_path,
+        dsn,
+        source=source,
+        racers=racers,
+        starts_at=start,
+        points=list(course.points),
+        extra="chunk_points = 40",
+    )
+    shift = start - when(pts[0])
+    # Two phones along the recording (one a little behind), a third with
+    # every kind of trouble, a racer whose id is not quite the config's,
+    # and someone not in the race.
+    real: list[tuple[Any, ...]] = [
+        (r, when(p) + shift + timedelta(seconds=lag), p.latitude, p.longitude, 5.0, True)
+        for r, lag in (("a", 0), ("b", 7))
+        for p in pts
+    ]
+    t0 = start + timedelta(seconds=30)
+    la, lo = pts[3].latitude, pts[3].longitude
+    hostile: list[tuple[Any, ...]] = [
+        ("c d", t0, la, lo, None, None),
+        ("c d", t0, la, lo, None, None),  # the same again
+        ("c d", t0 - timedelta(seconds=5), la, lo, 0.0, True),  # earlier, late
+        ("c d", t0 + timedelta(seconds=3), None, lo, 3.0, True),  # NULL
+        ("c d", t0 + timedelta(seconds=4), float("nan"), lo, 3.0, True),
+        ("c d", t0 + timedelta(seconds=5), float("inf"), lo, 3.0, True),
+        ("c d", t0 + timedelta(seconds=6), 0.0, 0.0, 3.0, True),
+        ("c d", t0 + timedelta(seconds=7), la, lo, 900.0, True),  # inaccurate
+        ("c d", t0 + timedelta(seconds=8), la, lo, float("nan"), True),  # unknown
+        ("c d", t0 + timedelta(seconds=9), la + 0.05, lo, 3.0, False),  # invalid
+        ("c d", t0 + timedelta(seconds=10), la + 0.05, lo, 3.0, True),  # a jump
+        ("c d", t0 + timedelta(seconds=11), la, lo, 3.0, True),
+        ("c d", t0 + timedelta(seconds=14), la, lo, 3.0, True),  # the first of two
+        ("c d", t0 + timedelta(seconds=14), la + 1e-4, lo, 3.0, True),  # at one time
+        ("c d", start - timedelta(minutes=5), la, lo, 3.0, True),  # before: never read
+        ("c d", now_utc() + timedelta(minutes=3), la, lo, 3.0, True),  # ahead of now
+        ("7", t0, la, lo, 3.0, True),
+        ("someone", t0, la, lo, 3.0, True),
+        ("c d", None, la, lo, 3.0, True),  # no time: not since the start
+    ]
+    late: list[tuple[Any, ...]] = [("a", now_utc(), pts[-1].latitude, pts[-1].longitude, 4.0, True)]
+    reads: list[list[tuple[Any, ...]]] = [real + hostile, late]
+    as_rows, as_columns = read_both_ways(setup, reads)
+    assert as_columns == as_rows
+    tracks = {t[0]: t for t in as_rows[0]}
+    assert tracks["a"][4] > 0.9 * len(pts) and tracks["b"][4] > 0.9 * len(pts)
+    assert dict(tracks["c d"][6]).keys() >= {
+        "duplicate", "null", "not_finite", "out_of_range", "inaccurate", "invalid", "future",
+    }  # fmt: skip
+    assert as_rows[1] == []  # "7" and "someone" are no racer's: not read at all
