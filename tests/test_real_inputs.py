@@ -616,16 +616,21 @@ def read_both_ways(setup: RaceSetup, reads: list[list[tuple[Any, ...]]]) -> list
     for (state, src, kinds, cursors), columnar in zip(both, (False, True), strict=True):
         src.close()
         assert (Columns in kinds) == columnar  # (the way asked for was taken)
-        tracks = [
-            (
-                t.racer.id, t.last, t.progress_m, t.offset_m, t.count, t.chunks,
-                sorted(t.dropped.items()), list(t.tail_xyt), list(t.recent_xyt),
-                list(t.timeline), list(t.window), t.finish_t, t.after_gap, t.unconfirmed,
-            )
-            for t in state.order
-        ]  # fmt: skip
-        out.append((tracks, sorted(state.dropped.items()), state._held, cursors))
+        out.append((held(state), cursors))
     return out
+
+
+def held(state: Any) -> Any:
+    """Everything a race state holds, to compare."""
+    tracks = [
+        (
+            t.racer.id, t.last, t.progress_m, t.offset_m, t.count, t.chunks,
+            sorted(t.dropped.items()), list(t.tail_xyt), list(t.recent_xyt),
+            list(t.timeline), list(t.window), t.finish_t, t.after_gap, t.unconfirmed,
+        )
+        for t in state.order
+    ]  # fmt: skip
+    return tracks, sorted(state.dropped.items()), state._held
 
 
 @pytest.mark.parametrize("page_ids", [250_000, 7])
@@ -695,9 +700,70 @@ def test_a_first_read_as_columns_makes_the_same_race_as_rows(
     reads: list[list[tuple[Any, ...]]] = [real + hostile, late]
     as_rows, as_columns = read_both_ways(setup, reads)
     assert as_columns == as_rows
-    tracks = {t[0]: t for t in as_rows[0]}
+    tracks = {t[0]: t for t in as_rows[0][0]}
     assert tracks["a"][4] > 0.9 * len(pts) and tracks["b"][4] > 0.9 * len(pts)
     assert dict(tracks["c d"][6]).keys() >= {
         "duplicate", "null", "not_finite", "out_of_range", "inaccurate", "invalid", "future",
     }  # fmt: skip
-    assert as_rows[1] == []  # "7" and "someone" are no racer's: not read at all
+    assert as_rows[0][1] == []  # "7" and "someone" are no racer's: not read at all
+
+
+@pytest.mark.parametrize("columnar", [True, False])
+def test_a_first_read_cut_short_goes_on_where_it_stopped(
+    tmp_path: Path, dsn: str, columnar: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database goes away in the middle of a restart's first read: the
+    read fails, and the next one goes on from the rows already applied, not
+    from the start (which applied them again, counted as dropped)."""
+    from racepub import source as source_mod
+    from racepub.course import load_gpx
+    from racepub.errors import SourceError
+    from racepub.race import RaceState
+
+    monkeypatch.setattr(source_mod, "COLUMNS_PAGE_IDS", 40)
+    monkeypatch.setattr(source_mod, "BATCH_ROWS", 40)
+    create_points_table(dsn, INGEST_DDL)
+    pts, course, _ = cerknica()
+    source = (
+        'table = "live_points"\nracer = "user_id"\ntime = "recorded_at"\n'
+        'lat = "lat"\nlon = "lon"\ningest = "id"'
+    )
+    start = now_utc() - (when(pts[-1]) - when(pts[0])) - timedelta(minutes=1)
+    racers = '[[races.t.racers]]\nid = "a"\nname = "A"\n'
+    setup = write_race(
+        tmp_path, dsn, source=source, racers=racers, starts_at=start, points=list(course.points)
+    )
+    rows = [("a", when(p) - when(pts[0]) + start, p.latitude, p.longitude) for p in pts]
+    insert_points(dsn, "live_points", COLS, rows)
+    cfg = config.load(str(setup.path))
+    race = cfg.race("t")
+
+    def reader() -> tuple[RaceState, source_mod.PointSource]:
+        src = source_mod.PointSource(cfg.dsn, cfg.source, ["a"], start.timestamp())
+        src._prepare()
+        if not columnar:
+            src._columnar = None
+        return RaceState(race, load_gpx(race.course)), src
+
+    now = time.time()
+    clean, src = reader()
+    for batch in src.read(now):
+        clean.update(batch, now)
+    src.close()
+    state, src = reader()
+    batches = src.read(now)
+    state.update(next(batches), now)
+    with psycopg.connect(dsn, autocommit=True) as conn:  # the database goes away
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'racepub' AND datname = current_database()"
+        )
+    with pytest.raises(SourceError):
+        for batch in batches:
+            state.update(batch, now)
+    assert 0 < state.tracks["a"].count < clean.tracks["a"].count
+    for batch in src.read(now):  # back: the next read
+        state.update(batch, now)
+    src.close()
+    assert held(state) == held(clean)
+    assert state.tracks["a"].dropped == clean.tracks["a"].dropped
