@@ -16,6 +16,7 @@ import gpxpy
 import gpxpy.gpx
 import psycopg
 import pytest
+from psycopg import sql
 
 from racepub import config
 from racepub.cli import main
@@ -580,7 +581,12 @@ HOSTILE_DDL = (
 )
 
 
-def read_both_ways(setup: RaceSetup, reads: list[list[tuple[Any, ...]]]) -> list[Any]:
+def read_both_ways(
+    setup: RaceSetup,
+    reads: list[list[tuple[Any, ...]]],
+    table: str = "live_points",
+    cols: tuple[str, ...] = ("user_id", "recorded_at", "lat", "lon", "acc_m", "ok"),
+) -> list[Any]:
     """The race as two publishers read it, the first read as rows and as
     columns: each list of rows inserted, then read by both and applied.
     Returns all each holds, to compare."""
@@ -599,13 +605,16 @@ def read_both_ways(setup: RaceSetup, reads: list[list[tuple[Any, ...]]]) -> list
         if not columnar:
             src._columnar = None  # as when a column is read as text
         both.append((RaceState(race, load_gpx(race.course)), src, set(), []))
-    cols = ("user_id", "recorded_at", "lat", "lon", "acc_m", "ok")
     for rows in reads:
-        insert_points(cfg.dsn, "live_points", cols, rows)
+        insert_points(cfg.dsn, table, cols, rows)
         with psycopg.connect(cfg.dsn, autocommit=True) as conn:
             # Rows rewritten move to the table's end: read in its order,
             # they would come after newer ones.
-            conn.execute("UPDATE live_points SET ok = ok WHERE id % 3 = 0")
+            conn.execute(
+                sql.SQL("UPDATE {t} SET {c} = {c} WHERE id % 3 = 0").format(
+                    t=sql.Identifier(table), c=sql.Identifier(cols[-1])
+                )
+            )
         now = time.time()
         for state, src, kinds, cursors in both:
             for batch in src.read(now):
@@ -767,3 +776,37 @@ def test_a_first_read_cut_short_goes_on_where_it_stopped(
     src.close()
     assert held(state) == held(clean)
     assert state.tracks["a"].dropped == clean.tracks["a"].dropped
+
+
+def test_traccar_read_both_ways_with_an_id_spelt_otherwise(tmp_path: Path, dsn: str) -> None:
+    """Traccar's integer deviceid, read as columns and as rows: a device
+    whose config id is spelt otherwise ("007" for 7) matches the query but
+    is no racer's, and is counted so both ways; the other device's real
+    recording makes the same race."""
+    create_points_table(dsn, TRACCAR_DDL)
+    pts, course, _ = cerknica()
+    racers = "".join(f'[[races.t.racers]]\nid = "{i}"\nname = "D {i}"\n' for i in ("007", "8"))
+    start = now_utc() - (when(pts[-1]) - when(pts[0])) - timedelta(minutes=1)
+    setup = write_race(
+        tmp_path,
+        dsn,
+        source=TRACCAR_SOURCE + '\ningest = "id"',
+        racers=racers,
+        starts_at=start,
+        points=list(course.points),
+    )
+    utc = start.astimezone(UTC).replace(tzinfo=None) - when(pts[0]).replace(tzinfo=None)
+    rows: list[tuple[Any, ...]] = []
+    for device in (7, 8):
+        for p in pts:
+            fix = when(p).replace(tzinfo=None) + utc  # fixtime holds UTC
+            rows.append((device, fix, p.latitude, p.longitude, 0.0, True, fix, 0.0, 0.0, 0.0))
+    cols = (
+        "deviceid", "fixtime", "latitude", "longitude", "accuracy", "valid",
+        "devicetime", "altitude", "speed", "course",
+    )  # fmt: skip
+    half = len(rows) // 2 + 17
+    as_rows, as_columns = read_both_ways(setup, [rows[:half], rows[half:]], "tc_positions", cols)
+    assert as_columns == as_rows
+    assert as_rows[0][1] == [("not_a_racer", len(pts))]
+    assert {t[0]: t[4] for t in as_rows[0][0]}["8"] > 0.9 * len(pts)
