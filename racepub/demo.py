@@ -73,7 +73,11 @@ def demo(port: int | None = None, speed: float = 1.0) -> None:
             flush=True,
         )
         print(f"Open {url}  (Ctrl-C to stop; working files in {workdir})", flush=True)
-        stop.wait()
+        # Waking now and then: a signal the kernel hands to another thread
+        # only runs its handler when this one runs Python again (a wait
+        # with no timeout left the demo deaf to SIGTERM).
+        while not stop.wait(0.5):
+            pass
         db.stop("immediate")  # first: whatever happens next, no server is left behind
         server.shutdown()
         publisher_thread.join(timeout=10)

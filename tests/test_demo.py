@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import re
 import shutil
@@ -116,3 +117,34 @@ def test_killed_demo_leaves_no_database_behind(tmp_path: Path) -> None:
     assert not servers(workdir)  # gone soon after, by itself
     assert not data.exists()  # and its data with it
     shutil.rmtree(workdir)  # what a kill -9 leaves: the small working files
+
+
+@pytest.mark.slow
+def test_demo_stops_on_a_signal_another_thread_receives(tmp_path: Path) -> None:
+    """The kernel may hand a process's SIGTERM to any of its threads: the
+    demo stops, and cleans up, whichever gets it."""
+    proc = start_demo(tmp_path)
+    workdir = ""
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 90
+        while not workdir and time.monotonic() < deadline:
+            m = re.search(r"working files in (\S+)\)", proc.stdout.readline())
+            workdir = m.group(1) if m else ""
+        assert workdir
+        others = [int(t.name) for t in Path(f"/proc/{proc.pid}/task").iterdir()]
+        others = [t for t in others if t != proc.pid]
+        assert others  # (the publisher's, the simulator's, the server's)
+        tgkill = ctypes.CDLL(None, use_errno=True).tgkill
+        assert tgkill(proc.pid, others[0], signal.SIGTERM) == 0
+        assert proc.wait(timeout=20) == 0
+        assert not servers(workdir)
+        assert not Path(workdir).exists()
+    finally:
+        if proc.poll() is None:  # deaf to it: killed, and what a kill leaves removed
+            proc.kill()
+            proc.wait(timeout=10)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and servers(workdir):
+                time.sleep(0.2)
+            shutil.rmtree(workdir, ignore_errors=True)
