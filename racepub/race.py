@@ -82,9 +82,10 @@ class Columns:
     @classmethod
     def of(cls, rows: list[RawRow], index: dict[str, int]) -> Columns:
         if not rows:
-            empty = np.zeros(0)
-            nothing = np.zeros(0, np.int64)
-            return cls(nothing, empty, empty, empty, empty, empty, nothing != 0, nothing)
+            f = np.zeros(0)
+            return cls(
+                np.zeros(0, np.int64), f, f, f, f, f, np.zeros(0, bool), np.zeros(0, np.int8)
+            )
         ids, ts_, lats, lons, accs, arrivals, problem = zip(*rows, strict=True)
         return cls(
             np.array([index.get(r, -1) for r in ids], dtype=np.int64),

@@ -92,17 +92,22 @@ def _read(path: Path) -> bytes:
         return b""
 
 
+def working_files(proc: subprocess.Popen[str]) -> str:
+    """The folder the demo says it keeps its working files in (once it has started)."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        m = re.search(r"working files in (\S+)\)", proc.stdout.readline())
+        if m:
+            return m.group(1)
+    raise AssertionError("the demo never said where its working files are")
+
+
 @pytest.mark.slow
 def test_killed_demo_leaves_no_database_behind(tmp_path: Path) -> None:
     proc = start_demo(tmp_path)
-    workdir = ""
     try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 90
-        while not workdir and time.monotonic() < deadline:
-            m = re.search(r"working files in (\S+)\)", proc.stdout.readline())
-            workdir = m.group(1) if m else ""
-        assert workdir
+        workdir = working_files(proc)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not servers(workdir):
             time.sleep(0.2)
@@ -126,12 +131,7 @@ def test_demo_stops_on_a_signal_another_thread_receives(tmp_path: Path) -> None:
     proc = start_demo(tmp_path)
     workdir = ""
     try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 90
-        while not workdir and time.monotonic() < deadline:
-            m = re.search(r"working files in (\S+)\)", proc.stdout.readline())
-            workdir = m.group(1) if m else ""
-        assert workdir
+        workdir = working_files(proc)
         others = [int(t.name) for t in Path(f"/proc/{proc.pid}/task").iterdir()]
         others = [t for t in others if t != proc.pid]
         assert others  # (the publisher's, the simulator's, the server's)
