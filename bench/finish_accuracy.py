@@ -1,6 +1,6 @@
 """How close the published finish times come to the truth.
 
-Replays the founding race (racepub.simulate: 4 m GPS noise, a fix every ~2 s)
+Replays the founding race (racepub.commands.simulate: 4 m GPS noise, a fix every ~2 s)
 30 times with different start offsets, so the noise differs each time, and
 prints the error of each racer's finish_s against the simulator's truth.
 
@@ -13,10 +13,10 @@ import statistics
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from racepub.course import load_gpx
-from racepub.demo import DEMO_DIR, demo_config
-from racepub.race import RaceState, Row
-from racepub.simulate import fixes, truths
+from racepub.commands.demo import DEMO_DIR, demo_config
+from racepub.commands.simulate import fixes, truths
+from racepub.model.course import load_gpx
+from racepub.model.race import RaceState, Row
 from racepub.timefmt import ts
 
 RUNS = 30

@@ -34,12 +34,12 @@ import psycopg
 
 from bench.marathon import FIX_EVERY_S, INTERVAL_S, ROOT, generate, write_race
 from bench.spectators import NGINX, NGINX_CONF, tools_missing
+from racepub.commands.demo import demo_config
+from racepub.commands.localdb import LocalPostgres, free_port
+from racepub.commands.simulate import create_table, fixes, insert
 from racepub.config import Source
-from racepub.course import Course
-from racepub.demo import demo_config
-from racepub.localdb import LocalPostgres, free_port
-from racepub.publish import Publisher
-from racepub.simulate import create_table, fixes, insert
+from racepub.model.course import Course
+from racepub.publisher.cycle import Publisher
 from racepub.source import PointSource
 
 READ_RACERS = 10_000

@@ -21,8 +21,8 @@ from typing import Any
 import boto3
 import psycopg
 
-from racepub.course import write_gpx
-from racepub.localdb import LocalPostgres, free_port
+from racepub.commands.localdb import LocalPostgres, free_port
+from racepub.model.course import write_gpx
 
 ROOT = Path(__file__).resolve().parents[1]
 FIX_EVERY_S = 5

@@ -16,12 +16,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from racepub.commands.demo import DEMO_DIR
 from racepub.config import Race, Racer
-from racepub.course import Course, load_gpx
-from racepub.demo import DEMO_DIR
-from racepub.large import LargeForm
-from racepub.race import RaceState, Row
-from racepub.render import json_bytes
+from racepub.model.course import Course, load_gpx
+from racepub.model.race import RaceState, Row
+from racepub.shapes.field import LargeForm
+from racepub.shapes.page import json_bytes
 
 START = datetime(2014, 7, 25, 15, 0, tzinfo=UTC)
 T0 = START.timestamp()

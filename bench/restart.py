@@ -45,8 +45,8 @@ from bench.marathon import (
     write_race,
 )
 from racepub import config
-from racepub.publish import Publisher
-from racepub.statefile import SAVE_EVERY_S
+from racepub.publisher.cycle import Publisher
+from racepub.publisher.statefile import SAVE_EVERY_S
 
 OLD_RESTART_MAX = 10_000  # the old form's cold start at 50,000 takes ~10 minutes
 # The old form's cold restart, run in its worktree: its bench's config
@@ -58,7 +58,7 @@ from pathlib import Path
 sys.path.insert(0, "bench")  # (its bench/ is not a package: ours would be found)
 from run import write_race
 from racepub import config
-from racepub.publish import Publisher
+from racepub.publisher.cycle import Publisher
 work, n, dsn, endpoint, start = sys.argv[1:6]
 path = write_race(Path(work), int(n), dsn, endpoint, datetime.fromisoformat(start))
 path.write_text(path.read_text().replace("/race", "/oldform"))

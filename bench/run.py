@@ -51,8 +51,8 @@ from bench.marathon import (
 )
 from racepub import config
 from racepub.objects import gzip_bytes
-from racepub.progress import Progress
-from racepub.publish import Publisher
+from racepub.publisher.cycle import Publisher
+from racepub.publisher.progress import Progress
 
 SIZES = [int(n) for n in os.environ.get("BENCH_SIZES", "5,1000,10000,50000").split(",")]
 AGES = [("10 min", 600), ("4 h", 4 * 3600)]

@@ -37,7 +37,7 @@ import boto3
 import psycopg
 
 from bench.marathon import BUCKET, FIX_EVERY_S, INTERVAL_S, generate, write_race
-from racepub.localdb import LocalPostgres, free_port
+from racepub.commands.localdb import LocalPostgres, free_port
 
 RACERS = 1000
 AGE_S = 600

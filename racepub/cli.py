@@ -210,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
-        from .demo import demo
+        from .commands.demo import demo
 
         demo(port=args.port, speed=args.speed)
         return 0
@@ -222,11 +222,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         from pathlib import Path
 
-        from .lock import RaceLock
-        from .loop import run_forever, run_once
-        from .metrics import Metrics
-        from .publish import Publisher
-        from .statefile import default_dir
+        from .publisher.cycle import Publisher
+        from .publisher.lock import RaceLock
+        from .publisher.loop import run_forever, run_once
+        from .publisher.metrics import Metrics
+        from .publisher.statefile import default_dir
 
         state_dir = Path(args.state_dir) if args.state_dir else default_dir()
         publisher = Publisher(cfg, race, state_dir=state_dir)
@@ -246,29 +246,29 @@ def _dispatch(args: argparse.Namespace) -> int:
         )
         return 0
     if args.command == "status":
-        from .status import status
+        from .commands.status import status
 
         return 0 if status(cfg, race) else 1
     if args.command == "check" and args.cdn:
-        from .cdncheck import check_cdn
+        from .commands.cdncheck import check_cdn
         from .sink import open_sink
 
         sink = open_sink(race.sink, cfg.s3)
         return 0 if check_cdn(race, args.cdn, sink.get) else 1
     if args.command == "check":
-        from .check import check
+        from .commands.check import check
 
         return 0 if check(cfg, race) else 1
     if args.command == "simulate":
-        from .simulate import simulate
+        from .commands.simulate import simulate
 
         simulate(cfg, race, speed=args.speed)
         return 0
     if args.command == "tiles":
         from pathlib import Path
 
-        from .course import load_gpx
-        from .tiles import cut
+        from .commands.tiles import cut
+        from .model.course import load_gpx
 
         out = Path(args.out) if args.out else race.basemap or cfg.path.parent / f"{race.id}.pmtiles"
         done = cut(Path(args.source), out, load_gpx(race.course), args.zooms, args.margin_m)
@@ -283,7 +283,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "serve":
         from pathlib import Path
 
-        from .serve import make_server
+        from .commands.serve import make_server
 
         if not race.sink.startswith("dir:"):
             raise UsageError(

@@ -17,8 +17,8 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
-from .course import OFF_COURSE_M
 from .errors import ConfigError, UsageError
+from .model.course import OFF_COURSE_M
 
 DEFAULT_CONFIG = "racepub.toml"
 DEFAULT_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"

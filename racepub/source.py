@@ -26,10 +26,10 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 from psycopg.types.numeric import Int8
 
-from .clock import FUTURE_HORIZON_S, FUTURE_TOLERANCE_S
 from .config import Source as SourceConfig
 from .errors import SourceError
-from .race import PROBLEMS, Batch, Columns, RawRow
+from .model.clock import FUTURE_HORIZON_S, FUTURE_TOLERANCE_S
+from .model.race import PROBLEMS, Batch, Columns, RawRow
 
 log = logging.getLogger(__name__)
 

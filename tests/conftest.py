@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from moto import mock_aws
 
-from racepub.localdb import LocalPostgres
+from racepub.commands.localdb import LocalPostgres
 
 
 @pytest.fixture(autouse=True)
@@ -82,7 +82,7 @@ def moto_server() -> Iterator[str]:
     """moto's S3 over real HTTP on loopback (the browser needs an endpoint)."""
     from moto.server import ThreadedMotoServer
 
-    from racepub.localdb import free_port
+    from racepub.commands.localdb import free_port
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)

@@ -19,8 +19,8 @@ import psycopg
 from psycopg import sql
 
 from racepub.config import Race, Racer
-from racepub.course import Course, write_gpx
-from racepub.race import RaceState
+from racepub.model.course import Course, write_gpx
+from racepub.model.race import RaceState
 
 STOPS = [
     (42.340081, -71.166769),

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from racepub.config import Racer
-from racepub.course import Course
-from racepub.race import RaceState, Row, chunk_body
+from racepub.model.course import Course
+from racepub.model.race import RaceState, Row, chunk_body
 from racepub.timefmt import iso
 from tests.helpers import START, T0, race_state
 

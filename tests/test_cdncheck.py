@@ -17,7 +17,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from racepub.localdb import free_port
+from racepub.commands.localdb import free_port
 from tests.faults import Publisher
 from tests.helpers import (
     COLS,

@@ -15,11 +15,11 @@ import pytest
 import yaml
 
 from racepub import config
-from racepub.check import check
+from racepub.commands.check import check
+from racepub.commands.status import status
 from racepub.config import DEFAULT_TILES
-from racepub.publish import Publisher
-from racepub.render import csp
-from racepub.status import status
+from racepub.publisher.cycle import Publisher
+from racepub.shapes.page import csp
 from tests.helpers import (
     COLS,
     create_points_table,

@@ -13,10 +13,10 @@ import psycopg
 import pytest
 
 from racepub import config
-from racepub import simulate as sim
 from racepub.cli import main
-from racepub.serve import make_server, serve_in_thread
-from racepub.simulate import create_table, simulate, truths
+from racepub.commands import simulate as sim
+from racepub.commands.serve import make_server, serve_in_thread
+from racepub.commands.simulate import create_table, simulate, truths
 from racepub.timefmt import ts
 from tests.helpers import (
     COLS,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from racepub.course import Course, load_gpx, write_gpx
 from racepub.errors import UsageError
+from racepub.model.course import Course, load_gpx, write_gpx
 from tests.helpers import STOPS
 
 
@@ -22,7 +22,9 @@ def haversine(a: tuple[float, float], b: tuple[float, float]) -> float:
 
 
 def test_demo_course_is_the_b_line() -> None:
-    course = load_gpx(Path(__file__).parents[1] / "racepub" / "demo" / "outrunthet.gpx")
+    course = load_gpx(
+        Path(__file__).parents[1] / "racepub" / "commands" / "demo_race" / "outrunthet.gpx"
+    )
     assert course.points[0] == pytest.approx((42.340081, -71.166769))
     assert course.points[-1] == pytest.approx((42.349293, -71.100258))
     assert len(course.points) == 18

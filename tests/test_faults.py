@@ -19,9 +19,9 @@ import psycopg
 import pytest
 
 from racepub import config
+from racepub.commands.localdb import LocalPostgres, free_port
 from racepub.errors import SinkError
-from racepub.localdb import LocalPostgres, free_port
-from racepub.publish import Publisher as InProcessPublisher
+from racepub.publisher.cycle import Publisher as InProcessPublisher
 from tests.faults import FaultProxy, Publisher, Watcher, dir_getter, spectator_view
 from tests.helpers import (
     COLS,

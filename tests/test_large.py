@@ -15,12 +15,13 @@ from typing import Any
 import boto3
 import pytest
 
-from racepub import config, publish, source
+from racepub import config, source
 from racepub.config import Racer
-from racepub.large import LargeForm, fold, name_key, shard_of, tokens
-from racepub.publish import Publisher
+from racepub.model.standings import STATUS_CODES
+from racepub.publisher import cycle as publish
+from racepub.publisher.cycle import Publisher
+from racepub.shapes.field import LargeForm, fold, name_key, shard_of, tokens
 from racepub.sink import open_sink
-from racepub.standings import STATUS_CODES
 from tests.helpers import (
     COLS,
     RaceSetup,

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from racepub import localdb
+from racepub.commands import localdb
 
 
 @pytest.mark.slow

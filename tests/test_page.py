@@ -16,8 +16,8 @@ import boto3
 import pytest
 
 from racepub import config
-from racepub.large import shard_of
-from racepub.publish import Publisher
+from racepub.publisher.cycle import Publisher
+from racepub.shapes.field import shard_of
 from tests.conftest import DESKTOP
 from tests.helpers import (
     COLS,

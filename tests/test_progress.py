@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from racepub.progress import EVERY_S, Progress
+from racepub.publisher.progress import EVERY_S, Progress
 
 
 class Clock:

@@ -15,7 +15,7 @@ import pytest
 
 from racepub import config
 from racepub.cli import main
-from racepub.publish import Publisher
+from racepub.publisher.cycle import Publisher
 from tests.helpers import (
     COLS,
     IDS_DDL,

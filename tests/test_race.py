@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from racepub.config import Racer
-from racepub.course import Course
-from racepub.race import RaceState, Row
-from racepub.track import Fix, racer_key
+from racepub.model.course import Course
+from racepub.model.race import RaceState, Row
+from racepub.model.track import Fix, racer_key
 from tests.helpers import STOPS, T0, race_state
 
 COURSE = Course(STOPS)

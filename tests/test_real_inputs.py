@@ -20,8 +20,8 @@ from psycopg import sql
 
 from racepub import config
 from racepub.cli import main
-from racepub.course import Course
-from racepub.publish import Publisher
+from racepub.model.course import Course
+from racepub.publisher.cycle import Publisher
 from racepub.timefmt import iso
 from tests.helpers import (
     COLS,
@@ -591,8 +591,8 @@ def read_both_ways(
     columns: each list of rows inserted, then read by both and applied.
     Returns all each holds, to compare."""
     from racepub import source as source_mod
-    from racepub.course import load_gpx
-    from racepub.race import Columns, RaceState
+    from racepub.model.course import load_gpx
+    from racepub.model.race import Columns, RaceState
 
     cfg = config.load(str(setup.path))
     race = cfg.race("t")
@@ -725,9 +725,9 @@ def test_a_first_read_cut_short_goes_on_where_it_stopped(
     read fails, and the next one goes on from the rows already applied, not
     from the start (which applied them again, counted as dropped)."""
     from racepub import source as source_mod
-    from racepub.course import load_gpx
     from racepub.errors import SourceError
-    from racepub.race import RaceState
+    from racepub.model.course import load_gpx
+    from racepub.model.race import RaceState
 
     monkeypatch.setattr(source_mod, "COLUMNS_PAGE_IDS", 40)
     monkeypatch.setattr(source_mod, "BATCH_ROWS", 40)

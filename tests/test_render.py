@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from racepub.config import Race, Racer
-from racepub.course import Course
-from racepub.race import RaceState
-from racepub.render import PageContext, csp, environment, page_context, render_page
+from racepub.model.course import Course
+from racepub.model.race import RaceState
+from racepub.shapes.page import PageContext, csp, environment, page_context, render_page
 from tests.helpers import STOPS
 
 

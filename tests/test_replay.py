@@ -1,7 +1,7 @@
 """A whole synthetic race with known truth, replayed through `racepub run --once`.
 
 The founding race on the B line: four runners and the trolley, fixes every
-~2 s with GPS noise (racepub.simulate). Checked as a commentator would: who
+~2 s with GPS noise (racepub.commands.simulate). Checked as a commentator would: who
 leads, by how much, at what pace, finishing when.
 """
 
@@ -18,9 +18,9 @@ import psycopg
 import pytest
 
 from racepub.cli import main
-from racepub.course import load_gpx
-from racepub.demo import DEMO_DIR, demo_config
-from racepub.simulate import create_table, fixes, insert, truths
+from racepub.commands.demo import DEMO_DIR, demo_config
+from racepub.commands.simulate import create_table, fixes, insert, truths
+from racepub.model.course import load_gpx
 from racepub.timefmt import ts
 from tests.helpers import now_utc
 

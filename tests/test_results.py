@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from racepub import config
-from racepub.publish import Publisher
+from racepub.publisher.cycle import Publisher
 from tests.helpers import (
     COLS,
     create_points_table,
@@ -99,8 +99,8 @@ def test_results_during_the_race_are_provisional(tmp_path: Path, dsn: str) -> No
         assert [r["status"] for r in doc["racers"]] == ["racing"] * 3
         assert all(r["finish_s"] is None for r in doc["racers"])
         assert "provisional results" in (out / "results.html").read_text()
-        from racepub.results import objects as results_objects
-        from racepub.results import results
+        from racepub.shapes.results import objects as results_objects
+        from racepub.shapes.results import results
 
         made = results(pub.state, pub.state.moment(pub.clock()), pub.clock())
         caching = {o.key: o.cache_control for o in results_objects(made, pub.env)}

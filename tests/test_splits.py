@@ -10,10 +10,10 @@ import pytest
 
 from racepub import config
 from racepub.config import Checkpoint, Racer
-from racepub.course import Course, Waypoint
 from racepub.errors import ConfigError
-from racepub.race import RaceState, Row
-from racepub.splits import split_paces
+from racepub.model.course import Course, Waypoint
+from racepub.model.race import RaceState, Row
+from racepub.model.splits import split_paces
 from tests.helpers import STOPS, T0, write_race
 from tests.test_race import COURSE, make_state, run
 
@@ -103,9 +103,9 @@ def test_founding_race_splits_at_the_b_line_stops() -> None:
     they truly got there; the trolley's is when it arrived, not when it left."""
     from datetime import UTC, datetime
 
-    from racepub.course import load_gpx
-    from racepub.demo import demo_config
-    from racepub.simulate import fixes, truths
+    from racepub.commands.demo import demo_config
+    from racepub.commands.simulate import fixes, truths
+    from racepub.model.course import load_gpx
 
     start = datetime(2014, 7, 25, 15, 0, tzinfo=UTC)
     cfg = demo_config("postgresql://x@127.0.0.1:1/x", Path("/nonexistent"), start)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from racepub import config
-from racepub.publish import Publisher
+from racepub.publisher.cycle import Publisher
 from tests.faults import Publisher as RunningPublisher
 from tests.helpers import (
     COLS,

@@ -24,9 +24,9 @@ from pmtiles.reader import MmapSource, Reader
 from pmtiles.tile import Compression, TileType, zxy_to_tileid
 from pmtiles.writer import Writer
 
-from racepub.course import Course
+from racepub.commands.tiles import bbox, cut, tile_range
 from racepub.errors import UsageError
-from racepub.tiles import bbox, cut, tile_range
+from racepub.model.course import Course
 from tests.helpers import STOPS, RaceSetup
 from tests.test_page import ARTIFACTS, LiveRace, publish_live
 

@@ -37,8 +37,8 @@ def test_wheel_carries_templates_static_and_demo(tmp_path: Path) -> None:
         "racepub/static/app.css",
         "racepub/static/vendor/leaflet/leaflet.js",
         "racepub/static/vendor/leaflet/images/marker-icon.png",
-        "racepub/demo/racepub.toml",
-        "racepub/demo/outrunthet.gpx",
+        "racepub/commands/demo_race/racepub.toml",
+        "racepub/commands/demo_race/outrunthet.gpx",
     ):
         assert name in names
 
@@ -59,7 +59,7 @@ def test_wheel_carries_templates_static_and_demo(tmp_path: Path) -> None:
     )
     # Run from elsewhere with only the installed copy of racepub importable.
     probe = (
-        "import racepub.assets as a, racepub.demo as d; "
+        "import racepub.assets as a, racepub.commands.demo as d; "
         "print(a.templates_dir()); print(len(a.static_files()[1])); "
         "print(d.DEMO_DIR)"
     )

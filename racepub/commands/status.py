@@ -9,9 +9,9 @@ from datetime import datetime
 
 import orjson
 
-from . import objects
-from .config import Config, Race
-from .sink import open_sink
+from .. import objects
+from ..config import Config, Race
+from ..sink import open_sink
 
 # Older than this many intervals, spectators see the "updates paused" banner.
 STALE_INTERVALS = 3

@@ -15,10 +15,10 @@ from types import FrameType
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from .errors import RacepubError, SinkError, SourceError
+from ..errors import RacepubError, SinkError, SourceError
+from .cycle import CycleStats, Publisher
 from .lock import RaceLock
 from .metrics import Metrics
-from .publish import CycleStats, Publisher
 
 log = logging.getLogger(__name__)
 STOP_GRACE_S = 5.0  # on SIGTERM, how long the cycle under way may take to finish

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .config import Checkpoint, Race
+from ..config import Checkpoint, Race
+from ..errors import ConfigError
 from .course import Course
-from .errors import ConfigError
 from .track import Track
 
 log = logging.getLogger(__name__)

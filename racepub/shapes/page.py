@@ -12,9 +12,9 @@ import jinja2
 import numpy as np
 import orjson
 
-from .assets import templates_dir
-from .config import Race
-from .course import Course
+from ..assets import templates_dir
+from ..config import Race
+from ..model.course import Course
 
 PAGE_TEMPLATE = "index.html.j2"
 

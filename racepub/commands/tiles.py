@@ -25,8 +25,8 @@ from pmtiles.reader import MmapSource, Reader
 from pmtiles.tile import Compression, TileType, zxy_to_tileid
 from pmtiles.writer import Writer
 
-from .course import Course
-from .errors import UsageError
+from ..errors import UsageError
+from ..model.course import Course
 
 DEFAULT_ZOOMS = (10, 17)
 DEFAULT_MARGIN_M = 1500.0

@@ -17,25 +17,26 @@ from typing import Any
 
 import orjson
 
-from . import heap, objects
-from .assets import static_files
-from .config import Config, Race
-from .course import load_gpx
-from .errors import SinkError, SourceError
-from .large import LargeForm
-from .objects import Object
+from .. import objects
+from ..assets import static_files
+from ..commands.tiles import load_basemap
+from ..config import Config, Race
+from ..errors import SinkError, SourceError
+from ..model.course import load_gpx
+from ..model.race import Batch, RaceState, chunk_body, latest_time
+from ..model.standings import Moment
+from ..model.track import Chunk
+from ..objects import Object
+from ..shapes.field import LargeForm
+from ..shapes.page import environment, json_bytes, page_context, render_page
+from ..shapes.results import RESULTS_EVERY_S, results
+from ..shapes.results import objects as results_objects
+from ..sink import Sink, open_sink
+from ..source import PointSource
+from ..timefmt import ts
+from . import heap
 from .progress import Progress
-from .race import Batch, RaceState, chunk_body, latest_time
-from .render import environment, json_bytes, page_context, render_page
-from .results import RESULTS_EVERY_S, results
-from .results import objects as results_objects
-from .sink import Sink, open_sink
-from .source import PointSource
-from .standings import Moment
 from .statefile import Saved, StateFile, fingerprint
-from .tiles import load_basemap
-from .timefmt import ts
-from .track import Chunk
 
 log = logging.getLogger(__name__)
 UPLOAD_THREADS = 16

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from .config import Config, Race, Racer
-from .course import Course, load_gpx
-from .progress import Progress
-from .source import connect
-from .timefmt import ts
+from ..config import Config, Race, Racer
+from ..model.course import Course, load_gpx
+from ..publisher.progress import Progress
+from ..source import connect
+from ..timefmt import ts
 
 log = logging.getLogger(__name__)
 

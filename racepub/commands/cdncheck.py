@@ -21,9 +21,9 @@ from typing import Any
 
 import orjson
 
-from . import objects
-from .config import Race
-from .errors import RacepubError
+from .. import objects
+from ..config import Race
+from ..errors import RacepubError
 
 # What CDNs and caching proxies call their cache status header.
 CACHE_STATUS = ("x-cache", "x-cache-status", "cf-cache-status", "x-proxy-cache", "cache-status")

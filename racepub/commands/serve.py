@@ -10,10 +10,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from . import objects
-from .errors import listening
-from .objects import gzip_bytes
-from .sink import digest
+from .. import objects
+from ..errors import listening
+from ..objects import gzip_bytes
+from ..sink import digest
 
 log = logging.getLogger(__name__)
 

@@ -10,12 +10,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..config import Race
+from ..timefmt import iso, ts
 from .clock import CLOCK_SLACK_S, FUTURE_HORIZON_S, FUTURE_TOLERANCE_S, MAX_HELD, PhoneClock
-from .config import Race
 from .course import PREFER_NEAR, Course
 from .splits import checkpoints, splits
 from .standings import STATUSES, Moment, Standings
-from .timefmt import iso, ts
 from .track import (
     FINISH_FIT_AFTER_S,
     FINISH_TOLERANCE_M,

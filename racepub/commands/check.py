@@ -8,13 +8,13 @@ from collections.abc import Callable
 import psycopg
 from psycopg import sql
 
-from . import objects
-from .config import Config, Race
-from .course import load_gpx
-from .errors import RacepubError
-from .render import csp
-from .sink import open_sink
-from .source import (
+from .. import objects
+from ..config import Config, Race
+from ..errors import RacepubError
+from ..model.course import load_gpx
+from ..shapes.page import csp
+from ..sink import open_sink
+from ..source import (
     connect,
     describe,
     index_advice,

@@ -17,16 +17,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
-from . import config as config_mod
+from .. import config as config_mod
+from ..publisher.cycle import Publisher
+from ..publisher.loop import run_forever
+from ..source import connect
 from .localdb import LocalPostgres, free_port
-from .loop import run_forever
-from .publish import Publisher
 from .serve import make_server, serve_in_thread
 from .simulate import create_table, simulate
-from .source import connect
 
 log = logging.getLogger(__name__)
-DEMO_DIR = Path(__file__).resolve().parent / "demo"
+DEMO_DIR = Path(__file__).resolve().parent / "demo_race"
 STARTED_AGO = timedelta(minutes=6)
 
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import psycopg
 
-from .errors import SourceError
-from .source import connect
+from ..errors import SourceError
+from ..source import connect
 
 log = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import jinja2
 
-from .objects import Object, make_results
-from .race import RaceState
-from .render import clock_text, json_bytes
-from .standings import Moment
-from .timefmt import iso
+from ..model.race import RaceState
+from ..model.standings import Moment
+from ..objects import Object, make_results
+from ..timefmt import iso
+from .page import clock_text, json_bytes
 
 RESULTS_TEMPLATE = "results.html.j2"
 RESULTS_EVERY_S = 60.0  # provisional results while the race is live, at most this often

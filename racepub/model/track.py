@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, NamedTuple
 
-from . import objects
-from .config import Racer
+from .. import objects
+from ..config import Racer
+from ..timefmt import iso
 from .course import OFF_COURSE_M, PREFER_NEAR, Course, Fit, Projection
-from .timefmt import iso
 
 # Extra distance a fix may cover beyond max speed: GPS error at both ends.
 JUMP_SLACK_M = 20.0

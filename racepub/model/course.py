@@ -17,7 +17,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from .errors import UsageError
+from ..errors import UsageError
 
 EARTH_RADIUS_M = 6_371_008.8
 # How far around a racer's last progress to look first: far enough for any

@@ -33,14 +33,14 @@ from typing import Any
 import numpy as np
 import orjson
 
-from . import objects
-from .config import Race
-from .objects import Object, gzip_bytes
-from .race import RaceState, display_name
-from .render import NULL_INT, array_json, json_bytes, with_arrays
-from .standings import STATUS_CODES, Moment
-from .timefmt import iso
-from .track import Chunk, fnv1a32
+from .. import objects
+from ..config import Race
+from ..model.race import RaceState, display_name
+from ..model.standings import STATUS_CODES, Moment
+from ..model.track import Chunk, fnv1a32
+from ..objects import Object, gzip_bytes
+from ..timefmt import iso
+from .page import NULL_INT, array_json, json_bytes, with_arrays
 
 TRAIL_EVERY_S = 60.0  # each trail group's recent trails are rewritten this often
 # Racers per trail group: 50,000 racers make 108 groups, ~4 rewritten a

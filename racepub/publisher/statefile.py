@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .config import Race, Racer
-from .course import Course
+from .. import __version__
+from ..config import Race, Racer
+from ..model.course import Course
 
 log = logging.getLogger(__name__)
 FORMAT = 3  # 3: a track keeps its next cut (2: pace window and approach as flat arrays)

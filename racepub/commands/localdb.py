@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .errors import RacepubError
+from ..errors import RacepubError
 
 # When running as root, PostgreSQL refuses to start; run it as this user.
 UNPRIVILEGED_USER = "nobody"
