@@ -16,7 +16,8 @@ from pathlib import Path
 from racepub.commands.demo import DEMO_DIR, demo_config
 from racepub.commands.simulate import fixes, truths
 from racepub.model.course import load_gpx
-from racepub.model.race import RaceState, Row
+from racepub.model.race import RaceState
+from racepub.rows import Row
 from racepub.timefmt import ts
 
 RUNS = 30

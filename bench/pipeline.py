@@ -13,15 +13,19 @@ import random
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from racepub.commands.demo import DEMO_DIR
 from racepub.config import Race, Racer
+from racepub.model.board import Board
 from racepub.model.course import Course, load_gpx
-from racepub.model.race import RaceState, Row
-from racepub.shapes.field import LargeForm
-from racepub.shapes.page import json_bytes
+from racepub.model.race import RaceState
+from racepub.rows import Row
+from racepub.shapes import make_shape
+from racepub.shapes.encode import json_bytes
 
 START = datetime(2014, 7, 25, 15, 0, tzinfo=UTC)
 T0 = START.timestamp()
@@ -82,18 +86,29 @@ def main(n: int) -> None:
 
 
 def publisher(state: RaceState) -> Callable[[float, int], list[bytes]]:
-    """What a cycle renders: the snapshot, and for a large race every live
-    shard and the pack and trail groups due (large.py)."""
-    if not state.race.large:
-        return lambda now, seq: [json_bytes(state.snapshot(now, seq))]
-    form = LargeForm(state.race, state)
+    """What a cycle renders in the race's shape: the snapshot, and for a
+    large race every live shard and the pack and trail groups due."""
+    shape = make_shape(state.race, state)
+    packs: dict[str, bytes] = {}  # what a sink would hold, for merges to read back
 
-    def large(now: float, seq: int) -> list[bytes]:
-        cycle = form.cycle(now, seq, state.moment(now), [])
-        cycle.commit()
-        return [json_bytes(cycle.snapshot), *(o.body for o in cycle.objects())]
+    def read(key: str, at: int, length: int) -> bytes:
+        return packs[key][at : at + length]
 
-    return large
+    def now_done(fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        done: Future[Any] = Future()
+        done.set_result(fn(*args))
+        return done
+
+    def cycle(now: float, seq: int) -> list[bytes]:
+        out = shape.publish(Board.of(state, state.moment(now)), seq, read, now_done)
+        objs = [*out.first, *out.then, *out.lazy()]
+        out.commit()
+        sealed = shape.store.seal()
+        packs.update({p.key: p.object().body for p in sealed})
+        shape.store.written({p.key for p in sealed})
+        return [json_bytes(out.snapshot), *(o.body for o in objs)]
+
+    return cycle
 
 
 if __name__ == "__main__":

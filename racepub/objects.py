@@ -15,8 +15,9 @@ from isal import igzip
 
 SNAPSHOT = "snapshot.json"
 PAGE = "index.html"
-# A large race's objects (large.py): live shards and trail groups change;
-# packs, rosters and name indexes never do (their names say what they hold).
+# The trails' packs (shapes/trails.py) never change; a large race's live
+# shards and trail groups do, its rosters and name indexes never do (their
+# names say what they hold: shapes/field.py).
 SHARDS = "racers/"
 TRAILS = "trails/"
 PACKS = "packs/"
@@ -91,17 +92,12 @@ def cache_control(key: str, interval_s: int) -> str:
         # (the page then says how old it is).
         cdn = max(1, interval_s - 1)
         return f"public, max-age={interval_s}, s-maxage={cdn}, stale-if-error=86400"
-    if key.startswith(("tracks/", "static/", PACKS, ROSTER, NAMES, BASEMAP)):
+    if key.startswith(("static/", PACKS, ROSTER, NAMES, BASEMAP)):
         return IMMUTABLE
     return PAGE_CACHE
 
 
 # -- object keys: every template in one place -------------------------------------
-
-
-def chunk_key(racer_key: str, n: int | str) -> str:
-    """A small race's chunk: tracks/<racer>/<n>.json (track.racer_key)."""
-    return f"tracks/{racer_key}/{n}.json"
 
 
 def shard_key(n: int | str) -> str:

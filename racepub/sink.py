@@ -28,6 +28,9 @@ class Sink(Protocol):
     def get(self, key: str) -> bytes | None:
         """The stored body (uncompressed), or None if there is none."""
 
+    def get_range(self, key: str, at: int, length: int) -> bytes:
+        """Bytes at..at+length-1 of an object stored as it is (a pack)."""
+
     def fingerprint(self, key: str) -> str | None:
         """sha256 of the stored body, or None if unknown or missing."""
 
@@ -106,6 +109,14 @@ class DirSink:
         except OSError as e:
             raise SinkError(f"cannot read {self._path(key)}: {e.strerror}") from None
 
+    def get_range(self, key: str, at: int, length: int) -> bytes:
+        try:
+            with self._path(key).open("rb") as f:
+                f.seek(at)
+                return f.read(length)
+        except OSError as e:
+            raise SinkError(f"cannot read {self._path(key)}: {e.strerror}") from None
+
     def fingerprint(self, key: str) -> str | None:
         body = self.get(key)
         return digest(body) if body is not None else None
@@ -163,6 +174,15 @@ class S3Sink:
         if got.get("ContentEncoding") == "gzip":
             body = gzip.decompress(body)
         return bytes(body)
+
+    def get_range(self, key: str, at: int, length: int) -> bytes:
+        try:
+            got = self.client.get_object(
+                Bucket=self.bucket, Key=self.prefix + key, Range=f"bytes={at}-{at + length - 1}"
+            )
+            return bytes(got["Body"].read())
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+            raise SinkError(f"cannot read {key} from s3://{self.bucket}: {_reason(e)}") from None
 
     def fingerprint(self, key: str) -> str | None:
         try:

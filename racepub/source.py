@@ -29,7 +29,7 @@ from psycopg.types.numeric import Int8
 from .config import Source as SourceConfig
 from .errors import SourceError
 from .model.clock import FUTURE_HORIZON_S, FUTURE_TOLERANCE_S
-from .model.race import PROBLEMS, Batch, Columns, RawRow
+from .rows import PROBLEMS, Batch, Columns, RawRow
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ import psycopg
 from psycopg import sql
 
 from racepub.config import Race, Racer
+from racepub.model.board import points
 from racepub.model.course import Course, write_gpx
 from racepub.model.race import RaceState
 
@@ -35,6 +36,16 @@ STOPS = [
 # A race in memory (no config file) starts here; its fixes are seconds after T0.
 START = datetime(2014, 7, 25, 15, 0, tzinfo=UTC)
 T0 = START.timestamp()
+
+
+def take_full(state: RaceState) -> list[list[Any]]:
+    """What the trails would cut now (shapes/trails.py): the tails of the
+    racers whose tails are full, as published points."""
+    out: list[list[Any]] = []
+    for i in sorted(state.full):
+        out += points(state.order[i].take_tail())
+    state.full.clear()
+    return out
 
 
 def race_state(course: Course, *racers: Racer, **kw: Any) -> RaceState:
@@ -283,3 +294,49 @@ IDS_DDL = (
     "recorded_at timestamptz, lat float8, lon float8)"
 )
 COLS = ("user_id", "recorded_at", "lat", "lon")
+
+
+ReadRange = Callable[[str, int, int], bytes]  # (key, offset, length) -> bytes of an object
+
+
+def dir_reader(sink_dir: Path) -> ReadRange:
+    def read(key: str, at: int, length: int) -> bytes:
+        with (sink_dir / key).open("rb") as f:
+            f.seek(at)
+            return f.read(length)
+
+    return read
+
+
+def s3_reader(s3: Any, bucket: str, prefix: str = "race") -> ReadRange:
+    def read(key: str, at: int, length: int) -> bytes:
+        got = s3.get_object(
+            Bucket=bucket, Key=f"{prefix}/{key}", Range=f"bytes={at}-{at + length - 1}"
+        )
+        return bytes(got["Body"].read())
+
+    return read
+
+
+def piece_points(read: ReadRange, key: str, at: int, length: int, racer: str) -> list[float]:
+    """One piece of a racer's trail: a gzip member of a pack. Points as flat
+    (lat, lon, epoch seconds)."""
+    piece = json.loads(gzip.decompress(read(key, at, length)))
+    assert piece["racer"] == racer
+    return [x for p in piece["points"] for x in (p[0], p[1], piece["t0"] + p[2])]
+
+
+def record_trail(read: ReadRange, record: dict[str, Any]) -> list[tuple[float, float, float]]:
+    """A small race's racer's whole trail as the page draws it: the pieces
+    their record's `track` lists (ranges of packs), then their `tail`; each
+    point once, in time order. As (lat, lon, epoch seconds)."""
+    flat: list[float] = []
+    for url in record["track"]:
+        key, _, span = url.partition("#bytes=")
+        first, last = (int(x) for x in span.split("-"))
+        flat += piece_points(read, key, first, last - first + 1, record["id"])
+    out = [(flat[k], flat[k + 1], flat[k + 2]) for k in range(0, len(flat), 3)]
+    out += [(p[0], p[1], datetime.fromisoformat(p[2]).timestamp()) for p in record["tail"]]
+    times = [p[2] for p in out]
+    assert times == sorted(times) and len(set(times)) == len(times), "a point drawn twice"
+    return out

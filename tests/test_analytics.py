@@ -12,10 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from racepub.config import Racer
+from racepub.model.board import points, snapshot
 from racepub.model.course import Course
-from racepub.model.race import RaceState, Row, chunk_body
+from racepub.model.race import RaceState
+from racepub.rows import Row
 from racepub.timefmt import iso
-from tests.helpers import START, T0, race_state
+from tests.helpers import START, T0, race_state, take_full
 
 
 def make_state(course: Course, *racers: Racer, **kw: Any) -> RaceState:
@@ -27,11 +29,10 @@ def offset(course: Course, lat: float, lon: float, dx: float, dy: float) -> tupl
     return course.to_latlon(x + dx, y + dy)
 
 
-def published_points(state: RaceState, chunks: list[Any], now: float) -> set[tuple[Any, ...]]:
-    """Every (lat, lon, time) in the snapshot and the chunks."""
-    snap = state.snapshot(now, 1)
-    pts = [p for r in snap["racers"] for p in r["tail"]]
-    pts += [p for c in chunks for p in chunk_body(c)["points"]]
+def published_points(state: RaceState, cut: list[Any], now: float) -> set[tuple[Any, ...]]:
+    """Every (lat, lon, time) in the tails and what was cut of them."""
+    snap = snapshot(state, now, 1)
+    pts = [p for t in state.order for p in points(t.tail_xyt)] + cut
     pts += [
         (round(r["position"]["lat"], 6), round(r["position"]["lon"], 6), r["position"]["at"])
         for r in snap["racers"]
@@ -107,11 +108,11 @@ def test_progress_tracks_truth_and_no_dropped_fix_is_published(
     rnd.shuffle(rows)
     # Delivered in a few batches, in arbitrary order within each.
     cut = sorted(rnd.sample(range(1, len(rows)), k=min(batches - 1, len(rows) - 1)))
-    chunks: list[Any] = []
+    taken: list[Any] = []
     progress = []
     for part in (rows[i:j] for i, j in zip([0, *cut], [*cut, len(rows)], strict=True)):
-        _, new = state.update(part, now=T0 + t)
-        chunks += new
+        state.update(part, now=T0 + t)
+        taken += take_full(state)
         progress.append(state.tracks["a"].distance_m)
 
     assert progress == sorted(progress)  # never backwards
@@ -120,7 +121,7 @@ def test_progress_tracks_truth_and_no_dropped_fix_is_published(
     # Within GPS noise (plus a fix possibly dropped near the end) of the truth.
     latest = max(truth)
     assert abs(track.distance_m - truth[track.last.t]) < 5 * noise + 25 or track.last.t < latest
-    published = published_points(state, chunks, now=T0 + t)
+    published = published_points(state, taken, now=T0 + t)
     assert published <= {as_published(r) for r in good}
     for row in bad:
         if row.lat is not None and row.lon is not None and math.isfinite(row.lat + row.lon):
@@ -175,7 +176,7 @@ def test_off_course_is_flagged_but_shown_where_they_are() -> None:
     detour = offset(course, *course.at(180), 300, 0)  # a wrong turn, 300 m east
     rows.append(Row("a", T0 + 100, *detour))
     state.update(rows, now=T0 + 101)
-    racer = state.snapshot(T0 + 101, 1)["racers"][0]
+    racer = snapshot(state, T0 + 101, 1)["racers"][0]
     assert racer["off_course"] is True
     assert (racer["position"]["lat"], racer["position"]["lon"]) == pytest.approx(detour)
     assert racer["distance_m"] == pytest.approx(174, abs=10)  # progress kept
@@ -191,19 +192,19 @@ def test_toilet_break_slows_pace_grows_eta_then_goes_stale() -> None:
         return Row("a", T0 + t, lat, lon)
 
     state.update([fix(t, 3.5 * t) for t in range(2, 1200, 2)], now=T0 + 1200)
-    before = state.snapshot(T0 + 1200, 1)["racers"][0]
+    before = snapshot(state, T0 + 1200, 1)["racers"][0]
     assert before["pace_s_per_km"] == pytest.approx(1000 / 3.5, rel=0.05)
     assert before["eta_s"] == pytest.approx((10_000 - 4200) / 3.5, rel=0.05)
     # Three minutes standing still, the phone still sending fixes.
     state.update([fix(t, 3.5 * 1198) for t in range(1200, 1380, 2)], now=T0 + 1380)
-    during = state.snapshot(T0 + 1380, 2)["racers"][0]
+    during = snapshot(state, T0 + 1380, 2)["racers"][0]
     assert during["speed_kmh"] == 0.0 and during["pace_s_per_km"] is None
     assert during["status"] == "racing"
     assert during["eta_s"] > before["eta_s"] + 180
     assert during["distance_m"] == pytest.approx(before["distance_m"], abs=10)
     # Then the phone goes quiet: stale after the threshold, not before.
-    assert state.snapshot(T0 + 1378 + 80, 3)["racers"][0]["status"] == "racing"
-    assert state.snapshot(T0 + 1378 + 100, 4)["racers"][0]["status"] == "stale"
+    assert snapshot(state, T0 + 1378 + 80, 3)["racers"][0]["status"] == "racing"
+    assert snapshot(state, T0 + 1378 + 100, 4)["racers"][0]["status"] == "stale"
 
 
 def test_vehicle_allowed_speeds_and_man_against_machine() -> None:
@@ -214,7 +215,7 @@ def test_vehicle_allowed_speeds_and_man_against_machine() -> None:
     rows += [Row("t", T0 + t, *course.at(max(0.0, 10.0 * (t - 200)))) for t in range(2, 400, 2)]
     state.update(rows, now=T0 + 400)
     assert state.tracks["t"].dropped.total() == 0
-    snap = state.snapshot(T0 + 400, 1)
+    snap = snapshot(state, T0 + 400, 1)
     runner = next(r for r in snap["racers"] if r["id"] == "run")
     trolley = next(r for r in snap["racers"] if r["id"] == "t")
     assert trolley["speed_kmh"] == pytest.approx(36, abs=1)
@@ -248,7 +249,7 @@ def test_finished_when_cut_off_passes() -> None:
     course = Course([(42.0, -71.0), (42.01, -71.0)])
     state = make_state(course, ends_at=START + timedelta(minutes=30))
     state.update([Row("a", T0 + 10, *course.at(20))], now=T0 + 11)
-    assert state.snapshot(T0 + 1799, 1)["race"]["state"] == "live"
-    assert state.snapshot(T0 + 1800, 2)["race"]["state"] == "finished"
+    assert snapshot(state, T0 + 1799, 1)["race"]["state"] == "live"
+    assert snapshot(state, T0 + 1800, 2)["race"]["state"] == "finished"
     state.update([Row("a", T0 + 1801, *course.at(40))], now=T0 + 1802)
     assert state.dropped_total() == {"after_end": 1}

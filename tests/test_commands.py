@@ -157,10 +157,10 @@ def test_simulate_writes_points_the_publisher_reads(tmp_path: Path, dsn: str) ->
 
 def test_serve_sends_cdn_headers(tmp_path: Path) -> None:
     root = tmp_path / "public"
-    (root / "tracks" / "1001").mkdir(parents=True)
+    (root / "static" / "0123456789ab").mkdir(parents=True)
     (root / "index.html").write_text("<!doctype html><title>x</title>")
     (root / "snapshot.json").write_text('{"schema": 1}')
-    (root / "tracks" / "1001" / "0.json").write_text('{"racer": "1001", "points": []}')
+    (root / "static" / "0123456789ab" / "app.js").write_text("export {};")
     (tmp_path / "secret.txt").write_text("outside the sink")
     server = make_server(root, interval_s=3, port=0)
     serve_in_thread(server)
@@ -175,9 +175,10 @@ def test_serve_sends_cdn_headers(tmp_path: Path) -> None:
             assert r.headers["Cache-Control"].startswith("public, max-age=3,")
             assert r.headers["Content-Encoding"] == "gzip"
             assert gzip.decompress(r.read()) == b'{"schema": 1}'
-        with urllib.request.urlopen(base + "/tracks/1001/0.json") as r:
+        with urllib.request.urlopen(base + "/static/0123456789ab/app.js") as r:
             assert r.headers["Cache-Control"] == "public, max-age=31536000, immutable"
-        # A large race's packs are read by byte range, as from S3 and CDNs.
+            assert r.headers["Content-Type"] == "text/javascript; charset=utf-8"
+        # The trails' packs are read by byte range, as from S3 and CDNs.
         (root / "packs").mkdir()
         (root / "packs" / "1-ab.bin").write_bytes(bytes(range(100)))
         for asked, status, got, span in (

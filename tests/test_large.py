@@ -17,10 +17,12 @@ import pytest
 
 from racepub import config, source
 from racepub.config import Racer
+from racepub.model.board import snapshot
 from racepub.model.standings import STATUS_CODES
-from racepub.publisher import cycle as publish
 from racepub.publisher.cycle import Publisher
-from racepub.shapes.field import LargeForm, fold, name_key, shard_of, tokens
+from racepub.shapes import trails as trails_mod
+from racepub.shapes.field import CUT_EVERY_S, FieldShape, fold, name_key, shard_of, tokens
+from racepub.shapes.trails import TrailStore
 from racepub.sink import open_sink
 from tests.helpers import (
     COLS,
@@ -310,7 +312,7 @@ def test_name_index_splits_a_crowded_prefix() -> None:
         Racer(f"b{i}", f"{('Smith', 'Smolen', 'Small')[i % 3]} {i}") for i in range(4000)
     )
     state = make_state(*racers, shard_above=10)
-    form = LargeForm(state.race, state)
+    form = FieldShape(state.race, state)
     objs = {o.key.rsplit("/", 1)[1]: o for o in form.name_objects}
     sm = json.loads(objs["sm.json"].body)
     assert sm["split"] is True and sm["racers"] == []  # nobody is called just "Sm"
@@ -344,7 +346,8 @@ def test_restart_carries_on_from_the_published_trails(
         return refs
 
     published = chunk_refs()
-    assert sum(len(r) for r in published.values()) >= N * 3  # 50 fixes, 12 a chunk
+    # Every runner's 50 fixes are cut (one read, one cut); the tram has none.
+    assert all(refs for rid, refs in published.items() if rid != "tram")
 
     again = Publisher(cfg, cfg.race("t"))
     again.cycle()
@@ -380,8 +383,7 @@ def test_ranks_compare_racers_at_one_moment() -> None:
     # a: 3 m/s, newest fix at 100 s (300 m); b: 3.1 m/s, newest fix at 96 s
     # (297.6 m): at 100 s b is at ~310 m, ahead.
     state.update(run("a", 0, 100, 3.0) + run("b", 0, 96, 3.1), T0 + 101)
-    moment = state.moment(T0 + 100)
-    snap = state.snapshot(T0 + 100, 1, moment)
+    snap = snapshot(state, T0 + 100, 1)
     assert [r["id"] for r in snap["racers"]] == ["b", "a"]
     assert snap["racers"][0]["distance_m"] < snap["racers"][1]["distance_m"]  # as recorded
     assert snap["racers"][0]["gap_s"] == 0 and snap["racers"][1]["gap_s"] > 0
@@ -390,24 +392,26 @@ def test_ranks_compare_racers_at_one_moment() -> None:
     assert moment.estimate_m[1] <= 297.6 + 3.1 * 30 + 1
 
 
-def test_large_race_chunks_do_not_all_fill_at_once() -> None:
+def test_large_race_trails_do_not_all_fill_at_once() -> None:
     """Everyone's first fix comes at the gun; with equal chunks, every racer
-    would cut one in the same cycle (a pack of 50,000 chunks at once)."""
+    would be cut in the same cycle (a pack of 50,000 racers' points at once).
+    Trail groups take turns: their first cuts come at different sizes."""
     from tests.helpers import T0
     from tests.test_race import make_state, run
 
-    racers = tuple(Racer(f"r{i}", f"R{i}") for i in range(200))
+    racers = tuple(Racer(f"r{i}", f"R{i}") for i in range(400))
     state = make_state(*racers, chunk_points=10, shard_above=100)
     assert state.race.large
+    store = TrailStore(state, 8, CUT_EVERY_S)
     per_cycle = []
     for cycle in range(40):  # a fix per racer per cycle, all in step
         rows = [
             row for r in racers for row in run(r.id, 2.0 * cycle, 2.0 * cycle, 1.0, d0=2.0 * cycle)
         ]
-        _, chunks = state.update(rows, T0 + 2.0 * cycle + 1)
-        per_cycle.append(len(chunks))
-    assert sum(per_cycle) > 500  # every racer cut several
-    assert max(per_cycle) <= 200 * 0.25  # spread out: about 200 / 10 a cycle
+        state.update(rows, T0 + 2.0 * cycle + 1)
+        per_cycle.append(store.cut(T0 + 2.0 * cycle + 1, cycle + 1))
+    assert sum(per_cycle) > 400 * 30  # every racer cut, every point once
+    assert max(per_cycle) <= 400 * 12 * 0.4  # spread out: never everyone at once
 
 
 def test_a_long_catch_up_packs_its_chunks_as_it_goes(
@@ -433,7 +437,7 @@ def test_a_long_catch_up_packs_its_chunks_as_it_goes(
         packs = [k for k in out.versions() if k.startswith("race/packs/")]
         return len(packs), {r.id: out.trail(snap, r.id) for r in race.racers}
 
-    monkeypatch.setattr(publish, "PACK_AHEAD_POINTS", 60)
+    monkeypatch.setattr(trails_mod, "PACK_AHEAD_BYTES", 2000)
     monkeypatch.setattr(source, "BATCH_ROWS", 300)  # read in batches, as hours are
     packs, as_it_goes = trails(Publisher(cfg, race), Bucket(bucket))
     monkeypatch.undo()
@@ -445,28 +449,27 @@ def test_a_long_catch_up_packs_its_chunks_as_it_goes(
     assert sum(len(t) for t in held.values()) > 24 * 80
 
 
-def test_a_phone_sending_a_fix_a_minute_still_has_short_chunks() -> None:
+def test_a_phone_sending_a_fix_a_minute_is_still_cut_every_20_minutes() -> None:
     """A chunk of a large race holds 240 fixes: 20 minutes at a fix every
     5 s, but four hours for a phone saving its battery at one a minute, all
-    of it in memory and in the recent trail rewritten every minute. Chunks
-    are cut by time too (still staggered, so they do not all come at once)."""
+    of it in memory and in the recent trail rewritten every minute. Trails
+    are cut by race time too, trail groups in turn (not all at once)."""
     from tests.helpers import T0
     from tests.test_race import make_state, run
 
-    racers = tuple(Racer(f"r{i}", f"R{i}") for i in range(200))
+    racers = tuple(Racer(f"r{i}", f"R{i}") for i in range(400))
     state = make_state(*racers, shard_above=100, chunk_points=240)  # the large default
     assert state.race.large
-    per_cycle, spans = [], []
+    store = TrailStore(state, 8, CUT_EVERY_S)
+    per_cycle = []
     for minute in range(120):
         rows = [row for r in racers for row in run(r.id, 60.0 * minute, 60.0 * minute, 0.8)]
-        _, chunks = state.update(rows, T0 + 60.0 * minute + 1)
-        per_cycle.append(len(chunks))
-        spans += [c.xyt[-1] - c.xyt[2] for c in chunks]
+        state.update(rows, T0 + 60.0 * minute + 1)
+        per_cycle.append(store.cut(T0 + 60.0 * minute + 1, minute + 1))
         for track in state.order:
-            assert len(track.tail_xyt) // 3 <= 31 and len(track.recent()) // 3 <= 32
-    assert sum(per_cycle) >= 200 * 5  # two hours: five or more a racer
-    assert max(spans) <= 1800.0  # the first (staggered) up to 1.5 x 20 min
-    assert max(per_cycle) <= 200 * 0.25  # spread out
+            assert len(track.tail_xyt) // 3 <= 21 and len(track.recent()) // 3 <= 22
+    assert sum(per_cycle) >= 400 * 100  # two hours: all but the last 20 minutes cut
+    assert max(per_cycle) <= 400 * 20 * 0.25  # spread out: groups take turns
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ import boto3
 import pytest
 
 from racepub import config
+from racepub.model.board import snapshot
 from racepub.publisher.cycle import Publisher
 from racepub.shapes.field import shard_of
 from tests.conftest import DESKTOP
@@ -483,7 +484,7 @@ def test_elevation_profile_only_when_the_course_has_it(
         cx = float(page.locator("#profile-svg circle").get_attribute("cx") or -1)
         # Michael, 3.4 m/s for 168 s: 571 m of the course's ~2,266 m.
         assert cx == pytest.approx(300 * 571 / race.setup.course.length_m, abs=3)
-        snap = race.publisher.state.snapshot(time.time(), 1)
+        snap = snapshot(race.publisher.state, time.time(), 1)
         assert snap["race"]["course"] == {"climb_m": 48.0, "descent_m": 35.0}
     finally:
         next(gen, None)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import math
+from array import array
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from racepub.config import Racer
+from racepub.model.board import points, snapshot
 from racepub.model.course import Course
-from racepub.model.race import RaceState, Row
-from racepub.model.track import Fix, racer_key
-from tests.helpers import STOPS, T0, race_state
+from racepub.model.race import RaceState
+from racepub.model.track import Fix
+from racepub.rows import Row
+from tests.helpers import STOPS, T0, race_state, take_full
 
 COURSE = Course(STOPS)
 
@@ -40,7 +43,7 @@ def published_points(snap: dict[str, Any]) -> set[tuple[float, float]]:
 def test_waiting_racers_are_listed_last_in_config_order() -> None:
     state = make_state(Racer("a", "A"), Racer("b", "B"), Racer("c", "C"))
     state.update(run("c", 0, 60, 4.0), now=T0 + 61)
-    snap = state.snapshot(now=T0 + 61, seq=1)
+    snap = snapshot(state, now=T0 + 61, seq=1)
     assert [r["id"] for r in snap["racers"]] == ["c", "a", "b"]
     a = snap["racers"][1]
     assert a["status"] == "waiting" and a["position"] is None and a["rank"] == 2
@@ -50,7 +53,7 @@ def test_waiting_racers_are_listed_last_in_config_order() -> None:
 def test_rank_by_progress_and_gap() -> None:
     state = make_state()
     state.update(run("a", 0, 300, 4.0) + run("b", 0, 300, 3.6), now=T0 + 301)
-    snap = state.snapshot(now=T0 + 301, seq=7)
+    snap = snapshot(state, now=T0 + 301, seq=7)
     a, b = snap["racers"]
     assert (a["id"], a["rank"], b["id"], b["rank"]) == ("a", 1, "b", 2)
     assert a["distance_m"] == pytest.approx(1200, abs=1)
@@ -69,7 +72,7 @@ def test_finish_is_interpolated_and_ranks_first() -> None:
     # a runs 5 m/s and finishes at length/5 s; b is faster but started late.
     rows = run("a", 1, 2000, 5.0, every=2.0) + run("b", 100, 700, 6.0)
     state.update(rows, now=T0 + 2000)
-    snap = state.snapshot(now=T0 + 2000, seq=1)
+    snap = snapshot(state, now=T0 + 2000, seq=1)
     a = snap["racers"][0]
     assert a["id"] == "a" and a["status"] == "finished"
     assert a["finish_s"] == pytest.approx(1 + COURSE.length_m / 5.0, abs=1.0)
@@ -105,7 +108,7 @@ def test_bad_rows_are_dropped_counted_never_published(row: Row, reason: str) -> 
     good = run("a", 0, 40, 4.0)
     state.update(good + [row], now=T0 + 60)
     assert state.dropped_total()[reason] == 1
-    snap = state.snapshot(now=T0 + 60, seq=1)
+    snap = snapshot(state, now=T0 + 60, seq=1)
     assert len(snap["racers"][0]["tail"]) == len(good)
     if row.lat is not None and row.lon is not None:
         assert (round(row.lat, 6), round(row.lon, 6)) not in published_points(snap)
@@ -119,7 +122,7 @@ def test_duplicates_out_of_order_and_jumps() -> None:
     far = COURSE.at(2000)
     state.update([rows[-1], rows[3], Row("a", T0 + 62, far[0], far[1])], now=T0 + 63)
     assert state.tracks["a"].dropped == {"duplicate": 1, "out_of_order": 1, "jump": 1}
-    snap = state.snapshot(now=T0 + 63, seq=2)
+    snap = snapshot(state, now=T0 + 63, seq=2)
     assert snap["racers"][0]["distance_m"] == pytest.approx(240, abs=1)
     assert snap["racers"][0]["dropped"] == {"duplicate": 1, "jump": 1, "out_of_order": 1}
     assert (round(far[0], 6), round(far[1], 6)) not in published_points(snap)
@@ -133,40 +136,33 @@ def test_trolley_may_go_fast_a_runner_may_not() -> None:
     assert state.tracks["run"].dropped["jump"] > 0
 
 
-def test_chunks_and_tail() -> None:
+def test_tail_fills_up_and_is_taken() -> None:
+    """A tail is full at chunk_points points since the last cut; what the
+    trails take of it is every point, once, in order."""
     state = make_state(chunk_points=10)
-    rows = run("a", 0, 49, 3.0)  # 25 fixes
-    _, chunks = state.update(rows, now=T0 + 50)
-    assert [(c.racer_id, c.n, len(c.points)) for c in chunks] == [("a", 0, 10), ("a", 1, 10)]
-    snap = state.snapshot(now=T0 + 50, seq=1)
-    a = snap["racers"][0]
-    assert a["track"] == ["tracks/a/0.json", "tracks/a/1.json"]
-    assert len(a["tail"]) == 5
-    assert a["tail"][-1][2] == "2014-07-25T15:00:48Z"
-    _, more = state.update(run("a", 50, 59, 3.0, d0=150), now=T0 + 60)
-    assert [c.n for c in more] == [2]
+    state.update(run("a", 0, 17, 3.0), now=T0 + 18)  # 9 fixes
+    assert state.full == set()
+    state.update(run("a", 18, 49, 3.0, d0=54), now=T0 + 50)  # 25 in all
+    assert state.full == {0}
+    taken = take_full(state)
+    assert len(taken) == 25 and taken[-1][2] == "2014-07-25T15:00:48Z"
+    assert state.tracks["a"].tail_xyt == array("d") and not state.tracks["a"].full
+    state.update(run("a", 50, 59, 3.0, d0=150), now=T0 + 60)
+    assert len(points(state.tracks["a"].tail_xyt)) == 5
 
 
 def test_stale_status() -> None:
     state = make_state(stale_after_s=60)
     state.update(run("a", 0, 100, 3.0), now=T0 + 101)
-    assert state.snapshot(now=T0 + 150, seq=1)["racers"][0]["status"] == "racing"
-    assert state.snapshot(now=T0 + 200, seq=2)["racers"][0]["status"] == "stale"
-
-
-@pytest.mark.parametrize("racer_id", ["1001", "a b", 'x"y', "../etc", "α", "a/b", ".hidden"])
-def test_racer_key_is_url_and_path_safe(racer_id: str) -> None:
-    key = racer_key(racer_id)
-    assert all(c.isalnum() or c in "-_.~" for c in key) and not key.startswith(".")
-    assert key.isascii()
-    assert racer_key(racer_id) == key
+    assert snapshot(state, now=T0 + 150, seq=1)["racers"][0]["status"] == "racing"
+    assert snapshot(state, now=T0 + 200, seq=2)["racers"][0]["status"] == "stale"
 
 
 def test_hostile_names_are_kept_whole_but_shortened_for_display() -> None:
     long = "x" * 10_000
     emoji = 'Zoë 🏃‍♀️ "quoted" <b>&amp;</b>\n\tnewline'
     state = make_state(Racer("a", long), Racer("b c'\"", emoji))
-    names = {r["id"]: r["name"] for r in state.snapshot(T0, 1)["racers"]}
+    names = {r["id"]: r["name"] for r in snapshot(state, T0, 1)["racers"]}
     assert names["a"] == "x" * 79 + "…"
     assert names["b c'\""] == 'Zoë 🏃‍♀️ "quoted" <b>&amp;</b> newline'
 
@@ -228,8 +224,14 @@ def test_vectorised_rounds_give_the_general_result() -> None:
                 t.last,
                 round(t.distance_m, 6),
                 t.finish_t,
-                t.chunks,
-                t.tail(),
+                list(t.tail_xyt),
+                list(t.recent_xyt),
+                list(t.window),
+                list(t.approach),
+                list(t.timeline),
+                t.offset_m,
+                t.count,
+                t.recent_mps,
                 dict(t.dropped),
             )
             for t in state.tracks.values()

@@ -5,7 +5,6 @@ publisher. Each is checked in what spectators get: the published snapshot."""
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from datetime import UTC, datetime, timedelta
@@ -27,8 +26,10 @@ from tests.helpers import (
     COLS,
     RaceSetup,
     create_points_table,
+    dir_reader,
     insert_points,
     now_utc,
+    record_trail,
     write_race,
 )
 
@@ -55,10 +56,9 @@ def stamps(rec: dict[str, Any]) -> set[str]:
 
 
 def trail(setup: RaceSetup, rec: dict[str, Any]) -> list[list[Any]]:
-    """Every published point of a racer: their chunks, then their tail."""
-    return [
-        p for key in rec["track"] for p in json.loads((setup.sink_dir / key).read_text())["points"]
-    ] + rec["tail"]
+    """Every published point of a racer: their pieces, then their tail, as
+    the tail has them: [lat, lon, "ISO-8601"]."""
+    return [[p[0], p[1], iso(p[2])] for p in record_trail(dir_reader(setup.sink_dir), rec)]
 
 
 INGEST_DDL = (
@@ -490,8 +490,9 @@ def test_a_row_committed_after_a_newer_one_is_applied_once_with_ingest(
         )
         insert_points(dsn, "live_points", COLS, [fix("1001", 60)])  # a newer id, committed
         pub.cycle()
-        assert record(pub.state.snapshot(time.time(), 0), "1002")["tail"][-1][2] == iso(
-            fix("1002", 58)[1].timestamp()
+        assert pub.state.tracks["1002"].last == (
+            fix("1002", 58)[1].timestamp(),
+            *fix("1002", 58)[2:],
         )
     # Committed now (the block's end): the next reads find it, once.
     for s in (62, 64):
@@ -565,12 +566,12 @@ def test_one_racer_flooding_costs_only_their_rows(tmp_path: Path, dsn: str, floo
         stats = pub.cycle()
         snap = setup.snapshot()
         bad = record(snap, "1001")
-        assert bad["track"] == []  # no chunk: spectators fetch nothing more for them
-        assert len(bad["tail"]) <= 11  # 10 s of rows, at most one fix a second
+        # 10 s of rows, at most one fix a second: nothing more for spectators to fetch
+        assert len(trail(setup, bad)) <= 11
         assert sum(bad["dropped"].values()) >= 10_000 - 11
         good = record(snap, "1002")
-        assert len(good["tail"]) + 30 * len(good["track"]) == len(honest)
-        assert stats.objects <= 45  # the page, its static files, two chunks, the snapshot
+        assert len(trail(setup, good)) == len(honest)
+        assert stats.objects <= 45  # the page, its static files, a pack, the snapshot
     finally:
         pub.close()
 
@@ -592,7 +593,8 @@ def read_both_ways(
     Returns all each holds, to compare."""
     from racepub import source as source_mod
     from racepub.model.course import load_gpx
-    from racepub.model.race import Columns, RaceState
+    from racepub.model.race import RaceState
+    from racepub.rows import Columns
 
     cfg = config.load(str(setup.path))
     race = cfg.race("t")
@@ -633,7 +635,7 @@ def held(state: Any) -> Any:
     """Everything a race state holds, to compare."""
     tracks = [
         (
-            t.racer.id, t.last, t.progress_m, t.offset_m, t.count, t.chunks,
+            t.racer.id, t.last, t.progress_m, t.offset_m, t.count,
             sorted(t.dropped.items()), list(t.tail_xyt), list(t.recent_xyt),
             list(t.timeline), list(t.window), t.finish_t, t.after_gap, t.unconfirmed,
         )
@@ -711,7 +713,7 @@ def test_a_first_read_as_columns_makes_the_same_race_as_rows(
     assert as_columns == as_rows
     tracks = {t[0]: t for t in as_rows[0][0]}
     assert tracks["a"][4] > 0.9 * len(pts) and tracks["b"][4] > 0.9 * len(pts)
-    assert dict(tracks["c d"][6]).keys() >= {
+    assert dict(tracks["c d"][5]).keys() >= {
         "duplicate", "null", "not_finite", "out_of_range", "inaccurate", "invalid", "future",
     }  # fmt: skip
     assert as_rows[0][1] == []  # "7" and "someone" are no racer's: not read at all

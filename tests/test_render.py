@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from racepub.config import Race, Racer
+from racepub.model.board import snapshot
 from racepub.model.course import Course
 from racepub.model.race import RaceState
 from racepub.shapes.page import PageContext, csp, environment, page_context, render_page
@@ -31,7 +32,7 @@ def race(**kw: Any) -> Race:
 
 def render(r: Race) -> str:
     course = Course(STOPS)
-    snap = RaceState(r, course).snapshot(now=0.0, seq=1)
+    snap = snapshot(RaceState(r, course), now=0.0, seq=1)
     return render_page(
         environment(r.template_dir), page_context(r, course, snap, "static/abc")
     ).decode()

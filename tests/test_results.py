@@ -99,10 +99,11 @@ def test_results_during_the_race_are_provisional(tmp_path: Path, dsn: str) -> No
         assert [r["status"] for r in doc["racers"]] == ["racing"] * 3
         assert all(r["finish_s"] is None for r in doc["racers"])
         assert "provisional results" in (out / "results.html").read_text()
+        from racepub.model.board import Board
         from racepub.shapes.results import objects as results_objects
         from racepub.shapes.results import results
 
-        made = results(pub.state, pub.state.moment(pub.clock()), pub.clock())
+        made = results(pub.state, Board.of(pub.state, pub.state.moment(pub.clock())), pub.clock())
         caching = {o.key: o.cache_control for o in results_objects(made, pub.env)}
         assert caching["results.csv"] == "public, max-age=60"
         assert caching["results.csv"] != "public, max-age=86400"

@@ -11,9 +11,11 @@ import pytest
 from racepub import config
 from racepub.config import Checkpoint, Racer
 from racepub.errors import ConfigError
+from racepub.model.board import snapshot
 from racepub.model.course import Course, Waypoint
-from racepub.model.race import RaceState, Row
+from racepub.model.race import RaceState
 from racepub.model.splits import split_paces
+from racepub.rows import Row
 from tests.helpers import STOPS, T0, write_race
 from tests.test_race import COURSE, make_state, run
 
@@ -24,7 +26,7 @@ def test_splits_of_a_steady_runner_and_the_finish() -> None:
     )
     # 3.1 m/s, a fix every 2 s: 1000 m at 322.6 s, the finish at 731.1 s.
     state.update(run("a", 0, 760, 3.1), now=T0 + 761)
-    rec = state.snapshot(T0 + 761, 1)["racers"][0]
+    rec = snapshot(state, T0 + 761, 1)["racers"][0]
     names = [s["name"] for s in rec["splits"]]
     assert names == ["Quarter", "Half", "Finish"]  # course order, the finish last
     at = {s["name"]: s["at_s"] for s in rec["splits"]}
@@ -37,7 +39,7 @@ def test_splits_of_a_steady_runner_and_the_finish() -> None:
 def test_split_not_reached_yet_is_null() -> None:
     state = make_state(Racer("a", "A"), Racer("b", "B"), checkpoints=(Checkpoint("Half", 1000.0),))
     state.update(run("a", 0, 200, 3.0), now=T0 + 201)  # 600 m; b has no fix
-    recs = {r["id"]: r for r in state.snapshot(T0 + 201, 1)["racers"]}
+    recs = {r["id"]: r for r in snapshot(state, T0 + 201, 1)["racers"]}
     assert [s["at_s"] for s in recs["a"]["splits"]] == [None, None]
     assert [s["at_s"] for s in recs["b"]["splits"]] == [None, None]
 
@@ -51,7 +53,7 @@ def test_a_vehicles_split_is_when_it_arrived_not_when_it_left() -> None:
     ]
     rows += run("t", 166, 200, 8.0, d0=1000.0)
     state.update(rows, now=T0 + 201)
-    split = state.snapshot(T0 + 201, 1)["racers"][0]["splits"][0]
+    split = snapshot(state, T0 + 201, 1)["racers"][0]["splits"][0]
     assert split["at_s"] == pytest.approx(125, abs=1.5)
 
 
@@ -71,7 +73,7 @@ def test_checkpoints_from_named_gpx_waypoints() -> None:
     assert state.checkpoints[0].distance_m == pytest.approx(800, abs=15)
     assert state.checkpoints[1].distance_m == pytest.approx(course.length_m, abs=0.1)
     # Without any, records carry no splits at all.
-    assert "splits" not in make_state(Racer("a", "A")).snapshot(T0, 1)["racers"][0]
+    assert "splits" not in snapshot(make_state(Racer("a", "A")), T0, 1)["racers"][0]
 
 
 def test_checkpoint_config_errors(tmp_path: Path) -> None:
@@ -117,7 +119,7 @@ def test_founding_race_splits_at_the_b_line_stops() -> None:
     state.update(rows, t0 + 2000)
     stops = state.checkpoints[:-1]
     assert len(stops) == 16 and stops[0].name == "South Street"
-    records = {r["id"]: r for r in state.snapshot(t0 + 2000, 1)["racers"]}
+    records = {r["id"]: r for r in snapshot(state, t0 + 2000, 1)["racers"]}
     errors: list[float] = []
     for truth in truths(race, course):
         got = {s["name"]: s["at_s"] for s in records[truth.racer.id]["splits"]}

@@ -21,9 +21,11 @@ from tests.helpers import (
     COLS,
     RaceSetup,
     create_points_table,
+    dir_reader,
     fixes,
     insert_points,
     now_utc,
+    record_trail,
     run_once,
     wait_for,
     write_race,
@@ -42,11 +44,17 @@ def rows_between(setup: RaceSetup, t0: float, t1: float) -> list[tuple[Any, ...]
 
 def published(root: Path) -> dict[str, Any]:
     """The snapshot and every live shard as spectators read them, less seq
-    (which goes on across restarts) and the trail groups (rewritten in turn)."""
+    (which goes on across restarts) and the trail groups (rewritten in turn);
+    a small race's trails as the page draws them, every point (where the
+    pieces were cut depends on how the rows were read)."""
     docs = {}
     for path in [root / "snapshot.json", *sorted((root / "racers").glob("*.json"))]:
         doc = json.loads(path.read_bytes())
         doc.pop("seq")
+        doc.pop("trail", None)
+        for rec in doc.get("racers", []) if "field" not in doc else []:
+            rec["trail"] = record_trail(dir_reader(root), rec)
+            del rec["track"], rec["tail"]
         docs[path.name] = doc
     return docs
 

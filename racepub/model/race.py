@@ -6,16 +6,16 @@ import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
 
 import numpy as np
 
 from ..config import Race
-from ..timefmt import iso, ts
+from ..rows import PROBLEMS, Columns, RawRow, Row
+from ..timefmt import ts
 from .clock import CLOCK_SLACK_S, FUTURE_HORIZON_S, FUTURE_TOLERANCE_S, MAX_HELD, PhoneClock
 from .course import PREFER_NEAR, Course
-from .splits import checkpoints, splits
-from .standings import STATUSES, Moment, Standings
+from .splits import checkpoints
+from .standings import Moment, Standings
 from .track import (
     FINISH_FIT_AFTER_S,
     FINISH_TOLERANCE_M,
@@ -23,96 +23,15 @@ from .track import (
     LONG_GAP_S,
     SEARCH_MARGIN_M,
     TIMELINE_STEP_M,
-    Chunk,
     Fix,
     Rules,
     Track,
 )
 
-SCHEMA = 1
 # Why a row is not a fix, as RaceState._check finds them ("problem": the
 # source's own reason, bad_value or invalid).
 ROW_REASONS = ("not_a_racer", "problem", "null", "not_finite", "out_of_range", "inaccurate")
 LARGE_TIMELINE_STEP_M = 50.0  # gaps in a large race: half the memory, ample precision
-LARGE_CHUNK_MAX_S = 1200.0  # 240 fixes 5 s apart: sparser phones' chunks are cut by time
-MAX_NAME = 80  # characters of a name published; a 10,000-character name is someone's joke
-
-
-class Row(NamedTuple):
-    """A raw row from the source, before any check. (A tuple: a large race
-    makes ~40,000 a cycle, and a frozen dataclass costs 3x as much to build.)"""
-
-    racer_id: str
-    t: float | None
-    lat: float | None
-    lon: float | None
-    accuracy: float | None = None  # metres, when the source has the column (0: unknown)
-    # When the row reached the database (its now() when read, or the ingest
-    # timestamp); None when unknown (a first read after a start).
-    arrival: float | None = None
-    problem: str | None = None  # set by the source: bad_value, invalid
-
-
-# Row's fields (racer_id, t, lat, lon, accuracy, arrival, problem) as a
-# plain tuple: what the source reads. (Building a Row is a Python call,
-# ~0.6 us: a second of a cold restart's 3.6 M rows.)
-_N = float | None
-RawRow = tuple[str, _N, _N, _N, _N, _N, str | None]
-PROBLEMS = (None, "bad_value", "invalid")  # a source's problem with a row, by code
-
-
-@dataclass
-class Columns:
-    """Rows as columns: what a first read hands over (source.py), with no
-    Python object per row (a restart's 3.6 M rows as tuples cost more to
-    make and take apart than to apply), and what update() makes of tuples."""
-
-    racer: np.ndarray  # index in the race's racers (config order); -1: not one
-    t: np.ndarray  # epoch seconds; nan where null
-    lat: np.ndarray
-    lon: np.ndarray
-    accuracy: np.ndarray  # nan: unknown
-    arrival: np.ndarray  # nan: unknown (Row.arrival None)
-    null: np.ndarray  # t, lat or lon is NULL (not a NaN the row carries)
-    problem: np.ndarray  # int8: code in PROBLEMS
-
-    def __len__(self) -> int:
-        return len(self.racer)
-
-    @classmethod
-    def of(cls, rows: list[RawRow], index: dict[str, int]) -> Columns:
-        if not rows:
-            f = np.zeros(0)
-            return cls(
-                np.zeros(0, np.int64), f, f, f, f, f, np.zeros(0, bool), np.zeros(0, np.int8)
-            )
-        ids, ts_, lats, lons, accs, arrivals, problem = zip(*rows, strict=True)
-        return cls(
-            np.array([index.get(r, -1) for r in ids], dtype=np.int64),
-            np.array(ts_, dtype=np.float64),
-            np.array(lats, dtype=np.float64),
-            np.array(lons, dtype=np.float64),
-            np.array(accs, dtype=np.float64),
-            np.array(arrivals, dtype=np.float64),
-            np.array(
-                [
-                    a is None or b is None or c is None
-                    for a, b, c in zip(ts_, lats, lons, strict=True)
-                ]
-            ),
-            np.array([PROBLEMS.index(p) for p in problem], dtype=np.int8),
-        )
-
-
-Batch = list[RawRow] | Columns  # what a read hands over, batch by batch
-
-
-def latest_time(rows: Batch) -> float | None:
-    """The newest time among the rows (None: none has one)."""
-    if isinstance(rows, Columns):
-        t = rows.t[~np.isnan(rows.t)]
-        return float(t.max()) if len(t) else None
-    return max((r[1] for r in rows if r[1] is not None), default=None)
 
 
 @dataclass
@@ -139,9 +58,7 @@ class RaceState:
                 pace_window_s=race.pace_window_s,
                 off_course_m=race.off_course_m,
                 min_spacing_s=race.min_fix_spacing_s,
-                stagger=race.large,
                 timeline_step_m=LARGE_TIMELINE_STEP_M if race.large else TIMELINE_STEP_M,
-                chunk_max_s=LARGE_CHUNK_MAX_S if race.large else math.inf,
             )
             for kind, speed in race.max_kmh.items()
         }
@@ -157,13 +74,15 @@ class RaceState:
         self.order = list(self.tracks.values())  # config order: the index of every column
         self.standings = Standings(self.order, race.stale_after_s)
         self.checkpoints = checkpoints(race, self.course)  # [] : no splits published
-        climb = self.course.climb()
-        self._course_climb = (
-            {} if climb is None else {"course": {"climb_m": climb[0], "descent_m": climb[1]}}
-        )
+        self.climb = self.course.climb()  # (climb, descent) m, or None: said in every snapshot
+        # Racers whose points since their trail was last cut reached its
+        # chunk (Track.full): the trails' to cut (shapes/trails.py).
+        self.full: set[int] = set()
 
-    def update(self, rows: Iterable[RawRow] | Columns, now: float) -> tuple[int, list[Chunk]]:
-        """Check and apply new rows; return (rows accepted, chunks now full).
+    def update(self, rows: Iterable[RawRow] | Columns, now: float) -> int:
+        """Check and apply new rows; return how many were accepted. Racers
+        whose trail points since their last cut make a chunk are added to
+        `full`.
 
         Rows are checked as columns. Clean, on-time rows go the vectorised
         way (_advance_usual) in rounds: each racer's first fix of the batch,
@@ -174,7 +93,6 @@ class RaceState:
         if not isinstance(rows, Columns):
             rows = Columns.of(rows if isinstance(rows, list) else list(rows), self.standings.index)
         counted = self._track_drops["accepted"]
-        chunks: list[Chunk] = []
         per_racer: dict[int, list[Fix]] = {}
         usual = self._check(rows, now, per_racer)
         for i, fixes in self._due(now).items():
@@ -188,7 +106,7 @@ class RaceState:
                 )
             usual = tuple(a[~moved] for a in usual)  # type: ignore[assignment]
         for i, fixes in per_racer.items():
-            chunks.extend(self._add(self.order[i], fixes))
+            self._add(i, fixes)
         idx, t, lat, lon = usual
         if len(idx):
             # In time order per racer (stable: equal times keep their order,
@@ -199,14 +117,15 @@ class RaceState:
             nth = np.arange(len(idx)) - np.repeat(starts, np.diff(np.r_[starts, len(idx)]))
             for k in range(int(nth.max()) + 1):
                 sel = np.flatnonzero(nth == k)
-                self._advance_usual(idx[sel], t[sel], lat[sel], lon[sel], chunks)
+                self._advance_usual(idx[sel], t[sel], lat[sel], lon[sel])
         for racer_id in list(self._after_gap):  # held fixes whose next fix never came
             track = self.tracks[racer_id]
-            chunks.extend(track.settle(now))
+            if track.settle(now):
+                self.full.add(self.standings.index[racer_id])
             if track.after_gap is None:
                 self._after_gap.discard(racer_id)
                 self.standings.refresh(self.standings.index[racer_id])
-        return self._track_drops["accepted"] - counted, chunks
+        return self._track_drops["accepted"] - counted
 
     def _check(
         self, rows: Columns, now: float, slow: dict[int, list[Fix]]
@@ -287,16 +206,17 @@ class RaceState:
         else:
             self.tracks[row.racer_id].drop(reason)
 
-    def _add(self, track: Track, fixes: list[Fix]) -> list[Chunk]:
+    def _add(self, i: int, fixes: list[Fix]) -> None:
         """Fixes for one racer the general way (Track.add), then their columns."""
-        chunks = track.add(fixes)
+        track = self.order[i]
+        if track.add(fixes):
+            self.full.add(i)
         if track.after_gap is not None:
             self._after_gap.add(track.racer.id)
-        self.standings.refresh(self.standings.index[track.racer.id])
-        return chunks
+        self.standings.refresh(i)
 
     def _advance_usual(
-        self, idx: np.ndarray, t: np.ndarray, lat: np.ndarray, lon: np.ndarray, chunks: list[Chunk]
+        self, idx: np.ndarray, t: np.ndarray, lat: np.ndarray, lon: np.ndarray
     ) -> None:
         """One fix each for many racers: checked and searched for as columns,
         projected together, each applied by one call (Track.step). A fix
@@ -361,10 +281,9 @@ class RaceState:
             strict=True,
         ):
             track = order[i]
-            cut = track.step(ft, fa, fo, pd, po)
-            if cut is not None:
-                chunks.append(cut)
-            recent.append(track._recent)
+            if track.step(ft, fa, fo, pd, po):
+                self.full.add(i)
+            recent.append(track.recent_mps)
             reached.append(track.progress_m)
         self._track_drops["accepted"] += len(go)
         if len(go):
@@ -379,9 +298,7 @@ class RaceState:
         rest = np.ones(len(idx), dtype=bool)
         rest[go] = False
         for k in np.flatnonzero(rest).tolist():
-            chunks.extend(
-                self._add(order[int(idx[k])], [Fix(float(t[k]), float(lat[k]), float(lon[k]))])
-            )
+            self._add(int(idx[k]), [Fix(float(t[k]), float(lat[k]), float(lon[k]))])
 
     def _time_problem(self, t: float) -> str | None:
         if t < self.start_t:
@@ -445,8 +362,6 @@ class RaceState:
             {k: v for k, v in self._track_drops.items() if k != "accepted"}
         )
 
-    # -- the snapshot ------------------------------------------------------------
-
     def state(self, now: float) -> str:
         if now < self.start_t:
             return "pre"
@@ -459,144 +374,3 @@ class RaceState:
     def moment(self, now: float) -> Moment:
         """The whole field ranked at `now` (standings.py): the one ranking."""
         return self.standings.at(now)
-
-    def snapshot(self, now: float, seq: int, moment: Moment | None = None) -> dict[str, Any]:
-        """The small form: every racer's full record, by rank (schema 1)."""
-        moment = moment or self.moment(now)
-        return self.envelope(now, seq, moment) | {
-            "racers": self.records([int(i) for i in moment.order], moment)
-        }
-
-    def envelope(self, now: float, seq: int, moment: Moment) -> dict[str, Any]:
-        return {
-            "schema": SCHEMA,
-            "race": {
-                "id": self.race.id,
-                "title": self.race.title,
-                "starts_at": iso(self.start_t),
-                "ends_at": iso(self.end_t) if self.end_t is not None else None,
-                "state": self.state(now),
-                "course_length_m": round(self.course.length_m, 1),
-                **self._course_climb,
-                "interval_s": self.race.interval_s,
-                "units": self.race.units,
-            },
-            "generated_at": iso(now),
-            "seq": seq,
-        }
-
-    def records(
-        self, indices: list[int], moment: Moment, *, trails: bool = True
-    ) -> list[dict[str, Any]]:
-        """Full records of the racers at these indices, in that order. The
-        gap to the racer ranked just ahead is worked out for each (a
-        timeline lookup each: for the head and small races only)."""
-        leader = moment.leader()
-        return [self._record(i, moment, leader, trails) for i in indices]
-
-    def _record(self, i: int, moment: Moment, leader: int | None, trails: bool) -> dict[str, Any]:
-        t = self.order[i]
-        r = t.racer
-        rank = int(moment.rank[i])
-        out: dict[str, Any] = {
-            "id": r.id,
-            "name": display_name(r.name),
-            "kind": r.kind,
-            "color": r.color,
-            "status": "waiting",
-            "position": None,
-            "distance_m": 0.0,
-            "rank": rank,
-            "elapsed_s": None,
-            "pace_s_per_km": None,
-            "speed_kmh": None,
-            "gap_s": None,
-            "gap_ahead_s": None,
-            "eta_s": None,
-            "finish_s": None,
-            "off_course": False,
-            "dropped": dict(sorted(t.dropped.items())),
-            # In a large race trails live in packs (large.py): field.trails_url.
-            "tail": t.tail() if trails else [],
-            "track": t.track_keys if trails else [],
-        }
-        if r.kind == "runner" and self.vehicles:
-            out["vs_vehicles"] = [_versus(t, v) for v in self.vehicles]
-        if self.checkpoints:
-            out["splits"] = splits(t, self.checkpoints, self.start_t)
-        if t.last is None:
-            return out
-        last = t.last
-        end_t = t.finish_t if t.finish_t is not None else last.t
-        recent = t.recent_speed()
-        speed = recent if t.finish_t is None else t.average_speed(self.start_t)
-        ahead = self.order[int(moment.order[rank - 2])] if rank > 1 else None
-        out.update(
-            {
-                "status": STATUSES[moment.status[i]],
-                "position": {"lat": last.lat, "lon": last.lon, "at": iso(last.t)},
-                "distance_m": round(t.distance_m, 1),
-                "elapsed_s": round(end_t - self.start_t),
-                "pace_s_per_km": round(1000 / speed, 1) if speed else None,
-                "speed_kmh": round(speed * 3.6, 1) if speed is not None else None,
-                "gap_s": _seconds(moment.gap_s[i]),
-                "gap_ahead_s": _gap(t, ahead) if ahead is not None else None,
-                "eta_s": None if math.isnan(moment.eta_s[i]) else round(moment.eta_s[i]),
-                "off_course": t.off_course,
-            }
-        )
-        if t.finish_t is not None:
-            out["finish_s"] = round(t.finish_t - self.start_t, 1)
-        clock = self.clocks.get(r.id)
-        if clock is not None and clock.offset_s:
-            out["clock_offset_s"] = clock.offset_s  # stamps were this far ahead: corrected
-        return out
-
-
-def display_name(name: str) -> str:
-    name = " ".join(name.split())  # no newlines or runs of blanks in a leaderboard
-    return name if len(name) <= MAX_NAME else name[: MAX_NAME - 1] + "…"
-
-
-def _versus(runner: Track, vehicle: Track) -> dict[str, Any]:
-    """Man against machine: ahead or behind the vehicle, by metres and seconds."""
-    out: dict[str, Any] = {
-        "id": vehicle.racer.id,
-        "name": display_name(vehicle.racer.name),
-        "ahead": None,
-        "metres": None,
-        "seconds": None,
-    }
-    if runner.last is None or vehicle.last is None:
-        return out
-    if runner.finish_t is not None or vehicle.finish_t is not None:
-        ahead = vehicle.finish_t is None or (
-            runner.finish_t is not None and runner.finish_t < vehicle.finish_t
-        )
-    else:
-        ahead = runner.distance_m > vehicle.distance_m
-    out["ahead"] = ahead
-    out["metres"] = round(abs(runner.distance_m - vehicle.distance_m), 1)
-    out["seconds"] = _gap(vehicle, runner) if ahead else _gap(runner, vehicle)
-    return out
-
-
-def _gap(t: Track, other: Track) -> float | None:
-    """How long ago `other` was where `t` is now (both finished: how long
-    after them `t` finished)."""
-    if t.last is None or other.last is None:
-        return None
-    if t.finish_t is not None and other.finish_t is not None:
-        return round(t.finish_t - other.finish_t, 1)
-    when = other.time_at(t.distance_m)
-    if when is None:
-        return None
-    return round(max(0.0, t.last.t - when), 1)
-
-
-def _seconds(value: float) -> float | None:
-    return None if math.isnan(value) else round(float(value), 1)
-
-
-def chunk_body(chunk: Chunk) -> dict[str, Any]:
-    return {"racer": chunk.racer_id, "points": chunk.points}

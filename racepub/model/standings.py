@@ -64,7 +64,8 @@ class Standings:
         self.last_t = np.full(n, np.nan)
         self.lat = np.full(n, np.nan)  # the newest fix
         self.lon = np.full(n, np.nan)
-        self.recent = np.full(n, np.nan)  # m/s over the pace window (pace), nan if unknown
+        self.pace_mps = np.full(n, np.nan)  # pace as a speed: nan when unknown or stopped
+        self.speed_mps = np.full(n, np.nan)  # recent speed (0: stopped), average once finished
         self.speed = np.zeros(n)  # m/s to carry progress on with (0: stopped, unknown)
         self.expect_speed = np.zeros(n)  # m/s a fix is searched for at (Track.search)
         self.eta_speed = np.full(n, np.nan)  # m/s expected for the rest of the race
@@ -135,7 +136,8 @@ class Standings:
         eta = np.where(self.vehicle[idx] | ~known, avg, blend)
         self.eta_speed[idx] = np.where(eta > 0, eta, np.nan)
         # Pace: recent while racing (nan when stopped), the average once finished.
-        self.recent[idx] = np.where(finished, avg, np.where(moving, recent, np.nan))
+        self.pace_mps[idx] = np.where(finished, avg, np.where(moving, recent, np.nan))
+        self.speed_mps[idx] = np.where(finished, avg, recent)
 
     def at(self, now: float) -> Moment:
         self.settle()
@@ -180,10 +182,6 @@ class Standings:
             gap = np.where(self.state == FINISHED, self.finish_t - self.finish_t[leader], gap)
         gap[leader] = 0.0
         return np.where(np.isfinite(gap), np.maximum(gap, 0.0), np.nan)
-
-    def counts(self, moment: Moment) -> dict[str, int]:
-        found = np.bincount(moment.status, minlength=len(STATUSES))
-        return {name: int(found[code]) for name, code in STATUS_CODES.items()}
 
     def density(self, moment: Moment, bins: int) -> list[int]:
         """How many racers (racing or stale) are on each of `bins` equal

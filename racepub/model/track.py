@@ -1,26 +1,23 @@
-"""One racer's track: clean-up of raw fixes, progress, chunks, pace. Pure; no I/O.
+"""One racer's track: clean-up of raw fixes, progress, pace, finish. Pure; no I/O.
 
-Only what the snapshot needs stays in memory: the tail (points newer than the
-last chunk, 24 bytes a point), a short window for pace, and a coarse
-time-at-distance timeline for gaps (4 bytes per 25 m). Chunked points leave
-memory once handed to the publisher, so memory does not grow with the number
-of fixes in the race's history; at 50,000 racers every byte per point counts.
+Only what the race needs stays in memory: the tail (points accepted since the
+racer's trail was last cut into a piece, 24 bytes a point), a short window
+for pace, and a coarse time-at-distance timeline for gaps (4 bytes per 25 m).
+Points leave memory once cut (shapes/trails.py), so memory does not grow with
+the number of fixes in the race's history; at 50,000 racers every byte per
+point counts.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-import re
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from .. import objects
 from ..config import Racer
-from ..timefmt import iso
 from .course import OFF_COURSE_M, PREFER_NEAR, Course, Fit, Projection
 
 # Extra distance a fix may cover beyond max speed: GPS error at both ends.
@@ -29,7 +26,6 @@ JUMP_SLACK_M = 20.0
 # accept again rather than freeze the racer forever.
 MAX_JUMPS_IN_A_ROW = 5
 TIMELINE_STEP_M = 25.0  # 4 bytes a mark: a marathon's timeline is 7 KB a racer
-DECIMALS = 6  # ~0.1 m: finer than any GPS
 FINISH_TOLERANCE_M = 15.0  # GPS noise around the finish line
 MOVING_MPS = 0.3  # slower than this over the pace window is standing still
 # The finish is timed from the fixes this long before and after it: the run-in,
@@ -47,28 +43,6 @@ LONG_GAP_S = 120.0
 # at most this long.
 HEADING_M = 10.0
 GAP_HOLD_S = 60.0
-
-_SAFE_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")
-
-
-def racer_key(racer_id: str) -> str:
-    """The racer's path segment in object keys and URLs: the id when it is
-    URL-safe, else a stable hash (ids may hold spaces, quotes or slashes)."""
-    if _SAFE_ID.match(racer_id):
-        return racer_id
-    return "~" + hashlib.sha256(racer_id.encode()).hexdigest()[:16]
-
-
-def fnv1a32(text: str) -> int:
-    """FNV-1a, 32-bit, of the UTF-8 bytes: a stable hash the page can compute too."""
-    h = 0x811C9DC5
-    for byte in text.encode():
-        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
-    return h
-
-
-def chunk_key(racer_id: str, n: int) -> str:
-    return objects.chunk_key(racer_key(racer_id), n)
 
 
 class Fix(NamedTuple):  # a tuple: cheap to build, one per accepted row
@@ -92,34 +66,14 @@ class Search(NamedTuple):
     in_order: bool  # after a long silence: the first pass that fits
 
 
-def point_as_published(lat: float, lon: float, t: float) -> list[Any]:
-    """A point as snapshot tails and chunks carry it: [lat, lon, "ISO-8601"]."""
-    return [round(lat, DECIMALS), round(lon, DECIMALS), iso(t)]
-
-
-@dataclass
-class Chunk:
-    racer_id: str
-    n: int
-    xyt: array[float]  # (lat, lon, t) triples
-
-    @property
-    def key(self) -> str:
-        return chunk_key(self.racer_id, self.n)
-
-    @property
-    def points(self) -> list[list[Any]]:
-        """As a small race's chunk object publishes them: [lat, lon, "ISO-8601"]."""
-        xyt = self.xyt
-        return [point_as_published(xyt[i], xyt[i + 1], xyt[i + 2]) for i in range(0, len(xyt), 3)]
-
-
 @dataclass(frozen=True)
 class Rules:
     """The per-race (and per-kind) thresholds a track is judged by."""
 
     start_t: float = 0.0  # the race's start (epoch seconds)
     max_mps: float = 30 / 3.6
+    # Points accepted since the last cut that make the tail `full` (the
+    # trails cut it then at the latest: shapes/trails.py).
     chunk_points: int = 30
     pace_window_s: float = 60.0
     off_course_m: float = OFF_COURSE_M
@@ -129,14 +83,6 @@ class Rules:
     # Large races mark the timeline every 50 m: half the memory (at 50,000
     # racers 4 hours in, the timelines were a third of the publisher's RSS).
     timeline_step_m: float = TIMELINE_STEP_M
-    # Large races stagger where each racer's chunks end: everyone's first fix
-    # comes at the gun, so equal chunks would all fill in the same cycle (at
-    # 50,000 racers, 50,000 PUTs at once every chunk_points fixes).
-    stagger: bool = False
-    # A chunk is also cut once it spans this much race time (large races):
-    # a phone sending a fix a minute would otherwise keep hours in its tail
-    # and recent trail (rewritten with its trail group every minute).
-    chunk_max_s: float = math.inf
 
     @cached_property
     def pace_baseline_s(self) -> float:
@@ -164,9 +110,9 @@ class Track:
     offset_m: float = 0.0
     finish_t: float | None = None
     count: int = 0  # accepted fixes
-    chunks: int = 0  # chunks cut so far
-    # Points newer than the last chunk as flat (lat, lon, t) triples: a list
-    # per point would cost ~200 bytes, and big fields keep hundreds a racer.
+    # Points accepted since the trail was last cut, as flat (lat, lon, t)
+    # triples: a list per point would cost ~200 bytes, and big fields keep
+    # hundreds a racer.
     tail_xyt: array[float] = field(default_factory=lambda: array("d"))
     # The tail thinned as it grows: the first fix of each RECENT_EVERY_S of
     # race time, and the last before a silence (the large form's recent
@@ -187,40 +133,61 @@ class Track:
     # publisher logs it every cycle, and summing 50,000 counters cost 19 ms.
     race_drops: Counter[str] = field(default_factory=Counter)
     jumps_in_a_row: int = 0
-    _first_chunk: int | None = None  # its size, when staggered (computed once)
-    _recent: float | None = None  # recent_speed(), worked out once per accepted fix
-    # When the chunk being filled is cut: at this many floats of tail, or
-    # when it spans this much race time (worked out once a chunk: the check
-    # runs with every fix).
-    _cut_len: int = field(init=False)
-    _cut_span: float = field(init=False)
+    # Metres per second of progress over the pace window (0 when stopped,
+    # None over too short a baseline), worked out once per accepted fix.
+    recent_mps: float | None = None
+    # The tail is full at this many floats (3 a point): chunk_points, or
+    # what the trails set for a first cut (they stagger them).
+    cut_len: int = field(init=False)
 
     def __post_init__(self) -> None:
-        self._next_cut()
+        self.cut_len = 3 * self.rules.chunk_points
 
-    def _next_cut(self) -> None:
-        rules, size = self.rules, self.chunk_size(self.chunks)
-        self._cut_len = 3 * size
-        self._cut_span = rules.chunk_max_s * size / rules.chunk_points
+    @property
+    def full(self) -> bool:
+        """Whether the points since the last cut make a chunk."""
+        return len(self.tail_xyt) >= self.cut_len
 
-    def add(self, fixes: list[Fix]) -> list[Chunk]:
-        """Accept the valid fixes (any order); return chunks that became full."""
-        chunks: list[Chunk] = []
+    def add(self, fixes: list[Fix]) -> bool:
+        """Accept the valid fixes (any order); return whether the tail is full."""
         for fix in sorted(fixes, key=lambda f: f.t):
             if self.last is None and not self._confirm_first(fix):
                 continue
             if self.admit(fix):
-                self._take(fix, chunks)
-        return chunks
+                self._take(fix)
+        return self.full
 
-    def _take(self, fix: Fix, chunks: list[Chunk]) -> None:
+    def take_tail(self) -> array[float]:
+        """The points since the last cut, handed over to be published as a
+        piece of the trail; the tail (and its thinned copy) start again."""
+        tail = self.tail_xyt
+        self.tail_xyt = array("d")
+        self.recent_xyt = array("d")
+        self._recent_slot = -1.0
+        return tail
+
+    def trim(self, before_t: float) -> None:
+        """Let go of tail points older than `before_t` (a standby's: the
+        publisher it stands by for has published them)."""
+        tail = self.tail_xyt
+        k = 0
+        while k < len(tail) and tail[k + 2] < before_t:
+            k += 3
+        if k:
+            del tail[:k]
+            recent = self.recent_xyt
+            j = 0
+            while j < len(recent) and recent[j + 2] < before_t:
+                j += 3
+            del recent[:j]
+
+    def _take(self, fix: Fix) -> None:
         """Accept an admitted fix, unless it comes back after a long silence
         fitting several passes of the course: then it waits for the next."""
         if self.after_gap is not None:
             held, passes = self.after_gap
             self.after_gap = None
             self._accept(held, self._choose(passes, held, fix))
-            self._cut(chunks)
         s = self.search(fix)
         if s.in_order:
             passes = self.course.fits(
@@ -231,10 +198,8 @@ class Track:
                 return
             if passes:
                 self._accept(fix, Projection(passes[0].distance_m, passes[0].offset_m))
-                self._cut(chunks)
                 return
         self._accept(fix)
-        self._cut(chunks)
 
     def _choose(self, passes: list[Fit], held: Fix, then: Fix | None) -> Projection:
         """Which pass a fix after a silence was on: the one whose direction
@@ -251,15 +216,14 @@ class Track:
                 best = max(passes, key=lambda p: (bx - ax) * p.east + (by - ay) * p.north)
         return Projection(best.distance_m, best.offset_m)
 
-    def settle(self, now: float) -> list[Chunk]:
-        """Place a fix held after a silence once no next fix came in time."""
-        chunks: list[Chunk] = []
+    def settle(self, now: float) -> bool:
+        """Place a fix held after a silence once no next fix came in time;
+        return whether the tail is full."""
         if self.after_gap is not None and now - self.after_gap[0].t > GAP_HOLD_S:
             held, passes = self.after_gap
             self.after_gap = None
             self._accept(held, self._choose(passes, held, None))
-            self._cut(chunks)
-        return chunks
+        return self.full
 
     def admit(self, fix: Fix) -> bool:
         """Whether a fix after the last one passes the checks (counted if not)."""
@@ -279,14 +243,6 @@ class Track:
             counter[reason] -= 1
             if counter[reason] <= 0:
                 del counter[reason]
-
-    def add_projected(self, fix: Fix, proj: Projection | None) -> list[Chunk]:
-        """add() for one admitted fix projected already (RaceState projects
-        a cycle's usual fixes together)."""
-        chunks: list[Chunk] = []
-        self._accept(fix, proj)
-        self._cut(chunks)
-        return chunks
 
     def search(self, fix: Fix) -> Search:
         """Where to look for a fix on the course. After the last fix, where
@@ -308,49 +264,6 @@ class Track:
             PREFER_NEAR / (1.0 + dt / 60.0),
             self.last is not None and dt > LONG_GAP_S,
         )
-
-    def chunk_size(self, n: int) -> int:
-        """Fixes in chunk n: chunk_points, except a staggered first chunk of
-        between half and one and a half times that, by the racer's id."""
-        size = self.rules.chunk_points
-        if n == 0 and self.rules.stagger:
-            if self._first_chunk is None:
-                self._first_chunk = size // 2 + fnv1a32(self.racer.id) % size
-            return self._first_chunk
-        return size
-
-    def _cut(self, chunks: list[Chunk]) -> None:
-        chunk = self._cut_tail()
-        if chunk is not None:
-            chunks.append(chunk)
-
-    def _cut_tail(self) -> Chunk | None:
-        """The tail as chunk `self.chunks` once full, or once it spans its
-        share of chunk_max_s (staggered alike)."""
-        tail = self.tail_xyt
-        if len(tail) < self._cut_len and (len(tail) <= 3 or tail[-1] - tail[2] < self._cut_span):
-            return None
-        chunk = Chunk(self.racer.id, self.chunks, tail)
-        self.chunks += 1
-        self.tail_xyt = array("d")
-        self.recent_xyt = array("d")
-        self._recent_slot = -1.0
-        self._next_cut()
-        return chunk
-
-    @property
-    def track_keys(self) -> list[str]:
-        """The keys of the chunks cut so far, as a small race's snapshot lists them."""
-        return [chunk_key(self.racer.id, n) for n in range(self.chunks)]
-
-    @property
-    def tail_len(self) -> int:
-        return len(self.tail_xyt) // 3
-
-    def tail(self) -> list[list[Any]]:
-        """The points newer than the last chunk, as published."""
-        xyt = self.tail_xyt
-        return [point_as_published(xyt[i], xyt[i + 1], xyt[i + 2]) for i in range(0, len(xyt), 3)]
 
     def recent(self) -> array[float]:
         """The tail thinned to the first fix of each RECENT_EVERY_S of race
@@ -477,10 +390,10 @@ class Track:
         while len(window) > 4 and window[2] <= start:
             del window[:2]
         if len(window) < 4 or t - window[0] < rules.pace_baseline_s:
-            self._recent = None
+            self.recent_mps = None
             return
         speed = (progress - window[1]) / (t - window[0])
-        self._recent = speed if speed >= MOVING_MPS else 0.0
+        self.recent_mps = speed if speed >= MOVING_MPS else 0.0
 
     def _near_line(self, t: float, raw_m: float) -> None:
         """Keep the fixes of the last 2 * FINISH_FIT_S that time the finish."""
@@ -492,16 +405,17 @@ class Track:
         if cut:
             del approach[:cut]
 
-    def step(self, t: float, lat: float, lon: float, d: float, off: float) -> Chunk | None:
+    def step(self, t: float, lat: float, lon: float, d: float, off: float) -> bool:
         """_accept for the usual fix, in one call (RaceState._advance_usual
         checked it is one: after the last fix, not after a long silence, not
         reaching the finish line nor timing it; projected already at d, off). The same arithmetic
         as _accept, in the same order, so the same result; the caller counts
-        it. Returns the chunk it filled, if any.
+        it. Returns whether the tail is full.
 
-        It runs for every fix of a catch-up (3.6 M of them two hours into a
-        10,000-racer race), so _thin and the check of _cut_tail are written
-        out here: a Python call costs about as much as what they do."""
+        It runs for every fix of a catch-up (millions of them hours into a
+        mass race), so _thin is written out here: a Python call costs about
+        as much as what it does (tests/test_race.py holds the two ways equal
+        fix by fix)."""
         rules = self.rules
         last = self.last
         assert last is not None
@@ -529,9 +443,7 @@ class Track:
             # _time_finish's bookkeeping near the line (the caller checked
             # this fix does not reach it) and past a finish timed for good.
             self._near_line(t, d)
-        if len(tail) < self._cut_len and (len(tail) <= 3 or tail[-1] - tail[2] < self._cut_span):
-            return None  # (_cut_tail's test)
-        return self._cut_tail()
+        return len(tail) >= self.cut_len
 
     @property
     def finish_zone_m(self) -> float:
@@ -621,18 +533,7 @@ class Track:
 
     def recent_speed(self) -> float | None:
         """Metres per second of progress over the pace window (0 when stopped)."""
-        return self._recent
-
-    def projected_speed(self, recent: float | None) -> float | None:
-        """Speed for the rest of the race: recent and average blended (a
-        runner who stops slows it at once, yet one pause does not stall
-        it); vehicles, which stop and start, by their average alone."""
-        avg = self.average_speed(self.rules.start_t)
-        if self.racer.kind == "vehicle" or recent is None:
-            return avg
-        if avg is None:
-            return recent or None
-        return 0.5 * recent + 0.5 * avg
+        return self.recent_mps
 
     def average_speed(self, start_t: float) -> float | None:
         end_t = self.finish_t if self.finish_t is not None else (self.last.t if self.last else None)

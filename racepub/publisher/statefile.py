@@ -36,7 +36,7 @@ from ..config import Race, Racer
 from ..model.course import Course
 
 log = logging.getLogger(__name__)
-FORMAT = 3  # 3: a track keeps its next cut (2: pace window and approach as flat arrays)
+FORMAT = 4  # 4: the trails' pieces (3: a track keeps its next cut)
 SAVE_EVERY_S = 60.0  # a kill -9 costs at most this much of the race read again
 
 
@@ -67,8 +67,7 @@ class Saved:
     seq: int | None  # the seq the saver had published (None: a standby)
     state: Any  # RaceState
     cursor: dict[str, Any]  # PointSource.cursor()
-    pending: dict[str, bytes]  # small race: chunks cut, not yet written
-    pending_chunks: list[Any]  # large race: chunks not yet in a pack
+    trails: Any  # TrailStore: the trails' pieces, and packs made but not yet written
     saved_at: float
 
 

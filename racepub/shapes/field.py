@@ -1,17 +1,16 @@
-"""The large-race form (DESIGN.md, "Large races"): the whole field, fresh and
-consistent every cycle, in a few dozen objects. Pure but for the bytes it
-makes; the publisher writes them.
+"""The field shape, for large races (DESIGN.md, "Large races"): the whole
+field, fresh and consistent every cycle, in a few dozen objects; its
+snapshot carries a `field` block saying where the rest is. Pure but for the
+bytes it makes; the publisher writes them.
 
 Every cycle writes, with that cycle's `seq` and one ranking of the field:
 - `snapshot.json`: the leaderboard head as full records, and the `field` block;
-- `racers/<n>.json` for every shard: each member's live record as columns.
+- `racers/<n>.json` for every shard: each member's live numbers as columns.
 
-And, without a PUT per racer:
-- `packs/<seq>-<token>.bin`: one immutable object a cycle holding, as gzip
-  members read by HTTP range requests, the chunks cut that cycle and the
-  recent trails of the trail groups due;
-- `trails/<k>.json`, each at least every TRAIL_EVERY_S: for each member of
-  the group, where their chunks and their recent trail are in the packs.
+And, without a PUT per racer: the trails' pack (shapes/trails.py), with the
+recent trails of the trail groups due, and `trails/<k>.json`, each at least
+every TRAIL_EVERY_S: for each member of the group, where their pieces and
+their recent trail are in the packs.
 
 Written once per start (immutable, named by content): `roster/<hash>/<n>.json`
 (who is in each shard, in column order, with names) and `names/<hash>/<key>.json`
@@ -22,11 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-import secrets
 import unicodedata
-from array import array
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -35,17 +31,23 @@ import orjson
 
 from .. import objects
 from ..config import Race
-from ..model.race import RaceState, display_name
-from ..model.standings import STATUS_CODES, Moment
-from ..model.track import Chunk, fnv1a32
-from ..objects import Object, gzip_bytes
+from ..model.board import Board, display_name, envelope, records, status_counts
+from ..model.race import RaceState
+from ..model.splits import splits
+from ..model.standings import STATUS_CODES
+from ..objects import Object
 from ..timefmt import iso
-from .page import NULL_INT, array_json, json_bytes, with_arrays
+from . import Fetch, Output
+from .encode import NULL_INT, json_bytes, with_arrays
+from .trails import Read, Ref, TrailStore, fnv1a32
 
 TRAIL_EVERY_S = 60.0  # each trail group's recent trails are rewritten this often
-# Racers per trail group: 50,000 racers make 108 groups, ~4 rewritten a
-# cycle (each a PUT), ~10 KB gzipped each at 4 h (a follower's, every 20 s).
+# Racers per trail group: a trail group is rewritten every TRAIL_EVERY_S, so
+# a follower fetches theirs that often (its size grows with the group).
 TRAIL_GROUP = 500
+# A large race's trails are cut every this much race time (and a racer's
+# recent trail spans at most that): each cut is a piece in the packs.
+CUT_EVERY_S = 1200.0
 DENSITY_BINS = 200
 NAMES_MAX = 1500  # a name index object splits into three-letter keys above this
 
@@ -74,99 +76,36 @@ def name_key(prefix: str) -> str:
     return "~" + prefix.encode().hex()
 
 
-@dataclass
-class Pack:
-    """One cycle's pack: gzip members appended; where each is."""
+class FieldShape:
+    results_every_s: float | None = None  # a large field's results: once, final
 
-    key: str
-    parts: list[bytes] = field(default_factory=list)
-    size: int = 0
-
-    def add(self, body: bytes) -> tuple[int, int]:
-        member = gzip_bytes(body)
-        at = self.size
-        self.parts.append(member)
-        self.size += len(member)
-        return at, len(member)
-
-    def object(self) -> Object:
-        return objects.make(self.key, b"".join(self.parts), 0)
-
-
-Ref = tuple[str, int, int]  # (pack key, offset, length) of a gzip member
-
-
-class ChunkRefs:
-    """Where each racer's published chunks are, flat in an array per racer:
-    (pack, offset, length), the pack as an index into `keys`. (A tuple and
-    two ints a chunk were ~150 bytes: at 50,000 racers 4 hours in, a dozen
-    chunks each, 70 MB.)"""
-
-    def __init__(self, n: int):
-        self.keys: list[str] = []
-        self._ids: dict[str, int] = {}
-        self._flat = [array("q") for _ in range(n)]
-
-    def count(self, i: int) -> int:
-        return len(self._flat[i]) // 3
-
-    def of(self, i: int) -> list[Ref]:
-        flat, keys = self._flat[i], self.keys
-        return [(keys[flat[k]], flat[k + 1], flat[k + 2]) for k in range(0, len(flat), 3)]
-
-    def add(self, i: int, refs: list[Ref]) -> None:
-        flat = self._flat[i]
-        for key, at, length in refs:
-            pack = self._ids.get(key)
-            if pack is None:
-                pack = self._ids[key] = len(self.keys)
-                self.keys.append(key)
-            flat.extend((pack, at, length))
-
-    def replace(self, i: int, refs: list[Ref]) -> None:
-        self._flat[i] = array("q")
-        self.add(i, refs)
-
-
-@dataclass
-class Cycle:
-    """What a cycle of the large form writes, and what to remember once it is
-    written (commit); a failed cycle's pack is forgotten and made again."""
-
-    snapshot: dict[str, Any]
-    packs: list[Object]  # in place before the trail groups that point into them
-    trails: list[Object]
-    # The live shards, rendered one by one as they are asked for: the first
-    # upload while the rest are made (at 50,000 racers, 36 PUTs of ~25 KB).
-    shards: Callable[[], Iterator[Object]]
-    commit: Callable[[], None]
-
-    def objects(self) -> list[Object]:
-        return [*self.packs, *self.trails, *self.shards()]
-
-
-class LargeForm:
-    def __init__(self, race: Race, state: RaceState):
+    def __init__(self, race: Race, state: RaceState, store: TrailStore | None = None):
         self.race, self.state = race, state
         n = len(state.order)
         self.shards = max(1, math.ceil(n / race.shard_size))
         self.trails = self.shards * max(1, math.ceil(race.shard_size / TRAIL_GROUP))
         ids = [t.racer.id for t in state.order]
         hashes = np.array([fnv1a32(i) for i in ids], dtype=np.int64)
-        # Members in column order (config order), per shard and trail group.
+        # Members in column order (config order), per shard.
         self.members = [np.flatnonzero(hashes % self.shards == k) for k in range(self.shards)]
         # The whole field in shard order, and where each shard's part begins.
         self.by_shard = np.concatenate(self.members)
         self.shard_at = np.cumsum([0] + [len(m) for m in self.members]).tolist()
-        self.groups = [np.flatnonzero(hashes % self.trails == k) for k in range(self.trails)]
+        if store is None or store.groups != self.trails:
+            store = TrailStore(state, self.trails, CUT_EVERY_S)
+        self._store = store
         self.roster_objects, roster_hash = self._rosters()
         self.name_objects, names_hash = self._names()
         self.roster_url = objects.roster_key(roster_hash, "{shard}")
         self.names_url = objects.names_key(names_hash, "{key}")
-        self.chunk_refs = ChunkRefs(n)
-        self.recent_refs: list[Ref | None] = [None] * n
-        self.trail_at = np.full(self.trails, -math.inf)  # when each group was last written
         self.lat0, self.lon0 = (round(c, 6) for c in state.course.at(state.course.length_m / 2))
+
+    @property
+    def store(self) -> TrailStore:
+        return self._store
+
+    def once(self) -> list[Object]:
+        return self.roster_objects + self.name_objects
 
     # -- what never changes during a race ----------------------------------------
 
@@ -235,130 +174,60 @@ class LargeForm:
 
     # -- a cycle -----------------------------------------------------------------------
 
-    def cycle(self, now: float, seq: int, moment: Moment, chunks: list[Chunk]) -> Cycle:
+    def publish(self, board: Board, seq: int, read: Read, submit: Callable[..., Any]) -> Output:
+        store, now = self.store, board.now
+        store.cut(now, seq, everyone=self.state.state(now) == "finished")
+        pack = store.pack(seq)
+        store.merge(pack, submit, read)
         due = self._due_groups(now)
-        pack, new_refs, recent = self._pack(seq, chunks, due)
-        chunk_refs = self.chunk_refs
-        merged = {i: chunk_refs.of(i) + refs for i, refs in new_refs.items()}
-        trail_objs = [self._trail_object(g, seq, now, merged, recent) for g in due]
+        recent = store.recent([i for g in due for i in store.members[g].tolist()], pack)
+        trails = [self._trail_object(g, seq, now, recent) for g in due]
 
         def shards() -> Iterator[Object]:
-            columns = self._shard_columns(now, moment)
+            columns = self._shard_columns(board)
             return (self._shard_object(k, seq, now, columns) for k in range(self.shards))
 
         def commit() -> None:
-            for i, refs in new_refs.items():
-                chunk_refs.add(i, refs)
-            for i, ref in recent.items():
-                self.recent_refs[i] = ref
-            self.trail_at[due] = now
+            for g in due:
+                for i in store.members[g].tolist():
+                    store.recent_refs[i] = recent.get(i)
+            store.index_at[due] = now
 
-        packs = [pack.object()] if pack.parts else []
-        return Cycle(self._snapshot(now, seq, moment), packs, trail_objs, shards, commit)
-
-    def pack_ahead(self, seq: int, chunks: list[Chunk]) -> tuple[Object | None, Callable[[], None]]:
-        """A pack of these chunks alone, written before the cycle that lists
-        them (a long catch-up's: hours of chunks would otherwise all wait in
-        memory for the first cycle), and what to remember once written."""
-        pack, new_refs, _ = self._pack(seq, chunks, [])
-
-        def commit() -> None:
-            for i, refs in new_refs.items():
-                self.chunk_refs.add(i, refs)
-
-        return (pack.object() if pack.parts else None), commit
-
-    def _pack(
-        self, seq: int, chunks: list[Chunk], due: list[int]
-    ) -> tuple[Pack, dict[int, list[Ref]], dict[int, Ref]]:
-        """A pack of the chunks not packed yet and the recent trails of the
-        trail groups due; where each racer's pieces are in it."""
-        state = self.state
-        pack = Pack(objects.pack_key(seq, secrets.token_hex(4)))
-        pieces: list[tuple[int, str, Any]] = []  # (racer index, kind, (lat, lon, t) flat)
-        for chunk in chunks:
-            i = state.standings.index[chunk.racer_id]
-            if chunk.n < self.chunk_refs.count(i):
-                continue  # in a pack already, before a restart: never cut again
-            pieces.append((i, "chunk", chunk.xyt))
-        for g in due:
-            for i in self.groups[g].tolist():
-                if state.order[i].last is not None:
-                    pieces.append((i, "recent", state.order[i].recent()))
-        new_refs: dict[int, list[Ref]] = {}
-        recent: dict[int, Ref] = {}
-        for (i, kind, _), body in zip(pieces, self._bodies(pieces), strict=True):
-            at, length = pack.add(body)
-            if kind == "chunk":
-                new_refs.setdefault(i, []).append((pack.key, at, length))
-            else:
-                recent[i] = (pack.key, at, length)
-        return pack, new_refs, recent
-
-    def _bodies(self, pieces: list[tuple[int, str, Any]]) -> list[bytes]:
-        """Each chunk or recent trail as a pack holds it: {"racer", "t0",
-        "points": [[lat, lon, seconds after t0], ...]} (t0: the race's start),
-        compact to make and to fetch; the page turns them into times. All
-        rounded at once, as one array."""
-        if not pieces:
-            return []
-        flat = np.concatenate([np.frombuffer(xyt, dtype=np.float64) for _, _, xyt in pieces])
-        rows = flat.reshape(-1, 3)
-        t0 = self.state.start_t
-        rows = np.column_stack(
-            (np.round(rows[:, 0], 6), np.round(rows[:, 1], 6), np.round(rows[:, 2] - t0, 3))
-        )
-        bodies, at = [], 0
-        order = self.state.order
-        start = b',"t0":' + orjson.dumps(t0) + b',"points":'
-        for i, _, xyt in pieces:
-            n = len(xyt) // 3
-            bodies.append(
-                b'{"racer":'
-                + orjson.dumps(order[i].racer.id)
-                + start
-                + array_json(rows[at : at + n])
-                + b"}"
-            )
-            at += n
-        return bodies
+        packs = [p.object() for p in store.unwritten if p.size]
+        return Output(self._snapshot(board, seq), packs, trails, shards, commit)
 
     def _due_groups(self, now: float) -> list[int]:
         """The trail groups to rewrite: each at least every TRAIL_EVERY_S,
         spread evenly over the cycles (all at once on a start)."""
-        if not np.isfinite(self.trail_at).any():
+        written = self.store.index_at
+        if not np.isfinite(written).any():
             return list(range(self.trails))
         # Within TRAIL_EVERY_S less a cycle: no bridge from a recent trail to
         # the live position spans more than TRAIL_EVERY_S of race time.
         interval = self.race.interval_s
         cycles = max(1.0, (TRAIL_EVERY_S - interval) / interval)
         per_cycle = math.ceil(self.trails / math.floor(cycles))
-        oldest = np.argsort(self.trail_at, kind="stable")[:per_cycle]
+        oldest = np.argsort(written, kind="stable")[:per_cycle]
         # And any group that old by the clock: cycles may come further apart
         # than the interval (a slow database, a loop that fell behind).
-        overdue = np.flatnonzero(self.trail_at <= now - (TRAIL_EVERY_S - interval))
+        overdue = np.flatnonzero(written <= now - (TRAIL_EVERY_S - interval))
         return [int(g) for g in np.union1d(oldest, overdue)]
 
-    def _trail_object(
-        self,
-        g: int,
-        seq: int,
-        now: float,
-        merged: dict[int, list[Ref]],
-        recent: dict[int, Ref],
-    ) -> Object:
-        members = self.groups[g].tolist()
-        packs: dict[str, int] = {}
+    def _trail_object(self, g: int, seq: int, now: float, recent: dict[int, Ref]) -> Object:
+        """Group g's index: its pieces, each member's ranges in them, their
+        recent trails, and (with checkpoints) their splits."""
+        store = self.store
+        doc = store.doc(g)
+        packs: dict[str, int] = doc["packs"]
+        members = store.members[g].tolist()
 
         def ref(r: Ref | None) -> list[int] | None:
             if r is None:
                 return None
             return [packs.setdefault(r[0], len(packs)), r[1], r[2]]
 
-        refs = self.chunk_refs
-        chunks = [[ref(r) for r in (merged[i] if i in merged else refs.of(i))] for i in members]
-        latest = [ref(recent.get(i, self.recent_refs[i])) for i in members]
-        body = {
+        latest = [ref(recent.get(i)) for i in members]  # none: all cut
+        body: dict[str, Any] = {
             "schema": 1,
             "race": self.race.id,
             "trail": g,
@@ -366,18 +235,26 @@ class LargeForm:
             "seq": seq,
             "generated_at": iso(now),
             "packs": list(packs),
+            "pieces": doc["pieces"],
             "ids": [self.state.order[i].racer.id for i in members],
-            "chunks": chunks,
+            "chunks": doc["chunks"],
             "recent": latest,
+            "until": store.until(g),
         }
+        cps = self.state.checkpoints
+        if cps:
+            start = self.state.start_t
+            body["splits"] = [
+                [s["at_s"] for s in splits(self.state.order[i], cps, start)] for i in members
+            ]
         return objects.make(objects.trail_key(g), json_bytes(body), self.race.interval_s)
 
-    def _shard_columns(self, now: float, moment: Moment) -> dict[str, np.ndarray]:
+    def _shard_columns(self, board: Board) -> dict[str, np.ndarray]:
         """Every shard's live columns at once, for the whole field in shard
-        order (shard 0's members, then shard 1's, ...): made per shard, the
-        same arithmetic cost 36 times the numpy calls at 50,000 racers."""
-        st = self.state.standings
+        order (shard 0's members, then shard 1's, ...): the board's columns,
+        rounded as shards publish them."""
         m = self.by_shard
+        moment = board.moment
         waiting = moment.status[m] == STATUS_CODES["waiting"]
 
         def col(values: np.ndarray, decimals: int = 0) -> np.ndarray:
@@ -388,20 +265,17 @@ class LargeForm:
                 return np.where(bad, np.nan, rounded)
             return np.where(bad, NULL_INT, rounded.astype(np.int64))
 
-        lat, lon, recent = st.lat[m], st.lon[m], st.recent[m]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            pace = np.where(recent > 0, 1000.0 / recent, np.nan)
         return {
             "rank": moment.rank[m],
             "status": moment.status[m],
-            "distance_m": col(st.progress[m]),
-            "lat_e6": col((lat - self.lat0) * 1e6),
-            "lon_e6": col((lon - self.lon0) * 1e6),
-            "age_ms": col((now - st.last_t[m]) * 1000),
-            "pace_s_per_km": col(pace),
+            "distance_m": col(board.distance_m[m]),
+            "lat_e6": col((board.lat[m] - self.lat0) * 1e6),
+            "lon_e6": col((board.lon[m] - self.lon0) * 1e6),
+            "age_ms": col((board.now - board.fix_t[m]) * 1000),
+            "pace_s_per_km": col(board.pace_s_per_km[m]),
             "gap_s": col(moment.gap_s[m]),
             "eta_s": col(moment.eta_s[m]),
-            "finish_s": col(st.finish_t[m] - self.state.start_t, 1),
+            "finish_s": col(board.finish_s[m], 1),
         }
 
     def _shard_object(self, k: int, seq: int, now: float, columns: dict[str, np.ndarray]) -> Object:
@@ -421,16 +295,16 @@ class LargeForm:
         body = with_arrays(head, {name: values[part] for name, values in columns.items()})
         return objects.make(objects.shard_key(k), body, self.race.interval_s)
 
-    def _snapshot(self, now: float, seq: int, moment: Moment) -> dict[str, Any]:
-        state, race = self.state, self.race
+    def _snapshot(self, board: Board, seq: int) -> dict[str, Any]:
+        state, race, moment = self.state, self.race, board.moment
         head = [int(i) for i in moment.order[: race.head_size]]
         vehicles = np.flatnonzero(state.standings.vehicle)
         head += vehicles[moment.rank[vehicles] > race.head_size].tolist()
-        return state.envelope(now, seq, moment) | {
-            "racers": state.records(head, moment, trails=False),
+        return envelope(state, board.now, seq) | {
+            "racers": records(state, board, head),
             "field": {
                 "count": len(state.order),
-                "by_status": state.standings.counts(moment),
+                "by_status": status_counts(moment),
                 "head": len(head),
                 "shards": self.shards,
                 "shard_of": "fnv1a32",
@@ -449,33 +323,34 @@ class LargeForm:
 
     # -- a restart -----------------------------------------------------------------------
 
-    def resume(self, get_many: Callable[[list[str]], list[bytes | None]]) -> dict[str, float]:
-        """Carry on from what spectators see: the chunks each trail group
-        lists are in place (never cut again into a pack). Returns each
-        racer's published fix time (from the live shards): the floor the
-        publisher never goes below. Every trail group and shard is asked
-        for at once (`get_many`): hundreds of objects at 50,000 racers."""
+    def resume(self, snapshot: dict[str, Any], fetch: Fetch) -> dict[str, float]:
+        """Carry on from what spectators see: the pieces each trail group
+        lists are taken on (never cut again), and each group is due again
+        on its schedule. Returns each racer's published fix time (from the
+        live shards): the floor the publisher never goes below. Every trail
+        group and shard is asked for at once (`fetch`): hundreds of objects
+        at 50,000 racers."""
+        if "field" not in snapshot:
+            return {}
+        store = self.store
         keys = [objects.trail_key(g) for g in range(self.trails)] + [
             objects.shard_key(k) for k in range(self.shards)
         ]
-        docs = [None if body is None else orjson.loads(body) for body in get_many(keys)]
+        docs = [None if body is None else orjson.loads(body) for body in fetch(keys)]
         groups, shards = docs[: self.trails], docs[self.trails :]
         if any(doc is not None and doc.get("trails") != self.trails for doc in groups):
             return {}  # another layout (the field changed): nothing to carry on from
-        index = self.state.standings.index
         for g, doc in enumerate(groups):
             if doc is None:
                 continue
-            # Due again on the usual schedule, not all in the first cycle
-            # (at 50,000 racers that cycle rewrote every group: 8 s).
-            self.trail_at[g] = datetime.fromisoformat(doc["generated_at"]).timestamp()
-            for rid, chunks, latest in zip(doc["ids"], doc["chunks"], doc["recent"], strict=False):
-                i = index.get(rid)
-                if i is None:
-                    continue
-                self.chunk_refs.replace(i, [(doc["packs"][p], at, n) for p, at, n in chunks])
+            ids = [self.state.order[i].racer.id for i in store.members[g].tolist()]
+            if doc.get("ids") != ids or not store.adopt(g, doc, doc.get("until", [])):
+                continue
+            # Due again on the usual schedule, not all in the first cycle.
+            store.index_at[g] = datetime.fromisoformat(doc["generated_at"]).timestamp()
+            for i, latest in zip(store.members[g].tolist(), doc["recent"], strict=False):
                 if latest is not None:
-                    self.recent_refs[i] = (doc["packs"][latest[0]], latest[1], latest[2])
+                    store.recent_refs[i] = (doc["packs"][latest[0]], latest[1], latest[2])
         floor: dict[str, float] = {}
         for k, doc in enumerate(shards):
             if doc is None or doc.get("shards") != self.shards:

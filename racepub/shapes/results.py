@@ -13,11 +13,12 @@ from typing import Any
 
 import jinja2
 
+from ..model.board import Board, envelope, records
 from ..model.race import RaceState
-from ..model.standings import Moment
 from ..objects import Object, make_results
 from ..timefmt import iso
-from .page import clock_text, json_bytes
+from .encode import json_bytes
+from .page import clock_text
 
 RESULTS_TEMPLATE = "results.html.j2"
 RESULTS_EVERY_S = 60.0  # provisional results while the race is live, at most this often
@@ -29,13 +30,13 @@ class Results:
     body: dict[str, Any]
 
 
-def results(state: RaceState, moment: Moment, now: float) -> Results:
+def results(state: RaceState, board: Board, now: float) -> Results:
     """Every racer by rank: status, finish, pace, gap to the winner, splits."""
     final = state.state(now) == "finished"
-    records = state.records([int(i) for i in moment.order], moment, trails=False)
-    winner = next((r["finish_s"] for r in records if r["finish_s"] is not None), None)
+    recs = records(state, board, [int(i) for i in board.moment.order])
+    winner = next((r["finish_s"] for r in recs if r["finish_s"] is not None), None)
     racers = []
-    for r in records:
+    for r in recs:
         gap = None
         if r["finish_s"] is not None and winner is not None:
             gap = round(r["finish_s"] - winner, 1)
@@ -57,13 +58,13 @@ def results(state: RaceState, moment: Moment, now: float) -> Results:
                 "splits": r.get("splits", []),
             }
         )
-    envelope = state.envelope(now, 0, moment)
+    race = envelope(state, now, 0)["race"]
     # generated_at: the moment the results describe, the newest fix in them,
     # so the same results are the same bytes (and not written again).
     newest = max((t.last.t for t in state.tracks.values() if t.last is not None), default=now)
     body = {
         "schema": 1,
-        "race": envelope["race"] | {"state": "finished" if final else "live"},
+        "race": race | {"state": "finished" if final else "live"},
         "generated_at": iso(min(newest, now)),
         "final": final,
         "racers": racers,
