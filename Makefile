@@ -3,21 +3,42 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# The page's lint (Biome), pinned by package-lock.json; nothing of it is shipped.
+# The page's bundler (esbuild), pinned by package-lock.json: only static/app.js,
+# which is committed, is shipped. A machine with Python only needs neither.
 NPM_STAMP := node_modules/.installed
+BUNDLE := node_modules/.bin/esbuild static/js/main.js --bundle --format=esm --minify \
+	--target=es2020 --legal-comments=none --log-level=warning
 
-.PHONY: demo test test-fast lint typecheck pytest bench clean vendor-leaflet vendor-pmtiles
+.PHONY: demo test test-fast lint typecheck pytest bench clean vendor-leaflet vendor-pmtiles \
+	bundle bundle-check
 
 demo: $(STAMP)
 	$(BIN)/racepub demo
 
 test: $(STAMP) lint typecheck pytest
 
-lint: $(STAMP) $(NPM_STAMP)
+lint: $(STAMP)
 	$(BIN)/ruff check racepub tests bench
 	$(BIN)/ruff format --check racepub tests bench
 	$(BIN)/cfn-lint deploy/cloudformation/*.yaml
-	node_modules/.bin/biome check --error-on-warnings
+	$(BIN)/biome check --error-on-warnings
+	@$(MAKE) --no-print-directory bundle-check
+
+# static/app.js: the page's modules (static/js) in one file, one request.
+bundle: $(NPM_STAMP)
+	$(BUNDLE) --outfile=static/app.js
+
+# The committed bundle is what static/js makes (CI always checks; elsewhere
+# it needs npm, and says so when it is not there).
+bundle-check:
+	@if command -v npm >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory $(NPM_STAMP) && tmp=$$(mktemp -d) && \
+	  $(BUNDLE) --outfile=$$tmp/app.js && \
+	  { cmp -s $$tmp/app.js static/app.js || { rm -rf $$tmp; \
+	    echo "static/app.js is not what static/js makes: run make bundle"; exit 1; }; } && \
+	  rm -rf $$tmp && echo "static/app.js is up to date"; \
+	elif [ "$$CI" = true ]; then echo "npm is needed to check static/app.js"; exit 1; \
+	else echo "skipped: static/app.js not checked against static/js (needs npm; CI checks it)"; fi
 
 typecheck: $(STAMP)
 	$(BIN)/mypy racepub bench tests
@@ -42,7 +63,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 $(NPM_STAMP): package.json package-lock.json
-	@command -v npm >/dev/null || { echo "npm is needed to lint the page (apt-get install npm)"; exit 1; }
+	@command -v npm >/dev/null || { echo "npm is needed to bundle the page (apt-get install npm)"; exit 1; }
 	npm ci --silent --no-audit --no-fund
 	touch $@
 

@@ -58,7 +58,7 @@ from pathlib import Path
 sys.path.insert(0, "bench")  # (its bench/ is not a package: ours would be found)
 from run import write_race
 from racepub import config
-from racepub.publisher.cycle import Publisher
+from racepub.publish import Publisher
 work, n, dsn, endpoint, start = sys.argv[1:6]
 path = write_race(Path(work), int(n), dsn, endpoint, datetime.fromisoformat(start))
 path.write_text(path.read_text().replace("/race", "/oldform"))

@@ -25,6 +25,11 @@ def static_dir() -> Path:
     return _find("static")
 
 
+def _source(rel: Path) -> bool:
+    """The page's modules (static/js): the page loads their bundle, app.js."""
+    return rel.parts[0] == "js"
+
+
 @cache
 def static_files() -> tuple[str, dict[str, bytes]]:
     """(content hash, {relative path: bytes}) of every static file.
@@ -37,7 +42,7 @@ def static_files() -> tuple[str, dict[str, bytes]]:
     files = {
         p.relative_to(root).as_posix(): p.read_bytes()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and not p.name.startswith(".")
+        if p.is_file() and not p.name.startswith(".") and not _source(p.relative_to(root))
     }
     h = hashlib.sha256()
     for rel, body in files.items():

@@ -142,7 +142,14 @@ def open_page(browser: Any) -> Iterator[Any]:
 
         page.on("dialog", on_dialog)
         page.requests = []
+        page.ranges = []  # (url, Range header) of every request that asked for one
         page.on("request", lambda r: page.requests.append(r.url))
+        page.on(
+            "request",
+            lambda r: (
+                page.ranges.append((r.url, r.headers["range"])) if "range" in r.headers else None
+            ),
+        )
         page.goto(url)
         pages.append((page, problems))
         return page

@@ -134,13 +134,14 @@ class Publisher:
 
 def spectator_view(get: Callable[[str], bytes | None]) -> dict[str, Any] | None:
     """What a spectator loading the race now gets; asserts it is whole: the
-    snapshot parses and every chunk it points at is there."""
+    snapshot parses and every pack its trails point into is there."""
     body = get("snapshot.json")
     if body is None:
         return None
     snap: dict[str, Any] = json.loads(body)
     for racer in snap["racers"]:
-        for key in racer["track"]:
+        for url in racer["track"]:
+            key = url.split("#")[0]
             assert get(key) is not None, f"snapshot seq {snap['seq']} points at missing {key}"
     return snap
 

@@ -30,11 +30,15 @@ from tests.helpers import (
     assert_nothing_secret,
     copy_points,
     create_points_table,
+    dir_reader,
     fixes,
     insert_points,
     now_utc,
+    record_trail,
     run_once,
+    s3_reader,
     sink_bodies,
+    versions,
     wait_for,
     write_race,
 )
@@ -116,12 +120,19 @@ def s3_race(tmp_path: Path, dsn: str, moto_server: str, fake_aws_env: None) -> A
 def test_s3_errors_leave_the_last_snapshot_and_heal(s3_race: Any, dsn: str) -> None:
     setup, proxy, get = s3_race
     cfg = config.load(str(setup.path))
+
+    def listed() -> set[str]:
+        s3 = boto3.client("s3", endpoint_url=proxy.url, region_name="us-east-1")
+        bucket = cfg.race("t").sink[5:].split("/")[0]
+        return set(versions(s3, bucket))
+
     pub = InProcessPublisher(cfg, cfg.race("t"))
     try:
         insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 40, since_s=2))
         pub.cycle()
         before = spectator_view(get)
-        assert before is not None and len(before["racers"][0]["track"]) == 2
+        assert before is not None and len(before["racers"][0]["track"]) == 1
+        packs_before = {k for k in listed() if k.startswith("live/packs/")}
 
         # S3 throttles everything for a while: the cycle fails after retries,
         # and spectators keep the last snapshot.
@@ -132,12 +143,12 @@ def test_s3_errors_leave_the_last_snapshot_and_heal(s3_race: Any, dsn: str) -> N
         assert proxy.failed >= 4  # botocore retried before giving up
         assert spectator_view(get) == before
 
-        # Then only the snapshot's upload fails (500): the new chunks are in,
+        # Then only the snapshot's upload fails (500): the new pack is in,
         # but the published snapshot is still the old, whole one.
         proxy.fail = lambda method, path: 500 if path.endswith("snapshot.json") else None
         with pytest.raises(SinkError, match="InternalError"):
             pub.cycle()
-        assert get("tracks/1001/3.json") is not None
+        assert {k for k in listed() if k.startswith("live/packs/")} > packs_before
         assert spectator_view(get) == before
 
         # S3 recovers: the next cycle completes what was missing.
@@ -145,10 +156,11 @@ def test_s3_errors_leave_the_last_snapshot_and_heal(s3_race: Any, dsn: str) -> N
         pub.cycle()
         after = spectator_view(get)
         assert after is not None and after["seq"] > before["seq"]
-        assert len(after["racers"][0]["track"]) == 4
-        # Nothing secret in any object: not the endpoint, the DSN, nor a key.
         s3 = boto3.client("s3", endpoint_url=proxy.url, region_name="us-east-1")
         bucket = cfg.race("t").sink[5:].split("/")[0]
+        trail = record_trail(s3_reader(s3, bucket, "live"), after["racers"][0])
+        assert [round(p[2] - setup.starts_at.timestamp()) for p in trail] == list(range(2, 81, 2))
+        # Nothing secret in any object: not the endpoint, the DSN, nor a key.
         assert_nothing_secret(sink_bodies(s3, bucket), dsn, proxy.url.split("//")[1])
     finally:
         pub.close()
@@ -202,31 +214,31 @@ def test_kill_9_mid_cycle_then_restart(tmp_path: Path, dsn: str) -> None:
     # A long first cycle: an hour of fixes for 40 racers, ~70,000 points.
     rows = [r for i in range(40) for r in fixes(setup, str(i), 0.5 + i * 0.01, 3590)]
     insert_points(dsn, "live_points", COLS, rows)
-    tracks = setup.sink_dir / "tracks"
+    packs = setup.sink_dir / "packs"
     watcher = Watcher(dir_getter(setup.sink_dir))
     pub = Publisher(setup.path)
     try:
-        # Kill it while it is writing the first cycle's chunks, before its snapshot.
-        wait_for(
-            lambda: tracks.exists() and sum(1 for _ in tracks.rglob("*.json")) > 50, every=0.01
-        )
+        # Kill it once it has written its first cycle's pack, before its snapshot.
+        wait_for(lambda: packs.exists() and any(packs.glob("*.bin")), every=0.01)
         pub.kill()
-        written = {p: p.read_bytes() for p in tracks.rglob("*.json")}
+        written = {p: p.read_bytes() for p in packs.glob("*.bin")}
         assert not (setup.sink_dir / "snapshot.json").exists()
         # Restarted, it rebuilds its state from the database and carries on.
         assert run_once(setup.path).returncode == 0
         snap = snapshot(setup)
         assert snap is not None and snap["seq"] == 1
         per_racer = len(rows) // 40
-        assert sum(len(r["track"]) for r in snap["racers"]) == 40 * (per_racer // 10)
-        # Chunks are deterministic: nothing immutable was rewritten differently.
+        read = dir_reader(setup.sink_dir)
+        assert all(len(record_trail(read, r)) == per_racer for r in snap["racers"])
+        # Packs never change: nothing written before the kill was rewritten.
         for path, body in written.items():
             assert path.read_bytes() == body, path
-        # And a second restart carries seq on, rewriting no chunk at all.
-        mtimes = {p: p.stat().st_mtime_ns for p in tracks.rglob("*.json")}
+        # And a second restart carries seq on, rewriting no pack at all.
+        mtimes = {p: p.stat().st_mtime_ns for p in packs.glob("*.bin")}
         assert run_once(setup.path).returncode == 0
         assert snapshot(setup)["seq"] == 2  # type: ignore[index]
-        assert {p: p.stat().st_mtime_ns for p in tracks.rglob("*.json")} == mtimes
+        again = {p: p.stat().st_mtime_ns for p in packs.glob("*.bin")}
+        assert {p: again[p] for p in mtimes} == mtimes
     finally:
         pub.kill()
         watcher.stop()

@@ -151,7 +151,7 @@ def test_page_shows_the_race(live_race: LiveRace, open_page: Any, viewport: dict
     assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
     polled = [u for u in page.requests if u.endswith("snapshot.json") or "snapshot.json?" in u]
     assert polled and all("?" not in u for u in polled)  # no cache-busting
-    assert any(u.endswith("/tracks/1001/0.json") for u in page.requests)  # trail chunks
+    assert any("/packs/" in u for u in page.requests)  # the trails' pieces
     page.wait_for_timeout(300)
     shot(page, f"page-{viewport['width']}")
 
@@ -492,13 +492,13 @@ def test_elevation_profile_only_when_the_course_has_it(
 
 @pytest.mark.slow
 def test_replay_scrubs_to_a_moment_and_returns_live(live_race: LiveRace, open_page: Any) -> None:
-    """Scrubbed to 1:00 the board shows where the chunks put each racer at
-    that minute; Live returns to now. No chunk is fetched twice."""
+    """Scrubbed to 1:00 the board shows where the trails put each racer at
+    that minute; Live returns to now. No piece of a trail is fetched twice."""
     page = open_page(live_race.url)
     wait_live(page)
     page.wait_for_function(
         "() => performance.getEntriesByType('resource')"
-        ".filter(e => e.name.includes('/tracks/')).length >= 6"
+        ".filter(e => e.name.includes('/packs/')).length >= 1"
     )
     distance = page.locator("#board tbody tr td:nth-child(3)")
     live = distance.all_inner_texts()
@@ -524,8 +524,8 @@ def test_replay_scrubs_to_a_moment_and_returns_live(live_race: LiveRace, open_pa
     page.click("#replay-live")
     assert page.inner_text("#clock").startswith("Race time")
     assert distance.all_inner_texts()[:3] == live[:3]
-    chunks = [u for u in page.requests if "/tracks/" in u]
-    assert len(chunks) == len(set(chunks))  # each chunk fetched once
+    pieces = [r for r in page.ranges if "/packs/" in r[0]]
+    assert pieces and len(pieces) == len(set(pieces))  # each range fetched once
 
 
 @pytest.mark.slow

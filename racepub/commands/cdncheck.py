@@ -358,7 +358,7 @@ def _static(base: str, report: Callable[[str, str, str], None]) -> None:
     except (OSError, EOFError):
         report("FAIL", "page", f"{base} is not the page racepub wrote")
         return
-    found = re.search(r"(static/[0-9a-f]+/js/main\.js)", html)
+    found = re.search(r"(static/[0-9a-f]+/app\.js)", html)
     if found is None:
         report("FAIL", "page", f"{base} is not racepub's race page")
         return

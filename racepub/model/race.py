@@ -31,7 +31,6 @@ from .track import (
 # Why a row is not a fix, as RaceState._check finds them ("problem": the
 # source's own reason, bad_value or invalid).
 ROW_REASONS = ("not_a_racer", "problem", "null", "not_finite", "out_of_range", "inaccurate")
-LARGE_TIMELINE_STEP_M = 50.0  # gaps in a large race: half the memory, ample precision
 
 
 @dataclass
@@ -58,7 +57,7 @@ class RaceState:
                 pace_window_s=race.pace_window_s,
                 off_course_m=race.off_course_m,
                 min_spacing_s=race.min_fix_spacing_s,
-                timeline_step_m=LARGE_TIMELINE_STEP_M if race.large else TIMELINE_STEP_M,
+                timeline_step_m=TIMELINE_STEP_M,
             )
             for kind, speed in race.max_kmh.items()
         }

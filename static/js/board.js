@@ -3,6 +3,7 @@
 import { follow } from "./follow.js";
 import { map, markers } from "./map.js";
 import { placeOnProfile } from "./profile.js";
+import { isField } from "./shape.js";
 import { cfg, colorOf, now, S } from "./state.js";
 import { fmtAgo, fmtClock, fmtDistance, fmtEta, fmtFix, fmtGap, fmtPace } from "./units.js";
 
@@ -70,8 +71,8 @@ export function renderBoard(snap, racers) {
   document.getElementById("board-title").textContent =
     snap.race.state === "finished" ? "Results" : "Leaderboard";
   const field = snap.field;
-  document.getElementById("field").hidden = !field;
-  if (field) {
+  document.getElementById("field").hidden = !isField(snap);
+  if (isField(snap)) {
     const by = field.by_status;
     document.getElementById("field-count").textContent =
       `The leaders of ${field.count.toLocaleString()} racers (${by.racing.toLocaleString()} ` +
@@ -105,7 +106,7 @@ export function renderFollow(racers) {
   if (following) btn.textContent = `${r ? `Following ${r.name}` : `Finding ${following}…`} ✕`;
   const msg = document.getElementById("find-msg");
   if (msg && following) {
-    msg.textContent = S.big.missing ? `No racer ${following} in this race.` : "";
+    msg.textContent = S.field.missing ? `No racer ${following} in this race.` : "";
   }
   if (r && markers[r.id]) map.panTo(markers[r.id].getLatLng(), { animate: false });
   document.getElementById("gpx").hidden = !r?.position;

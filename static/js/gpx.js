@@ -1,6 +1,6 @@
 // A followed racer's track as GPX, made in the browser from what the page
-// already has (chunks and tail, or a large race's pack pieces).
-import { shown, trackPoints } from "./follow.js";
+// already has (the pieces of their trail, and what came since).
+import { shown, trailOf } from "./shape.js";
 import { S } from "./state.js";
 import { fmtClock } from "./units.js";
 
@@ -13,7 +13,7 @@ function downloadGpx() {
   const snap = S.snapshot;
   const r = shown(snap).filter((x) => x.id === S.following)[0];
   if (!r) return;
-  const pts = trackPoints(r).map(
+  const pts = trailOf(r).map(
     (p) =>
       `   <trkpt lat="${p[0]}" lon="${p[1]}"><time>${new Date(p[2]).toISOString()}</time></trkpt>`,
   );

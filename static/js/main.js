@@ -2,12 +2,13 @@
 // Data is only ever inserted as text (textContent), never as HTML.
 // One module per concern; they share state.js's one state object.
 import { renderBoard, renderClock, renderFollow, renderFreshness } from "./board.js";
-import { initFollowing, shown } from "./follow.js";
+import { initFollowing } from "./follow.js";
 import { initGpx } from "./gpx.js";
 import { drawDensity, drawRacer, dropGone } from "./map.js";
 import { initPolling } from "./poll.js";
 import { drawProfile } from "./profile.js";
 import { initReplay, renderReplayControl, replayRacers } from "./replay.js";
+import { drawsTrail, isField, shown } from "./shape.js";
 import { onRedraw, S } from "./state.js";
 import { initUnits } from "./units.js";
 
@@ -16,10 +17,10 @@ function drawAll(snap) {
   const keep = {};
   for (const r of racers) {
     keep[r.id] = true;
-    drawRacer(r, !!S.replay || !snap.field || r.id === S.following);
+    drawRacer(r, drawsTrail(snap, r));
   }
-  dropGone(keep, !!snap.field);
-  if (snap.field) drawDensity(snap.field.density);
+  dropGone(keep);
+  if (isField(snap)) drawDensity(snap.field.density);
   renderReplayControl(snap);
   renderBoard(snap, racers);
   renderClock(snap);

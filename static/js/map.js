@@ -1,8 +1,8 @@
 // The map: the course, its tiles (or the race's own basemap), each racer's
 // marker and trail, and in a large race the field's density along the course.
-import { chunkPoints } from "./chunks.js";
 import { follow } from "./follow.js";
 import { replayTrail } from "./replay.js";
+import { isField, trailOf } from "./shape.js";
 import { cfg, colorOf, S } from "./state.js";
 
 export const map = L.map("map", { zoomSnap: 0.25 });
@@ -42,38 +42,14 @@ if (cfg.course.length) {
 export const markers = {};
 const trails = {};
 
-// The followed racer's trail in a large race: pack pieces in order, then
-// the positions seen since; as [lat, lon].
-function followedTrail() {
-  const big = S.big;
-  const pts = [];
-  let last = -Infinity;
-  function add(p) {
-    if (p[2] > last) {
-      pts.push([p[0], p[1]]);
-      last = p[2];
-    }
-  }
-  for (const ref of big.trails[S.following] ? big.trails[S.following].refs : []) {
-    const got = big.pieces[`${ref[0]}@${ref[1]}`];
-    if (Array.isArray(got)) got.forEach(add);
-  }
-  big.live.forEach(add);
-  return pts;
-}
-
 export function drawRacer(r, withTrail) {
   const color = colorOf(r);
   if (withTrail) {
     if (!trails[r.id]) {
       trails[r.id] = L.polyline([], { color, weight: 3, opacity: 0.85 }).addTo(map);
     }
-    const pts = S.snapshot?.field ? followedTrail() : [];
-    if (!S.snapshot?.field) {
-      for (const key of r.track || []) for (const p of chunkPoints(key)) pts.push([p[0], p[1]]);
-    }
-    for (const p of r.tail || []) pts.push([p[0], p[1]]);
-    trails[r.id].setLatLngs(S.replay ? replayTrail(r.id) : pts);
+    const pts = S.replay ? replayTrail(r.id) : trailOf(r).map((p) => [p[0], p[1]]);
+    trails[r.id].setLatLngs(pts);
   }
   if (!r.position) {
     // not started (at the replayed moment): no marker
@@ -117,7 +93,8 @@ export function drawRacer(r, withTrail) {
 
 // Markers and trails of those no longer shown go (the head of a large race
 // changes); a large race draws only the followed racer's trail, but in a replay.
-export function dropGone(keep, large) {
+export function dropGone(keep) {
+  const large = isField(S.snapshot);
   for (const id of Object.keys(markers)) {
     if (!keep[id]) {
       map.removeLayer(markers[id]);

@@ -1,4 +1,4 @@
-// The one way the page fetches JSON, and gzip members of a pack by byte range.
+// The one way the page fetches: JSON, and byte ranges of packs.
 
 // A JSON object: {json, res} (the response for its headers), or a rejection.
 export function fetchJSON(url, opts) {
@@ -21,17 +21,17 @@ export function getJSON(url, opts) {
     });
 }
 
-// A gzip member of a pack (large races), read by range and unzipped here.
-export function getPiece(pack, at, length) {
-  const want = { headers: { Range: `bytes=${at}-${at + length - 1}` } };
-  return fetch(pack, want).then((res) => {
+// Bytes first..last (both included) of an object, as an ArrayBuffer.
+export function getRange(url, first, last) {
+  const want = { headers: { Range: `bytes=${first}-${last}` } };
+  return fetch(url, want).then((res) => {
     if (res.status !== 206 && res.status !== 200) throw new Error(`HTTP ${res.status}`);
-    return res.arrayBuffer().then((buf) => {
-      if (res.status === 200) buf = buf.slice(at, at + length); // a server that ignores Range
-      const text = new Response(
-        new Blob([buf]).stream().pipeThrough(new DecompressionStream("gzip")),
-      );
-      return text.json();
-    });
+    return res.arrayBuffer().then((buf) => (res.status === 200 ? buf.slice(first, last + 1) : buf)); // Range ignored
   });
+}
+
+// A gzip member's JSON.
+export function inflateJSON(buf) {
+  const stream = new Blob([buf]).stream().pipeThrough(new DecompressionStream("gzip"));
+  return new Response(stream).json();
 }

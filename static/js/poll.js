@@ -1,8 +1,8 @@
 // Polling snapshot.json: plain GETs the CDN can cache, timed to just after
 // each publish; the server's clock from Date + Age; back-off with jitter.
 import { renderFreshness } from "./board.js";
-import { pollFollowed } from "./follow.js";
 import { fetchJSON } from "./net.js";
+import { polled } from "./shape.js";
 import { cfg, now, redraw, S } from "./state.js";
 
 const intervalMs = Math.max(1, cfg.interval_s) * 1000;
@@ -79,7 +79,7 @@ export function poll() {
       const news = !S.snapshot || snap.seq > S.snapshot.seq;
       if (!S.snapshot || snap.seq >= S.snapshot.seq) S.snapshot = snap; // never step back
       redraw();
-      pollFollowed();
+      polled(S.snapshot);
       stalls = news ? 0 : stalls + 1;
       schedule(news ? nextPollMs(res, snap) : retryMs(res));
     })

@@ -1,6 +1,6 @@
 // Replay: every racer shown (a large race: the head and the followed) as the
 // published chunks put them at a chosen moment, the board as it was then.
-import { loadTrails, shown, trackPoints } from "./follow.js";
+import { shown, trailOf, wantTrails } from "./shape.js";
 import { cfg, now, redraw, S } from "./state.js";
 
 // The course in metres, for progress along it.
@@ -50,7 +50,7 @@ function progressOf(lat, lon, hint) {
 
 const tracks = {}; // racer id -> {n, t[], lat[], lon[], d[]}, rebuilt when their points change
 function replayTrack(r) {
-  const pts = trackPoints(r);
+  const pts = trailOf(r);
   const have = tracks[r.id];
   if (have && have.n === pts.length) return have;
   const tr = { n: pts.length, t: [], lat: [], lon: [], d: [] };
@@ -179,7 +179,7 @@ function setReplay(t) {
   S.replay = S.replay || { playing: false, speed: 1 };
   S.replay.t = Math.max(start, t);
   // A large race: the trails of those shown, read from the packs once each.
-  if (snap.field) loadTrails(shown(snap).map((r) => r.id));
+  wantTrails(shown(snap).map((r) => r.id));
   scrub.max = String(Math.round((end - start) / 1000));
   scrub.value = String(Math.round((S.replay.t - start) / 1000));
   document.getElementById("replay-live").disabled = false;

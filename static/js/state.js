@@ -1,5 +1,5 @@
 // What every module of the page shares: the race's config, one state object,
-// the server's clock, and who a racer is (their colour, their shard).
+// the server's clock, and who a racer is (their colour).
 
 export const cfg = JSON.parse(document.getElementById("race-config").textContent);
 
@@ -9,16 +9,15 @@ export const S = {
   replay: null, // null: live; else {t: ms, playing: bool, speed: 1 | 10 | 60}
   // Server clock minus ours: a phone's clock may be off (poll.js).
   skewMs: null,
-  // A large race (snapshot.field, DESIGN.md "Large races"): the followed
-  // racer's record comes from its live shard every poll; trails from range
-  // reads of the packs their trail groups list.
-  big: {
+  // A large race (its snapshot's `field` block, DESIGN.md "Large races"):
+  // the followed racer's record comes from its live shard every poll; trails
+  // from the pieces their trail groups list (field.js).
+  field: {
     rosters: {}, // shard number -> roster (immutable): ids, names, kinds, colors
     record: null, // the followed racer's live record, built from shard columns
     missing: false, // the followed id is in no roster
     trails: {}, // racer id -> {refs: [[pack, offset, length]], at}: from their trail group
-    pieces: {}, // "pack@offset" -> points ([lat, lon, s after t0]); immutable
-    live: [], // the followed racer's positions seen since, as [lat, lon, s after t0]
+    live: [], // the followed racer's positions seen since, as [lat, lon, ms]
   },
 };
 
@@ -27,7 +26,7 @@ export function now() {
 }
 
 // Redraw everything from the snapshot: registered by main.js, asked for by
-// any module whose data arrived (a chunk, a shard, a trail).
+// any module whose data arrived (a piece of a trail, a shard, a trail group).
 let drawer = null;
 export function onRedraw(f) {
   drawer = f;
