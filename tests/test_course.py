@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 import textwrap
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from racepub.errors import UsageError
 from racepub.model.course import (
     MAX_COURSE_M,
+    MAX_COURSE_POINTS,
     Course,
     load_gpx,
     write_gpx,
@@ -291,6 +293,59 @@ def test_a_million_point_course_is_refused_early(tmp_path: Path) -> None:
         "-F OUT)"
     )
     assert isinstance(got["peak_mb"], float) and got["peak_mb"] < 300
+
+
+@pytest.mark.slow
+def test_the_largest_course_allowed_loads_and_the_page_carries_5000_points(
+    tmp_path: Path,
+) -> None:
+    """200,000 points (about 100 km): loaded, and the page embeds the
+    course simplified to 5,000 points, its start and finish exact (100,000
+    points made a 2.5 MB index.html, rendered every 30 s)."""
+    from racepub.config import Race, Racer
+    from racepub.model.race import RaceState
+    from racepub.shapes.page import environment, page_context, render_page
+
+    gpx = tmp_path / "big.gpx"
+    big_gpx(gpx, MAX_COURSE_POINTS)
+    got = load_apart(gpx)
+    assert got["points"] == MAX_COURSE_POINTS
+    assert isinstance(got["peak_mb"], float) and got["peak_mb"] < 400
+    course = load_gpx(gpx)
+    race = Race(
+        id="t",
+        title="T",
+        starts_at=datetime(2014, 7, 25, tzinfo=UTC),
+        course=gpx,
+        sink="dir:x",
+        racers=(Racer("1", "Ann"),),
+    )
+    snapshot = RaceState(race, course).snapshot(now=0.0, seq=1)
+    ctx = page_context(race, course, snapshot, "static/abc")
+    drawn = ctx.config["course"]
+    assert len(drawn) == 5000
+    assert drawn[0] == [round(v, 6) for v in course.points[0]]
+    assert drawn[-1] == [round(v, 6) for v in course.points[-1]]
+    html = render_page(environment(None), ctx)
+    assert len(html) < 300_000
+
+
+def test_simplified_keeps_the_shape_the_start_and_the_finish() -> None:
+    """A winding course of 20,000 points drawn with 500: within a few
+    metres of the course everywhere; a course of fewer points is itself."""
+    small = Course(STOPS)
+    assert small.simplified(max_points=10) is small
+    base = Course(STOPS)
+    pts = []
+    for k in range(20_000):
+        lat, lon = base.at(base.length_m * k / 19_999)
+        pts.append((lat + 0.0002 * math.sin(k / 40), lon))  # +-22 m either side, every ~250 m
+    course = Course(pts)
+    drawn = course.simplified(max_points=500)
+    assert len(drawn.points) == 500
+    assert drawn.points[0] == course.points[0] and drawn.points[-1] == course.points[-1]
+    assert max(drawn.project(lat, lon).offset_m for lat, lon in course.points[::7]) < 3.0
+    assert drawn.length_m == pytest.approx(course.length_m, rel=0.02)
 
 
 def test_a_course_too_long_to_measure_is_refused(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ noise, and it keeps every projection a few multiplications.
 
 from __future__ import annotations
 
+import heapq
 import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
@@ -417,6 +418,20 @@ class Course:
     def geometry(self, decimals: int = 6) -> list[list[float]]:
         return [[round(lat, decimals), round(lon, decimals)] for lat, lon in self.points]
 
+    def simplified(self, max_points: int = 5_000) -> Course:
+        """The course in at most max_points points, for drawing (the page
+        embeds it): the points that keep it nearest its shape (_simplify),
+        the start and the finish exactly; itself when it has no more."""
+        if len(self.points) <= max_points:
+            return self
+        keep = _simplify(np.array(self._xy), max_points)
+        return Course(
+            [self.points[i] for i in keep],
+            [self.elevations[i] for i in keep],
+            self.waypoints,
+            self.source,
+        )
+
 
 class _Grid:
     """Which segments pass within `radius` of a point: a hash grid of cells
@@ -621,3 +636,42 @@ def _metres(text: str) -> float | None:
     except ValueError:
         return None
     return value if math.isfinite(value) else None
+
+
+def _simplify(xy: np.ndarray, max_points: int) -> list[int]:
+    """Douglas-Peucker, the farthest point first: which points (indices, in
+    order) of a polyline to keep, at most max_points, the first and the last
+    always. Each step splits the stretch whose farthest point from its chord
+    is farthest of all there, so stopping at any count leaves the best shape
+    the method gives for it (and its cost grows with max_points, not with
+    the tolerance a whole run down to it would need)."""
+    last = len(xy) - 1
+    keep = [0, last]
+    stretches: list[tuple[float, int, int, int]] = []
+
+    def push(a: int, b: int) -> None:
+        if b - a < 2:
+            return
+        inner = xy[a + 1 : b]
+        (ax, ay), (bx, by) = xy[a], xy[b]
+        dx, dy = bx - ax, by - ay
+        seg2 = dx * dx + dy * dy
+        # Distance to the chord as a segment (a loop's chord may be a point).
+        t = (
+            np.zeros(len(inner))
+            if seg2 == 0.0
+            else ((inner[:, 0] - ax) * dx + (inner[:, 1] - ay) * dy) / seg2
+        )
+        t = np.clip(t, 0.0, 1.0)
+        far = np.hypot(inner[:, 0] - ax - t * dx, inner[:, 1] - ay - t * dy)
+        i = int(far.argmax())
+        if far[i] > 0.0:
+            heapq.heappush(stretches, (-float(far[i]), a, b, a + 1 + i))
+
+    push(0, last)
+    while stretches and len(keep) < max_points:
+        _, a, b, i = heapq.heappop(stretches)
+        keep.append(i)
+        push(a, i)
+        push(i, b)
+    return sorted(keep)
