@@ -183,6 +183,15 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
         secret=True,
     )
     db.done()
+    if env_dsn:
+        problem = _dsn_problem(env_dsn)
+        if problem:
+            errors.append(
+                f"RACEPUB_DATABASE_URL (it overrides {path}: database.dsn) = (not shown: it "
+                f"may hold a password): {problem}"
+            )
+    elif dsn is not None and (problem := _dsn_problem(dsn)):
+        errors.append(f"{path}: database.dsn = (not shown: it may hold a password): {problem}")
     dsn = env_dsn or dsn
 
     src = top.table("source")
@@ -452,6 +461,32 @@ def _text(v: Any) -> str:
     if not isinstance(v, str) or not v.strip():
         raise ValueError
     return v
+
+
+def _dsn_problem(dsn: str) -> str | None:
+    """Why libpq would refuse a DSN, said without any of it (libpq's own
+    message quotes the DSN, password and all); None if it parses. Checked
+    at load: a DSN that cannot be parsed fails every cycle, and a restart
+    cannot mend it (exit 2, not a service restarted every 2 s)."""
+    from psycopg import Error
+    from psycopg.conninfo import conninfo_to_dict
+
+    expected = (
+        "expected a PostgreSQL URL (postgresql://user@host:port/database) or "
+        "key=value pairs; percent-encode any @ : / [ ] % in the password"
+    )
+    try:
+        info = conninfo_to_dict(dsn)
+    except Error as e:
+        reason = re.sub(r'"[^"]*"', "…", str(e).strip().splitlines()[0] if str(e).strip() else "")
+        return f"{reason}: {expected}" if reason else expected
+    host = str(info.get("host") or "")
+    if "@" in host:  # a password with an unencoded @: the rest taken for the host
+        return f"its host has an '@' in it: {expected}"
+    for port in str(info.get("port") or "").split(","):
+        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+            return f"its port is not a number 1..65535: {expected}"
+    return None
 
 
 def _ident(v: Any) -> str:
