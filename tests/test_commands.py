@@ -302,3 +302,53 @@ def test_json_logs_carry_the_cycle_as_keys(
     assert cycle["level"] == "info" and cycle["message"].startswith("seq=1 ")
     assert cycle["seq"] == 1 and cycle["new"] == 30 and cycle["total_ms"] > 0
     assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+
+
+def one_line_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err.strip()
+
+
+def test_a_file_as_state_dir_is_bad_usage(
+    tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--state-dir naming a file published, then failed at exit with a
+    traceback (the last save could not make the directory)."""
+    create_points_table(dsn)
+    setup = write_race(tmp_path, dsn)
+    run = ["run", "--once", "--race", "t", "--config", str(setup.path), "--state-dir"]
+    err = one_line_exit_2([*run, "/etc/passwd"], capsys)
+    assert err.startswith("racepub run: --state-dir /etc/passwd: not a directory: expected")
+    err = one_line_exit_2([*run, "/etc/passwd/racepub"], capsys)
+    assert "--state-dir /etc/passwd/racepub: not a directory (/etc/passwd is not)" in err
+    assert not setup.sink_dir.exists()  # refused before anything was published
+    assert main([*run, str(tmp_path / "new" / "state")]) == 0  # made when missing
+    assert (tmp_path / "new" / "state" / "t.state").is_file()
+
+
+def test_an_address_that_cannot_be_listened_on_is_bad_usage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--metrics-host 999.1.1.1 ended `racepub run` with a traceback."""
+    setup = write_race(tmp_path, "postgresql://db.invalid/x")
+    run = ["run", "--race", "t", "--config", str(setup.path), "--metrics-port", "9"]
+    err = one_line_exit_2([*run, "--metrics-host", "999.1.1.1"], capsys)
+    assert err == (
+        "racepub run: argument --metrics-host: '999.1.1.1': expected an IP address "
+        "(127.0.0.1, 0.0.0.0, ::1) or a host name"
+    )
+    one_line_exit_2([*run, "--metrics-host", "bad host"], capsys)
+
+    # A name that does not resolve: found when listening, before the race is read.
+    def unknown(*args: object, **kw: object) -> object:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", unknown)
+    err = one_line_exit_2([*run, "--metrics-host", "metrics.example.invalid"], capsys)
+    assert err == (
+        "racepub run: --metrics-host 'metrics.example.invalid': no such address to listen on "
+        "(Name or service not known): expected an IP address of this machine or its name"
+    )
