@@ -304,6 +304,39 @@ def test_json_logs_carry_the_cycle_as_keys(
     assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
 
 
+def test_check_renders_a_race_own_template(
+    tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A race's own page naming what the page context does not have passed
+    check and then failed every cycle of run: check renders it, with the
+    racers, before, during and after the race, and fails with its line."""
+    create_points_table(dsn)
+    page = tmp_path / "page"
+    page.mkdir()
+    (page / "index.html.j2").write_text(
+        "<!doctype html><h1>{{ title }}</h1>\n"
+        "{% for row in rows %}<p>{{ row.name }} {{ row.bib_number }}</p>{% endfor %}\n"
+    )
+    setup = write_race(tmp_path, dsn, extra='template_dir = "page"')
+    assert main(["check", "--race", "t", "--config", str(setup.path)]) == 1
+    out = capsys.readouterr().out
+    assert (
+        f"FAIL  template: {page / 'index.html.j2'}:2: "
+        "'racepub.shapes.page.BoardRow object' has no attribute 'bib_number'"
+    ) in out
+    assert "Traceback" not in out
+    (page / "index.html.j2").write_text("<h1>{{ title }}</h1>{% if state == 'live' %}\n")
+    assert main(["check", "--race", "t", "--config", str(setup.path)]) == 1
+    assert f"FAIL  template: {page / 'index.html.j2'}:1: Unexpected end of template" in (
+        capsys.readouterr().out
+    )
+    (page / "index.html.j2").write_text(
+        "<h1>{{ title }}</h1>{% for r in rows %}{{ r.name }}{% endfor %}"
+    )
+    assert main(["check", "--race", "t", "--config", str(setup.path)]) == 0
+    assert f"ok    template: the page and results render ({page} first)" in capsys.readouterr().out
+
+
 def one_line_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     code = main(args)
     err = capsys.readouterr().err
