@@ -115,7 +115,7 @@ def measure(n: int, age_s: int, every_s: int) -> dict[str, Any]:
         first.statefile.close()  # the child's pickling and writing
         write_s = time.perf_counter() - t0
         state_mb = first.statefile.path.stat().st_size / 1e6
-        (saved_dir / "old").mkdir()
+        (saved_dir / "old").mkdir(mode=0o700)  # a state directory only its user can write
         shutil.copy(first.statefile.path, saved_dir / "old" / first.statefile.path.name)
         with psycopg.connect(parts.dsn, autocommit=True) as conn:
             generate(conn, n, start, age_s - int(SAVE_EVERY_S), age_s, every_s)

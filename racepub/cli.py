@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 from .errors import RacepubError, UsageError
@@ -91,10 +94,13 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--metrics-port", type=_port, help="serve Prometheus metrics on this port")
     run.add_argument(
-        "--metrics-host", default="127.0.0.1", help="address for --metrics-port (default 127.0.0.1)"
+        "--metrics-host",
+        type=_host,
+        default="127.0.0.1",
+        help="address for --metrics-port (default 127.0.0.1)",
     )
     race_cmd("status", "what spectators see now: seq and age of the published snapshot")
-    chk = race_cmd("check", "preflight: config, database, course, sink")
+    chk = race_cmd("check", "preflight: config, course, page templates, database, sink")
     chk.add_argument(
         "--cdn",
         metavar="URL",
@@ -168,6 +174,27 @@ def _port(text: str) -> int:
     return value
 
 
+# A host name as RFC 1123 allows (labels of letters, digits and '-').
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
+
+
+def _host(text: str) -> str:
+    """An IP address, or a host name (not all digits and dots: 999.1.1.1 is
+    a mistyped address, not a name)."""
+    try:
+        ipaddress.ip_address(text)
+        return text
+    except ValueError:
+        pass
+    if not _HOSTNAME.fullmatch(text) or re.fullmatch(r"[\d.]+", text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected an IP address (127.0.0.1, 0.0.0.0, ::1) or a host name"
+        )
+    return text
+
+
 def _zooms(text: str) -> tuple[int, int]:
     low, _, high = text.partition("-")
     try:
@@ -220,24 +247,24 @@ def _dispatch(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)
     race = cfg.race(args.race)
     if args.command == "run":
-        from pathlib import Path
-
         from .publisher.cycle import Publisher
         from .publisher.lock import RaceLock
         from .publisher.loop import run_forever, run_once
         from .publisher.metrics import Metrics
         from .publisher.statefile import default_dir
 
-        state_dir = Path(args.state_dir) if args.state_dir else default_dir()
+        state_dir = _state_dir(Path(args.state_dir) if args.state_dir else default_dir(), args)
+        # Listening first: a port or address that cannot be had fails before
+        # the state is loaded.
+        metrics = Metrics()
+        if args.metrics_port is not None and not args.once:
+            metrics.serve(args.metrics_port, args.metrics_host)
         publisher = Publisher(cfg, race, state_dir=state_dir)
         if args.once:
             try:
                 return 0 if run_once(publisher) else 1
             finally:
                 publisher.close()
-        metrics = Metrics()
-        if args.metrics_port is not None:
-            metrics.serve(args.metrics_port, args.metrics_host)
         run_forever(
             publisher,
             lock=RaceLock(cfg.dsn, race.id),
@@ -265,8 +292,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         simulate(cfg, race, speed=args.speed)
         return 0
     if args.command == "tiles":
-        from pathlib import Path
-
         from .commands.tiles import cut
         from .model.course import load_gpx
 
@@ -281,8 +306,6 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f'add to [races.{race.id}] in {cfg.path}:\n  basemap = "{out}"')
         return 0
     if args.command == "serve":
-        from pathlib import Path
-
         from .commands.serve import make_server
 
         if not race.sink.startswith("dir:"):
@@ -294,3 +317,21 @@ def _dispatch(args: argparse.Namespace) -> int:
         server.serve_forever()
         return 0
     raise UsageError(f"racepub: unknown command {args.command}")
+
+
+def _state_dir(path: Path, args: argparse.Namespace) -> Path:
+    """The race state's directory: made when missing, so what is there (or
+    the nearest thing that is) must be a directory. A file given there made
+    the last save, at exit, fail with a traceback."""
+    given = "--state-dir" if args.state_dir else "the state directory"
+    there = path
+    while not there.exists() and there != there.parent:
+        there = there.parent
+    if not there.is_dir():
+        at = "" if there == path else f" ({there} is not)"
+        raise UsageError(
+            f"racepub run: {given} {path}: not a directory{at}: expected a directory for "
+            "the race state (made if missing; default $RACEPUB_STATE_DIR, $STATE_DIRECTORY "
+            "or ~/.local/state/racepub)"
+        )
+    return path

@@ -11,6 +11,7 @@ import csv
 import os
 import re
 import tomllib
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
@@ -33,6 +34,15 @@ LARGE_CHUNK_POINTS = 240  # 20 minutes of fixes every 5 s
 _COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 # A SQL identifier as users write them; it is still quoted, never spliced.
 _IDENT = re.compile(r"^[^\x00\"]{1,63}$")
+# Entrants files come from registrants. An id is matched against the source's
+# racer column: at most this long, and no control or bidi characters in it.
+MAX_ID_CHARS = 200
+# A name is published on every page, shard and index: at most this long
+# (after the cleaning below); the page shows the first 80 characters.
+MAX_NAME_CHARS = 200
+# Bidi embeddings, overrides and isolates: text after them is shown reordered
+# ("Ann\u202egnp.exe" reads "Annexe.png"), on the page, in results and GPX files.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 @dataclass(frozen=True)
@@ -173,6 +183,15 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
         secret=True,
     )
     db.done()
+    if env_dsn:
+        problem = _dsn_problem(env_dsn)
+        if problem:
+            errors.append(
+                f"RACEPUB_DATABASE_URL (it overrides {path}: database.dsn) = (not shown: it "
+                f"may hold a password): {problem}"
+            )
+    elif dsn is not None and (problem := _dsn_problem(dsn)):
+        errors.append(f"{path}: database.dsn = (not shown: it may hold a password): {problem}")
     dsn = env_dsn or dsn
 
     src = top.table("source")
@@ -250,10 +269,10 @@ def _race(name: str, r: _Table, path: Path, errors: list[str]) -> Race | None:
     racers: list[Racer] = []
     for i, item in enumerate(r.array("racers")):
         rt = _Table(item, f"{r.key}.racers[{i}]", path, errors)
-        racer_id = rt.get("id", _racer_id, "a string or integer", required=True)
+        racer_id = rt.get("id", _racer_id, EXPECTED_ID, required=True)
         racer = Racer(
             id=racer_id,
-            name=rt.get("name", _text, "a non-empty string", required=True),
+            name=rt.get("name", _racer_name, EXPECTED_NAME, required=True),
             kind=rt.get("kind", _choice(*KINDS), " or ".join(KINDS), default="runner"),
             color=rt.get("color", _color, "a colour like #e4572e"),
         )
@@ -327,7 +346,7 @@ def _racers_csv(path: Path, errors: list[str]) -> list[Racer]:
                 racers.append(
                     Racer(
                         id=row["id"].strip(),
-                        name=row["name"].strip(),
+                        name=_racer_name(row["name"]),
                         kind=row["kind"].strip(),
                         color=(row.get("color") or "").strip() or None,
                     )
@@ -343,12 +362,23 @@ def _csv_row_problem(row: dict[str, str | None]) -> str | None:
     for col in ("id", "name", "kind"):
         if not (row.get(col) or "").strip():
             return f"column {col} is empty: expected a value"
+    racer_id = (row["id"] or "").strip()
+    if _id_problem(racer_id):
+        return f"column id = {_show(racer_id)}: expected {EXPECTED_ID}"
+    name = row["name"] or ""
+    if "\0" in name:
+        return f"column name = {_show(name)} has a NUL character: expected {EXPECTED_NAME}"
+    cleaned = _clean_name(name)
+    if not cleaned:
+        return "column name is empty: expected a value"
+    if len(cleaned) > MAX_NAME_CHARS:
+        return f"column name is {len(cleaned):,} characters long: expected {EXPECTED_NAME}"
     kind = (row["kind"] or "").strip()
     if kind not in KINDS:
-        return f"column kind = {kind!r}: expected {' or '.join(KINDS)}"
+        return f"column kind = {_show(kind)}: expected {' or '.join(KINDS)}"
     color = (row.get("color") or "").strip()
     if color and not _COLOR.match(color):
-        return f"column color = {color!r}: expected a colour like #e4572e"
+        return f"column color = {_show(color)}: expected a colour like #e4572e"
     return None
 
 
@@ -433,6 +463,32 @@ def _text(v: Any) -> str:
     return v
 
 
+def _dsn_problem(dsn: str) -> str | None:
+    """Why libpq would refuse a DSN, said without any of it (libpq's own
+    message quotes the DSN, password and all); None if it parses. Checked
+    at load: a DSN that cannot be parsed fails every cycle, and a restart
+    cannot mend it (exit 2, not a service restarted every 2 s)."""
+    from psycopg import Error
+    from psycopg.conninfo import conninfo_to_dict
+
+    expected = (
+        "expected a PostgreSQL URL (postgresql://user@host:port/database) or "
+        "key=value pairs; percent-encode any @ : / [ ] % in the password"
+    )
+    try:
+        info = conninfo_to_dict(dsn)
+    except Error as e:
+        reason = re.sub(r'"[^"]*"', "…", str(e).strip().splitlines()[0] if str(e).strip() else "")
+        return f"{reason}: {expected}" if reason else expected
+    host = str(info.get("host") or "")
+    if "@" in host:  # a password with an unencoded @: the rest taken for the host
+        return f"its host has an '@' in it: {expected}"
+    for port in str(info.get("port") or "").split(","):
+        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+            return f"its port is not a number 1..65535: {expected}"
+    return None
+
+
 def _ident(v: Any) -> str:
     if not isinstance(v, str) or not _IDENT.match(v):
         raise ValueError
@@ -447,13 +503,54 @@ def _table_name(v: Any) -> str:
     return v
 
 
+EXPECTED_ID = (
+    f"a non-empty string or integer of at most {MAX_ID_CHARS} characters, "
+    "no control or bidi characters"
+)
+EXPECTED_NAME = (
+    f"a non-empty name of at most {MAX_NAME_CHARS} characters and no NUL "
+    "(other control characters become spaces, bidi controls are removed)"
+)
+
+
 def _racer_id(v: Any) -> str:
     if isinstance(v, bool) or not isinstance(v, str | int):
         raise ValueError
     text = str(v)
-    if not text.strip() or len(text) > 200:
+    if _id_problem(text):
         raise ValueError
     return text
+
+
+def _id_problem(text: str) -> bool:
+    return (
+        not text.strip()
+        or len(text) > MAX_ID_CHARS
+        or any(_is_control(c) or c in BIDI_CONTROLS for c in text)
+    )
+
+
+def _racer_name(v: Any) -> str:
+    """A registrant's name as published: control characters (tabs, line
+    breaks, escapes) become spaces, bidi controls go, blanks are collapsed.
+    NUL (a file in another encoding, or a probe) is refused, as is a name
+    left empty or longer than MAX_NAME_CHARS."""
+    if not isinstance(v, str) or "\0" in v:
+        raise ValueError
+    name = _clean_name(v)
+    if not name or len(name) > MAX_NAME_CHARS:
+        raise ValueError
+    return name
+
+
+def _clean_name(text: str) -> str:
+    kept = (" " if _is_control(c) else c for c in text if c not in BIDI_CONTROLS)
+    return " ".join("".join(kept).split())
+
+
+def _is_control(c: str) -> bool:
+    """C0 and C1 controls, DEL, and the line and paragraph separators."""
+    return unicodedata.category(c) in ("Cc", "Zl", "Zp")
 
 
 def _int_range(lo: int, hi: int) -> Callable[[Any], int]:

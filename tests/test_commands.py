@@ -219,15 +219,20 @@ def test_no_secret_of_the_dsn_in_any_error(
 ) -> None:
     setup = write_race(tmp_path, "postgresql://racepub@127.0.0.1:1/app")
     monkeypatch.setenv("RACEPUB_DATABASE_URL", bad_dsn)
-    assert main(["run", "--once", "--race", "t", "--config", str(setup.path)]) == 1
-    assert main(["check", "--race", "t", "--config", str(setup.path)]) == 1
+    # A DSN that does not parse is a config error (exit 2: a restart cannot
+    # mend it); a server that does not answer, a failed cycle (exit 1).
+    malformed = not bad_dsn.endswith("S3cr3t@127.0.0.1:1/app")
+    code = 2 if malformed else 1
+    assert main(["run", "--once", "--race", "t", "--config", str(setup.path)]) == code
+    assert main(["check", "--race", "t", "--config", str(setup.path)]) == code
     out = capsys.readouterr()
     said = out.out + out.err + caplog.text
-    assert "cannot connect to the database" in said
+    if malformed:
+        assert "RACEPUB_DATABASE_URL (it overrides" in said and "(not shown" in said
+    else:
+        assert "cannot connect to the database 127.0.0.1:1/app" in said  # where, at least
     for secret in ("S3cr", "zzet", "dor@", "secretword"):
         assert secret not in said, (secret, said)
-    if "refused" in bad_dsn or bad_dsn.endswith("zzet@127.0.0.1:1/app"):
-        assert "127.0.0.1:1/app" in said or "malformed" in said  # where, at least
 
 
 def test_ports_out_of_range_and_busy_are_one_line(
@@ -298,3 +303,86 @@ def test_json_logs_carry_the_cycle_as_keys(
     assert cycle["level"] == "info" and cycle["message"].startswith("seq=1 ")
     assert cycle["seq"] == 1 and cycle["new"] == 30 and cycle["total_ms"] > 0
     assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+
+
+def test_check_renders_a_race_own_template(
+    tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A race's own page naming what the page context does not have passed
+    check and then failed every cycle of run: check renders it, with the
+    racers, before, during and after the race, and fails with its line."""
+    create_points_table(dsn)
+    page = tmp_path / "page"
+    page.mkdir()
+    (page / "index.html.j2").write_text(
+        "<!doctype html><h1>{{ title }}</h1>\n"
+        "{% for row in rows %}<p>{{ row.name }} {{ row.bib_number }}</p>{% endfor %}\n"
+    )
+    setup = write_race(tmp_path, dsn, extra='template_dir = "page"')
+    assert main(["check", "--race", "t", "--config", str(setup.path)]) == 1
+    out = capsys.readouterr().out
+    assert (
+        f"FAIL  template: {page / 'index.html.j2'}:2: "
+        "'racepub.shapes.page.BoardRow object' has no attribute 'bib_number'"
+    ) in out
+    assert "Traceback" not in out
+    (page / "index.html.j2").write_text("<h1>{{ title }}</h1>{% if state == 'live' %}\n")
+    assert main(["check", "--race", "t", "--config", str(setup.path)]) == 1
+    assert f"FAIL  template: {page / 'index.html.j2'}:1: Unexpected end of template" in (
+        capsys.readouterr().out
+    )
+    (page / "index.html.j2").write_text(
+        "<h1>{{ title }}</h1>{% for r in rows %}{{ r.name }}{% endfor %}"
+    )
+    assert main(["check", "--race", "t", "--config", str(setup.path)]) == 0
+    assert f"ok    template: the page and results render ({page} first)" in capsys.readouterr().out
+
+
+def one_line_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err.strip()
+
+
+def test_a_file_as_state_dir_is_bad_usage(
+    tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--state-dir naming a file published, then failed at exit with a
+    traceback (the last save could not make the directory)."""
+    create_points_table(dsn)
+    setup = write_race(tmp_path, dsn)
+    run = ["run", "--once", "--race", "t", "--config", str(setup.path), "--state-dir"]
+    err = one_line_exit_2([*run, "/etc/passwd"], capsys)
+    assert err.startswith("racepub run: --state-dir /etc/passwd: not a directory: expected")
+    err = one_line_exit_2([*run, "/etc/passwd/racepub"], capsys)
+    assert "--state-dir /etc/passwd/racepub: not a directory (/etc/passwd is not)" in err
+    assert not setup.sink_dir.exists()  # refused before anything was published
+    assert main([*run, str(tmp_path / "new" / "state")]) == 0  # made when missing
+    assert (tmp_path / "new" / "state" / "t.state").is_file()
+
+
+def test_an_address_that_cannot_be_listened_on_is_bad_usage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--metrics-host 999.1.1.1 ended `racepub run` with a traceback."""
+    setup = write_race(tmp_path, "postgresql://db.invalid/x")
+    run = ["run", "--race", "t", "--config", str(setup.path), "--metrics-port", "9"]
+    err = one_line_exit_2([*run, "--metrics-host", "999.1.1.1"], capsys)
+    assert err == (
+        "racepub run: argument --metrics-host: '999.1.1.1': expected an IP address "
+        "(127.0.0.1, 0.0.0.0, ::1) or a host name"
+    )
+    one_line_exit_2([*run, "--metrics-host", "bad host"], capsys)
+
+    # A name that does not resolve: found when listening, before the race is read.
+    def unknown(*args: object, **kw: object) -> object:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", unknown)
+    err = one_line_exit_2([*run, "--metrics-host", "metrics.example.invalid"], capsys)
+    assert err == (
+        "racepub run: --metrics-host 'metrics.example.invalid': no such address to listen on "
+        "(Name or service not known): expected an IP address of this machine or its name"
+    )

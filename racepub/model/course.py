@@ -7,12 +7,13 @@ noise, and it keeps every projection a few multiplications.
 
 from __future__ import annotations
 
+import heapq
 import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -417,6 +418,20 @@ class Course:
     def geometry(self, decimals: int = 6) -> list[list[float]]:
         return [[round(lat, decimals), round(lon, decimals)] for lat, lon in self.points]
 
+    def simplified(self, max_points: int = 5_000) -> Course:
+        """The course in at most max_points points, for drawing (the page
+        embeds it): the points that keep it nearest its shape (_simplify),
+        the start and the finish exactly; itself when it has no more."""
+        if len(self.points) <= max_points:
+            return self
+        keep = _simplify(np.array(self._xy), max_points)
+        return Course(
+            [self.points[i] for i in keep],
+            [self.elevations[i] for i in keep],
+            self.waypoints,
+            self.source,
+        )
+
 
 class _Grid:
     """Which segments pass within `radius` of a point: a hash grid of cells
@@ -449,41 +464,42 @@ class _Grid:
 def load_gpx(path: Path) -> Course:
     """A GPX course: its track (every segment in order) or, when the track is
     missing or degenerate (fewer than two distinct points), its route; with
-    elevations and named waypoints. Parsed by gpxpy, after defusedxml has
-    refused entity tricks (billion laughs, external entities)."""
-    import defusedxml.ElementTree as DET
-    import gpxpy
-    import gpxpy.gpx
+    elevations and named waypoints.
 
+    Read as it streams through defusedxml's parser (entity tricks, billion
+    laughs and external entities are refused), keeping only what a course
+    needs: positions, elevations and waypoint names. Everything else a
+    device or app writes (<fix>, <time>, extensions, values outside the GPX
+    schema) is left unread, so one odd optional element does not refuse a
+    whole course. At most MAX_COURSE_POINTS points and MAX_COURSE_M long."""
+    reader = _GpxReader(path)
     try:
-        data = path.read_bytes()
+        f = path.open("rb")
     except OSError as e:
         raise UsageError(f"{path}: cannot read GPX course: {e.strerror}") from None
-    try:
-        DET.fromstring(data)
-        gpx = gpxpy.parse(data.decode("utf-8", errors="replace"))
-    except Exception as e:  # defusedxml, expat and gpxpy each raise their own kinds
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UsageError(f"{path}: cannot read GPX course: {reason}") from None
-    track = [p for t in gpx.tracks for s in t.segments for p in s.points]
-    route = [p for r in gpx.routes for p in r.points]
-    for kind, pts in (("trkpt", track), ("rtept", route)):
-        for p in pts:
-            if not (-90 <= p.latitude <= 90 and -180 <= p.longitude <= 180):
-                raise UsageError(f"{path}: {kind} lat={p.latitude} lon={p.longitude}: out of range")
-    waypoints = tuple(
-        Waypoint(w.name.strip(), w.latitude, w.longitude)
-        for w in gpx.waypoints
-        if w.name and w.name.strip()
-    )
-    for source, pts in (("track", track), ("route", route)):
-        if len({(p.latitude, p.longitude) for p in pts}) >= 2:
-            return Course(
-                [(p.latitude, p.longitude) for p in pts],
-                [p.elevation for p in pts],
-                waypoints,
-                source,
-            )
+    with f:
+        try:
+            reader.read(f)
+        except UsageError:
+            raise
+        except OSError as e:
+            raise UsageError(f"{path}: cannot read GPX course: {e.strerror}") from None
+        except Exception as e:  # defusedxml and expat each raise their own kinds
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UsageError(f"{path}: cannot read GPX course: {reason}") from None
+    for source, pts, elevations in (
+        ("track", reader.track, reader.track_ele),
+        ("route", reader.route, reader.route_ele),
+    ):
+        if len(set(pts)) >= 2:
+            course = Course(pts, elevations, reader.waypoints, source)
+            if course.length_m > MAX_COURSE_M:
+                raise UsageError(
+                    f"{path}: its {source} is {course.length_m / 1000:,.0f} km long: expected a "
+                    f"course of at most {MAX_COURSE_M / 1000:,.0f} km (racepub measures along "
+                    "a flat projection around the course, right over hundreds of km, not more)"
+                )
+            return course
     raise UsageError(f"{path}: expected a GPX track or route with at least two distinct points")
 
 
@@ -503,3 +519,159 @@ def write_gpx(
         '<gpx version="1.1" creator="racepub" xmlns="http://www.topografix.com/GPX/1/1">\n'
         f"  <trk><name>{escape(name)}</name><trkseg>\n{rows}\n  </trkseg></trk>\n</gpx>\n"
     )
+
+
+# -- reading GPX -----------------------------------------------------------------
+
+# A course of more points is refused (a marathon traced by a phone every
+# second is about 15,000; a 24-hour race every second 86,400): the page, the
+# projection grid and every restart's check of the course grow with it.
+MAX_COURSE_POINTS = 200_000
+# A longer course is refused: the local projection to metres is right over
+# hundreds of km; further, its error grows (and so do the grid and a cycle).
+MAX_COURSE_M = 1_000_000.0
+_READ_BYTES = 1 << 20
+# Where each kind of point sits in a GPX document (local names).
+_POINTS = {("gpx", "trk", "trkseg", "trkpt"), ("gpx", "rte", "rtept"), ("gpx", "wpt")}
+
+
+class _GpxReader:
+    """defusedxml's parser calls start, data and end as elements stream by;
+    this keeps the points of the track, the route and the named waypoints,
+    and nothing else (no tree is built). Elements count in the namespace of
+    the <gpx> element, whichever it is (GPX 1.0, 1.1, none): all say the
+    same."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.track: list[tuple[float, float]] = []
+        self.track_ele: list[float | None] = []
+        self.route: list[tuple[float, float]] = []
+        self.route_ele: list[float | None] = []
+        self.waypoints: list[Waypoint] = []
+        self.open: list[str] = []  # local names of the elements open, outermost first
+        self.namespace = ""  # <gpx>'s: GPX 1.0, 1.1 or none; others' elements are not read
+        self.count = 0  # points read
+        self.point: tuple[str, float, float] | None = None  # (kind, lat, lon) being read
+        self.depth = 0  # how many elements are open while it is (itself included)
+        self.ele: float | None = None
+        self.name = ""
+        self.text: list[str] | None = None  # an <ele> or <name> of the point, as it comes
+
+    def read(self, f: BinaryIO) -> None:
+        from defusedxml.ElementTree import DefusedXMLParser
+
+        parser = DefusedXMLParser(target=self)
+        while chunk := f.read(_READ_BYTES):
+            parser.feed(chunk)
+        parser.close()
+
+    def start(self, tag: str, attrib: dict[str, str]) -> None:
+        namespace, _, name = tag.rpartition("}")
+        if not self.open:
+            if name != "gpx":
+                raise UsageError(f"{self.path}: expected a GPX document (<gpx>), not <{name}>")
+            self.namespace = namespace
+        elif namespace != self.namespace:
+            name = ""  # an extension's (<gpxtpx:...>, <x:name>): not read
+        self.open.append(name)
+        if self.point is not None:
+            if len(self.open) == self.depth + 1 and name in ("ele", "name"):
+                self.text = []
+        elif name in ("trkpt", "rtept", "wpt") and tuple(self.open) in _POINTS:
+            self.count += 1
+            if self.count > MAX_COURSE_POINTS:
+                raise UsageError(
+                    f"{self.path}: more than {MAX_COURSE_POINTS:,} points (trkpt, rtept and "
+                    f"wpt): expected a course of at most {MAX_COURSE_POINTS:,} (thin it, e.g. "
+                    "gpsbabel -i gpx -f IN -x simplify,count=20000 -o gpx -F OUT)"
+                )
+            lat, lon = attrib.get("lat"), attrib.get("lon")
+            try:
+                point = float(lat or ""), float(lon or "")
+            except ValueError:
+                raise UsageError(
+                    f"{self.path}: {name} lat={lat!r} lon={lon!r}: expected decimal degrees"
+                ) from None
+            if not (-90 <= point[0] <= 90 and -180 <= point[1] <= 180):
+                raise UsageError(f"{self.path}: {name} lat={point[0]} lon={point[1]}: out of range")
+            self.point, self.depth = (name, *point), len(self.open)
+            self.ele, self.name = None, ""
+
+    def data(self, text: str) -> None:
+        if self.text is not None:
+            self.text.append(text)
+
+    def end(self, tag: str) -> None:
+        name = self.open.pop()
+        if self.point is None:
+            return
+        if self.text is not None and len(self.open) == self.depth:
+            text = "".join(self.text).strip()
+            self.text = None
+            if name == "ele":
+                self.ele = _metres(text)
+            else:
+                self.name = text
+        elif len(self.open) == self.depth - 1:
+            kind, lat, lon = self.point
+            self.point = None
+            if kind == "trkpt":
+                self.track.append((lat, lon))
+                self.track_ele.append(self.ele)
+            elif kind == "rtept":
+                self.route.append((lat, lon))
+                self.route_ele.append(self.ele)
+            elif self.name:
+                self.waypoints.append(Waypoint(self.name, lat, lon))
+
+    def close(self) -> None:
+        return None
+
+
+def _metres(text: str) -> float | None:
+    """An elevation; one that is not a finite number is unknown, not an error."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _simplify(xy: np.ndarray, max_points: int) -> list[int]:
+    """Douglas-Peucker, the farthest point first: which points (indices, in
+    order) of a polyline to keep, at most max_points, the first and the last
+    always. Each step splits the stretch whose farthest point from its chord
+    is farthest of all there, so stopping at any count leaves the best shape
+    the method gives for it (and its cost grows with max_points, not with
+    the tolerance a whole run down to it would need)."""
+    last = len(xy) - 1
+    keep = [0, last]
+    stretches: list[tuple[float, int, int, int]] = []
+
+    def push(a: int, b: int) -> None:
+        if b - a < 2:
+            return
+        inner = xy[a + 1 : b]
+        (ax, ay), (bx, by) = xy[a], xy[b]
+        dx, dy = bx - ax, by - ay
+        seg2 = dx * dx + dy * dy
+        # Distance to the chord as a segment (a loop's chord may be a point).
+        t = (
+            np.zeros(len(inner))
+            if seg2 == 0.0
+            else ((inner[:, 0] - ax) * dx + (inner[:, 1] - ay) * dy) / seg2
+        )
+        t = np.clip(t, 0.0, 1.0)
+        far = np.hypot(inner[:, 0] - ax - t * dx, inner[:, 1] - ay - t * dy)
+        i = int(far.argmax())
+        if far[i] > 0.0:
+            heapq.heappush(stretches, (-float(far[i]), a, b, a + 1 + i))
+
+    push(0, last)
+    while stretches and len(keep) < max_points:
+        _, a, b, i = heapq.heappop(stretches)
+        keep.append(i)
+        push(a, i)
+        push(i, b)
+    return sorted(keep)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from ..errors import listening
+from ..errors import RacepubError, UsageError, listening
 
 
 class Metrics:
@@ -53,5 +54,15 @@ class Metrics:
         self._last_ok = time.time()
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
-        with listening(host, port):
-            start_http_server(port, addr=host, registry=self.registry)
+        try:
+            with listening(host, port):
+                start_http_server(port, addr=host, registry=self.registry)
+        except socket.gaierror as e:
+            # No such address (a typo, 999.1.1.1): the user's to fix, not a
+            # restart's. The name service down is worth a retry.
+            if e.errno in (socket.EAI_NONAME, socket.EAI_FAMILY, socket.EAI_SERVICE):
+                raise UsageError(
+                    f"racepub run: --metrics-host {host!r}: no such address to listen on "
+                    f"({e.strerror}): expected an IP address of this machine or its name"
+                ) from None
+            raise RacepubError(f"cannot listen on {host}:{port}: {e.strerror}") from None

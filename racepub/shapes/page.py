@@ -146,7 +146,7 @@ def csp(tiles: str | None) -> str:
 
 @functools.cache
 def _geometry(course: Course) -> list[list[float]]:
-    return course.geometry()
+    return course.simplified().geometry()  # the page embeds it: at most 5,000 points
 
 
 @functools.cache

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,42 +83,53 @@ def objects(res: Results, env: jinja2.Environment) -> list[Object]:
 
 def csv_bytes(res: Results) -> bytes:
     """One row per racer, one column per checkpoint; opens in a spreadsheet
-    as is (UTF-8 with a byte order mark, times as h:mm:ss)."""
+    as is (UTF-8 with a byte order mark, times as h:mm:ss).
+
+    Names come from registrants and checkpoint names from the config or a
+    GPX, and a spreadsheet runs a cell that starts with = + - @, a tab or a
+    carriage return as a formula. So a quote goes before each place in a
+    text cell where a formula could start, also after a ';', tab or '|'
+    (the separator some locales split on: their cells start there), and
+    text is quoted; the numbers written here stay bare numbers."""
     checkpoints = [
         s["name"] for s in (res.body["racers"][0]["splits"] if res.body["racers"] else [])
     ]
     out = io.StringIO()
-    w = csv.writer(out)
+    w = csv.writer(out, quoting=csv.QUOTE_NONNUMERIC)  # numbers bare, text quoted
     w.writerow(
-        [
-            "rank",
-            "id",
-            "name",
-            "kind",
-            "status",
-            "finish",
-            "finish_s",
-            "pace_per_km",
-            "gap_to_winner",
-            "distance_m",
-            *checkpoints,
-        ]
+        _text_cells(
+            [
+                "rank",
+                "id",
+                "name",
+                "kind",
+                "status",
+                "finish",
+                "finish_s",
+                "pace_per_km",
+                "gap_to_winner",
+                "distance_m",
+                *checkpoints,
+            ]
+        )
     )
     for r in res.body["racers"]:
         w.writerow(
-            [
-                r["rank"],
-                r["id"],
-                r["name"],
-                r["kind"],
-                r["status"],
-                _time(r["finish_s"]),
-                "" if r["finish_s"] is None else r["finish_s"],
-                _time(r["pace_s_per_km"]),
-                _time(r["gap_to_winner_s"]),
-                r["distance_m"],
-                *(_time(s["at_s"]) for s in r["splits"]),
-            ]
+            _text_cells(
+                [
+                    r["rank"],
+                    r["id"],
+                    r["name"],
+                    r["kind"],
+                    r["status"],
+                    _time(r["finish_s"]),
+                    "" if r["finish_s"] is None else r["finish_s"],
+                    _time(r["pace_s_per_km"]),
+                    _time(r["gap_to_winner_s"]),
+                    "" if r["distance_m"] is None else r["distance_m"],
+                    *(_time(s["at_s"]) for s in r["splits"]),
+                ]
+            )
         )
     return ("\ufeff" + out.getvalue()).encode()
 
@@ -153,3 +165,21 @@ def html_bytes(res: Results, env: jinja2.Environment) -> bytes:
 
 def _time(seconds: float | None) -> str:
     return "" if seconds is None else clock_text(seconds)
+
+
+# Where a spreadsheet would start a formula (OWASP, "CSV Injection"): at the
+# start of a cell, or after a character some spreadsheet takes for a cell or
+# line break (',' ';' tab '|' CR LF: the separator depends on the locale),
+# past blanks and quotes, a = + - @ (or its full-width form). A cell that
+# starts with a tab or a carriage return is one too.
+_FORMULA = re.compile(r"(^|[,;\t|\r\n])(?=[\s\"']*[=+\-@\uff1d\uff0b\uff0d\uff20])|^(?=[\t\r])")
+
+
+def _text_cells(row: list[Any]) -> list[Any]:
+    return [_text_cell(v) if isinstance(v, str) else v for v in row]
+
+
+def _text_cell(text: str) -> str:
+    """Text a spreadsheet shows as text: a quote before each place a formula
+    could start (a leading quote is not shown; the cell holds the rest)."""
+    return _FORMULA.sub(lambda m: m.group(0) + "'", text)
