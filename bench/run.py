@@ -151,7 +151,7 @@ def cell(n: int, age_s: int, cycles: int = CYCLES) -> dict[str, Any]:
             "poll_gz": poll_gz,
             "trail_gz": trail_gz,
             "puts": statistics.median(puts),
-            "large": race.large,
+            "large": race.field_shape,
             "baseline": base,
             "rss_mb": steady_rss,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -40,6 +40,9 @@ MAX_ID_CHARS = 200
 # A name is published on every page, shard and index: at most this long
 # (after the cleaning below); the page shows the first 80 characters.
 MAX_NAME_CHARS = 200
+MAX_BIB_CHARS = 20
+# The entrants file's optional columns, beside id, name and kind.
+OPTIONAL_COLUMNS = ("color", "bib")
 # Bidi embeddings, overrides and isolates: text after them is shown reordered
 # ("Ann\u202egnp.exe" reads "Annexe.png"), on the page, in results and GPX files.
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -51,6 +54,7 @@ class Racer:
     name: str
     kind: str = "runner"
     color: str | None = None
+    bib: str | None = None  # the number they wear, when it is not their id
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,7 @@ class Race:
     min_fix_spacing_s: float = 1.0  # closer fixes of one racer are dropped (too_frequent)
     max_kmh: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MAX_KMH))
     template_dir: Path | None = None
-    # The large-race form (DESIGN.md): above `shard_above` racers, snapshot.json
+    # The field shape (DESIGN.md): above `shard_above` racers, snapshot.json
     # carries the leaderboard head and every racer's live record is in a
     # shard object of columns, all rewritten every cycle.
     shard_above: int = 500
@@ -102,11 +106,13 @@ class Race:
     def __post_init__(self) -> None:
         if self.chunk_points == 0:  # a dependent default, the same however a Race is made
             object.__setattr__(
-                self, "chunk_points", LARGE_CHUNK_POINTS if self.large else SMALL_CHUNK_POINTS
+                self, "chunk_points", LARGE_CHUNK_POINTS if self.field_shape else SMALL_CHUNK_POINTS
             )
 
     @property
-    def large(self) -> bool:
+    def field_shape(self) -> bool:
+        """Whether the race is published in the field shape: a snapshot with
+        the leaderboard head and a `field` block (shapes/field.py)."""
         return len(self.racers) > self.shard_above
 
 
@@ -275,6 +281,7 @@ def _race(name: str, r: _Table, path: Path, errors: list[str]) -> Race | None:
             name=rt.get("name", _racer_name, EXPECTED_NAME, required=True),
             kind=rt.get("kind", _choice(*KINDS), " or ".join(KINDS), default="runner"),
             color=rt.get("color", _color, "a colour like #e4572e"),
+            bib=rt.get("bib", _bib, EXPECTED_BIB),
         )
         rt.done()
         racers.append(racer)
@@ -330,11 +337,11 @@ def _racers_csv(path: Path, errors: list[str]) -> list[Racer]:
             reader = csv.DictReader(f)
             header = reader.fieldnames or []
             missing = [c for c in ("id", "name", "kind") if c not in header]
-            extra = [c for c in header if c not in ("id", "name", "kind", "color")]
+            extra = [c for c in header if c not in ("id", "name", "kind", *OPTIONAL_COLUMNS)]
             if missing or extra:
                 errors.append(
                     f"{path}:1: header {','.join(header)!r}: expected "
-                    "id,name,kind and optionally color"
+                    f"id,name,kind and optionally {','.join(OPTIONAL_COLUMNS)}"
                 )
                 return []
             for row in reader:
@@ -349,6 +356,7 @@ def _racers_csv(path: Path, errors: list[str]) -> list[Racer]:
                         name=_racer_name(row["name"]),
                         kind=row["kind"].strip(),
                         color=(row.get("color") or "").strip() or None,
+                        bib=(row.get("bib") or "").strip() or None,
                     )
                 )
     except (OSError, UnicodeDecodeError, csv.Error) as e:
@@ -358,7 +366,7 @@ def _racers_csv(path: Path, errors: list[str]) -> list[Racer]:
 
 def _csv_row_problem(row: dict[str, str | None]) -> str | None:
     if None in row:
-        return "too many fields: expected id,name,kind[,color]"
+        return f"too many fields: expected the header's {len(row) - 1}"
     for col in ("id", "name", "kind"):
         if not (row.get(col) or "").strip():
             return f"column {col} is empty: expected a value"
@@ -379,6 +387,9 @@ def _csv_row_problem(row: dict[str, str | None]) -> str | None:
     color = (row.get("color") or "").strip()
     if color and not _COLOR.match(color):
         return f"column color = {_show(color)}: expected a colour like #e4572e"
+    bib = (row.get("bib") or "").strip()
+    if bib and _id_problem(bib, MAX_BIB_CHARS):
+        return f"column bib = {_show(bib)}: expected {EXPECTED_BIB}"
     return None
 
 
@@ -507,6 +518,9 @@ EXPECTED_ID = (
     f"a non-empty string or integer of at most {MAX_ID_CHARS} characters, "
     "no control or bidi characters"
 )
+EXPECTED_BIB = (
+    f"a string or integer of at most {MAX_BIB_CHARS} characters, no control or bidi characters"
+)
 EXPECTED_NAME = (
     f"a non-empty name of at most {MAX_NAME_CHARS} characters and no NUL "
     "(other control characters become spaces, bidi controls are removed)"
@@ -522,12 +536,21 @@ def _racer_id(v: Any) -> str:
     return text
 
 
-def _id_problem(text: str) -> bool:
+def _id_problem(text: str, longest: int = MAX_ID_CHARS) -> bool:
     return (
         not text.strip()
-        or len(text) > MAX_ID_CHARS
+        or len(text) > longest
         or any(_is_control(c) or c in BIDI_CONTROLS for c in text)
     )
+
+
+def _bib(v: Any) -> str:
+    if isinstance(v, bool) or not isinstance(v, str | int):
+        raise ValueError
+    text = str(v).strip()
+    if _id_problem(text, MAX_BIB_CHARS):
+        raise ValueError
+    return text
 
 
 def _racer_name(v: Any) -> str:

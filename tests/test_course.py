@@ -18,6 +18,7 @@ from racepub.model.course import (
     MAX_COURSE_M,
     MAX_COURSE_POINTS,
     Course,
+    Projection,
     load_gpx,
     write_gpx,
 )
@@ -110,11 +111,13 @@ def test_gpx_round_trip_escapes_name(tmp_path: Path) -> None:
     assert [pytest.approx(p) for p in STOPS] == list(load_gpx(gpx).points)
 
 
-def test_project_many_answers_exactly_as_project() -> None:
-    """The batched projection a large race's cycle uses must be the same
-    function as the one-at-a-time one: same distances, same offsets, same
-    choice between legs, including past the finish."""
+def test_project_columns_answers_exactly_as_project() -> None:
+    """The projection of many fixes at once (the vectorised path) must be the
+    same function as the one-at-a-time one: same distances, same offsets,
+    same choice between legs, including past the finish."""
     import random
+
+    import numpy as np
 
     rnd = random.Random(7)
     # A course that folds back on itself, with a vertex every ~10 m.
@@ -133,7 +136,14 @@ def test_project_many_answers_exactly_as_project() -> None:
         ahead.append(rnd.choice([40.0, 112.0, 300.0, 600.0, 2000.0, 5000.0]))
         expect.append(d + rnd.gauss(0, 20))
         prefer.append(rnd.choice([0.1, 0.05, 0.01]))
-    batch = course.project_many(lat, lon, near, ahead, expect, prefer, off_course_m=150.0)
+    a = np.array
+    dist, off, fits = course.project_columns(
+        a(lat), a(lon), a(near), a(ahead), a(expect), a(prefer), off_course_m=150.0
+    )
+    batch = [
+        Projection(x, y) if ok else None
+        for x, y, ok in zip(dist.tolist(), off.tolist(), fits.tolist(), strict=True)
+    ]
     batched = 0
     for i, got in enumerate(batch):
         want = course.project(

@@ -4,6 +4,7 @@ step the published race stays whole, and the publisher recovers by itself."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import signal
 import subprocess
@@ -30,7 +31,6 @@ from tests.helpers import (
     assert_nothing_secret,
     copy_points,
     create_points_table,
-    dir_reader,
     fixes,
     insert_points,
     now_utc,
@@ -185,8 +185,12 @@ def test_a_hung_put_holds_the_loop_two_intervals_at_most(s3_race: Any, dsn: str)
         # Each failed cycle ends at its deadline, not at botocore's timeouts.
         wait_for(lambda: pub.log.count("cycle failed") >= 2, timeout=20)
         assert spectator_view(get) == frozen
+        # The held upload is answered with an error (its process is gone).
+        proxy.fail = lambda method, path: 500 if path.endswith("snapshot.json") else None
         proxy.hang = lambda method, path: False
         proxy.release.set()
+        wait_for(lambda: proxy.failed >= 1)
+        proxy.fail = lambda method, path: None
         cleared = time.monotonic()
         wait_for(
             lambda: (s := spectator_view(get)) and s["seq"] > frozen["seq"] and s,
@@ -200,7 +204,16 @@ def test_a_hung_put_holds_the_loop_two_intervals_at_most(s3_race: Any, dsn: str)
 
 
 @pytest.mark.slow
-def test_kill_9_mid_cycle_then_restart(tmp_path: Path, dsn: str) -> None:
+def test_kill_9_mid_cycle_then_restart(
+    tmp_path: Path, dsn: str, moto_server: str, fake_aws_env: None
+) -> None:
+    """Killed after writing its first cycle's pack, before its snapshot (S3
+    holds the snapshot's upload): a restart rebuilds the race from the
+    database and publishes it whole; nothing written before is rewritten."""
+    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    bucket = f"kill-{len(s3.list_buckets()['Buckets'])}"
+    s3.create_bucket(Bucket=bucket)
+    proxy = FaultProxy(moto_server)
     racers = "".join(f'\n[[races.t.racers]]\nid = "{i}"\nname = "R{i}"\n' for i in range(40))
     setup = write_race(
         tmp_path,
@@ -209,39 +222,57 @@ def test_kill_9_mid_cycle_then_restart(tmp_path: Path, dsn: str) -> None:
         interval_s=1,
         extra="chunk_points = 10",
         starts_at=now_utc() - timedelta(minutes=60),
+        sink=f"s3://{bucket}/live",
+        s3_endpoint=proxy.url,
     )
     create_points_table(dsn)
     # A long first cycle: an hour of fixes for 40 racers, ~70,000 points.
     rows = [r for i in range(40) for r in fixes(setup, str(i), 0.5 + i * 0.01, 3590)]
     insert_points(dsn, "live_points", COLS, rows)
-    packs = setup.sink_dir / "packs"
-    watcher = Watcher(dir_getter(setup.sink_dir))
+
+    def packs() -> dict[str, bytes]:
+        got = s3.list_objects_v2(Bucket=bucket, Prefix="live/packs/").get("Contents", [])
+        return {o["Key"]: s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in got}
+
+    def snap() -> dict[str, Any] | None:
+        try:
+            body = s3.get_object(Bucket=bucket, Key="live/snapshot.json")["Body"].read()
+        except s3.exceptions.NoSuchKey:
+            return None
+        doc: dict[str, Any] = json.loads(gzip.decompress(body))
+        return doc
+
+    proxy.hang = lambda method, path: method == "PUT" and path.endswith("snapshot.json")
     pub = Publisher(setup.path)
     try:
-        # Kill it once it has written its first cycle's pack, before its snapshot.
-        wait_for(lambda: packs.exists() and any(packs.glob("*.bin")), every=0.01)
+        wait_for(lambda: proxy.hung >= 1, timeout=120)  # its pack is in, its snapshot is not
         pub.kill()
-        written = {p: p.read_bytes() for p in packs.glob("*.bin")}
-        assert not (setup.sink_dir / "snapshot.json").exists()
+        written = packs()
+        assert written and snap() is None
+        # The held upload is answered with an error (its process is gone).
+        proxy.fail = lambda method, path: 500 if path.endswith("snapshot.json") else None
+        proxy.hang = lambda method, path: False
+        proxy.release.set()
+        wait_for(lambda: proxy.failed >= 1)
+        proxy.fail = lambda method, path: None
         # Restarted, it rebuilds its state from the database and carries on.
         assert run_once(setup.path).returncode == 0
-        snap = snapshot(setup)
-        assert snap is not None and snap["seq"] == 1
+        first = snap()
+        assert first is not None and first["seq"] == 1
         per_racer = len(rows) // 40
-        read = dir_reader(setup.sink_dir)
-        assert all(len(record_trail(read, r)) == per_racer for r in snap["racers"])
+        read = s3_reader(s3, bucket, "live")
+        assert all(len(record_trail(read, r)) == per_racer for r in first["racers"])
         # Packs never change: nothing written before the kill was rewritten.
-        for path, body in written.items():
-            assert path.read_bytes() == body, path
-        # And a second restart carries seq on, rewriting no pack at all.
-        mtimes = {p: p.stat().st_mtime_ns for p in packs.glob("*.bin")}
+        assert {k: v for k, v in packs().items() if k in written} == written
+        # And a second restart carries seq on, rewriting no pack.
+        before = versions(s3, bucket)
         assert run_once(setup.path).returncode == 0
-        assert snapshot(setup)["seq"] == 2  # type: ignore[index]
-        again = {p: p.stat().st_mtime_ns for p in packs.glob("*.bin")}
-        assert {p: again[p] for p in mtimes} == mtimes
+        assert (snap() or {})["seq"] == 2
+        after = versions(s3, bucket)
+        assert all(after[k] == n for k, n in before.items() if k.startswith("live/packs/"))
     finally:
         pub.kill()
-        watcher.stop()
+        proxy.close()
 
 
 @pytest.mark.slow

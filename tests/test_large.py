@@ -148,11 +148,15 @@ def shards_of_cycle(out: Bucket, snap: dict[str, Any]) -> dict[str, dict[str, An
         roster = out.json(field["roster_url"].replace("{shard}", str(k)))
         shard = out.json(field["shard_url"].replace("{shard}", str(k)))
         assert shard["seq"] == snap["seq"] and shard["generated_at"] == snap["generated_at"]
-        assert roster["ids"] and len(roster["ids"]) == len(shard["rank"])
+        ids = roster["identity"]["id"]
+        assert ids and len(ids) == len(shard["rank"])
         cols = [c for c in shard if isinstance(shard[c], list)]
-        for j, rid in enumerate(roster["ids"]):
+        for j, rid in enumerate(ids):
             assert shard_of(rid, field["shards"]) == k and rid not in got
-            got[rid] = {c: shard[c][j] for c in cols} | {"name": roster["names"][j], "shard": shard}
+            got[rid] = {c: shard[c][j] for c in cols} | {
+                "name": roster["identity"]["name"][j],
+                "shard": shard,
+            }
     return got
 
 
@@ -163,7 +167,7 @@ def test_one_cycle_one_truth(tmp_path: Path, dsn: str, bucket: str) -> None:
     insert_points(dsn, "live_points", COLS, rows)
     cfg = config.load(str(setup.path))
     race = cfg.race("t")
-    assert race.large
+    assert race.field_shape
     pub = Publisher(cfg, race)
     out = Bucket(bucket)
     try:
@@ -289,11 +293,13 @@ def test_find_a_racer_by_name_or_bib(tmp_path: Path, dsn: str, bucket: str) -> N
     def find(query: str) -> set[str]:
         words = tokens(query)
         obj = out.json(url.replace("{key}", name_key(words[0][:2])))
-        return {
-            rid
-            for rid, name in obj["racers"]
-            if all(any(w.startswith(q) for w in tokens(f"{name} {rid}")) for q in words)
-        }
+        found = set()
+        for values in obj["racers"]:
+            racer = dict(zip(obj["fields"], values, strict=True))
+            text = " ".join(str(racer[f] or "") for f in obj["searched"])
+            if all(any(w.startswith(q) for w in tokens(text)) for q in words):
+                found.add(racer["id"])
+        return found
 
     assert find("zoe") == {"r03", "r11"}
     assert find("ZOË ång") == {"r03"}
@@ -401,7 +407,7 @@ def test_large_race_trails_do_not_all_fill_at_once() -> None:
 
     racers = tuple(Racer(f"r{i}", f"R{i}") for i in range(400))
     state = make_state(*racers, chunk_points=10, shard_above=100)
-    assert state.race.large
+    assert state.race.field_shape
     store = TrailStore(state, 8, CUT_EVERY_S)
     per_cycle = []
     for cycle in range(40):  # a fix per racer per cycle, all in step
@@ -459,7 +465,7 @@ def test_a_phone_sending_a_fix_a_minute_is_still_cut_every_20_minutes() -> None:
 
     racers = tuple(Racer(f"r{i}", f"R{i}") for i in range(400))
     state = make_state(*racers, shard_above=100, chunk_points=240)  # the large default
-    assert state.race.large
+    assert state.race.field_shape
     store = TrailStore(state, 8, CUT_EVERY_S)
     per_cycle = []
     for minute in range(120):

@@ -94,6 +94,7 @@ def live_race(tmp_path: Path, dsn: str, moto_server: str, fake_aws_env: None) ->
         [[races.t.racers]]
         id = "1002"
         name = "Sarah"
+        bib = "7"
 
         [[races.t.racers]]
         id = "2001"
@@ -141,6 +142,7 @@ def test_page_shows_the_race(live_race: LiveRace, open_page: Any, viewport: dict
     page = open_page(live_race.url, viewport)
     wait_live(page)
     assert names(page) == [HOSTILE, "Sarah", "The T", "Kim"]  # literal text, by progress
+    assert page.locator("#board tbody tr .bib").all_inner_texts() == ["7"]  # Sarah wears 7
     assert page.locator("img[src='x']").count() == 0
     rows = page.locator("#board tbody tr")
     assert "waiting" in rows.nth(3).inner_text()
@@ -272,7 +274,8 @@ def large_race(
     # Ids with non-ASCII bytes: the page's FNV-1a must hash UTF-8 as Python does.
     ids = [f"bib{i}" for i in range(30)] + ["Zoë-7"]
     (tmp_path / "entrants.csv").write_text(
-        "id,name,kind\n" + "".join(f"{i},Runner {i},runner\n" for i in ids)
+        "id,name,kind,bib\n"
+        + "".join(f"{i},Runner {i},runner,{100 + k}\n" for k, i in enumerate(ids))
     )
     yield from publish_live(
         tmp_path,
@@ -381,6 +384,18 @@ def test_large_race_head_and_following_one_racer(
     assert len([u for u in page.requests if "/racers/" in u]) >= polls + 4  # every poll
     ends = trail_ends(page, color)
     assert near(ends["last"], ends["dot"])  # the trail reaches the new position
+
+    # A bib finds its racer, whose row shows it, as the head's rows do theirs.
+    page.fill("#find-id", "117")
+    page.click("#find button")
+    page.wait_for_function(
+        "() => document.querySelector('#board tbody tr.following .name')?.textContent"
+        " === 'Runner bib17'"
+    )
+    assert page.locator("#board tbody tr.following .bib").inner_text() == "117"
+    assert page.locator("#board tbody tr .bib").all_inner_texts()[:5] == [
+        "100", "101", "102", "103", "104"
+    ]  # fmt: skip
 
     # A link to a racer who is not in the race says so.
     page.goto(large_race.url + "#racer=nobody")

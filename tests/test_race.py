@@ -7,6 +7,7 @@ from array import array
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pytest
 
 from racepub.config import Racer
@@ -241,5 +242,18 @@ def test_vectorised_rounds_give_the_general_result() -> None:
     # Live, a fix whose next came in a later cycle is settled by then; the
     # same fixes are accepted and the same distance covered.
     assert seen(live) == seen(general)
+    # And the field's columns (what ranks, gaps and shards read), kept up to
+    # date from the vectorised rounds, are what each track says of itself.
+    for i in range(len(racers)):
+        general.standings.refresh(i)
+    general.standings.settle()
+    batch.standings.settle()
+    columns = (
+        "state", "finish_t", "progress", "last_t", "lat", "lon", "pace_mps", "speed_mps",
+        "speed", "expect_speed", "eta_speed", "usual",
+    )  # fmt: skip
+    for name in columns:
+        want, got = getattr(general.standings, name), getattr(batch.standings, name)
+        assert np.array_equal(want, got, equal_nan=True), name
     assert sum(t.finish_t is not None for t in general.tracks.values()) >= 6
     assert sum(t.dropped["jump"] for t in general.tracks.values()) > 10

@@ -44,9 +44,9 @@ def publisher(tmp_path: Path, dsn: str, shape: str, clock: dict[str, float]) -> 
     home = tmp_path / shape
     home.mkdir()
     (home / "entrants.csv").write_text(
-        "id,name,kind\n"
-        + "".join(f"r{i:02d},Runner {i},runner\n" for i in range(N))
-        + "tram,The T,vehicle\n"
+        "id,name,kind,bib\n"
+        + "".join(f"r{i:02d},Runner {i},runner,{100 + i}\n" for i in range(N))
+        + "tram,The T,vehicle,\n"
     )
     extra = 'racers_file = "entrants.csv"\nchunk_points = 12\n' + (
         "shard_above = 10\nshard_size = 7\nhead_size = 5\n" if shape == "large" else ""
@@ -54,7 +54,7 @@ def publisher(tmp_path: Path, dsn: str, shape: str, clock: dict[str, float]) -> 
     setup = write_race(home, dsn, racers=CHECKPOINTS, starts_at=START, extra=extra)
     cfg = config.load(str(setup.path))
     race = cfg.race("t")
-    assert race.large == (shape == "large")
+    assert race.field_shape == (shape == "large")
     return Publisher(cfg, race, clock=lambda: clock["now"])
 
 
@@ -67,6 +67,7 @@ def numbers_small(root: Path) -> tuple[dict[str, dict[str, Any]], dict[str, Any]
     out = {}
     for r in snap["racers"]:
         out[r["id"]] = {
+            "bib": r["bib"],
             "rank": r["rank"],
             "distance_m": None if r["position"] is None else r["distance_m"],
             "gap_s": r["gap_s"],
@@ -86,8 +87,9 @@ def numbers_large(root: Path) -> tuple[dict[str, dict[str, Any]], dict[str, Any]
         roster = json.loads((root / field["roster_url"].replace("{shard}", str(k))).read_text())
         shard = json.loads((root / field["shard_url"].replace("{shard}", str(k))).read_text())
         assert shard["seq"] == snap["seq"]
-        for j, rid in enumerate(roster["ids"]):
+        for j, rid in enumerate(roster["identity"]["id"]):
             out[rid] = {
+                "bib": roster["identity"]["bib"][j],
                 "rank": shard["rank"][j],
                 "distance_m": shard["distance_m"][j],
                 "gap_s": shard["gap_s"][j],
@@ -151,6 +153,7 @@ def test_small_and_large_shapes_publish_the_same_race(
     finished = 0
     for rid, s in small.items():
         g = large[rid]
+        assert g["bib"] == s["bib"] == (None if rid == "tram" else str(100 + int(rid[1:]))), rid
         assert g["rank"] == s["rank"], rid
         # The same number; shards carry whole metres and seconds.
         assert g["distance_m"] == pytest.approx(s["distance_m"], abs=0.55), rid

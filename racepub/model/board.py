@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import Racer
 from ..timefmt import iso
 from .race import RaceState
 from .splits import splits
@@ -112,11 +113,7 @@ def _record(state: RaceState, board: Board, i: int) -> dict[str, Any]:
     r = t.racer
     moment = board.moment
     rank = int(moment.rank[i])
-    out: dict[str, Any] = {
-        "id": r.id,
-        "name": display_name(r.name),
-        "kind": r.kind,
-        "color": r.color,
+    out: dict[str, Any] = identity(r) | {
         "status": "waiting",
         "position": None,
         "distance_m": 0.0,
@@ -163,6 +160,23 @@ def _record(state: RaceState, board: Board, i: int) -> dict[str, Any]:
     if clock is not None and clock.offset_s:
         out["clock_offset_s"] = clock.offset_s  # stamps were this far ahead: corrected
     return out
+
+
+def identity(racer: Racer) -> dict[str, Any]:
+    """Who a racer is, as every object naming them says it: their record,
+    a large race's roster and name index, the results. A field added here
+    is published by both shapes at once."""
+    return {
+        "id": racer.id,
+        "name": display_name(racer.name),
+        "kind": racer.kind,
+        "color": racer.color,
+        "bib": racer.bib,
+    }
+
+
+# The fields of identity() a spectator can search for a racer by.
+SEARCHED = ("name", "id", "bib")
 
 
 def display_name(name: str) -> str:
@@ -219,7 +233,7 @@ def _gap(t: Track, other: Track) -> float | None:
         return None
     if t.finish_t is not None and other.finish_t is not None:
         return round(t.finish_t - other.finish_t, 1)
-    when = other.time_at(t.distance_m)
-    if when is None:
+    when = float(other.times_at(np.array([t.distance_m]))[0])
+    if math.isnan(when):
         return None
     return round(max(0.0, t.last.t - when), 1)

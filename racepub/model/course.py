@@ -36,7 +36,7 @@ OFF_COURSE_M = 150.0
 # Past the finish a fix may project beyond the last vertex; keep that overshoot
 # (up to this much) so the finish crossing can be interpolated.
 OVERSHOOT_M = 300.0
-# project_many handles fixes whose search window spans at most this many
+# project_columns handles fixes whose search window spans at most this many
 # segments (a fix a minute at 30 km/h on a course with a vertex every 10 m
 # spans ~65); a racer back after a long silence is searched one by one.
 BATCH_SEGMENTS = 256
@@ -117,12 +117,16 @@ class Course:
             self._segs.append(
                 (ax, ay, dx, dy, 1.0 / seg2 if seg2 else 0.0, math.sqrt(seg2), cum[i])
             )
-        # The same, as columns, for project_many.
+        # The same, as columns, for project_columns.
         self._cols = np.array(self._segs).T
         self._cum = np.array(cum)
         self._grids: dict[float, _Grid] = {}
 
     def to_xy(self, lat: float, lon: float) -> tuple[float, float]:
+        return (lon - self.lon0) * self.kx, (lat - self.lat0) * self.ky
+
+    def xy_columns(self, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """to_xy for many points at once: the same arithmetic."""
         return (lon - self.lon0) * self.kx, (lat - self.lat0) * self.ky
 
     def to_latlon(self, x: float, y: float) -> tuple[float, float]:
@@ -188,33 +192,6 @@ class Course:
                     return best
         return self._nearest(x, y, near)
 
-    def project_many(
-        self,
-        lat: list[float],
-        lon: list[float],
-        near_m: list[float],
-        ahead_m: list[float],
-        expect_m: list[float],
-        prefer: list[float],
-        off_course_m: float,
-    ) -> list[Projection | None]:
-        """project() for many fixes at once: the same arithmetic in the same
-        order, so the same answers. None where the fix needs the one-at-a-
-        time path (a window too wide, or off the stretch searched)."""
-        d, off, fits = self.project_columns(
-            np.asarray(lat, dtype=np.float64),
-            np.asarray(lon, dtype=np.float64),
-            np.asarray(near_m, dtype=np.float64),
-            np.asarray(ahead_m, dtype=np.float64),
-            np.asarray(expect_m, dtype=np.float64),
-            np.asarray(prefer, dtype=np.float64),
-            off_course_m,
-        )
-        return [
-            Projection(a, b) if ok else None
-            for a, b, ok in zip(d.tolist(), off.tolist(), fits.tolist(), strict=True)
-        ]
-
     def project_columns(
         self,
         lat: np.ndarray,
@@ -225,7 +202,10 @@ class Course:
         prefer: np.ndarray,
         off_course_m: float,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """project_many as columns: (distance, offset, fits). A large race's
+        """project() for many fixes at once, the same arithmetic in the same
+        order: (distance, offset, fits), fits false where the fix needs the
+        one-at-a-time path (a window too wide, or off the stretch searched;
+        tests/test_course.py holds the two equal). A large race's
         cycle projects thousands of fixes, one per racer; one at a time in
         Python that was most of the cycle. Fixes are projected in groups by
         how many segments their stretch spans, each group as wide as it

@@ -13,19 +13,19 @@ from ..config import Race
 from ..rows import PROBLEMS, Columns, RawRow, Row
 from ..timefmt import ts
 from .clock import CLOCK_SLACK_S, FUTURE_HORIZON_S, FUTURE_TOLERANCE_S, MAX_HELD, PhoneClock
-from .course import PREFER_NEAR, Course
+from .course import Course
 from .splits import checkpoints
 from .standings import Moment, Standings
 from .track import (
     FINISH_FIT_AFTER_S,
     FINISH_TOLERANCE_M,
-    JUMP_SLACK_M,
     LONG_GAP_S,
-    SEARCH_MARGIN_M,
     TIMELINE_STEP_M,
     Fix,
     Rules,
     Track,
+    reach_m,
+    search_window,
 )
 
 # Why a row is not a fix, as RaceState._check finds them ("problem": the
@@ -229,11 +229,9 @@ class RaceState:
         c = self.course
         dt = t - st.last_t[idx]
         max_mps = st.max_mps[idx]
-        reach = max_mps * dt + JUMP_SLACK_M
-        moved = np.hypot(
-            (lon - c.lon0) * c.kx - (st.lon[idx] - c.lon0) * c.kx,
-            (lat - c.lat0) * c.ky - (st.lat[idx] - c.lat0) * c.ky,
-        )
+        reach = reach_m(max_mps, dt)
+        (x0, y0), (x1, y1) = c.xy_columns(st.lat[idx], st.lon[idx]), c.xy_columns(lat, lon)
+        moved = np.hypot(x1 - x0, y1 - y0)
         with np.errstate(invalid="ignore"):
             ok = (
                 st.usual[idx]
@@ -251,14 +249,11 @@ class RaceState:
             )
         go = np.flatnonzero(ok)
         progress = st.progress[idx[go]]
+        ahead, expect, prefer = search_window(
+            progress, dt[go], max_mps[go], st.expect_speed[idx[go]]
+        )
         d, off, fits = c.project_columns(
-            lat[go],
-            lon[go],
-            progress,
-            reach[go] + SEARCH_MARGIN_M,
-            progress + dt[go] * st.expect_speed[idx[go]],
-            PREFER_NEAR / (1.0 + dt[go] / 60.0),
-            self.race.off_course_m,
+            lat[go], lon[go], progress, ahead, expect, prefer, self.race.off_course_m
         )
         # Not finished: this fix must not bring them to the line (that
         # declares the finish, the general way).

@@ -4,12 +4,15 @@ Checkpoints come from the config (`[[races.NAME.checkpoints]]`, name and
 distance) and from the course GPX's named waypoints, placed on the course
 by projection; the finish is always the last. A racer's split at a
 checkpoint is when they reached it: interpolated on their time-at-distance
-timeline (Track.time_at) between the fixes either side, as the finish is."""
+timeline (Track.times_at) between the fixes either side, as the finish is."""
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
+
+import numpy as np
 
 from ..config import Checkpoint, Race
 from ..errors import ConfigError
@@ -51,7 +54,8 @@ def splits(track: Track, cps: list[Checkpoint], start_t: float) -> list[dict[str
     (The pace between two splits follows from them: not sent, every poll
     carries these.)"""
     # checkpoints() ends with the finish: timed as the finish is.
-    times = [track.time_at(cp.distance_m) for cp in cps[:-1]] + [track.finish_t]
+    reached = track.times_at(np.array([cp.distance_m for cp in cps[:-1]]))
+    times = [None if math.isnan(t) else float(t) for t in reached.tolist()] + [track.finish_t]
     return [
         {
             "name": cp.name,

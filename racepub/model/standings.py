@@ -176,7 +176,7 @@ class Standings:
         """How long ago the leader was where each racer is estimated to be now
         (finished racers: behind the leader's finish)."""
         lead = self.tracks[leader]
-        when = times_at(lead, estimate, self.speed[leader])
+        when = lead.times_at(estimate, self.speed[leader])
         gap = np.where(self.state == RACING, now - when, np.nan)
         if self.state[leader] == FINISHED:
             gap = np.where(self.state == FINISHED, self.finish_t - self.finish_t[leader], gap)
@@ -193,35 +193,3 @@ class Standings:
             moment.estimate_m[on_course], bins=bins, range=(0.0, max(self.length, 1.0))
         )
         return [int(c) for c in counts]
-
-
-def times_at(track: Track, distances: np.ndarray, speed: float) -> np.ndarray:
-    """Track.time_at for many distances at once; beyond the track's newest
-    fix, carried on at `speed` (nan where it cannot be said)."""
-    out = np.full(len(distances), np.nan)
-    if track.last is None:
-        return out
-    marks = np.frombuffer(track.timeline, dtype=np.float32).astype(np.float64)
-    step = track.rules.timeline_step_m
-    t0 = track.rules.start_t
-    reached = track.distance_m
-    d = np.asarray(distances, dtype=np.float64)
-    i = np.floor(d / step).astype(np.int64)
-    inside = (i >= 0) & (i < len(marks)) & (d <= reached)
-    if len(marks):
-        ic = np.clip(i, 0, len(marks) - 1)
-        at = t0 + marks[ic]
-        end = track.finish_t if track.finish_t is not None else track.last.t
-        upper = np.where(ic + 1 < len(marks), t0 + marks[np.minimum(ic + 1, len(marks) - 1)], end)
-        beyond = d - ic * step
-        prev = marks[np.maximum(ic - 1, 0)]
-        pace = (marks[ic] - prev) / step
-        first = at + (upper - at) * beyond / step
-        later = np.minimum(at + beyond * pace, upper)
-        out = np.where(inside, np.where(ic == 0, first, later), out)
-    if track.finish_t is not None:
-        out = np.where(d >= track.course.length_m - 1e-6, track.finish_t, out)
-    elif speed > 0:
-        ahead = d > reached
-        out = np.where(ahead, track.last.t + (d - reached) / speed, out)
-    return out

@@ -15,7 +15,9 @@ from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from ..config import Racer
 from .course import OFF_COURSE_M, PREFER_NEAR, Course, Fit, Projection
@@ -45,6 +47,24 @@ LONG_GAP_S = 120.0
 # at most this long.
 HEADING_M = 10.0
 GAP_HOLD_S = 60.0
+
+
+def reach_m(max_mps: Any, dt: Any) -> Any:
+    """How far a racer can have gone in dt seconds: at most max speed, and
+    GPS error at both ends (floats or numpy arrays alike)."""
+    return max_mps * dt + JUMP_SLACK_M
+
+
+def search_window(near_m: Any, dt: Any, max_mps: Any, speed: Any) -> tuple[Any, Any, Any]:
+    """Where on the course to look for a fix dt after the last (floats or
+    numpy arrays alike: the general path and the vectorised one): how far
+    ahead of near_m, where the racer should be by now at `speed`, and how
+    much being near that counts, less the longer since the last fix."""
+    return (
+        reach_m(max_mps, dt) + SEARCH_MARGIN_M,
+        near_m + dt * speed,
+        PREFER_NEAR / (1.0 + dt / 60.0),
+    )
 
 
 class Fix(NamedTuple):  # a tuple: cheap to build, one per accepted row
@@ -251,19 +271,13 @@ class Track:
         rules = self.rules
         if self.last is None:
             dt = max(fix.t - rules.start_t, 0.0)
-            prev_d = expect = 0.0
+            prev_d = speed = 0.0
         else:
             dt = max(fix.t - self.last.t, 0.0)
             prev_d = self.progress_m
-            expect = prev_d + dt * (self.recent_speed() or self.average_speed(rules.start_t) or 0.0)
-        return Search(
-            prev_d,
-            rules.max_mps * dt + JUMP_SLACK_M + SEARCH_MARGIN_M,
-            expect,
-            # The longer since the last fix, the less sure where to expect them.
-            PREFER_NEAR / (1.0 + dt / 60.0),
-            self.last is not None and dt > LONG_GAP_S,
-        )
+            speed = self.recent_speed() or self.average_speed(rules.start_t) or 0.0
+        ahead, expect, prefer = search_window(prev_d, dt, rules.max_mps, speed)
+        return Search(prev_d, ahead, expect, prefer, self.last is not None and dt > LONG_GAP_S)
 
     def recent(self) -> array[float]:
         """The tail thinned to the first fix of each RECENT_EVERY_S of race
@@ -298,7 +312,7 @@ class Track:
         if fix.t - last.t < self.rules.min_spacing_s:
             return "too_frequent"
         dist = _metres(self.course, last, fix)
-        if dist > self.rules.max_mps * (fix.t - last.t) + JUMP_SLACK_M:
+        if dist > reach_m(self.rules.max_mps, fix.t - last.t):
             self.jumps_in_a_row += 1
             if self.jumps_in_a_row < MAX_JUMPS_IN_A_ROW:
                 return "jump"
@@ -327,7 +341,7 @@ class Track:
         if fix.t - held.t < self.rules.min_spacing_s:
             self.drop("too_frequent")
             return False
-        if _metres(self.course, held, fix) <= self.rules.max_mps * (fix.t - held.t) + JUMP_SLACK_M:
+        if _metres(self.course, held, fix) <= reach_m(self.rules.max_mps, fix.t - held.t):
             self.unconfirmed = None
             self._accept(held)
             return True
@@ -339,7 +353,7 @@ class Track:
         """Near the course, and no further along it than the racer could
         have gone since the start."""
         rules = self.rules
-        reach = rules.max_mps * max(0.0, fix.t - rules.start_t) + JUMP_SLACK_M
+        reach = reach_m(rules.max_mps, max(0.0, fix.t - rules.start_t))
         proj = self.course.project(
             fix.lat, fix.lon, near_m=0.0, ahead_m=reach, off_course_m=rules.off_course_m
         )
@@ -372,7 +386,7 @@ class Track:
         reach = (
             proj.distance_m
             if first
-            else min(proj.distance_m, prev_d + rules.max_mps * (fix.t - prev_t) + JUMP_SLACK_M)
+            else min(proj.distance_m, prev_d + reach_m(rules.max_mps, fix.t - prev_t))
         )
         if reach > self.progress_m:
             self._advance_timeline(prev_t, prev_d, fix.t, reach)
@@ -432,7 +446,7 @@ class Track:
         if slot != self._recent_slot:
             self._recent_slot = slot
             recent.extend((lat, lon, t))
-        reach = min(d, prev_d + rules.max_mps * (t - prev_t) + JUMP_SLACK_M)
+        reach = min(d, prev_d + reach_m(rules.max_mps, t - prev_t))
         if reach > prev_d:
             if len(self.timeline) * rules.timeline_step_m <= reach:  # a mark passed
                 self._advance_timeline(prev_t, prev_d, t, reach)
@@ -500,32 +514,40 @@ class Track:
     def distance_m(self) -> float:
         return self.progress_m if self.progress_m < self.course.length_m else self.course.length_m
 
-    def time_at(self, distance_m: float) -> float | None:
-        """When this racer first reached a distance (None if not yet).
+    def times_at(self, distances: np.ndarray, speed: float = 0.0) -> np.ndarray:
+        """When this racer first reached each distance (nan: not yet); beyond
+        their newest fix, carried on at `speed` if it is given.
 
         Between two marks, the time is taken at the speed the racer came in
         with, not spread evenly: a trolley that reached a stop and waited
         there reached it when it arrived, not halfway through its wait.
         """
-        marks, t0 = self.timeline, self.rules.start_t
-        step = self.rules.timeline_step_m
-        i = math.floor(distance_m / step)
-        if i < 0 or i >= len(marks) or self.last is None or self.distance_m < distance_m:
-            return (
-                self.finish_t
-                if self.finish_t is not None and distance_m >= self.course.length_m - 1e-6
-                else None
+        d = np.asarray(distances, dtype=np.float64)
+        out = np.full(len(d), np.nan)
+        if self.last is None:
+            return out
+        marks = np.frombuffer(self.timeline, dtype=np.float32).astype(np.float64)
+        step, t0 = self.rules.timeline_step_m, self.rules.start_t
+        reached = self.distance_m
+        i = np.floor(d / step).astype(np.int64)
+        inside = (i >= 0) & (i < len(marks)) & (d <= reached)
+        if len(marks):
+            ic = np.clip(i, 0, len(marks) - 1)
+            at = t0 + marks[ic]
+            end = self.finish_t if self.finish_t is not None else self.last.t
+            upper = np.where(
+                ic + 1 < len(marks), t0 + marks[np.minimum(ic + 1, len(marks) - 1)], end
             )
-        if i + 1 < len(marks):
-            upper = t0 + marks[i + 1]
-        else:
-            upper = self.finish_t if self.finish_t is not None else self.last.t
-        beyond = distance_m - i * step
-        at = t0 + marks[i]
-        if i == 0:
-            return at + (upper - at) * beyond / step
-        pace = (marks[i] - marks[i - 1]) / step  # seconds per metre coming in
-        return min(at + beyond * pace, upper)
+            beyond = d - ic * step
+            pace = (marks[ic] - marks[np.maximum(ic - 1, 0)]) / step  # seconds a metre coming in
+            first = at + (upper - at) * beyond / step
+            later = np.minimum(at + beyond * pace, upper)
+            out = np.where(inside, np.where(ic == 0, first, later), out)
+        if self.finish_t is not None:
+            out = np.where(d >= self.course.length_m - 1e-6, self.finish_t, out)
+        elif speed > 0:
+            out = np.where(d > reached, self.last.t + (d - reached) / speed, out)
+        return out
 
     @property
     def off_course(self) -> bool:

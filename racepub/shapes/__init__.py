@@ -63,6 +63,6 @@ def make_shape(race: Race, state: RaceState, store: TrailStore | None = None) ->
     from .field import FieldShape
     from .small import SmallShape
 
-    if race.large:
+    if race.field_shape:
         return FieldShape(race, state, store)
     return SmallShape(race, state, store)

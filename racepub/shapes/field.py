@@ -31,7 +31,7 @@ import orjson
 
 from .. import objects
 from ..config import Race
-from ..model.board import Board, display_name, envelope, records, status_counts
+from ..model.board import SEARCHED, Board, envelope, identity, records, status_counts
 from ..model.race import RaceState
 from ..model.splits import splits
 from ..model.standings import STATUS_CODES
@@ -112,17 +112,15 @@ class FieldShape:
     def _rosters(self) -> tuple[list[Object], str]:
         bodies = []
         for k, members in enumerate(self.members):
-            racers = [self.state.order[i].racer for i in members.tolist()]
+            who = [identity(self.state.order[i].racer) for i in members.tolist()]
             bodies.append(
                 {
                     "schema": 1,
                     "race": self.race.id,
                     "shard": k,
                     "shards": self.shards,
-                    "ids": [r.id for r in racers],
-                    "names": [display_name(r.name) for r in racers],
-                    "kinds": [r.kind for r in racers],
-                    "colors": [r.color for r in racers],
+                    # Each field of a racer's identity as a column, in shard order.
+                    "identity": {key: [w[key] for w in who] for key in (who[0] if who else {})},
                 }
             )
         raw = [json_bytes(b) for b in bodies]
@@ -133,22 +131,26 @@ class FieldShape:
         ], digest
 
     def _names(self) -> tuple[list[Object], str]:
-        """Every racer under the first two letters of each word of their name
-        (and their id); a key holding more than NAMES_MAX splits into keys of
-        three letters, and says so."""
+        """Every racer under the first two letters of each word they can be
+        found by (their name, id, bib: board.SEARCHED); a key holding more
+        than NAMES_MAX splits into keys of three letters, and says so."""
         by2: dict[str, set[int]] = {}
         words: dict[int, list[str]] = {}
+        fields = list(identity(self.state.order[0].racer)) if self.state.order else []
+        head = {"fields": fields, "searched": list(SEARCHED)}
         for i, t in enumerate(self.state.order):
-            words[i] = tokens(t.racer.name) + tokens(t.racer.id)
+            who = identity(t.racer)
+            words[i] = [w for key in SEARCHED for w in tokens(str(who[key] or ""))]
             for w in words[i]:
                 by2.setdefault(w[:2], set()).add(i)
         bodies: dict[str, dict[str, Any]] = {}
         for k2, found in by2.items():
             if len(found) <= NAMES_MAX:
-                bodies[name_key(k2)] = {"key": k2, "racers": self._named(found)}
+                bodies[name_key(k2)] = {"key": k2, **head, "racers": self._named(found)}
                 continue
             bodies[name_key(k2)] = {
                 "key": k2,
+                **head,
                 "split": True,
                 "racers": self._named({i for i in found if any(w == k2 for w in words[i])}),
             }
@@ -158,7 +160,7 @@ class FieldShape:
                     if len(w) >= 3 and w[:2] == k2:
                         by3.setdefault(w[:3], set()).add(i)
             for k3, more in by3.items():
-                bodies[name_key(k3)] = {"key": k3, "racers": self._named(more)}
+                bodies[name_key(k3)] = {"key": k3, **head, "racers": self._named(more)}
         raw = {key: json_bytes(body) for key, body in sorted(bodies.items())}
         digest = hashlib.sha256(
             b"\0".join(k.encode() + b"\0" + v for k, v in raw.items())
@@ -168,9 +170,10 @@ class FieldShape:
             for key, body in raw.items()
         ], digest
 
-    def _named(self, found: set[int]) -> list[list[str]]:
-        racers = [self.state.order[i].racer for i in sorted(found)]
-        return [[r.id, display_name(r.name)] for r in racers]
+    def _named(self, found: set[int]) -> list[list[Any]]:
+        """The racers found, each as the values of their identity, in the
+        order its `fields` name them."""
+        return [list(identity(self.state.order[i].racer).values()) for i in sorted(found)]
 
     # -- a cycle -----------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ class BoardRow:
     name: str
     kind: str
     color: str | None
+    bib: str | None
     distance: str
     pace: str
     gap: str
@@ -45,7 +46,7 @@ class PageContext:
     static: str  # relative URL prefix of the static files, e.g. "static/3f2a…"
     csp: str  # Content-Security-Policy for the page's <meta>
     rows: list[BoardRow]
-    large: bool  # a large race: rows are the leaderboard head of `count` racers
+    field: bool  # the field shape (a large race): rows are the leaderboard head of `count`
     count: str  # how many racers, formatted
     config: dict[str, Any]  # handed to the page's script as JSON (escaped by tojson)
 
@@ -74,6 +75,7 @@ def page_context(
             name=r["name"],
             kind=r["kind"],
             color=r["color"],
+            bib=r["bib"],
             distance=f"{r['distance_m'] / per:.2f} {race.units}" if r["position"] else "–",
             pace=f"{clock_text(r['pace_s_per_km'] * per / 1000)} /{race.units}"
             if r["pace_s_per_km"]
@@ -95,7 +97,7 @@ def page_context(
         static=static_prefix,
         csp=csp(None if basemap else race.tiles),
         rows=rows,
-        large=race.large,
+        field=race.field_shape,
         count=f"{len(race.racers):,}",
         config={
             "race": race.id,

@@ -14,7 +14,8 @@ from typing import Any
 
 import jinja2
 
-from ..model.board import Board, envelope, records
+from ..config import Racer
+from ..model.board import Board, envelope, identity, records
 from ..model.race import RaceState
 from ..objects import Object, make_results
 from ..timefmt import iso
@@ -42,11 +43,9 @@ def results(state: RaceState, board: Board, now: float) -> Results:
         if r["finish_s"] is not None and winner is not None:
             gap = round(r["finish_s"] - winner, 1)
         racers.append(
-            {
-                "rank": r["rank"],
-                "id": r["id"],
-                "name": r["name"],
-                "kind": r["kind"],
+            {"rank": r["rank"]}
+            | identity(state.tracks[r["id"]].racer)
+            | {
                 "status": "dnf"
                 if final and r["finish_s"] is None and r["position"]
                 else "dns"
@@ -81,6 +80,10 @@ def objects(res: Results, env: jinja2.Environment) -> list[Object]:
     ]
 
 
+# Who each row is, as identity() says it (its colour is the page's business).
+_WHO = [key for key in identity(Racer("-", "-")) if key != "color"]
+
+
 def csv_bytes(res: Results) -> bytes:
     """One row per racer, one column per checkpoint; opens in a spreadsheet
     as is (UTF-8 with a byte order mark, times as h:mm:ss).
@@ -100,9 +103,7 @@ def csv_bytes(res: Results) -> bytes:
         _text_cells(
             [
                 "rank",
-                "id",
-                "name",
-                "kind",
+                *_WHO,
                 "status",
                 "finish",
                 "finish_s",
@@ -118,9 +119,7 @@ def csv_bytes(res: Results) -> bytes:
             _text_cells(
                 [
                     r["rank"],
-                    r["id"],
-                    r["name"],
-                    r["kind"],
+                    *("" if r[k] is None else r[k] for k in _WHO),
                     r["status"],
                     _time(r["finish_s"]),
                     "" if r["finish_s"] is None else r["finish_s"],
@@ -140,6 +139,7 @@ def html_bytes(res: Results, env: jinja2.Environment) -> bytes:
     rows = [
         {
             "rank": r["rank"],
+            "bib": r["bib"],
             "name": r["name"],
             "kind": r["kind"],
             "status": r["status"],
@@ -157,6 +157,7 @@ def html_bytes(res: Results, env: jinja2.Environment) -> bytes:
             final=res.final,
             generated_at=res.body["generated_at"],
             checkpoints=checkpoints,
+            bibs=any(r["bib"] for r in racers),
             rows=rows,
         )
         .encode()

@@ -38,6 +38,12 @@ export function renderBoard(snap, racers) {
     sw.className = `swatch ${r.kind}`;
     sw.style.background = colorOf(r);
     name.appendChild(sw);
+    if (r.bib) {
+      const bib = document.createElement("span");
+      bib.className = "bib";
+      bib.textContent = r.bib;
+      name.appendChild(bib);
+    }
     const label = document.createElement("span");
     label.className = "name";
     label.textContent = r.name;

@@ -16,14 +16,11 @@ export function shown(snap) {
   return inHead ? snap.racers : snap.racers.concat([mine]);
 }
 
-// A racer's record from their shard's columns (entry j of the roster).
+// A racer's record from their shard's columns (entry j of the roster, whose
+// columns say who each racer is: every field of a record's identity).
 function recordOf(roster, doc, j) {
   const statuses = ["finished", "racing", "stale", "waiting"];
   const r = {
-    id: roster.ids[j],
-    name: roster.names[j],
-    kind: roster.kinds[j],
-    color: roster.colors[j],
     rank: doc.rank[j],
     status: statuses[doc.status[j]],
     distance_m: doc.distance_m[j] || 0,
@@ -35,6 +32,7 @@ function recordOf(roster, doc, j) {
     tail: [],
     track: [],
   };
+  for (const key of Object.keys(roster.identity)) r[key] = roster.identity[key][j];
   if (doc.lat_e6[j] !== null) {
     const at = Date.parse(doc.generated_at) - doc.age_ms[j];
     r.position = {
@@ -73,7 +71,7 @@ export function pollFollowed() {
       });
     return;
   }
-  const j = roster.ids.indexOf(id);
+  const j = roster.identity.id.indexOf(id);
   F.missing = j < 0;
   if (j < 0) {
     redraw();
@@ -163,7 +161,8 @@ function nameKey(prefix) {
   for (const b of new TextEncoder().encode(prefix)) hex += b.toString(16).padStart(2, "0");
   return `~${hex}`;
 }
-// [[id, name], ...] of the racers whose words start with every word asked.
+// The racers (their identity: id, name...) with a word of each field the
+// index says is searched (name, id, bib) starting with every word asked.
 export function findRacers(query) {
   const field = S.snapshot?.field;
   const want = words(query);
@@ -180,9 +179,11 @@ export function findRacers(query) {
       doc.split && first.length > 2 ? lookup(first.slice(0, 3).join("")) : doc,
     )
     .then((doc) =>
-      doc.racers.filter((r) => {
-        const have = words(`${r[1]} ${r[0]}`);
-        return want.every((w) => have.some((h) => h.indexOf(w) === 0));
-      }),
+      (doc.racers || [])
+        .map((values) => Object.fromEntries(doc.fields.map((f, k) => [f, values[k]])))
+        .filter((r) => {
+          const have = words(doc.searched.map((f) => r[f] || "").join(" "));
+          return want.every((w) => have.some((h) => h.indexOf(w) === 0));
+        }),
     );
 }

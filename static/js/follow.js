@@ -33,10 +33,10 @@ function showMatches(query, found) {
     msg.textContent = `No racer matches ${query}.`;
     return;
   }
-  const exact = found.filter((r) => r[0] === query);
+  const exact = found.filter((r) => r.id === query || r.bib === query);
   if (exact.length || found.length === 1) {
     msg.textContent = "";
-    follow((exact[0] || found[0])[0]);
+    follow((exact[0] || found[0]).id);
     return;
   }
   msg.textContent = `${found.length} racers match:`;
@@ -44,11 +44,11 @@ function showMatches(query, found) {
     const li = document.createElement("li");
     const b = document.createElement("button");
     b.type = "button";
-    b.textContent = `${r[1]} (${r[0]})`;
+    b.textContent = `${r.name} (${r.bib || r.id})`;
     b.addEventListener("click", () => {
       list.replaceChildren();
       msg.textContent = "";
-      follow(r[0]);
+      follow(r.id);
     });
     li.appendChild(b);
     list.appendChild(li);
