@@ -33,8 +33,11 @@ COURSE_M = 42_195
 BUCKET = "bench-live"
 PUT_PRICE_PER_1000 = 0.005  # S3 standard, list price, USD
 # racepub's round-robin large form, the last commit before the second form:
-# the baseline its figures are compared with, run from a git worktree.
+# the baseline of the cold restart, run from a git worktree.
 OLD_FORM_COMMIT = "2a0649a"
+# racepub before one model and two shapes (a small race's trail a chunk
+# object a minute): the baseline of the cycle and first-load figures.
+PREVIOUS_COMMIT = "a52aadc"
 
 
 def course_gpx(path: Path) -> None:
@@ -164,14 +167,14 @@ def real_parts() -> Iterator[Parts]:
 
 
 @contextlib.contextmanager
-def old_tree() -> Iterator[Path | None]:
-    """A worktree of racepub at OLD_FORM_COMMIT (None without the git
+def old_tree(commit: str = OLD_FORM_COMMIT) -> Iterator[Path | None]:
+    """A worktree of racepub at an older commit (None without the git
     history), in a temp folder its runs keep their temp files in, removed
     on the way out."""
     tree = Path(tempfile.mkdtemp(prefix="racepub-oldform-")) / "tree"
     tree.parent.chmod(0o711)  # its temp files go in here: PostgreSQL's user must reach them
     made = subprocess.run(
-        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), OLD_FORM_COMMIT],
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), commit],
         capture_output=True,
         text=True,
     )

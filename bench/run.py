@@ -1,10 +1,12 @@
 """`make bench`: what a publish cycle costs at 5, 1,000, 10,000 and 50,000
 racers, 10 minutes and 4 hours into the race (1 fix per racer every 5 s, a
 cycle every 2 s), beside two baselines measured in the same run: a naive
-publisher, and racepub's previous large-race form (round-robin shards, at
-OLD_FORM_COMMIT, run from a git worktree). Then a restart's catch-up and a
-standby's takeover (bench/restart.py), spectators (bench/spectators.py) and
-real input (bench/inputs.py).
+publisher, and racepub as it was before one model and two shapes (at
+PREVIOUS_COMMIT, its own bench cell, run from a git worktree). Then what a
+spectator's first load costs (bench/first_load.py, in Chromium, beside the
+previous form), a restart's catch-up and a standby's takeover
+(bench/restart.py), spectators (bench/spectators.py) and real input
+(bench/inputs.py).
 
 Real parts: a throwaway PostgreSQL, moto's S3 server in its own process on
 loopback. Each cell runs in a fresh process, so its memory is its own.
@@ -38,6 +40,7 @@ from bench.marathon import (
     LAT0,
     M_PER_DEG,
     OLD_FORM_COMMIT,
+    PREVIOUS_COMMIT,
     PUT_PRICE_PER_1000,
     ROOT,
     count_rows,
@@ -65,7 +68,7 @@ BASELINE_CYCLES = 3
 # Older history than this is a fix a minute for big fields, so the 4-hour
 # table (50,000 x 2,880 fixes would be 144M rows) fits the time budget.
 DENSE_S = 600
-OLD_FORM_SIZES = [int(n) for n in os.environ.get("BENCH_OLD", "10000,50000").split(",") if n]
+PREVIOUS_SIZES = [int(n) for n in os.environ.get("BENCH_OLD", "10000,50000").split(",") if n]
 # Restart and takeover: (racers, race age s, a fix every s). The issue's
 # figures: 10,000 racers / 3.6 M rows; 1.8 M rows for the takeover.
 RESTARTS = [
@@ -133,6 +136,9 @@ def cell(n: int, age_s: int, cycles: int = CYCLES) -> dict[str, Any]:
                 s3.head_object(Bucket=BUCKET, Key=f"race/trails/{k}.json")["ContentLength"]
                 for k in range(field["trails"])
             )
+            follow = follow_requests(s3, field["trails"])
+        else:
+            follow = {"max": 0, "median": 0}
         poll_gz = sum(len(b) for b in poll)
         poll_raw = sum(len(gzip.decompress(b)) for b in poll)
         steady_rss = rss_mb()
@@ -150,6 +156,7 @@ def cell(n: int, age_s: int, cycles: int = CYCLES) -> dict[str, Any]:
             "poll_raw": poll_raw,
             "poll_gz": poll_gz,
             "trail_gz": trail_gz,
+            "follow_requests": follow,
             "puts": statistics.median(puts),
             "large": race.field_shape,
             "baseline": base,
@@ -158,10 +165,23 @@ def cell(n: int, age_s: int, cycles: int = CYCLES) -> dict[str, Any]:
         }
 
 
+def follow_requests(s3: Any, trails: int) -> dict[str, float]:
+    """What drawing one followed racer's whole trail costs a page, from every
+    trail group as published: the group, each piece it lists for them, their
+    recent trail (max and median over the field)."""
+    counts = []
+    for k in range(trails):
+        body = s3.get_object(Bucket=BUCKET, Key=f"race/trails/{k}.json")["Body"].read()
+        doc = json.loads(gzip.decompress(body))
+        for chunks, recent in zip(doc["chunks"], doc["recent"], strict=True):
+            counts.append(1 + len(chunks) + (recent is not None))
+    return {"max": max(counts), "median": statistics.median(counts)}
+
+
 def old_form(n: int, age_s: int) -> dict[str, Any] | None:
-    """The same cell by racepub at OLD_FORM_COMMIT (its own bench, its own
+    """The same cell by racepub at PREVIOUS_COMMIT (its own bench, its own
     code), from a git worktree; None without the git history."""
-    with old_tree() as tree:
+    with old_tree(PREVIOUS_COMMIT) as tree:
         if tree is None:
             return None
         done = run_old(
@@ -232,6 +252,10 @@ def baseline(dsn: str, n: int, s3: Any) -> dict[str, Any]:
     }
 
 
+def _age(age_s: int) -> str:
+    return f"{age_s // 60} min" if age_s < 3600 else f"{age_s / 3600:g} h"
+
+
 def _p95(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
@@ -249,18 +273,20 @@ def table(
         f"{CYCLES} cycles a cell (median / p95, ms), 1 fix per racer every {FIX_EVERY_S} s, "
         f"a cycle every {INTERVAL_S} s; uploads to moto's S3 server on loopback. "
         "Baseline: DISTINCT ON over the whole table + standard json, every cycle "
-        f"(median of {BASELINE_CYCLES}). Old form: racepub at {OLD_FORM_COMMIT} (round-robin "
-        "shards, the followed racer up to shard_every_s old), its own bench cell, in the "
-        "same run. Poll = what a spectator following one racer fetches each poll: "
+        f"(median of {BASELINE_CYCLES}). Previous form: racepub at {PREVIOUS_COMMIT} (before "
+        "one model and two shapes: a small race's trail a chunk object a minute), its own "
+        "bench cell, in the same run. Poll = what a spectator following one racer fetches "
+        "each poll: "
         "snapshot.json, plus in a large race (more than 500 racers) that racer's live "
         "shard (the largest); their trail group (the largest) is fetched every 20 s. "
         "S3 $/race-hour: PUTs at list price ($0.005 per 1,000). Command: `make bench`.",
         "",
         "| racers | race age | rows in table | start-up s | read | update | render | compress "
-        "| upload | total (median / p95) | old form total | ×old | baseline total | ×baseline "
-        "| PUTs/cycle | S3 $/race-hour | poll gz (raw) | trail group gz | RSS MB (peak) |",
+        "| upload | total (median / p95) | previous form total | ×previous | baseline total "
+        "| ×baseline | PUTs/cycle | S3 $/race-hour | poll gz (raw) | trail group gz "
+        "| requests to draw a followed trail (max) | RSS MB (peak) |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:"
-        "|---:|---:|",
+        "|---:|---:|---:|",
     ]
     for r in results:
         st = r["stages"]
@@ -281,18 +307,19 @@ def table(
             f"{ms('upload')} | {total_med:.0f} / {total_p95:.0f} | {old_total} | {vs_old} | "
             f"{base['stages']['total']:.0f} | {base['stages']['total'] / total_med:.1f}x | "
             f"{r['puts']:.0f} | {cost:.2f} | {r['poll_gz']:,} ({r['poll_raw']:,}) | "
-            f"{r['trail_gz']:,} | {r['rss_mb']:.0f} ({r['peak_rss_mb']:.0f}) |"
+            f"{r['trail_gz']:,} | {r.get('follow_requests', {}).get('max', 0) or '–'} | "
+            f"{r['rss_mb']:.0f} ({r['peak_rss_mb']:.0f}) |"
         )
     if old:
         lines += [
             "",
-            "The old form beside it (its own bench): PUTs/cycle and S3 $/race-hour, poll gz:",
+            "The previous form beside it (its own bench): PUTs/cycle and S3 $/race-hour, poll gz:",
             "",
         ]
         for (n, age_s), was in sorted(old.items()):
             cost = was["puts"] * 3600 / INTERVAL_S * PUT_PRICE_PER_1000 / 1000
             lines.append(
-                f"- {n:,} racers, {age_s // 60} min: {was['stages']['total'][0]:.0f} "
+                f"- {n:,} racers, {_age(age_s)}: {was['stages']['total'][0]:.0f} "
                 f"/ {was['stages']['total'][1]:.0f} ms, {was['puts']:.0f} PUTs, "
                 f"${cost:.2f}/race-hour, poll {was['poll_gz']:,} B gz, peak RSS "
                 f"{was['peak_rss_mb']:.0f} MB"
@@ -381,13 +408,20 @@ def goals(
             f"{mark(poll <= 30_000)}",
             f"- 50,000 racers, RSS <= 1 GB at 4 h: {rss:.0f} MB, {mark(rss <= 1024)}",
         ]
-        for key in ((50000, 600), (50000, 14400)):
-            if key in old and key in by:
-                x = old[key]["stages"]["total"][0] / by[key]["stages"]["total"][0]
-                out.append(
-                    f"- 50,000 racers ({key[1] // 60} min), >= 2.5x faster than the "
-                    f"old form beside it: {x:.1f}x, {mark(x >= 2.5)}"
-                )
+    for key in sorted(old):
+        if key in by:
+            x = old[key]["stages"]["total"][0] / by[key]["stages"]["total"][0]
+            out.append(
+                f"- {key[0]:,} racers ({_age(key[1])}), no slower than the previous form "
+                f"beside it (ratio >= 1.0): {x:.2f}, {mark(x >= 1.0)}"
+            )
+    for key in ((50000, 14400),):
+        if key in by and by[key].get("follow_requests"):
+            most = by[key]["follow_requests"]["max"]
+            out.append(
+                f"- 50,000 racers 4 h in, following one: <= 10 requests to draw their "
+                f"whole trail: {most} at most, {mark(most <= 10)}"
+            )
     if (10000, 600) in by:
         keeps = 1000 / by[(10000, 600)]["stages"]["total"][1]
         out.append(
@@ -493,8 +527,12 @@ def main() -> None:
     spectators = os.environ.get("BENCH_SPECTATORS", "1") != "0"
     inputs = os.environ.get("BENCH_INPUTS", "1") != "0"
     # Each measurement a step: how far the bench is, and about how long still.
+    previous = [(n, age) for n in PREVIOUS_SIZES for _, age in AGES]
+    loads = os.environ.get("BENCH_FIRST_LOAD", "1") != "0"
     progress = Progress(
-        "bench", len(cells) + len(OLD_FORM_SIZES) + len(RESTARTS) + spectators + inputs, "steps"
+        "bench",
+        len(cells) + len(previous) + len(RESTARTS) + spectators + inputs + loads,
+        "steps",
     )
 
     def step(result: Any) -> Any:
@@ -506,15 +544,19 @@ def main() -> None:
         for n, label, age in cells
     ]
     old: dict[tuple[int, int], dict[str, Any]] = {}
-    for n in OLD_FORM_SIZES:
-        print(f"bench: the old form, {n:,} racers, 10 min ...", file=sys.stderr, flush=True)
-        was = step(old_form(n, 600))
+    for n, age in previous:
+        print(f"bench: the previous form, {n:,} racers, {_age(age)} ...", file=sys.stderr)
+        was = step(old_form(n, age))
         if was is not None:
-            old[(n, 600)] = was
+            old[(n, age)] = was
     restarts = [
         step(_run(["bench.restart", *map(str, spec)], f"restart {spec}")) for spec in RESTARTS
     ]
     text = table(results, old, restarts)
+    if loads:
+        from bench.first_load import markdown as first_load_markdown
+
+        text += first_load_markdown(step(_run(["bench.first_load", "--all"], "first loads")))
     if spectators:
         text += spectator_table(step(_run(["bench.spectators"], "spectators (nginx + wrk)")))
     if inputs:
