@@ -92,7 +92,7 @@ class Race:
     # carries the leaderboard head and every racer's live record is in a
     # shard object of columns, all rewritten every cycle.
     shard_above: int = 500
-    shard_size: int = 1400  # racers per shard: about 25 KB gzipped (the poll stays under 30)
+    shard_size: int = 1400  # racers per shard: as many as a 30 KB poll allows (bench)
     head_size: int = 25  # leaderboard rows in a large race's snapshot.json
     # Splits at these distances (and at the course GPX's named waypoints).
     checkpoints: tuple[Checkpoint, ...] = ()

@@ -64,8 +64,8 @@ class Object:
         return self.content_type.split(";")[0] in COMPRESSIBLE
 
 
-# ISA-L's level 3 (its best): a 50,000-racer cycle compresses ~1 MB of
-# shards; zlib's level 5 took ~90 ms of it, this under 10 (2-3 % larger; bench).
+# ISA-L's level 3 (its best): several times zlib's speed for a few per cent
+# more bytes (DESIGN.md, Memory); a mass race compresses its shards every cycle.
 GZIP_LEVEL = 3
 
 

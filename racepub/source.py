@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 5
 BATCH_ROWS = 50_000  # rows held at once, whatever the size of a read
 # A first read as columns (no Python object per row) takes the cursor's
-# range this many ids at a time: at most 11.5 MB packed, one statement well
-# within STATEMENT_TIMEOUT_MS.
+# range this many ids at a time: one statement well within
+# STATEMENT_TIMEOUT_MS, and a page that fits in memory at once.
 COLUMNS_PAGE_IDS = 250_000
 MAX_HOLES = 100_000  # ids between two reads listed to be asked for again
 # Above this many racers, racers are told apart here, not in the query (README).
@@ -248,8 +248,8 @@ class PointSource:
         self._holes: list[int] = []  # ids skipped by the last read (integer ingest)
         # Ids this read returned (integer ingest) while they can name its
         # holes: not on a first read nor in a burst (_settle). As a list of
-        # ints, a 17.5 M-row catch-up held 700 MB of them: freed at its end,
-        # but Python's small-object heap stayed that large.
+        # ints, a catch-up's were freed at its end, but Python's small-object
+        # heap stayed that large (DESIGN.md, Memory).
         self._returned: list[np.ndarray] = []
         self._only: set[str] | None = None  # racers filtered here, not in the query
         self._ahead: dict[str, float] = {}  # per racer: newest stamp read that was ahead
@@ -557,7 +557,7 @@ class PointSource:
             ids = np.fromiter((row[6] for row in rows if row[6] is not None), dtype=np.int64)
             self._returned.append(ids)
         only = self._only
-        # Locals: this loop runs for every row (20,000 a cycle at 50,000 racers).
+        # Locals: this loop runs for every row of every read.
         seen, int_cursor, stamp_cursor, hwm = (
             self._seen,
             self._int_cursor,

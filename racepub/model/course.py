@@ -40,8 +40,8 @@ OVERSHOOT_M = 300.0
 # segments (a fix a minute at 30 km/h on a course with a vertex every 10 m
 # spans ~65); a racer back after a long silence is searched one by one.
 BATCH_SEGMENTS = 256
-# 128 KB a temporary array: 20,000 fixes projected in blocks of a million
-# candidates took 55-70 ms, in blocks of this many 17-20 ms (bench/pipeline.py).
+# Candidates projected in one block: each temporary array stays in the CPU's
+# cache and under the C heap's mapping threshold (DESIGN.md, Memory).
 BLOCK_CANDIDATES = 1 << 14
 # The widths fixes are grouped by, each a quarter more than the one before:
 # a window is padded to its group's width, so coarser steps (doubling)

@@ -4,7 +4,7 @@ Only what the race needs stays in memory: the tail (points accepted since the
 racer's trail was last cut into a piece, 24 bytes a point), a short window
 for pace, and a coarse time-at-distance timeline for gaps (4 bytes per 25 m).
 Points leave memory once cut (shapes/trails.py), so memory does not grow with
-the number of fixes in the race's history; at 50,000 racers every byte per
+the number of fixes in the race's history; in a mass race every byte per
 point counts.
 """
 
@@ -140,9 +140,9 @@ class Track:
     recent_xyt: array[float] = field(default_factory=lambda: array("d"))
     _recent_slot: float = -1.0
     # Flat (t, progress) pairs over the pace window, and (t, raw projection)
-    # pairs near the finish: an empty deque is 760 bytes, and a deque of
-    # tuples made and freed with every fix scattered the heap (at 50,000
-    # racers, both were ~200 MB of the publisher's memory).
+    # pairs near the finish: an empty deque costs far more than the pairs,
+    # and a deque of tuples made and freed with every fix scattered the heap
+    # (DESIGN.md, Memory).
     window: array[float] = field(default_factory=lambda: array("d"))
     approach: array[float] = field(default_factory=lambda: array("d"))
     # When progress first reached each multiple of rules.timeline_step_m, in seconds
@@ -150,7 +150,8 @@ class Track:
     timeline: array[float] = field(default_factory=lambda: array("f"))
     dropped: Counter[str] = field(default_factory=Counter)
     # The race's running total of drops by reason, shared by its tracks: the
-    # publisher logs it every cycle, and summing 50,000 counters cost 19 ms.
+    # publisher logs it every cycle, and summing every racer's would cost a
+    # mass race's cycle dearly.
     race_drops: Counter[str] = field(default_factory=Counter)
     jumps_in_a_row: int = 0
     # Metres per second of progress over the pace window (0 when stopped,

@@ -89,9 +89,10 @@ class CycleStats:
 def _settle_garbage() -> None:
     """Collect this cycle's young garbage, then exempt what survived from
     future collections. The race state is millions of long-lived objects:
-    a full collection walked them all (1.4 s pauses at 50,000 racers, the
-    p95 cycle). What survives a cycle is live state, freed by reference
-    counting when dropped; reference cycles among it are not expected."""
+    a full collection walked them all (the worst cycles of a mass race:
+    DESIGN.md, Memory). What survives a cycle is live state, freed by
+    reference counting when dropped; reference cycles among it are not
+    expected."""
     gc.collect(1)
     gc.freeze()
 

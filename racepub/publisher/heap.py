@@ -26,11 +26,10 @@ def tune() -> None:
     a core (each upload thread's freed buffers stayed in its own); blocks
     of 512 KB and more mapped and unmapped whole (the dynamic threshold
     rose to 32 MB and left a cycle's big buffers in the heap); the heap's
-    top trimmed above 32 MB (not shrunk and regrown every cycle).
-    50,000 racers 10 min in: 709 -> 655 MB resident after the cycles
-    (`python -m bench.run --cell 50000 600`). So a vectorised step's
+    top trimmed above 32 MB (not shrunk and regrown every cycle): what it
+    saves is measured in DESIGN.md, Memory. So a vectorised step's
     temporaries must stay under 512 KB, or each is mapped afresh (course.py's
-    BLOCK_CANDIDATES; DESIGN.md, Memory)."""
+    BLOCK_CANDIDATES)."""
     libc = _libc()
     if libc is not None:
         libc.mallopt(M_ARENA_MAX, 2)
@@ -40,8 +39,8 @@ def tune() -> None:
 
 def release() -> None:
     """Hand the heap's free pages back to the system (malloc_trim). A
-    catch-up's rows and chunks, freed, would otherwise stay resident: a
-    50,000-racer start-up 4 hours in left 2.2 GB."""
+    catch-up's rows and trails, freed, would otherwise stay resident
+    (DESIGN.md, Memory)."""
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)

@@ -331,8 +331,8 @@ class FieldShape:
         lists are taken on (never cut again), and each group is due again
         on its schedule. Returns each racer's published fix time (from the
         live shards): the floor the publisher never goes below. Every trail
-        group and shard is asked for at once (`fetch`): hundreds of objects
-        at 50,000 racers."""
+        group and shard is asked for at once (`fetch`): a mass race has
+        hundreds of them."""
         if "field" not in snapshot:
             return {}
         store = self.store
