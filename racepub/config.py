@@ -42,7 +42,8 @@ MAX_ID_CHARS = 200
 MAX_NAME_CHARS = 200
 MAX_BIB_CHARS = 20
 # The entrants file's optional columns, beside id, name and kind.
-OPTIONAL_COLUMNS = ("color", "bib")
+OPTIONAL_COLUMNS = ("color", "bib", "category", "start")
+MAX_CATEGORY_CHARS = 40
 # Bidi embeddings, overrides and isolates: text after them is shown reordered
 # ("Ann\u202egnp.exe" reads "Annexe.png"), on the page, in results and GPX files.
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -55,6 +56,8 @@ class Racer:
     kind: str = "runner"
     color: str | None = None
     bib: str | None = None  # the number they wear, when it is not their id
+    category: str | None = None  # free text: "F40", "M", "Wheelchair"
+    start: datetime | None = None  # their own start (a wave, a chip): else the race's
 
 
 @dataclass(frozen=True)
@@ -282,6 +285,8 @@ def _race(name: str, r: _Table, path: Path, errors: list[str]) -> Race | None:
             kind=rt.get("kind", _choice(*KINDS), " or ".join(KINDS), default="runner"),
             color=rt.get("color", _color, "a colour like #e4572e"),
             bib=rt.get("bib", _bib, EXPECTED_BIB),
+            category=rt.get("category", _category, EXPECTED_CATEGORY),
+            start=rt.get("start", _datetime, EXPECTED_START),
         )
         rt.done()
         racers.append(racer)
@@ -357,6 +362,10 @@ def _racers_csv(path: Path, errors: list[str]) -> list[Racer]:
                         kind=row["kind"].strip(),
                         color=(row.get("color") or "").strip() or None,
                         bib=(row.get("bib") or "").strip() or None,
+                        category=_clean_name(row.get("category") or "") or None,
+                        start=_datetime((row.get("start") or "").strip())
+                        if (row.get("start") or "").strip()
+                        else None,
                     )
                 )
     except (OSError, UnicodeDecodeError, csv.Error) as e:
@@ -390,6 +399,18 @@ def _csv_row_problem(row: dict[str, str | None]) -> str | None:
     bib = (row.get("bib") or "").strip()
     if bib and _id_problem(bib, MAX_BIB_CHARS):
         return f"column bib = {_show(bib)}: expected {EXPECTED_BIB}"
+    category = row.get("category") or ""
+    if category.strip():
+        try:
+            _category(category)
+        except ValueError:
+            return f"column category = {_show(category)}: expected {EXPECTED_CATEGORY}"
+    start = (row.get("start") or "").strip()
+    if start:
+        try:
+            _datetime(start)
+        except ValueError:
+            return f"column start = {_show(start)}: expected {EXPECTED_START}"
     return None
 
 
@@ -521,6 +542,10 @@ EXPECTED_ID = (
 EXPECTED_BIB = (
     f"a string or integer of at most {MAX_BIB_CHARS} characters, no control or bidi characters"
 )
+EXPECTED_CATEGORY = f"a category of at most {MAX_CATEGORY_CHARS} characters, e.g. F40"
+EXPECTED_START = (
+    "the racer's own start, a date-time with a UTC offset, e.g. 2014-07-25T11:10:00-04:00"
+)
 EXPECTED_NAME = (
     f"a non-empty name of at most {MAX_NAME_CHARS} characters and no NUL "
     "(other control characters become spaces, bidi controls are removed)"
@@ -542,6 +567,17 @@ def _id_problem(text: str, longest: int = MAX_ID_CHARS) -> bool:
         or len(text) > longest
         or any(_is_control(c) or c in BIDI_CONTROLS for c in text)
     )
+
+
+def _category(v: Any) -> str:
+    """Free text, cleaned as a name is (NUL refused, control and bidi
+    characters out), at most MAX_CATEGORY_CHARS."""
+    if not isinstance(v, str) or "\0" in v:
+        raise ValueError
+    text = _clean_name(v)
+    if not text or len(text) > MAX_CATEGORY_CHARS:
+        raise ValueError
+    return text
 
 
 def _bib(v: Any) -> str:

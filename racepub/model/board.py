@@ -172,6 +172,7 @@ def identity(racer: Racer) -> dict[str, Any]:
         "kind": racer.kind,
         "color": racer.color,
         "bib": racer.bib,
+        "category": racer.category,
     }
 
 
