@@ -158,7 +158,11 @@ def test_control_and_bidi_characters_never_reach_a_published_object(
         }
     else:
         rosters = [json.loads(published[p]) for p in published if "roster" in p.parts]
-        shown = {i: n for doc in rosters for i, n in zip(doc["ids"], doc["names"], strict=True)}
+        shown = {
+            i: n
+            for doc in rosters
+            for i, n in zip(doc["identity"]["id"], doc["identity"]["name"], strict=True)
+        }
         assert {rid: shown[rid] for rid in CLEANED} == {
             rid: clean for rid, (_, clean) in CLEANED.items()
         }

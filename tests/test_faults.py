@@ -400,13 +400,17 @@ def test_metrics_and_status(tmp_path: Path, dsn: str) -> None:
     port = free_port()
     pub = Publisher(setup.path, "--metrics-port", str(port))
     try:
+        def metrics() -> dict[str, float]:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+            return {
+                line.split()[0]: float(line.split()[1])
+                for line in text.splitlines()
+                if line and not line.startswith("#")
+            }
+
+        # (Counted once the cycle is logged, just after its snapshot is in place.)
         wait_for(lambda: (snapshot(setup) or {}).get("seq", 0) >= 3)
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
-        values = {
-            line.split()[0]: float(line.split()[1])
-            for line in text.splitlines()
-            if line and not line.startswith("#")
-        }
+        values = wait_for(lambda: (m := metrics())["racepub_cycles_total"] >= 3 and m)
         assert values["racepub_cycles_total"] >= 3
         assert values["racepub_points_accepted_total"] == 30
         assert values['racepub_points_dropped_total{reason="out_of_range"}'] == 1

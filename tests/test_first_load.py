@@ -5,6 +5,7 @@ bench reports), with every trail complete as the page has it (its GPX)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,9 @@ pytestmark = pytest.mark.slow
 
 
 def fix_times(racer: int, age_s: float, every_s: float) -> list[float]:
-    """The seconds after the start of a racer's fixes (PUBLISH's rows)."""
-    out, k = [], 0
+    """The seconds after the start of a racer's fixes (PUBLISH's rows: every
+    k * every_s + racer % 5 in the race's time, k any whole number)."""
+    out, k = [], -math.floor((racer % 5) / every_s)
     while (s := k * every_s + racer % 5) <= age_s:
         if s > 0:
             out.append(s)
