@@ -30,6 +30,7 @@ import orjson
 from .. import objects
 from ..config import Race
 from ..errors import RacepubError
+from ..inflate import TooLarge, inflate
 
 # What CDNs and caching proxies call their cache status header.
 CACHE_STATUS = ("x-cache", "x-cache-status", "cf-cache-status", "x-proxy-cache", "cache-status")
@@ -102,32 +103,6 @@ class Fetched:
         if "age" in self.headers:
             return True
         return None
-
-
-class TooLarge(ValueError):
-    pass
-
-
-def inflate(raw: bytes | bytearray, limit: int) -> bytearray:
-    """gzip members, inflated as a stream that stops past `limit` bytes (a
-    few hundred KB of a gzip bomb would otherwise become gigabytes)."""
-    out = bytearray()
-    rest: bytes | bytearray = raw
-    step = 1 << 20  # inflated a MB at a time: no second copy of the whole
-    while True:
-        member = zlib.decompressobj(wbits=31)  # gzip framing
-        data = rest
-        while not member.eof:
-            piece = member.decompress(data, min(step, limit + 1 - len(out)))
-            out += piece
-            if len(out) > limit:
-                raise TooLarge(f"inflates to more than {limit:,} bytes")
-            data = member.unconsumed_tail
-            if not piece and not data and not member.eof:
-                raise zlib.error("truncated gzip stream")
-        rest = member.unused_data
-        if not rest:
-            return out
 
 
 class Asker:
