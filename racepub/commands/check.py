@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Callable
 
@@ -101,7 +102,17 @@ def _database(cfg: Config) -> list[tuple[bool, str, str]]:
             advice = index_advice(conn, src)
             ordered = insert_order_columns(conn, src) if not src.ingest else []
     except RacepubError as e:
-        return [(False, "database", str(e))]
+        hint = f" ({_dsn_from(cfg)})" if str(e).startswith("cannot connect") else ""
+        return [(False, "database", f"{e}{hint}")]
+    except psycopg.errors.InsufficientPrivilege as e:
+        return [
+            (
+                False,
+                "database",
+                f"{str(e).strip().splitlines()[0]} (the publisher needs SELECT on it: "
+                f"GRANT SELECT ON {src.table} TO <its role>)",
+            )
+        ]
     except psycopg.Error as e:
         return [(False, "database", str(e).strip().splitlines()[0])]
     mode = (
@@ -135,6 +146,13 @@ def _database(cfg: Config) -> list[tuple[bool, str, str]]:
             )
         )
     return lines
+
+
+def _dsn_from(cfg: Config) -> str:
+    """Where the DSN came from, so the line says what to set."""
+    if os.environ.get("RACEPUB_DATABASE_URL"):
+        return "the DSN is $RACEPUB_DATABASE_URL"
+    return f"the DSN is [database] dsn in {cfg.path}, or set $RACEPUB_DATABASE_URL"
 
 
 def _map(race: Race) -> tuple[bool, str, str, bool]:
@@ -182,5 +200,17 @@ def _sink(cfg: Config, race: Race) -> tuple[bool, str, str]:
         sink.put(objects.make(key, b"racepub check\n", race.interval_s))
         sink.delete(key)
     except RacepubError as e:
-        return False, "sink", str(e)
+        return False, "sink", f"{e}{_policy(race.sink) if 'AccessDenied' in str(e) else ''}"
     return True, "sink", f"{sink.describe()} writable (probe written and removed)"
+
+
+def _policy(sink_url: str) -> str:
+    """The grants the publisher needs on an s3:// sink, spelt out for it."""
+    bucket, _, prefix = sink_url.removeprefix("s3://").partition("/")
+    prefix = prefix.strip("/")
+    keys = f"{prefix}/*" if prefix else "*"
+    return (
+        f"; for {sink_url}: s3:PutObject, s3:GetObject, s3:DeleteObject on "
+        f"arn:aws:s3:::{bucket}/{keys} and s3:ListBucket on arn:aws:s3:::{bucket} "
+        f"(condition s3:prefix {keys})"
+    )
