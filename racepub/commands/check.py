@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
+import re
 import secrets
 from collections.abc import Callable
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -13,7 +17,8 @@ from .. import objects
 from ..config import Config, Race
 from ..errors import RacepubError
 from ..model.course import load_gpx
-from ..shapes.page import csp
+from ..shapes.page import csp, environment
+from ..shapes.results import RESULTS_TEMPLATE
 from ..sink import open_sink
 from ..source import (
     connect,
@@ -60,17 +65,46 @@ def check(cfg: Config, race: Race, out: Callable[[str], None] = print) -> bool:
         report(False, "course", str(e))
     good, what, detail, own_map = _map(race)
     report(good, what, detail)
-    policy = csp(None if own_map else race.tiles)
+    policy = cdn_csp(None if own_map else race.tiles, race.template_dir)
     report(
         True,
         "csp",
-        "the page's Content-Security-Policy; the CDN's header must allow "
-        f'as much (CloudFormation: ContentSecurityPolicy="{policy}")',
+        "the CDN's Content-Security-Policy header for this race: the page's own, "
+        "results.html's style by its hash, and no framing by other sites "
+        f'(CloudFormation: ContentSecurityPolicy="{policy}")',
     )
     for good, what, detail in _database(cfg):
         report(good, what, detail)
     report(*_sink(cfg, race))
     return ok
+
+
+def cdn_csp(tiles: str | None, template_dir: Path | None = None) -> str:
+    """The Content-Security-Policy header a CDN sends with every object of
+    the race: what the page's own <meta> allows (script and style files of
+    its origin only), and results.html's inline <style> by the hash of its
+    text (the header and the page's <meta> both apply, so a header without
+    it unstyles the results); frame-ancestors, which a <meta> cannot say,
+    keeps other sites from framing the page."""
+    directives = csp(tiles).split("; ")
+    hashes = " ".join(f"'{h}'" for h in inline_style_hashes(template_dir))
+    directives = [
+        f"{d} {hashes}" if d.startswith("style-src ") and hashes else d for d in directives
+    ]
+    return "; ".join([*directives, "frame-ancestors 'none'"])
+
+
+def inline_style_hashes(template_dir: Path | None = None) -> list[str]:
+    """sha256-… of each <style> element's text in results.html (the race's
+    template, else racepub's), as CSP hashes them."""
+    env = environment(template_dir)
+    assert env.loader is not None
+    source, _, _ = env.loader.get_source(env, RESULTS_TEMPLATE)
+    return [
+        "sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+        for text in re.findall(r"<style>(.*?)</style>", source, re.S)
+        if "{{" not in text and "{%" not in text  # rendered as written
+    ]
 
 
 def _database(cfg: Config) -> list[tuple[bool, str, str]]:
