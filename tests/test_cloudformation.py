@@ -9,6 +9,8 @@ framing the page."""
 from __future__ import annotations
 
 import http.server
+import json
+import re
 import threading
 import tomllib
 from collections.abc import Iterator
@@ -304,3 +306,80 @@ def test_iam_policy_allows_exactly_what_the_publisher_calls(
     assert set(on_objects["Action"]) == needed  # no more, no less
     listing = next(s for s in statements if s["Action"] == "s3:ListBucket")
     assert listing["Condition"] == {"StringLike": {"s3:prefix": {"Fn::Sub": "${RacePrefix}/*"}}}
+
+
+def readme_documents() -> dict[str, Any]:
+    """The JSON documents README gives for a bucket made by hand, by file name."""
+    readme = (TEMPLATE.parents[2] / "README.md").read_text()
+    section = readme[readme.index("### The bucket without CloudFormation") :]
+    found = re.findall(r"`(\S+\.json)`:.*?```json\n(.*?)```", section, re.S)
+    return {name: json.loads(body) for name, body in found}
+
+
+def test_readme_bucket_by_hand_is_the_templates(template: dict[str, Any], aws: None) -> None:
+    """README's policies and lifecycle, for a bucket made without
+    CloudFormation, grant and expire what the template does; S3 (moto)
+    takes them as they are written."""
+    docs = readme_documents()
+    assert set(docs) == {"lifecycle.json", "publisher-policy.json", "bucket-policy.json"}
+
+    def on_race(value: Any) -> Any:
+        """The template's bucket and prefix as README's race."""
+        text = json.dumps(value).replace("${Bucket.Arn}", "arn:aws:s3:::outrunthet-live")
+        text = text.replace("${RacePrefix}", "outrunthet")
+
+        def resolved(d: dict[str, Any]) -> Any:
+            if d == {"Fn::GetAtt": ["Bucket", "Arn"]}:
+                return "arn:aws:s3:::outrunthet-live"
+            return d.get("Fn::Sub", d)
+
+        return json.loads(text, object_hook=resolved)
+
+    publisher = of_type(template, "AWS::IAM::ManagedPolicy")["PolicyDocument"]["Statement"]
+    expected = on_race(publisher)
+    assert docs["publisher-policy.json"]["Statement"] == expected
+
+    rule = docs["lifecycle.json"]["Rules"][0]
+    mine = next(
+        r
+        for r in _rules(of_type(template, "AWS::S3::Bucket")["LifecycleConfiguration"]["Rules"])
+        if r["Id"] == "old-versions"
+    )
+    assert (
+        rule["NoncurrentVersionExpiration"]["NoncurrentDays"]
+        == template["Parameters"]["OldVersionsDays"]["Default"]
+    )
+    assert rule["Expiration"] == {"ExpiredObjectDeleteMarker": mine["ExpiredObjectDeleteMarker"]}
+    assert rule["AbortIncompleteMultipartUpload"] == mine["AbortIncompleteMultipartUpload"]
+    assert [k for k in rule if k not in ("ID", "Status", "Filter")] == [
+        "NoncurrentVersionExpiration",
+        "Expiration",
+        "AbortIncompleteMultipartUpload",
+    ]  # nothing current expires
+
+    statements = docs["bucket-policy.json"]["Statement"]
+    tls = of_type(template, "AWS::S3::BucketPolicy")["PolicyDocument"]["Statement"][0]
+    assert statements[0]["Sid"] == tls["Sid"] == "TLSOnly"
+    assert statements[0]["Condition"] == tls["Condition"] and statements[0]["Action"] == "s3:*"
+    read = statements[1]
+    assert read["Action"] == "s3:GetObject"  # reading, the race only
+    assert read["Resource"] == "arn:aws:s3:::outrunthet-live/outrunthet/*"
+    assert "aws:SourceIp" in read["Condition"]["IpAddress"]
+
+    s3 = boto3.client("s3", region_name="eu-west-1")
+    s3.create_bucket(
+        Bucket="outrunthet-live", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    s3.put_bucket_versioning(
+        Bucket="outrunthet-live", VersioningConfiguration={"Status": "Enabled"}
+    )
+    s3.put_bucket_lifecycle_configuration(
+        Bucket="outrunthet-live", LifecycleConfiguration=docs["lifecycle.json"]
+    )
+    s3.put_bucket_policy(Bucket="outrunthet-live", Policy=json.dumps(docs["bucket-policy.json"]))
+    got = s3.get_bucket_lifecycle_configuration(Bucket="outrunthet-live")["Rules"][0]
+    assert got["NoncurrentVersionExpiration"]["NoncurrentDays"] == 3
+    iam = boto3.client("iam", region_name="eu-west-1")
+    iam.create_policy(
+        PolicyName="racepub-outrunthet", PolicyDocument=json.dumps(docs["publisher-policy.json"])
+    )
