@@ -5,11 +5,11 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -185,30 +185,53 @@ class Ran:
     stdout: str
     stderr: str
     seconds: float
-    max_rss_mb: float  # its own peak resident memory (wait4), not its parent's
+    max_rss_mb: float  # its own peak resident memory
+
+
+# Forks and execs the command, and reports its peak RSS: a process forked
+# from pytest itself would count pytest's memory as its own (Linux carries
+# the peak over exec), so the command is forked from this small one.
+_MEASURE = """
+import os, sys
+report, argv = sys.argv[1], sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    os.execvp(argv[0], argv)
+_, status, usage = os.wait4(pid, 0)
+with open(report, "w") as f:
+    f.write(f"{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}")
+"""
 
 
 def run_measured(argv: list[str], timeout: float = 120.0) -> Ran:
     """Run argv; killed after timeout (then returncode is -9)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.NamedTemporaryFile("r") as report,
+    ):
         start = time.monotonic()
-        proc = subprocess.Popen(argv, stdout=out, stderr=err)
-        killer = threading.Timer(timeout, proc.kill)
-        killer.start()
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _MEASURE, report.name, *argv],
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
         try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            killer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
         seconds = time.monotonic() - start
+        code, rss_kb = report.read().split() or ["-9", "0"]
         out.seek(0)
         err.seek(0)
         return Ran(
-            proc.returncode,
+            int(code),
             out.read().decode("utf-8", "replace"),
             err.read().decode("utf-8", "replace"),
             seconds,
-            usage.ru_maxrss / 1024,  # KB on Linux
+            int(rss_kb) / 1024,  # KB on Linux
         )
 
 
