@@ -207,7 +207,51 @@ class S3Sink:
 
 
 def _reason(e: Exception) -> str:
+    """What S3 said, and what to set so that it works (the line is all an
+    organizer sees, in `racepub check` and the publisher's log)."""
+    keys = (
+        "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run "
+        "with an instance role; an S3-compatible store (MinIO, R2...) takes its own keys "
+        "and [s3] endpoint_url"
+    )
     if isinstance(e, botocore.exceptions.ClientError):
         err = e.response.get("Error", {})
-        return f"{err.get('Code', '?')}: {err.get('Message', '')}".strip(": ")
+        code = str(err.get("Code", "?"))
+        said = f"{code}: {err.get('Message', '')}".strip(": ")
+        fixes = {
+            "InvalidAccessKeyId": f"the store knows no such access key: {keys}",
+            "SignatureDoesNotMatch": (
+                "the secret key does not match the access key: set AWS_SECRET_ACCESS_KEY "
+                "(or the profile's) to the key's secret; an S3-compatible store may also "
+                "need [s3] region"
+            ),
+            "InvalidToken": f"the session token is wrong: refresh AWS_SESSION_TOKEN, or {keys}",
+            "ExpiredToken": f"the session token expired: refresh AWS_SESSION_TOKEN, or {keys}",
+            "RequestTimeTooSkewed": "this machine's clock is off: synchronise it (NTP)",
+            "AccessDenied": (
+                "these credentials may not do this: give them the publisher's policy, "
+                "s3:PutObject, s3:GetObject and s3:DeleteObject on the sink's prefix and "
+                "s3:ListBucket on its bucket (CloudFormation: PublisherPolicyArn; README, "
+                '"Running it for real")'
+            ),
+            "NoSuchBucket": (
+                "no such bucket at this endpoint: create it, or fix the sink's bucket "
+                "or [s3] endpoint_url"
+            ),
+            "PermanentRedirect": "the bucket is in another region: set [s3] region to it",
+            "AuthorizationHeaderMalformed": (
+                "the bucket is in another region: set [s3] region to it"
+            ),
+        }
+        fixes["403"] = fixes["AccessDenied"]  # HEAD has no body to name it
+        fixes["AllAccessDisabled"] = fixes["AccessDenied"]
+        fixes["301"] = fixes["PermanentRedirect"]
+        fix = fixes.get(code)
+        return f"{said} ({fix})" if fix else said
+    if isinstance(
+        e, (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError)
+    ):
+        return f"{e}: {keys}"
+    if isinstance(e, botocore.exceptions.EndpointConnectionError):
+        return f"{e} (is [s3] endpoint_url right, and the store up?)"
     return str(e)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable
@@ -184,6 +186,64 @@ def run_once(config: Path, timeout: float = 120) -> subprocess.CompletedProcess[
         text=True,
         timeout=timeout,
     )
+
+
+@dataclass
+class Ran:
+    """A command run in a process of its own, and what it cost."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+    max_rss_mb: float  # its own peak resident memory
+
+
+# Forks and execs the command, and reports its peak RSS: a process forked
+# from pytest itself would count pytest's memory as its own (Linux carries
+# the peak over exec), so the command is forked from this small one.
+_MEASURE = """
+import os, sys
+report, argv = sys.argv[1], sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    os.execvp(argv[0], argv)
+_, status, usage = os.wait4(pid, 0)
+with open(report, "w") as f:
+    f.write(f"{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}")
+"""
+
+
+def run_measured(argv: list[str], timeout: float = 120.0) -> Ran:
+    """Run argv; killed after timeout (then returncode is -9)."""
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.NamedTemporaryFile("r") as report,
+    ):
+        start = time.monotonic()
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _MEASURE, report.name, *argv],
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        seconds = time.monotonic() - start
+        code, rss_kb = report.read().split() or ["-9", "0"]
+        out.seek(0)
+        err.seek(0)
+        return Ran(
+            int(code),
+            out.read().decode("utf-8", "replace"),
+            err.read().decode("utf-8", "replace"),
+            seconds,
+            int(rss_kb) / 1024,  # KB on Linux
+        )
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 30.0, every: float = 0.1) -> Any:

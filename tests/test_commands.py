@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import socket
+import subprocess
+import sys
 import urllib.request
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import boto3
 import psycopg
 import pytest
 
 from racepub import config
 from racepub.cli import main
 from racepub.commands import simulate as sim
+from racepub.commands.localdb import free_port
 from racepub.commands.serve import make_server, serve_in_thread
 from racepub.commands.simulate import create_table, simulate, truths
 from racepub.timefmt import ts
@@ -25,6 +32,7 @@ from tests.helpers import (
     fixes,
     insert_points,
     now_utc,
+    wait_for,
     write_race,
 )
 
@@ -386,3 +394,105 @@ def test_an_address_that_cannot_be_listened_on_is_bad_usage(
         "racepub run: --metrics-host 'metrics.example.invalid': no such address to listen on "
         "(Name or service not known): expected an IP address of this machine or its name"
     )
+
+
+@pytest.fixture
+def strict_moto(tmp_path: Path) -> Iterator[tuple[str, str, dict[str, str]]]:
+    """moto's S3 server checking credentials as S3 does (after the three
+    calls that set it up): (endpoint, bucket, the access key of a user
+    with no policy at all)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    admin = {"AWS_ACCESS_KEY_ID": "admin", "AWS_SECRET_ACCESS_KEY": "admin"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, **admin, "INITIAL_NO_AUTH_ACTION_COUNT": "3"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def answers() -> bool:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    return True
+            except OSError:
+                return False
+
+        wait_for(answers)
+        kw: dict[str, Any] = {
+            "endpoint_url": url,
+            "region_name": "us-east-1",
+            "aws_access_key_id": "admin",
+            "aws_secret_access_key": "admin",
+        }
+        boto3.client("s3", **kw).create_bucket(Bucket="race-strict")
+        iam = boto3.client("iam", **kw)
+        iam.create_user(UserName="publisher")
+        key = iam.create_access_key(UserName="publisher")["AccessKey"]
+        yield (
+            url,
+            "race-strict",
+            {
+                "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+                "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+            },
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_check_says_what_to_set_when_the_sink_refuses(
+    tmp_path: Path,
+    strict_moto: tuple[str, str, dict[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No credentials, an unknown key, a wrong secret, a key without the
+    policy: each sink FAIL line names what to set (it said "Unable to locate
+    credentials" and no more; the variables were only in `run --help`)."""
+    endpoint, bucket, publisher = strict_moto
+    setup = write_race(
+        tmp_path,
+        "postgresql://racepub@127.0.0.1:1/app",
+        sink=f"s3://{bucket}/race",
+        s3_endpoint=endpoint,
+    )
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance role here
+
+    def sink_line(**env: str) -> str:
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        # A fresh default session, as in a new process (a session keeps
+        # the first credentials it found).
+        monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+        assert main(["check", "--race", "t", "--config", str(setup.path)]) == 1
+        out = capsys.readouterr().out
+        lines = [line for line in out.splitlines() if line.startswith("FAIL  sink: ")]
+        assert len(lines) == 1, out
+        return lines[0]
+
+    line = sink_line()
+    assert "Unable to locate credentials" in line
+    for what in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "instance role"):
+        assert what in line, line
+    assert "[s3] endpoint_url" in line  # the S3-compatible stores' way
+
+    line = sink_line(AWS_ACCESS_KEY_ID="AKIAUNKNOWN", AWS_SECRET_ACCESS_KEY="x")
+    assert "InvalidAccessKeyId" in line and "no such access key" in line
+    assert "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in line, line
+
+    line = sink_line(AWS_ACCESS_KEY_ID=publisher["AWS_ACCESS_KEY_ID"], AWS_SECRET_ACCESS_KEY="x")
+    assert "SignatureDoesNotMatch" in line and "set AWS_SECRET_ACCESS_KEY" in line, line
+
+    line = sink_line(**publisher)
+    assert "AccessDenied" in line and "PublisherPolicyArn" in line, line
+    assert (
+        f"s3:PutObject, s3:GetObject, s3:DeleteObject on arn:aws:s3:::{bucket}/race/* "
+        f"and s3:ListBucket on arn:aws:s3:::{bucket}"
+    ) in line, line

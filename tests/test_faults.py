@@ -400,6 +400,7 @@ def test_metrics_and_status(tmp_path: Path, dsn: str) -> None:
     port = free_port()
     pub = Publisher(setup.path, "--metrics-port", str(port))
     try:
+
         def metrics() -> dict[str, float]:
             text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
             return {

@@ -1,16 +1,22 @@
 """The race's own basemap (tiles.py): the course's area cut out of a larger
 archive (PMTiles or MBTiles) built here with the pmtiles package from
 generated tiles, uploaded by the publisher, and drawn by the page in
-Chromium from the page's own origin, with no request anywhere else."""
+Chromium from the page's own origin, with no request anywhere else.
+Hostile archives, built here byte by byte, are refused in one line (exit
+2) in bounded memory."""
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
+import json
 import sqlite3
 import struct
 import subprocess
 import sys
+import tracemalloc
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,13 +27,21 @@ import numpy as np
 import pytest
 from PIL import Image
 from pmtiles.reader import MmapSource, Reader
-from pmtiles.tile import Compression, TileType, zxy_to_tileid
+from pmtiles.tile import (
+    Compression,
+    Entry,
+    TileType,
+    serialize_directory,
+    serialize_header,
+    zxy_to_tileid,
+)
 from pmtiles.writer import Writer
 
-from racepub.commands.tiles import bbox, cut, tile_range
+from racepub.cli import main
+from racepub.commands.tiles import HEADER_LEN, bbox, cut, load_basemap, tile_range
 from racepub.errors import UsageError
 from racepub.model.course import Course
-from tests.helpers import STOPS, RaceSetup
+from tests.helpers import STOPS, RaceSetup, Ran, run_measured, write_race
 from tests.test_page import ARTIFACTS, LiveRace, publish_live
 
 COLOUR = (200, 30, 160)  # no real map has it: map pixels of it are the basemap's
@@ -336,3 +350,304 @@ def test_page_draws_the_races_own_basemap_from_its_own_origin(
     assert share_of_colour(shot, COLOUR) > 0.3
     csp = page.locator("meta[http-equiv='Content-Security-Policy']").get_attribute("content")
     assert "http" not in csp  # 'self' (and data:, blob:) everywhere
+
+
+# Hostile archives. An archive is a stranger's file (a download, a colleague's
+# extract): whatever it holds, `racepub tiles` and the publisher's
+# load_basemap say what is wrong in one line and exit 2, in bounded memory.
+
+CONFIG_DSN = "postgresql://racepub@127.0.0.1:1/app"  # never connected to
+
+
+def archive_bytes(
+    *, metadata: bytes | None = None, root: bytes | None = None, **header: Any
+) -> bytearray:
+    """A small PMTiles v3 archive of Boston at z12-13, put together by hand
+    so that any part of it can be what no writer would write."""
+    tile = png(COLOUR, 16)
+    ids = sorted(zxy_to_tileid(*t) for t in tiles_over_boston(range(12, 14)) if t != FAR_AWAY)
+    root = serialize_directory([Entry(i, 0, len(tile), 1) for i in ids]) if root is None else root
+    if metadata is None:
+        metadata = gzip.compress(json.dumps({"attribution": "Generated tiles"}).encode())
+    after = HEADER_LEN + len(root) + len(metadata)
+    fields: dict[str, Any] = {
+        "tile_type": TileType.PNG,
+        "tile_compression": Compression.NONE,
+        "internal_compression": Compression.GZIP,
+        "clustered": True,
+        "root_offset": HEADER_LEN,
+        "root_length": len(root),
+        "metadata_offset": HEADER_LEN + len(root),
+        "metadata_length": len(metadata),
+        "leaf_directory_offset": after,
+        "leaf_directory_length": 0,
+        "tile_data_offset": after,
+        "tile_data_length": len(tile),
+        "min_zoom": 12,
+        "max_zoom": 13,
+        "min_lon_e7": -1800000000,
+        "min_lat_e7": -850000000,
+        "max_lon_e7": 1800000000,
+        "max_lat_e7": 850000000,
+        "center_zoom": 12,
+        "center_lon_e7": 0,
+        "center_lat_e7": 0,
+        **header,
+    }
+    return bytearray(serialize_header(fields)) + root + metadata + tile  # type: ignore[arg-type]
+
+
+def patched(at: int, value: int) -> bytearray:
+    data = archive_bytes()
+    data[at] = value
+    return data
+
+
+@functools.cache
+def gzip_of_json_string(inflated_mb: int) -> bytes:
+    """{"attribution": "aaaa…"}: inflated_mb MB of JSON, gzipped (~1/1000)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = b"a" * (1 << 20)
+    parts = [packer.compress(b'{"attribution": "')]
+    parts += [packer.compress(block) for _ in range(inflated_mb)]
+    return b"".join(parts) + packer.compress(b'"}') + packer.flush()
+
+
+@functools.cache
+def gzip_of_zeros(inflated_mb: int) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    zeros = bytes(1 << 20)
+    return b"".join(packer.compress(zeros) for _ in range(inflated_mb)) + packer.flush()
+
+
+def mbtiles_with(tile_data: object) -> Callable[[Path], None]:
+    """An MBTiles file over Boston whose tiles hold tile_data."""
+
+    def write(path: Path) -> None:
+        conn = sqlite3.connect(path)
+        conn.execute("CREATE TABLE metadata (name text, value text)")
+        conn.execute(
+            "CREATE TABLE tiles (zoom_level integer, tile_column integer, "
+            "tile_row integer, tile_data blob)"
+        )
+        conn.executemany("INSERT INTO metadata VALUES (?, ?)", [("format", "png")])
+        tiles = [t for t in tiles_over_boston(range(13, 14)) if t != FAR_AWAY]
+        conn.executemany(
+            "INSERT INTO tiles VALUES (?, ?, ?, ?)",
+            [(z, x, (1 << z) - 1 - y, tile_data) for z, x, y in tiles],
+        )
+        conn.commit()
+        conn.close()
+
+    return write
+
+
+def pmtiles_of(make: Callable[[], bytes | bytearray]) -> Callable[[Path], object]:
+    return lambda path: path.write_bytes(make())
+
+
+# name: (writes the archive, what the one line says, load_basemap refuses it too)
+HOSTILE: dict[str, tuple[Callable[[Path], object], str, bool]] = {
+    "header cut short": (
+        pmtiles_of(lambda: archive_bytes()[:60]),
+        "60 bytes, shorter than a header",
+        True,
+    ),
+    "unknown tile type": (pmtiles_of(lambda: patched(99, 77)), "unknown tile type 77", True),
+    "unknown tile compression": (
+        pmtiles_of(lambda: patched(98, 9)),
+        "unknown tile compression 9",
+        True,
+    ),
+    "unknown directory compression": (
+        pmtiles_of(lambda: patched(97, 9)),
+        "unknown directory compression 9",
+        True,
+    ),
+    "directories in zstd": (
+        pmtiles_of(lambda: archive_bytes(internal_compression=Compression.ZSTD)),
+        "directories compressed with zstd",
+        True,
+    ),
+    "tile type unknown (0)": (
+        pmtiles_of(lambda: archive_bytes(tile_type=TileType.UNKNOWN)),
+        "unknown tiles; the page draws",
+        True,
+    ),
+    "2^63 offsets": (
+        pmtiles_of(lambda: archive_bytes(root_offset=2**63, metadata_offset=2**63)),
+        "would end past the end of the file",
+        True,
+    ),
+    "metadata a JSON list": (
+        pmtiles_of(lambda: archive_bytes(metadata=gzip.compress(b"[1, 2]"))),
+        "its metadata is a JSON list, not an object",
+        True,
+    ),
+    "metadata not JSON": (
+        pmtiles_of(lambda: archive_bytes(metadata=gzip.compress(b"\xff\xfe{"))),
+        "its metadata is not JSON",
+        True,
+    ),
+    "metadata nested too deep": (
+        pmtiles_of(lambda: archive_bytes(metadata=gzip.compress(b"[" * 200_000))),
+        "its metadata is not JSON",
+        True,
+    ),
+    "metadata not gzip": (
+        pmtiles_of(lambda: archive_bytes(metadata=b'{"name": "x"}')),
+        "a metadata that is not gzip",
+        True,
+    ),
+    "root directory not gzip": (
+        pmtiles_of(lambda: archive_bytes(root=b"\x00" * 40)),
+        "a directory that is not gzip",
+        True,
+    ),
+    "root directory that does not decode": (
+        pmtiles_of(lambda: archive_bytes(root=gzip.compress(b"\xff" * 40))),
+        "a directory that does not decode",
+        True,
+    ),
+    "a tile past the end": (
+        pmtiles_of(
+            lambda: archive_bytes(
+                root=serialize_directory(
+                    [
+                        Entry(zxy_to_tileid(*t), 2**40, 100, 1)
+                        for t in sorted(
+                            tiles_over_boston(range(12, 14)), key=lambda t: zxy_to_tileid(*t)
+                        )
+                        if t != FAR_AWAY
+                    ]
+                )
+            )
+        ),
+        "of 100 bytes at 1,099,511,627,776",
+        False,  # the publisher reads no tile of it: the page asks for them
+    ),
+    "MBTiles: NULL tile_data": (mbtiles_with(None), "is NULL, not a blob", False),
+    "MBTiles: text tile_data": (mbtiles_with("a tile"), "is str, not a blob", False),
+    # bytes(10**9) would have been a GB of zeros
+    "MBTiles: a number as tile_data": (mbtiles_with(10**9), "is int, not a blob", False),
+}
+
+
+def tiles_main(config: Path, source: Path, *more: str) -> int:
+    return main(["tiles", "--race", "t", "--config", str(config), "--from", str(source), *more])
+
+
+def one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_tiles_refuses_a_hostile_archive_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    write, said, basemap_too = HOSTILE[name]
+    setup = write_race(tmp_path, CONFIG_DSN)
+    source = tmp_path / ("area.mbtiles" if name.startswith("MBTiles") else "area.pmtiles")
+    write(source)
+    assert tiles_main(setup.path, source) == 2
+    line = one_line(capsys.readouterr().err)
+    assert str(source) in line and said in line, line
+    assert not list(tmp_path.glob("*.part")) and not (tmp_path / "t.pmtiles").exists()
+    if basemap_too:
+        with pytest.raises(UsageError) as refused:
+            load_basemap(source)
+        assert len(refused.value.problems) == 1 and said in str(refused.value)
+
+
+def test_a_hand_made_archive_cuts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The hostile archives above are this one with one thing wrong."""
+    setup = write_race(tmp_path, CONFIG_DSN)
+    source = tmp_path / "area.pmtiles"
+    source.write_bytes(archive_bytes())
+    assert tiles_main(setup.path, source, "--zooms", "12-13") == 0, capsys.readouterr().err
+    header, tiles = read(tmp_path / "t.pmtiles")
+    assert len(tiles) > 4 and set(tiles.values()) == {png(COLOUR, 16)}
+    assert load_basemap(tmp_path / "t.pmtiles").attribution == "Generated tiles"
+
+
+def test_tiles_names_a_bad_place_to_write_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    setup = write_race(tmp_path, CONFIG_DSN)
+    source = tmp_path / "area.pmtiles"
+    source.write_bytes(archive_bytes())
+    for out, said in (
+        (tmp_path, f"{tmp_path} is a folder: name the file to write"),
+        (tmp_path / "nowhere" / "t.pmtiles", f"there is no folder {tmp_path / 'nowhere'}"),
+    ):
+        assert tiles_main(setup.path, source, "--out", str(out)) == 2
+        assert said in one_line(capsys.readouterr().err)
+    assert tiles_main(setup.path, tmp_path) == 2  # --from a folder
+    assert f"cannot read {tmp_path}" in one_line(capsys.readouterr().err)
+
+
+def tiles_cli(config: Path, source: Path, *more: str) -> Ran:
+    return run_measured(
+        [
+            sys.executable,
+            "-m",
+            "racepub",
+            "tiles",
+            "--race",
+            "t",
+            "--config",
+            str(config),
+            "--from",
+            str(source),
+            *more,
+        ],
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("make", "said"),
+    [
+        # 204 KB that inflate to 200 MB of JSON: the old read held 449 MB.
+        (
+            lambda: archive_bytes(metadata=gzip_of_json_string(200)),
+            "a metadata that inflates to more than",
+        ),
+        (lambda: archive_bytes(root=gzip_of_zeros(300)), "a directory that inflates to more than"),
+    ],
+    ids=["metadata", "root directory"],
+)
+def test_tiles_inflates_a_gzip_bomb_only_so_far(
+    tmp_path: Path, make: Callable[[], bytearray], said: str
+) -> None:
+    setup = write_race(tmp_path, CONFIG_DSN)
+    source = tmp_path / "area.pmtiles"
+    source.write_bytes(make())
+    ran = tiles_cli(setup.path, source)
+    print(f"{source.stat().st_size:,} bytes: {ran.seconds:.1f} s, {ran.max_rss_mb:.0f} MB")
+    assert ran.returncode == 2 and said in one_line(ran.stderr), ran
+    assert ran.max_rss_mb < 100, ran.max_rss_mb
+    # The publisher's read of the same file (as `racepub run` loads its basemap).
+    tracemalloc.start()
+    try:
+        with pytest.raises(UsageError, match=said):
+            load_basemap(source)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 40e6, peak
+
+
+def test_tiles_counts_the_area_before_listing_it(tmp_path: Path) -> None:
+    """2,000 km of margin at zooms 10-17: billions of tiles, refused at
+    once (the old cut listed them first: over 60 s and 1.9 GB)."""
+    setup = write_race(tmp_path, CONFIG_DSN)
+    source = tmp_path / "area.pmtiles"
+    write_source_pmtiles(source, range(10, 18))
+    ran = tiles_cli(setup.path, source, "--margin-m", "2000000")
+    print(f"{ran.seconds:.1f} s, {ran.max_rss_mb:.0f} MB")
+    assert ran.returncode == 2, ran
+    assert "tiles (more than 200,000): fewer zooms or less margin" in one_line(ran.stderr)
+    assert ran.seconds < 20 and ran.max_rss_mb < 100, ran

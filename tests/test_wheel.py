@@ -1,7 +1,10 @@
-"""An installed wheel (not only a checkout) carries the templates, static files and demo."""
+"""An installed wheel (not only a checkout) carries the templates, static
+files and demo; the systemd unit's install lines install it from a checkout."""
 
 from __future__ import annotations
 
+import os
+import shlex
 import subprocess
 import sys
 import zipfile
@@ -86,3 +89,49 @@ def _site_packages() -> str:
     import jinja2
 
     return str(Path(jinja2.__file__).parents[1])
+
+
+@pytest.mark.slow
+def test_the_units_install_lines_install_racepub_from_a_checkout(tmp_path: Path) -> None:
+    """The venv and pip lines of deploy/systemd/racepub@.service's header,
+    run as written but for where: /opt/racepub in a temporary folder, the
+    checkout this one. The dependencies are those of this environment
+    (offline; what an index would give), so what is tested is that pip
+    makes racepub from a checkout, and puts the command where the unit's
+    ExecStart runs it, an installed copy that finds its templates."""
+    unit = (ROOT / "deploy" / "systemd" / "racepub@.service").read_text()
+    recipe = [line[4:].split("  #")[0] for line in unit.splitlines() if line.startswith("#   ")]
+    opt = tmp_path / "opt" / "racepub"
+
+    def as_here(line: str) -> list[str]:
+        argv = shlex.split(line.replace("/opt/racepub", str(opt)))
+        return [str(ROOT) if a == "/path/to/racepub" else a for a in argv]
+
+    make_venv = as_here(next(line for line in recipe if " -m venv " in line))
+    assert make_venv[:3] == ["python3", "-m", "venv"]
+    subprocess.run([sys.executable, *make_venv[1:]], check=True)
+    install = as_here(next(line for line in recipe if "/bin/pip install " in line))
+    assert install[:3] == [str(opt / "bin" / "pip"), "install", str(ROOT)]
+    here = {**os.environ, "PYTHONPATH": _site_packages(), "PIP_NO_INDEX": "1"}
+    subprocess.run([*install, "--quiet", "--no-build-isolation"], check=True, env=here)
+
+    exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    command = Path(shlex.split(exec_start.split("=", 1)[1])[0].replace("/opt/racepub", str(opt)))
+    assert command.is_file()
+    ran = subprocess.run(
+        [str(command), "run", "--help"], capture_output=True, text=True, env=here, cwd=tmp_path
+    )
+    assert ran.returncode == 0 and "RACEPUB_DATABASE_URL" in ran.stdout, ran.stderr
+    where = subprocess.run(
+        [
+            str(opt / "bin" / "python"),
+            "-c",
+            "import racepub.assets as a; print(a.templates_dir())",
+        ],
+        capture_output=True,
+        text=True,
+        env=here,
+        cwd=tmp_path,
+        check=True,
+    ).stdout
+    assert Path(where.strip()).is_relative_to(opt)  # the installed copy, not the checkout

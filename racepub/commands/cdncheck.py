@@ -4,30 +4,57 @@ racepub needs? Asked from outside, as a spectator's phone asks, while
 Content-Encoding: gzip arrives intact, query strings are not in the cache
 key, static assets are cached, and the CDN's copy is not behind the
 publisher. A FAIL line means spectators would see a stale or broken race.
+
+Whatever answers at URL is a stranger: each answer is read within a time
+limit and up to a size, inflated up to a size, and anything that is not
+what racepub wrote ends the check with a FAIL line, never a traceback.
 """
 
 from __future__ import annotations
 
-import gzip
+import http.client
 import re
 import secrets
+import socket
+import threading
 import time
-import urllib.error
-import urllib.request
+import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import orjson
 
 from .. import objects
 from ..config import Race
 from ..errors import RacepubError
+from ..inflate import TooLarge, inflate
 
 # What CDNs and caching proxies call their cache status header.
 CACHE_STATUS = ("x-cache", "x-cache-status", "cf-cache-status", "x-proxy-cache", "cache-status")
-TIMEOUT_S = 10.0
+REDIRECTS = 3  # http -> https, a trailing slash
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much of a stranger's time and memory the check spends. A CDN
+    answers racepub's objects in well under a second, and the largest
+    (a small race's snapshot, the page) are a few MB inflated."""
+
+    fetch_s: float = 10.0  # one answer, whole: connect, headers, body
+    check_s: float = 60.0  # every answer of the check together, besides its two waits
+    wire_bytes: int = 16 << 20  # read of one answer
+    body_bytes: int = 64 << 20  # one answer inflated
+
+
+class Unfit(Exception):
+    """An answer the check cannot go on with: the FAIL line's subject and detail."""
+
+    def __init__(self, what: str, detail: str):
+        super().__init__(detail)
+        self.what, self.detail = what, detail
 
 
 @dataclass
@@ -35,12 +62,31 @@ class Fetched:
     url: str
     status: int
     headers: dict[str, str]  # lower-case names
-    raw: bytes  # as it came over the wire
+    raw: bytes | bytearray  # as it came over the wire
+    limit: int = Limits.body_bytes
+    _body: bytes | bytearray | None = field(default=None, init=False, repr=False)
 
-    def body(self) -> bytes:
-        if self.headers.get("content-encoding") == "gzip":
-            return gzip.decompress(self.raw)
-        return self.raw
+    @property
+    def name(self) -> str:
+        return self.url.rsplit("/", 1)[-1] or self.url
+
+    def body(self) -> bytes | bytearray:
+        """The body as stored: inflated (at most `limit` bytes) if it says gzip."""
+        if self._body is None:
+            if self.headers.get("content-encoding") == "gzip":
+                try:
+                    self._body = inflate(self.raw, self.limit)
+                except TooLarge as e:
+                    raise Unfit("size", f"{self.url} {e}: not what racepub wrote") from None
+                except zlib.error:
+                    raise Unfit(
+                        "gzip",
+                        f"{self.name} says Content-Encoding: gzip but is not gzip: "
+                        "the CDN altered the stored bytes",
+                    ) from None
+            else:
+                self._body = self.raw
+        return self._body
 
     def cache_status(self) -> str | None:
         for name in CACHE_STATUS:
@@ -59,20 +105,129 @@ class Fetched:
         return None
 
 
-def fetch(url: str) -> Fetched:
-    request = urllib.request.Request(
-        url, headers={"Accept-Encoding": "gzip", "User-Agent": "racepub-check"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-            return Fetched(
-                url,
-                response.status,
-                {k.lower(): v for k, v in response.headers.items()},
-                response.read(),
+class Asker:
+    """GETs as a phone sends them, each within `fetch_s` and all of them by
+    `end` (time.monotonic()): a watchdog shuts the socket when time is up,
+    so a server that drips a byte at a time cannot hold the check."""
+
+    def __init__(self, limits: Limits, end: float):
+        self.limits, self.end = limits, end
+
+    def fetch(self, url: str) -> Fetched:
+        for _ in range(REDIRECTS + 1):
+            got = self._get(url)
+            location = got.headers.get("location")
+            if got.status not in (301, 302, 303, 307, 308) or not location:
+                return got
+            url = urljoin(url, location)
+        raise Unfit("reach", f"{url}: more than {REDIRECTS} redirects")
+
+    def _get(self, url: str) -> Fetched:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise Unfit("reach", f"{url}: not an http:// or https:// URL")
+        now = time.monotonic()
+        deadline = min(now + self.limits.fetch_s, self.end)
+        if deadline <= now:
+            raise self._late(url, True)
+        whole_check = deadline == self.end
+        kind: type[http.client.HTTPConnection] = http.client.HTTPConnection
+        if parts.scheme == "https":
+            kind = http.client.HTTPSConnection
+        try:
+            conn = kind(parts.hostname, parts.port, timeout=deadline - now)
+        except (ValueError, http.client.HTTPException) as e:  # a bad port
+            raise Unfit("reach", f"{url}: {e}") from None
+        watchdog = _Watchdog(deadline - now)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        response: http.client.HTTPResponse | None = None
+        try:
+            conn.connect()  # within the socket's timeout, the time left
+            watchdog.watch(conn.sock)
+            conn.request(
+                "GET", path, headers={"Accept-Encoding": "gzip", "User-Agent": "racepub-check"}
             )
-    except urllib.error.HTTPError as e:
-        return Fetched(url, e.code, {k.lower(): v for k, v in e.headers.items()}, b"")
+            response = conn.getresponse()
+            raw = bytearray()
+            while chunk := response.read1(1 << 16):
+                raw += chunk
+                if len(raw) > self.limits.wire_bytes:
+                    raise Unfit(
+                        "size",
+                        f"{url}: the answer is larger than {self.limits.wire_bytes:,} "
+                        "bytes: not what racepub wrote",
+                    )
+            if response.length:  # fewer bytes than Content-Length
+                raise http.client.IncompleteRead(bytes(raw), response.length)
+        except (OSError, ValueError, http.client.HTTPException) as e:
+            if watchdog.fired.is_set() or time.monotonic() >= deadline:
+                raise self._late(url, whole_check) from None
+            raise Unfit("reach", f"{url}: {_said(e)}") from None
+        finally:
+            watchdog.cancel()
+            if response is not None:
+                response.close()
+            conn.close()
+        if watchdog.fired.is_set():
+            raise self._late(url, whole_check)
+        return Fetched(
+            url,
+            response.status,
+            {k.lower(): v for k, v in response.getheaders()},
+            raw,
+            self.limits.body_bytes,
+        )
+
+    def _late(self, url: str, whole_check: bool) -> Unfit:
+        if whole_check:
+            return Unfit(
+                "time",
+                f"{url}: the check ran out of time ({self.limits.check_s:.0f} s for "
+                "all its requests): the CDN answers too slowly",
+            )
+        return Unfit(
+            "time",
+            f"{url}: no whole answer within {self.limits.fetch_s:.0f} s "
+            "(a phone would give up on it too)",
+        )
+
+
+class _Watchdog:
+    """Shuts the socket it watches when time is up: a read blocked on it
+    returns at once, however the server drips (the socket's own timeout
+    is per read)."""
+
+    def __init__(self, seconds: float):
+        self.fired = threading.Event()
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def watch(self, sock: socket.socket | None) -> None:
+        with self._lock:
+            if self.fired.is_set():
+                raise TimeoutError
+            self._sock = sock
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired.set()
+            if self._sock is not None:
+                try:
+                    self._sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+def _said(e: BaseException) -> str:
+    if isinstance(e, http.client.IncompleteRead):
+        return f"the answer ended early ({len(e.partial):,} bytes, {e.expected:,} more announced)"
+    return str(e) or type(e).__name__
 
 
 def lifetime_s(cache_control: str) -> float | None:
@@ -89,6 +244,7 @@ def check_cdn(
     out: Callable[[str], None] = print,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.time,
+    limits: Limits = Limits(),
 ) -> bool:
     ok = True
 
@@ -97,71 +253,68 @@ def check_cdn(
         ok = ok and level != "FAIL"
         out(f"{level:<4}  cdn {what}: {detail}")
 
+    # Two waits of an interval and a second, and the requests' own time.
+    end = time.monotonic() + 2 * (race.interval_s + 1.0) + limits.check_s
+    asker = Asker(limits, end)
+    try:
+        _check(race, url, sink_get, asker, report, sleep, clock)
+    except Unfit as e:
+        report("FAIL", e.what, e.detail)
+    return ok
+
+
+def _check(
+    race: Race,
+    url: str,
+    sink_get: Callable[[str], bytes | None] | None,
+    asker: Asker,
+    report: Callable[[str, str, str], None],
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+) -> None:
     base = url if url.endswith("/") else url + "/"
     snapshot_url = base + objects.SNAPSHOT
-    try:
-        first = fetch(snapshot_url)
-    except (OSError, ValueError) as e:
-        report("FAIL", "reach", f"{snapshot_url}: {e}")
-        return False
+    first = asker.fetch(snapshot_url)
     if first.status != 200:
-        report(
-            "FAIL",
+        raise Unfit(
             "reach",
             f"{snapshot_url}: HTTP {first.status} (is racepub publishing "
             "there, and the CDN allowed to read the bucket?)",
         )
-        return False
-    snap = _encoding(first, report)
-    if snap is None:
-        return False
-    if snap.get("race", {}).get("id") != race.id:
-        report(
-            "FAIL",
-            "race",
-            f"{snapshot_url} publishes race {snap.get('race', {}).get('id')!r}, not {race.id!r}",
+    _encoding(first, report)
+    snap = _snapshot(first)
+    if snap["race"]["id"] != race.id:
+        raise Unfit(
+            "race", f"{snapshot_url} publishes race {snap['race']['id']!r}, not {race.id!r}"
         )
-        return False
     _lifetime(first, race.interval_s, report)
-    second = _behind(race, snapshot_url, first, snap, sink_get, report, sleep, clock)
-    _query_strings(snapshot_url, second, report)
-    _static(base, report)
-    return ok
+    _behind(race, snapshot_url, snap, sink_get, asker, report, sleep, clock)
+    _query_strings(snapshot_url, asker, report)
+    _static(base, asker, report)
 
 
-def _encoding(got: Fetched, report: Callable[[str, str, str], None]) -> dict[str, Any] | None:
+def _encoding(got: Fetched, report: Callable[[str, str, str], None]) -> None:
     """Stored gzipped, served as stored: anything else costs bytes or breaks."""
-    name = got.url.rsplit("/", 1)[-1]
     encoding = got.headers.get("content-encoding")
-    try:
-        body = got.body()
-    except (OSError, EOFError):
-        report(
-            "FAIL",
-            "gzip",
-            f"{name} says Content-Encoding: gzip but is not gzip: the CDN altered the stored bytes",
-        )
-        return None
+    body = got.body()
     if encoding is None and got.raw[:2] == b"\x1f\x8b":
-        report(
-            "FAIL",
+        raise Unfit(
             "gzip",
-            f"{name} arrives gzipped without Content-Encoding: gzip "
+            f"{got.name} arrives gzipped without Content-Encoding: gzip "
             "(the CDN drops the header): browsers cannot read it",
         )
-        return None
     if encoding == "gzip":
         report(
             "ok",
             "gzip",
-            f"{name} arrives as stored, Content-Encoding: gzip "
+            f"{got.name} arrives as stored, Content-Encoding: gzip "
             f"({len(got.raw):,} bytes for {len(body):,})",
         )
     elif encoding is None:
         report(
             "warn",
             "gzip",
-            f"{name} arrives uncompressed ({len(body):,} bytes): the CDN "
+            f"{got.name} arrives uncompressed ({len(body):,} bytes): the CDN "
             "decompresses what is stored gzipped; every poll costs more. Turn its "
             "compression handling off",
         )
@@ -169,17 +322,38 @@ def _encoding(got: Fetched, report: Callable[[str, str, str], None]) -> dict[str
         report(
             "warn",
             "gzip",
-            f"{name} arrives as Content-Encoding: {encoding}: the CDN "
+            f"{got.name} arrives as Content-Encoding: {encoding}: the CDN "
             "compresses again what is stored gzipped; turn its compression off",
         )
-    if not name.endswith(".json"):
-        return {}
+
+
+def _snapshot(got: Fetched) -> dict[str, Any]:
+    """The snapshot racepub wrote, or Unfit: what the check reads of it
+    (race.id, generated_at, seq) is there and of its type."""
     try:
-        doc: dict[str, Any] = orjson.loads(body)
+        doc = orjson.loads(got.body())
     except orjson.JSONDecodeError:
-        report("FAIL", "gzip", f"{name} is not the JSON racepub wrote")
-        return None
-    return doc
+        raise Unfit("snapshot", f"{got.url} is not JSON: not the snapshot racepub wrote") from None
+    why = _not_a_snapshot(doc)
+    if why:
+        raise Unfit("snapshot", f"{got.url} is not a racepub snapshot ({why})")
+    snapshot: dict[str, Any] = doc
+    return snapshot
+
+
+def _not_a_snapshot(doc: Any) -> str | None:
+    if not isinstance(doc, dict):
+        return f"a JSON {type(doc).__name__}, not an object"
+    race = doc.get("race")
+    if not isinstance(race, dict) or not isinstance(race.get("id"), str):
+        return "no race.id"
+    if not isinstance(doc.get("seq"), int) or isinstance(doc.get("seq"), bool):
+        return "no integer seq"
+    try:
+        datetime.fromisoformat(doc["generated_at"])
+    except (KeyError, TypeError, ValueError):
+        return "no generated_at time"
+    return None
 
 
 def _lifetime(got: Fetched, interval_s: int, report: Callable[[str, str, str], None]) -> None:
@@ -220,16 +394,28 @@ def _generated(doc: dict[str, Any]) -> float:
     return datetime.fromisoformat(doc["generated_at"]).timestamp()
 
 
+def _bucket_copy(sink_get: Callable[[str], bytes | None]) -> dict[str, Any] | None:
+    """The sink's snapshot, or None when there is none."""
+    body = sink_get(objects.SNAPSHOT)
+    if not body:
+        return None
+    doc = orjson.loads(body)
+    if _not_a_snapshot(doc):
+        raise RacepubError("the sink's snapshot.json is not a racepub snapshot")
+    copy: dict[str, Any] = doc
+    return copy
+
+
 def _behind(
     race: Race,
     url: str,
-    first: Fetched,
     snap: dict[str, Any],
     sink_get: Callable[[str], bytes | None] | None,
+    asker: Asker,
     report: Callable[[str, str, str], None],
     sleep: Callable[[float], None],
     clock: Callable[[], float],
-) -> Fetched:
+) -> None:
     """How far the CDN's snapshot is behind the bucket's, three times, an
     interval and a second apart. Kept no longer than its s-maxage (interval_s
     - 1), the CDN's copy must change within that span while the publisher
@@ -237,23 +423,23 @@ def _behind(
     long. Without access to the sink: how old it is by this machine's clock."""
     allowed = 2 * race.interval_s + 1.0
     samples: list[tuple[dict[str, Any], dict[str, Any] | None, float]] = []
-    got, doc = first, snap
+    doc = snap
     for k in range(3):
         if k:
             sleep(race.interval_s + 1.0)
-            got = fetch(url)
-            doc = orjson.loads(got.body()) if got.status == 200 else {}
+            got = asker.fetch(url)
+            if got.status != 200:
+                raise Unfit(
+                    "behind", f"{url} stopped answering with a snapshot (HTTP {got.status})"
+                )
+            doc = _snapshot(got)
         source = None
         if sink_get is not None:
             try:
-                body = sink_get(objects.SNAPSHOT)
-                source = orjson.loads(body) if body else None
-            except (RacepubError, orjson.JSONDecodeError):  # no access: use the clock
-                sink_get, source = None, None
+                source = _bucket_copy(sink_get)
+            except (RacepubError, orjson.JSONDecodeError, OSError, EOFError, zlib.error):
+                sink_get, source = None, None  # no access, or damaged: use the clock
         samples.append((doc, source, clock()))
-    if any("generated_at" not in d for d, _, _ in samples):
-        report("FAIL", "behind", f"{url} stopped answering with a snapshot")
-        return got
     if all(s is not None for _, s, _ in samples):
         pairs = [(d, s) for d, s, _ in samples if s is not None]
         lags = [max(0.0, _generated(s) - _generated(d)) for d, s in pairs]
@@ -290,7 +476,7 @@ def _behind(
                 "behind",
                 f"the CDN's snapshot at most {worst:.0f} s behind the publisher ({seqs})",
             )
-        return got
+        return
     ages = [now - _generated(d) for d, _, now in samples]
     worst = min(ages)  # the fresher of the two: a publisher may have stopped meanwhile
     if worst > allowed + 5.0:
@@ -308,16 +494,13 @@ def _behind(
             f"the CDN's snapshot is {worst:.0f} s old by this machine's "
             "clock (no access to the sink to compare)",
         )
-    return got
 
 
-def _query_strings(
-    url: str, just_fetched: Fetched, report: Callable[[str, str, str], None]
-) -> None:
+def _query_strings(url: str, asker: Asker, report: Callable[[str, str, str], None]) -> None:
     """Right after a request, the same URL with a query string nobody asked
     for before: from the same cached copy, unless the query is in the key."""
-    again = fetch(url)
-    probe = fetch(f"{url}?racepub-check={secrets.token_hex(4)}")
+    again = asker.fetch(url)
+    probe = asker.fetch(f"{url}?racepub-check={secrets.token_hex(4)}")
     if again.hit() is None:
         report(
             "warn",
@@ -348,26 +531,19 @@ def _query_strings(
         )
 
 
-def _static(base: str, report: Callable[[str, str, str], None]) -> None:
-    page = fetch(base)
+def _static(base: str, asker: Asker, report: Callable[[str, str, str], None]) -> None:
+    page = asker.fetch(base)
     if page.status != 200:
-        report("FAIL", "page", f"{base}: HTTP {page.status} (default root object index.html?)")
-        return
-    try:
-        html = page.body().decode("utf-8", "replace")
-    except (OSError, EOFError):
-        report("FAIL", "page", f"{base} is not the page racepub wrote")
-        return
+        raise Unfit("page", f"{base}: HTTP {page.status} (default root object index.html?)")
+    html = page.body().decode("utf-8", "replace")
     found = re.search(r"(static/[0-9a-f]+/app\.js)", html)
     if found is None:
-        report("FAIL", "page", f"{base} is not racepub's race page")
-        return
+        raise Unfit("page", f"{base} is not racepub's race page")
     url = base + found.group(1)
-    fetch(url)
-    got = fetch(url)
+    asker.fetch(url)
+    got = asker.fetch(url)
     if got.status != 200:
-        report("FAIL", "static", f"{url}: HTTP {got.status}")
-        return
+        raise Unfit("static", f"{url}: HTTP {got.status}")
     _encoding(got, report)
     life = lifetime_s(got.headers.get("cache-control", "")) or 0
     if life < 86400:

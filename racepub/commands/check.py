@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
+import re
 import secrets
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -19,7 +24,7 @@ from ..model.course import Course, load_gpx
 from ..model.race import RaceState
 from ..shapes import make_shape
 from ..shapes.page import csp, environment, page_context, render_page
-from ..shapes.results import html_bytes, results
+from ..shapes.results import RESULTS_TEMPLATE, html_bytes, results
 from ..sink import open_sink
 from ..source import (
     connect,
@@ -69,17 +74,46 @@ def check(cfg: Config, race: Race, out: Callable[[str], None] = print) -> bool:
         report(*_templates(race, course))
     good, what, detail, own_map = _map(race)
     report(good, what, detail)
-    policy = csp(None if own_map else race.tiles)
+    policy = cdn_csp(None if own_map else race.tiles, race.template_dir)
     report(
         True,
         "csp",
-        "the page's Content-Security-Policy; the CDN's header must allow "
-        f'as much (CloudFormation: ContentSecurityPolicy="{policy}")',
+        "the CDN's Content-Security-Policy header for this race: the page's own, "
+        "results.html's style by its hash, and no framing by other sites "
+        f'(CloudFormation: ContentSecurityPolicy="{policy}")',
     )
     for good, what, detail in _database(cfg):
         report(good, what, detail)
     report(*_sink(cfg, race))
     return ok
+
+
+def cdn_csp(tiles: str | None, template_dir: Path | None = None) -> str:
+    """The Content-Security-Policy header a CDN sends with every object of
+    the race: what the page's own <meta> allows (script and style files of
+    its origin only), and results.html's inline <style> by the hash of its
+    text (the header and the page's <meta> both apply, so a header without
+    it unstyles the results); frame-ancestors, which a <meta> cannot say,
+    keeps other sites from framing the page."""
+    directives = csp(tiles).split("; ")
+    hashes = " ".join(f"'{h}'" for h in inline_style_hashes(template_dir))
+    directives = [
+        f"{d} {hashes}" if d.startswith("style-src ") and hashes else d for d in directives
+    ]
+    return "; ".join([*directives, "frame-ancestors 'none'"])
+
+
+def inline_style_hashes(template_dir: Path | None = None) -> list[str]:
+    """sha256-… of each <style> element's text in results.html (the race's
+    template, else racepub's), as CSP hashes them."""
+    env = environment(template_dir)
+    assert env.loader is not None
+    source, _, _ = env.loader.get_source(env, RESULTS_TEMPLATE)
+    return [
+        "sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+        for text in re.findall(r"<style>(.*?)</style>", source, re.S)
+        if "{{" not in text and "{%" not in text  # rendered as written
+    ]
 
 
 def _database(cfg: Config) -> list[tuple[bool, str, str]]:
@@ -111,7 +145,17 @@ def _database(cfg: Config) -> list[tuple[bool, str, str]]:
             advice = index_advice(conn, src)
             ordered = insert_order_columns(conn, src) if not src.ingest else []
     except RacepubError as e:
-        return [(False, "database", str(e))]
+        hint = f" ({_dsn_from(cfg)})" if str(e).startswith("cannot connect") else ""
+        return [(False, "database", f"{e}{hint}")]
+    except psycopg.errors.InsufficientPrivilege as e:
+        return [
+            (
+                False,
+                "database",
+                f"{str(e).strip().splitlines()[0]} (the publisher needs SELECT on it: "
+                f"GRANT SELECT ON {src.table} TO <its role>)",
+            )
+        ]
     except psycopg.Error as e:
         return [(False, "database", str(e).strip().splitlines()[0])]
     mode = (
@@ -145,6 +189,13 @@ def _database(cfg: Config) -> list[tuple[bool, str, str]]:
             )
         )
     return lines
+
+
+def _dsn_from(cfg: Config) -> str:
+    """Where the DSN came from, so the line says what to set."""
+    if os.environ.get("RACEPUB_DATABASE_URL"):
+        return "the DSN is $RACEPUB_DATABASE_URL"
+    return f"the DSN is [database] dsn in {cfg.path}, or set $RACEPUB_DATABASE_URL"
 
 
 def _map(race: Race) -> tuple[bool, str, str, bool]:
@@ -192,7 +243,7 @@ def _sink(cfg: Config, race: Race) -> tuple[bool, str, str]:
         sink.put(objects.make(key, b"racepub check\n", race.interval_s))
         sink.delete(key)
     except RacepubError as e:
-        return False, "sink", str(e)
+        return False, "sink", f"{e}{_policy(race.sink) if 'AccessDenied' in str(e) else ''}"
     return True, "sink", f"{sink.describe()} writable (probe written and removed)"
 
 
@@ -233,3 +284,15 @@ def _template_error(e: jinja2.TemplateError) -> str:
         where = f"{lines[-1].filename}:{lines[-1].lineno}" if lines else "a template"
     message = str(e.message if e.message is not None else e).strip().splitlines()
     return f"{where}: {message[0] if message else type(e).__name__}"
+
+
+def _policy(sink_url: str) -> str:
+    """The grants the publisher needs on an s3:// sink, spelt out for it."""
+    bucket, _, prefix = sink_url.removeprefix("s3://").partition("/")
+    prefix = prefix.strip("/")
+    keys = f"{prefix}/*" if prefix else "*"
+    return (
+        f"; for {sink_url}: s3:PutObject, s3:GetObject, s3:DeleteObject on "
+        f"arn:aws:s3:::{bucket}/{keys} and s3:ListBucket on arn:aws:s3:::{bucket} "
+        f"(condition s3:prefix {keys})"
+    )
