@@ -445,31 +445,33 @@ def spectator_table(sp: dict[str, Any] | None) -> list[str]:
     if "skipped" in sp:
         return out + [f"Not measured: {sp['skipped']}.", ""]
     out += [
-        f"Every racer's newest position in a {sp['racers']:,}-racer race, 10 min in, while "
-        f"`racepub run` publishes it every {sp['interval_s']} s and the app writes a fix per "
-        f"racer every 5 s; wrk, {sp['connections']} connections for {sp['duration_s']} s on "
-        "each row in turn, all on this machine (its cores shared by PostgreSQL, the "
-        "publisher, moto, nginx, the app and wrk). racepub: its object holding every "
-        f"racer's position (`{sp['object']}`; the page polls it beside snapshot.json), "
-        "through nginx as the CDN stand-in (proxy_cache honouring Cache-Control, "
-        "proxy_cache_lock on) in front of moto's S3 server. The app, what a competent "
-        f"team would build instead: {sp['app_workers']} worker processes (one per core, "
-        "on one port by SO_REUSEPORT), each a threaded HTTP/1.1 server with its own pool of "
-        f"{sp['app_pool']} connections, one indexed query per request (each racer's newest "
-        "fix, a LATERAL lookup on an index on (user_id, recorded_at DESC)), its JSON by "
-        "orjson, uncompressed; then the same behind nginx as a 1 s micro-cache "
-        "(proxy_cache_valid 200 1s, proxy_cache_lock on, proxy_cache_use_stale updating). "
-        "Counted at the source: origin requests in moto's or the app's request log, "
-        "database statements in PostgreSQL's statement log by application_name (racepub's: "
-        "its publisher's; the feeder's writes are in no row). View age: now minus the "
-        "response's generated_at, sampled every "
-        f"{sp['sample_every_s']} s during the load by one more client (its requests are in "
-        "the origin and database counts, not in requests/s). nginx keeps a copy whole "
-        "seconds: one valid 1 s is served for up to 2 s.",
+        f"Every racer's newest position, {sp['racers']:,} racers 10 min in, while `racepub "
+        f"run` publishes every {sp['interval_s']} s and a fix per racer every 5 s is "
+        f"written; wrk, {sp['connections']} connections for {sp['duration_s']} s on each "
+        "row in turn, on this machine (its cores shared by every part and wrk):",
+        "",
+        f"- racepub: `{sp['object']}`, the object with every racer's position (the page "
+        "polls it beside snapshot.json), through nginx as the CDN stand-in (proxy_cache "
+        "honouring Cache-Control, proxy_cache_lock on) in front of moto's S3 server.",
+        "- app, direct: what a competent team would build instead. "
+        f"{sp['app_workers']} worker processes (one per core, one port by SO_REUSEPORT), "
+        f"each a threaded HTTP/1.1 server with a pool of {sp['app_pool']} connections; one "
+        "query per request (each racer's newest fix, a LATERAL lookup on an index on "
+        "(user_id, recorded_at DESC)); orjson, gzip level 1 when asked (as nginx's gzip).",
+        "- app behind a 1 s micro-cache: nginx in front of it (proxy_cache_valid 200 1s, "
+        "proxy_cache_lock on, proxy_cache_use_stale updating).",
+        "",
+        "Counted at the source: origin requests in moto's or the app's request log; DB "
+        "statements in PostgreSQL's statement log by application_name (racepub: its "
+        "publisher's, whatever the load; the fixes written are in no row). View age: now "
+        "minus the response's generated_at, sampled every "
+        f"{sp['sample_every_s']} s during the load by one more client (counted at the "
+        "origin and database, not in requests/s). nginx keeps copies in whole seconds: one "
+        "valid for 1 s is served for up to 2 s.",
         "",
         "| serving | processes × DB connections | requests/s | p99 latency ms | errors | "
-        "bytes/response | origin requests/s | DB statements/s | view age s: median / max "
-        "| stale by up to |",
+        "bytes/response (with headers) | origin requests/s | DB statements/s | "
+        "view age s: median / max | stale by up to |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in sp["results"]:

@@ -9,7 +9,7 @@ the same load, three ways of serving every racer's newest position:
 - the app direct: a competent app stack. APP_WORKERS processes (one per core,
   sharing the port with SO_REUSEPORT), each a threaded HTTP/1.1 server with its
   own pool of APP_POOL connections, one indexed query per request (LATEST),
-  JSON by orjson;
+  JSON by orjson, gzipped when asked;
 - the app behind a 1 s nginx micro-cache, the common real-world fix.
 
 Counted at the source, not inferred: origin requests from moto's and the app's
@@ -137,8 +137,8 @@ class SharedPortServer(ThreadingHTTPServer):
 
 
 def serve_app(dsn: str, port: int) -> None:
-    """One worker: its own pool, one indexed query per request, orjson. Logs a
-    line per request on stderr (the app's request log)."""
+    """One worker: its own pool, one indexed query per request, orjson, gzip
+    when asked. Logs a line per request on stderr (the app's request log)."""
     ids = [str(i) for i in range(RACERS)]
     pool: queue.Queue[psycopg.Connection[Any]] = queue.Queue()
     for _ in range(APP_POOL):
@@ -162,8 +162,14 @@ def serve_app(dsn: str, port: int) -> None:
 
         def do_GET(self) -> None:
             body = positions()
+            gzipped = "gzip" in self.headers.get("Accept-Encoding", "")
+            if gzipped:
+                body = gzip.compress(body, 1)  # nginx's gzip level by default
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
+            self.send_header("Vary", "Accept-Encoding")
+            if gzipped:
+                self.send_header("Content-Encoding", "gzip")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -233,16 +239,17 @@ def view_ages(url: str, until: float) -> list[float]:
     return ages
 
 
-def quiet(log: Path) -> None:
-    """Until log has not grown for a second."""
-    size = -1
-    while size != log.stat().st_size:
+def quiet(log: Path, most_s: int = 10) -> None:
+    """Until log has not grown for a second (most_s at most)."""
+    for _ in range(most_s):
         size = log.stat().st_size
         time.sleep(1)
+        if log.stat().st_size == size:
+            return
 
 
 class Counter:
-    """Lines a log gained between start() and stop()."""
+    """Lines a log gained since start()."""
 
     def __init__(self, path: Path):
         self.path, self.at = path, 0
@@ -292,11 +299,7 @@ def load(url: str, origin_log: Counter, origin_get: str, pg_log: Counter) -> dic
 
 
 def start(procs: list[subprocess.Popen[bytes]], args: list[str], log: Path) -> None:
-    procs.append(
-        subprocess.Popen(
-            args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log.open("ab"), env=os.environ
-        )
-    )
+    procs.append(subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log.open("ab")))
 
 
 def wait_for(ready: Callable[[], object], what: str, log: Path) -> None:
@@ -364,105 +367,114 @@ def feed(dsn: str, start_at: datetime, stop: threading.Event) -> None:
             t += INTERVAL_S
 
 
+def start_origin(work: Path, procs: list[subprocess.Popen[bytes]]) -> tuple[Any, int]:
+    """moto's S3 server with the bench's public bucket: its client and port."""
+    port = free_port()
+    start(
+        procs,
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        work / "moto.log",
+    )
+    s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
+    wait_for(lambda: s3.create_bucket(Bucket=BUCKET), "moto", work / "moto.log")
+    public_bucket(s3)
+    return s3, port
+
+
+def start_race(
+    work: Path, dsn: str, moto: int, procs: list[subprocess.Popen[bytes]], stop: threading.Event
+) -> None:
+    """The race 10 minutes in, fixes written until stop, `racepub run` publishing it."""
+    start_at = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=AGE_S)
+    race_table(dsn + "?application_name=feeder", start_at)
+    feeding = (dsn + "?application_name=feeder", start_at, stop)
+    threading.Thread(target=feed, args=feeding, daemon=True).start()
+    config = write_race(
+        work, RACERS, dsn + "?application_name=racepub", f"http://127.0.0.1:{moto}", start_at
+    )
+    run = ["run", "--race", "b", "--config", str(config), "--state-dir", str(work / "state")]
+    start(procs, [sys.executable, "-m", "racepub", *run], work / "publisher.log")
+
+
+def start_app(dsn: str, port: int, log: Path, procs: list[subprocess.Popen[bytes]]) -> None:
+    for _ in range(APP_WORKERS):
+        start(procs, [sys.executable, "-m", "bench.spectators", "--app", dsn, str(port)], log)
+    wait_for(lambda: log.read_text().count("ready") == APP_WORKERS, "the app", log)
+
+
+def start_nginx(work: Path, procs: list[subprocess.Popen[bytes]], **ports: int) -> None:
+    """The CDN stand-in (port cdn) and the micro-cache (port micro)."""
+    (work / "cache").mkdir()
+    user = "user root;" if os.geteuid() == 0 else ""
+    (work / "nginx.conf").write_text(NGINX_CONF.format(work=work, user=user, **ports))
+    start(procs, [NGINX, "-c", str(work / "nginx.conf"), "-p", str(work)], work / "nginx.log")
+
+
+def serve(
+    s3: Any, work: Path, pg_log: Path, cdn: int, app: int, micro: int
+) -> list[dict[str, Any]]:
+    """The same load on each way of serving every racer's position, in turn.
+    db_by: the application_name whose statements serve the row's spectators."""
+    pg = Counter(pg_log)
+    key = positions_key(s3)
+    from_s3 = Counter(work / "moto.log"), f'"GET /{BUCKET}/{key}'
+    from_app = Counter(work / "app.log"), '"GET /positions.json'
+    pools = f"{APP_WORKERS} × {APP_POOL}"
+    return [
+        {
+            "name": "racepub via the CDN stand-in",
+            "object": key,
+            "processes": "1 publisher × 2 (read, lock)",
+            "db_by": "racepub",
+            "stale_by": f"the interval ({INTERVAL_S} s) + a cycle + the CDN's copy "
+            f"(s-maxage {INTERVAL_S - 1} s)",
+            **load(f"http://127.0.0.1:{cdn}/{BUCKET}/{key}", *from_s3, pg),
+        },
+        {
+            "name": "app, direct",
+            "processes": pools,
+            "db_by": "app",
+            "stale_by": "the query",
+            **load(f"http://127.0.0.1:{app}/positions.json", *from_app, pg),
+        },
+        {
+            "name": "app behind a 1 s micro-cache",
+            "processes": pools,
+            "db_by": "app",
+            "stale_by": "the cache's copy (1 s) + the query",
+            **load(f"http://127.0.0.1:{micro}/positions.json", *from_app, pg),
+        },
+    ]
+
+
 def measure() -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="racepub-spectators-"))
     os.chmod(work, 0o755)
     # Parameters unlogged: the app's 1,000 ids would be most of the log's writing.
-    db = LocalPostgres(
-        work / "pg",
-        settings={
-            "log_statement": "all",
-            "log_line_prefix": "%a:",
-            "log_parameter_max_length": "0",
-        },
-    )
+    logged = {"log_statement": "all", "log_line_prefix": "%a:", "log_parameter_max_length": "0"}
+    db = LocalPostgres(work / "pg", settings=logged)
     dsn = db.start()
     procs: list[subprocess.Popen[bytes]] = []
     stop = threading.Event()
     os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
     try:
-        moto, cdn, app, micro = free_port(), free_port(), free_port(), free_port()
-        moto_log, app_log, pg_log = work / "moto.log", work / "app.log", db.root / "postgres.log"
-        start(
-            procs,
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto)],
-            moto_log,
-        )
-        s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{moto}", region_name="us-east-1")
-        wait_for(lambda: s3.create_bucket(Bucket=BUCKET), "moto", moto_log)
-        public_bucket(s3)
-
-        start_at = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=AGE_S)
-        race_table(dsn + "?application_name=feeder", start_at)
-        threading.Thread(
-            target=feed, args=(dsn + "?application_name=feeder", start_at, stop), daemon=True
-        ).start()
-
-        config = write_race(
-            work, RACERS, dsn + "?application_name=racepub", f"http://127.0.0.1:{moto}", start_at
-        )
-        run = ["run", "--race", "b", "--config", str(config), "--state-dir", str(work / "state")]
-        start(procs, [sys.executable, "-m", "racepub", *run], work / "publisher.log")
-        for _ in range(APP_WORKERS):
-            start(
-                procs, [sys.executable, "-m", "bench.spectators", "--app", dsn, str(app)], app_log
-            )
-
-        (work / "cache").mkdir()
-        (work / "nginx.conf").write_text(
-            NGINX_CONF.format(
-                work=work,
-                user="user root;" if os.geteuid() == 0 else "",
-                origin=moto,
-                cdn=cdn,
-                app=app,
-                micro=micro,
-            )
-        )
-        start(procs, [NGINX, "-c", str(work / "nginx.conf"), "-p", str(work)], work / "nginx.log")
+        s3, moto = start_origin(work, procs)
+        start_race(work, dsn, moto, procs, stop)
+        cdn, app, micro = free_port(), free_port(), free_port()
+        start_app(dsn, app, work / "app.log", procs)
+        start_nginx(work, procs, origin=moto, cdn=cdn, app=app, micro=micro)
         # The publisher's first cycle catches up on 10 minutes.
+        published = "race/snapshot.json"
         wait_for(
-            lambda: s3.head_object(Bucket=BUCKET, Key="race/snapshot.json"),
+            lambda: s3.head_object(Bucket=BUCKET, Key=published),
             "the publisher",
             work / "publisher.log",
         )
-        wait_for(lambda: app_log.read_text().count("ready") == APP_WORKERS, "the app", app_log)
         time.sleep(1.5)
-
-        pg = Counter(pg_log)
-        key = positions_key(s3)
-        s3_get = Counter(moto_log), f'"GET /{BUCKET}/{key}'
-        app_get = Counter(app_log), '"GET /positions.json'
-        pools = f"{APP_WORKERS} × {APP_POOL}"
-        app_url = "http://127.0.0.1:{}/positions.json"
-        # db_by: the application_name whose statements serve the row's spectators.
-        results = [
-            {
-                "name": "racepub: published objects via the CDN stand-in",
-                "processes": "1 publisher × 2 (read, lock)",
-                "db_by": "racepub",
-                "stale_by": f"the interval ({INTERVAL_S} s) + a cycle + the CDN's copy "
-                f"(s-maxage {INTERVAL_S - 1} s)",
-                **load(f"http://127.0.0.1:{cdn}/{BUCKET}/{key}", *s3_get, pg),
-            },
-            {
-                "name": "app, direct",
-                "processes": pools,
-                "db_by": "app",
-                "stale_by": "the query",
-                **load(app_url.format(app), *app_get, pg),
-            },
-            {
-                "name": "app behind a 1 s micro-cache",
-                "processes": pools,
-                "db_by": "app",
-                "stale_by": "the cache's copy (1 s) + the query",
-                **load(app_url.format(micro), *app_get, pg),
-            },
-        ]
+        results = serve(s3, work, db.root / "postgres.log", cdn, app, micro)
         return {
             "racers": RACERS,
-            "object": key,
+            "object": results[0]["object"],
             "connections": CONNECTIONS,
             "duration_s": DURATION_S,
             "interval_s": INTERVAL_S,
