@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench import restart
-from bench.run import cell, goals, restart_table, table
+from bench import restart, spectators
+from bench.run import cell, goals, restart_table, spectator_table, table
 
 
 @pytest.mark.slow
@@ -32,3 +32,58 @@ def test_bench_restart_and_takeover_at_a_few_hundred_racers() -> None:
     lines = restart_table([r])
     assert any(line.startswith("| 300 | 0.2 h | 13,500 |") for line in lines)
     assert any("standby publishes" in line for line in goals({}, {}, {}, [r]))
+
+
+WRK = """Running 20s test @ http://127.0.0.1:8080/positions.json
+  2 threads and 256 connections
+  Latency Distribution
+     50%    1.23ms
+     99%  400.12ms
+  1000000 requests in 20.00s, 15.26GB read
+  Socket errors: connect 0, read 3, write 0, timeout 2
+  Non-2xx or 3xx responses: 7
+Requests/sec:  50000.00
+"""
+
+
+def test_spectator_figures_and_table() -> None:
+    """What bench/spectators.py reads from wrk and PostgreSQL's log, and the
+    section it makes beside the baselines (the load itself runs in make bench)."""
+    got = spectators.wrk_figures(WRK)
+    assert got["requests"] == 1_000_000 and got["rps"] == 1_000_000 / spectators.DURATION_S
+    assert got["p99_ms"] == 400.12 and got["errors"] == 3 + 2 + 7
+    assert got["bytes"] == pytest.approx(16_386, rel=0.001)
+    log = ["app:LOG:  execute _pg3_0: SELECT", "racepub:LOG:  statement: SELECT 1", "app:ERROR: x"]
+    assert spectators.statements(log) == {"app": 1, "racepub": 1}
+
+    def row(name: str, db_by: str, db: float, rps: float) -> dict[str, object]:
+        return {
+            "name": name,
+            "processes": "2 × 4",
+            "db_by": db_by,
+            "stale_by": "the query",
+            "rps": rps,
+            "p99_ms": 9.0,
+            "errors": 0,
+            "bytes": 16_000.0,
+            "origin_per_s": 0.5,
+            "db_per_s": {db_by: db, "feeder": 0.5},
+            "age_s": [1.0, 2.0],
+        }
+
+    result = {
+        "racers": 1000,
+        "object": "race/racers/0.json",
+        "connections": 256,
+        "duration_s": 20,
+        "interval_s": 2,
+        "app_workers": 2,
+        "app_pool": 4,
+        "sample_every_s": 0.2,
+        "results": [row("racepub", "racepub", 1.0, 40_000), row("app, direct", "app", 200, 200)],
+    }
+    lines = spectator_table(result)
+    row_line = "| racepub | 2 × 4 | 40,000 | 9 | 0 | 16,000 | 0.50 | 1.0 | 1.00 / 2.00 |"
+    assert any(line.startswith(row_line) for line in lines)
+    assert any(line.startswith("- spectators never reach the database: 0.0") for line in lines)
+    assert any("against app, direct: 200.0x" in line for line in lines)
