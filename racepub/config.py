@@ -97,6 +97,8 @@ class Race:
     shard_above: int = 500
     shard_size: int = 1400  # racers per shard: as many as a 30 KB poll allows (bench)
     head_size: int = 25  # leaderboard rows in a large race's snapshot.json
+    # The course GPX is one lap of a loop, run this many times.
+    laps: int = 1
     # Splits at these distances (and at the course GPX's named waypoints).
     checkpoints: tuple[Checkpoint, ...] = ()
     # Once the race is finished, `racepub run` keeps publishing this long
@@ -787,6 +789,7 @@ RACE_OPTIONS: tuple[Option, ...] = (
         "a PMTiles file made by racepub tiles (relative to the config file)",
         "the race's own map, drawn instead of tiles",
     ),
+    _ints("laps", 1, 1000, "a whole number", "the course GPX is one lap, run this many times"),
     _ints("chunk_points", 2, 10000, "a whole number", "fixes per immutable track chunk"),
     _ints("stale_after_s", 1, 86400, "whole seconds", "no fix for this long: stale"),
     _floats("off_course_m", 10, 10000, "metres,", "further from the course: off_course"),

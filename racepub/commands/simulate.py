@@ -22,7 +22,7 @@ import psycopg
 from psycopg import sql
 
 from ..config import Config, Race, Racer
-from ..model.course import Course, load_gpx
+from ..model.course import Course, race_course
 from ..publisher.progress import Progress
 from ..source import connect
 from ..timefmt import ts
@@ -187,7 +187,7 @@ def simulate(
     tick_s: float = 1.0,
 ) -> int:
     """Write fixes as wall time passes until the race is over; return how many."""
-    course = load_gpx(race.course)
+    course = race_course(race)
     over = race_over_at(race, course, speed)
     stop = stop or threading.Event()
     written = 0

@@ -38,10 +38,12 @@ class Board:
     fix_t: np.ndarray  # the newest fix's time
     lat: np.ndarray
     lon: np.ndarray
-    elapsed_s: np.ndarray  # from the start to the finish, or to the newest fix
+    elapsed_s: np.ndarray  # from their start (net) to the finish, or to the newest fix
     pace_s_per_km: np.ndarray  # nan when standing still
     speed_kmh: np.ndarray  # 0 when standing still
-    finish_s: np.ndarray  # from the start
+    finish_s: np.ndarray  # from their own start (net time)
+    gun_finish_s: np.ndarray  # from the race's start (gun time)
+    lap: np.ndarray  # the lap they are on (1-based), the last once finished
 
     @property
     def now(self) -> float:
@@ -55,16 +57,21 @@ class Board:
         with np.errstate(invalid="ignore", divide="ignore"):
             pace = np.where(st.pace_mps > 0, 1000.0 / st.pace_mps, np.nan)
         end = np.where(finished, st.finish_t, st.last_t)
+        course = state.course
+        with np.errstate(invalid="ignore"):
+            lap = np.minimum(np.floor(st.progress / course.lap_m) + 1, course.laps)
         return cls(
             moment=moment,
             distance_m=np.where(known, st.progress, np.nan),
             fix_t=st.last_t.copy(),
             lat=st.lat.copy(),
             lon=st.lon.copy(),
-            elapsed_s=end - state.start_t,
+            elapsed_s=end - st.starts,
             pace_s_per_km=pace,
             speed_kmh=st.speed_mps * 3.6,
-            finish_s=st.finish_t - state.start_t,
+            finish_s=st.finish_t - st.starts,
+            gun_finish_s=st.finish_t - state.start_t,
+            lap=np.where(finished, course.laps, np.where(known, lap, np.nan)),
         )
 
 
@@ -84,6 +91,11 @@ def envelope(state: RaceState, now: float, seq: int) -> dict[str, Any]:
             **({} if climb is None else {"course": {"climb_m": climb[0], "descent_m": climb[1]}}),
             "interval_s": race.interval_s,
             "units": race.units,
+            **(
+                {"laps": state.course.laps, "lap_m": round(state.course.lap_m, 1)}
+                if state.course.laps > 1
+                else {}
+            ),
         },
         "generated_at": iso(now),
         "seq": seq,
@@ -125,6 +137,7 @@ def _record(state: RaceState, board: Board, i: int) -> dict[str, Any]:
         "gap_ahead_s": None,
         "eta_s": None,
         "finish_s": None,
+        "gun_finish_s": None,
         "off_course": False,
         "dropped": dict(sorted(t.dropped.items())),
         "tail": [],
@@ -133,7 +146,9 @@ def _record(state: RaceState, board: Board, i: int) -> dict[str, Any]:
     if r.kind == "runner" and state.vehicles:
         out["vs_vehicles"] = [_versus(t, v) for v in state.vehicles]
     if state.checkpoints:
-        out["splits"] = splits(t, state.checkpoints, state.start_t)
+        out["splits"] = splits(t, state.checkpoints, t.start_t)
+    if state.course.laps > 1:
+        out["lap"] = None if math.isnan(board.lap[i]) else int(board.lap[i])
     if math.isnan(board.fix_t[i]):
         return out
     ahead = state.order[int(moment.order[rank - 2])] if rank > 1 else None
@@ -153,6 +168,7 @@ def _record(state: RaceState, board: Board, i: int) -> dict[str, Any]:
             "gap_ahead_s": _gap(t, ahead) if ahead is not None else None,
             "eta_s": _number(moment.eta_s[i], 0),
             "finish_s": _number(board.finish_s[i], 1),
+            "gun_finish_s": _number(board.gun_finish_s[i], 1),
             "off_course": t.off_course,
         }
     )

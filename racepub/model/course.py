@@ -13,12 +13,15 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 from xml.sax.saxutils import escape
 
 import numpy as np
 
 from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from ..config import Race
 
 EARTH_RADIUS_M = 6_371_008.8
 # How far around a racer's last progress to look first: far enough for any
@@ -79,6 +82,10 @@ class Projection:
     offset_m: float  # distance from the course line
 
 
+# A lap's finish this near its start makes it a loop: it can be run laps times.
+LOOP_CLOSE_M = 100.0
+
+
 class Course:
     def __init__(
         self,
@@ -98,6 +105,10 @@ class Course:
         )
         self.waypoints = tuple(waypoints)
         self.source = source  # "track" or "route": which part of the GPX it came from
+        # A race of several laps runs a lap laps times (with_laps): the lap,
+        # and how far one is along the course.
+        self.laps = 1
+        self.lap: Course = self
         # The local projection to metres: x = (lon - lon0) * kx, y = (lat - lat0) * ky.
         lat0 = sum(p[0] for p in pts) / len(pts)
         self.lat0, self.lon0 = lat0, sum(p[1] for p in pts) / len(pts)
@@ -109,6 +120,7 @@ class Course:
             cum.append(cum[-1] + math.hypot(bx - ax, by - ay))
         self.cum: tuple[float, ...] = tuple(cum)
         self.length_m: float = cum[-1]
+        self.lap_m: float = self.length_m
         # Per segment: start (x, y), direction, 1/length², length, distance at start.
         self._segs: list[tuple[float, float, float, float, float, float, float]] = []
         for i, ((ax, ay), (bx, by)) in enumerate(zip(self._xy, self._xy[1:], strict=False)):
@@ -395,6 +407,27 @@ class Course:
                 down, ref = down + ref - e, e
         return round(up, 1), round(down, 1)
 
+    def with_laps(self, laps: int) -> Course:
+        """This course (a lap of a loop) run `laps` times, one after the
+        other, as one course: progress is along all of it, so a racer on lap
+        2 is a lap's distance further than on lap 1 (what organizers draw by
+        hand as a "shadow track"), and a fix is searched for near where the
+        racer is, on their lap. ValueError when the lap is not a loop."""
+        if laps <= 1:
+            return self
+        (sx, sy), (fx, fy) = self._xy[0], self._xy[-1]
+        gap = math.hypot(fx - sx, fy - sy)
+        if gap > LOOP_CLOSE_M:
+            raise ValueError(
+                f"its finish is {gap:.0f} m from its start: a course run in laps must be "
+                f"a loop (its finish within {LOOP_CLOSE_M:.0f} m of its start)"
+            )
+        run = Course(
+            list(self.points) * laps, list(self.elevations) * laps, self.waypoints, self.source
+        )
+        run.laps, run.lap, run.lap_m = laps, self, self.length_m + gap
+        return run
+
     def geometry(self, decimals: int = 6) -> list[list[float]]:
         return [[round(lat, decimals), round(lon, decimals)] for lat, lon in self.points]
 
@@ -481,6 +514,27 @@ def load_gpx(path: Path) -> Course:
                 )
             return course
     raise UsageError(f"{path}: expected a GPX track or route with at least two distinct points")
+
+
+def race_course(race: Race) -> Course:
+    """The course a race is run on: its GPX, run `laps` times (a loop),
+    within the same bounds as one lap."""
+    lap = load_gpx(race.course)
+    if race.laps > 1 and len(lap.points) * race.laps > MAX_COURSE_POINTS:
+        raise UsageError(
+            f"{race.course}: {race.laps} laps of {len(lap.points):,} points: expected at "
+            f"most {MAX_COURSE_POINTS:,} points in all (simplify the lap)"
+        )
+    try:
+        course = lap.with_laps(race.laps)
+    except ValueError as e:
+        raise UsageError(f"{race.course}: races.{race.id}.laps = {race.laps}: {e}") from None
+    if course.length_m > MAX_COURSE_M:
+        raise UsageError(
+            f"{race.course}: {race.laps} laps are {course.length_m / 1000:,.0f} km: expected "
+            f"at most {MAX_COURSE_M / 1000:,.0f} km"
+        )
+    return course
 
 
 def write_gpx(

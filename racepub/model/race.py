@@ -161,7 +161,7 @@ class RaceState:
         )
         special = (reason == 0) & (clocked | (t - ref > min(CLOCK_SLACK_S, FUTURE_TOLERANCE_S)))
         timely = (reason == 0) & ~special
-        too_early = timely & (t < self.start_t)
+        too_early = timely & (t < self.standings.starts[idx])
         too_late = (
             timely & (t > self.end_t) if self.end_t is not None else np.zeros(len(rows), dtype=bool)
         )
@@ -194,7 +194,7 @@ class RaceState:
         time comes (clock.py)."""
         assert row.t is not None and row.lat is not None and row.lon is not None
         t = self._on_phone_clock(row.racer_id, row.t, row.arrival)
-        reason = self._time_problem(t)
+        reason = self._time_problem(t, self.standings.index[row.racer_id])
         if (
             reason is None
             and t > (now if row.arrival is None else row.arrival) + FUTURE_TOLERANCE_S
@@ -294,8 +294,8 @@ class RaceState:
         for k in np.flatnonzero(rest).tolist():
             self._add(int(idx[k]), [Fix(float(t[k]), float(lat[k]), float(lon[k]))])
 
-    def _time_problem(self, t: float) -> str | None:
-        if t < self.start_t:
+    def _time_problem(self, t: float, i: int) -> str | None:
+        if t < self.standings.starts[i]:
             return "before_start"  # privacy: where a racer was before the start
         if self.end_t is not None and t > self.end_t:
             return "after_end"
@@ -331,7 +331,7 @@ class RaceState:
             for t, lat, lon in held:
                 if t - offset <= now:
                     track.undrop("future")  # judged again, as a fix like any other
-                    reason = self._time_problem(t - offset)
+                    reason = self._time_problem(t - offset, index)
                     if reason is None:
                         due.setdefault(index, []).append(Fix(t - offset, lat, lon))
                     else:

@@ -44,6 +44,8 @@ def checkpoints(race: Race, course: Course) -> list[Checkpoint]:
             continue
         if 0.0 < p.distance_m < length - 1.0 and all(c.name != wpt.name for c in found):
             found.append(Checkpoint(wpt.name, round(p.distance_m, 1)))
+    # A race of laps: a split at the end of every lap but the last (the finish).
+    found += [Checkpoint(f"Lap {k}", round(k * course.lap_m, 1)) for k in range(1, course.laps)]
     if not found:
         return []
     return sorted(found, key=lambda c: c.distance_m) + [Checkpoint(FINISH, round(length, 1))]

@@ -70,7 +70,7 @@ class Standings:
         self.expect_speed = np.zeros(n)  # m/s a fix is searched for at (Track.search)
         self.eta_speed = np.full(n, np.nan)  # m/s expected for the rest of the race
         self.length = tracks[0].course.length_m if tracks else 0.0
-        self.start_t = tracks[0].rules.start_t if tracks else 0.0
+        self.starts = np.array([t.start_t for t in tracks])  # each racer's own start
         # What RaceState's vectorised steps need of each racer (race.py).
         self.usual = np.zeros(n, dtype=bool)  # a fix can take the usual path
         self.max_mps = np.array([t.rules.max_mps for t in tracks])
@@ -124,10 +124,9 @@ class Standings:
         finished = self.state[idx] == FINISHED
         progress = self.progress[idx]
         end = np.where(finished, self.finish_t[idx], self.last_t[idx])
+        start = self.starts[idx]
         with np.errstate(invalid="ignore", divide="ignore"):
-            avg = np.where(
-                (end > self.start_t) & (progress >= 50.0), progress / (end - self.start_t), np.nan
-            )
+            avg = np.where((end > start) & (progress >= 50.0), progress / (end - start), np.nan)
         known = ~np.isnan(recent)
         moving = known & (recent != 0)
         self.expect_speed[idx] = np.where(moving, recent, np.nan_to_num(avg))

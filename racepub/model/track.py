@@ -160,9 +160,14 @@ class Track:
     # The tail is full at this many floats (3 a point): chunk_points, or
     # what the trails set for a first cut (they stagger them).
     cut_len: int = field(init=False)
+    # The racer's own start (a wave, a chip read), else the race's: their
+    # times are net of it, and nothing of them before it is published.
+    start_t: float = field(init=False)
 
     def __post_init__(self) -> None:
         self.cut_len = 3 * self.rules.chunk_points
+        own = self.racer.start.timestamp() if self.racer.start is not None else -math.inf
+        self.start_t = max(self.rules.start_t, own)
 
     @property
     def full(self) -> bool:
@@ -225,8 +230,10 @@ class Track:
     def _choose(self, passes: list[Fit], held: Fix, then: Fix | None) -> Projection:
         """Which pass a fix after a silence was on: the one whose direction
         the racer's next move follows; without a move to go by, the first
-        along the course (never one they cannot have reached yet)."""
-        best = passes[0]
+        along the course (never one they cannot have reached yet). Laps look
+        alike, every one the same way: of the passes the move fits, the one
+        nearest where the racer should be by now."""
+        best, fitting = passes[0], passes
         if then is not None:
             (ax, ay), (bx, by) = (
                 self.course.to_xy(held.lat, held.lon),
@@ -234,7 +241,12 @@ class Track:
             )
             moved = math.hypot(bx - ax, by - ay)
             if moved >= HEADING_M:
-                best = max(passes, key=lambda p: (bx - ax) * p.east + (by - ay) * p.north)
+                along = [(bx - ax) * p.east + (by - ay) * p.north for p in passes]
+                best = passes[along.index(max(along))]
+                fitting = [p for p, a in zip(passes, along, strict=True) if a >= max(along) - 1.0]
+        if self.course.laps > 1:
+            expect = self.search(held).expect_m
+            best = min(fitting, key=lambda p: abs(p.distance_m - expect))
         return Projection(best.distance_m, best.offset_m)
 
     def settle(self, now: float) -> bool:
@@ -271,12 +283,12 @@ class Track:
         start; after a long silence, the first pass of the course that fits."""
         rules = self.rules
         if self.last is None:
-            dt = max(fix.t - rules.start_t, 0.0)
+            dt = max(fix.t - self.start_t, 0.0)
             prev_d = speed = 0.0
         else:
             dt = max(fix.t - self.last.t, 0.0)
             prev_d = self.progress_m
-            speed = self.recent_speed() or self.average_speed(rules.start_t) or 0.0
+            speed = self.recent_speed() or self.average_speed() or 0.0
         ahead, expect, prefer = search_window(prev_d, dt, rules.max_mps, speed)
         return Search(prev_d, ahead, expect, prefer, self.last is not None and dt > LONG_GAP_S)
 
@@ -354,7 +366,7 @@ class Track:
         """Near the course, and no further along it than the racer could
         have gone since the start."""
         rules = self.rules
-        reach = reach_m(rules.max_mps, max(0.0, fix.t - rules.start_t))
+        reach = reach_m(rules.max_mps, max(0.0, fix.t - self.start_t))
         proj = self.course.project(
             fix.lat, fix.lon, near_m=0.0, ahead_m=reach, off_course_m=rules.off_course_m
         )
@@ -558,11 +570,12 @@ class Track:
         """Metres per second of progress over the pace window (0 when stopped)."""
         return self.recent_mps
 
-    def average_speed(self, start_t: float) -> float | None:
+    def average_speed(self) -> float | None:
+        """Progress over the time since the racer's start (None too early to say)."""
         end_t = self.finish_t if self.finish_t is not None else (self.last.t if self.last else None)
-        if end_t is None or end_t <= start_t or self.distance_m < 50.0:
+        if end_t is None or end_t <= self.start_t or self.distance_m < 50.0:
             return None
-        return self.distance_m / (end_t - start_t)
+        return self.distance_m / (end_t - self.start_t)
 
 
 def _interpolate_t(t0: float, d0: float, t1: float, d1: float, d: float) -> float:

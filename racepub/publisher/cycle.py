@@ -23,7 +23,7 @@ from ..commands.tiles import load_basemap
 from ..config import Config, Race
 from ..errors import SinkError, SourceError
 from ..model.board import Board
-from ..model.course import load_gpx
+from ..model.course import race_course
 from ..model.race import RaceState
 from ..objects import Object
 from ..rows import Batch, latest_time
@@ -110,7 +110,7 @@ class Publisher:
         """state_dir: where the race state is saved now and then, and found
         on a restart (statefile.py); None: a restart reads the race again."""
         self.race, self.clock = race, clock
-        self.course = load_gpx(race.course)
+        self.course = race_course(race)
         self.state = RaceState(race, self.course)
         self.shape: Shape = make_shape(race, self.state)
         self.sink = sink or open_sink(race.sink, config.s3, race.interval_s)

@@ -108,9 +108,11 @@ def page_context(
             "tiles": race.tiles,
             "attribution": race.tile_attribution,
             "basemap": basemap,
-            "course": _geometry(course),
+            "course": _geometry(course.lap),  # a race of laps: the lap, drawn once
             "course_length_m": round(course.length_m, 1),
-            "profile": _profile(course),  # null without elevation: no profile drawn
+            "laps": course.laps,
+            "lap_m": round(course.lap_m, 1),
+            "profile": _profile(course.lap),  # null without elevation: no profile drawn
             "pace_window_s": race.pace_window_s,
             # Where the checkpoints are (config and GPX waypoints, as the
             # records' splits list them), the finish left out.

@@ -33,17 +33,28 @@ class Results:
 
 
 def results(state: RaceState, board: Board, now: float) -> Results:
-    """Every racer by rank: status, finish, pace, gap to the winner, splits."""
+    """Every racer by place: the finishers by net time (from their own
+    start; a wave's racers are not slower by their wave's wait), then the
+    rest as they are on the road; each with their place in their category,
+    status, net and gun finish, pace, gap to the winner, splits."""
     final = state.state(now) == "finished"
     recs = records(state, board, [int(i) for i in board.moment.order])
-    winner = next((r["finish_s"] for r in recs if r["finish_s"] is not None), None)
+    finished = sorted(
+        (r for r in recs if r["finish_s"] is not None), key=lambda r: (r["finish_s"], r["rank"])
+    )
+    recs = finished + [r for r in recs if r["finish_s"] is None]
+    winner = finished[0]["finish_s"] if finished else None
     racers = []
-    for r in recs:
+    in_category: dict[str, int] = {}
+    for place, r in enumerate(recs, 1):
         gap = None
         if r["finish_s"] is not None and winner is not None:
             gap = round(r["finish_s"] - winner, 1)
+        category = r.get("category")
+        if category is not None:
+            in_category[category] = in_category.get(category, 0) + 1
         racers.append(
-            {"rank": r["rank"]}
+            {"rank": place, "category_rank": in_category[category] if category else None}
             | identity(state.tracks[r["id"]].racer)
             | {
                 "status": "dnf"
@@ -52,6 +63,7 @@ def results(state: RaceState, board: Board, now: float) -> Results:
                 if final and not r["position"]
                 else r["status"],
                 "finish_s": r["finish_s"],
+                "gun_finish_s": r["gun_finish_s"],
                 "distance_m": r["distance_m"],
                 "pace_s_per_km": r["pace_s_per_km"],
                 "gap_to_winner_s": gap,
@@ -103,10 +115,13 @@ def csv_bytes(res: Results) -> bytes:
         _text_cells(
             [
                 "rank",
+                "category_rank",
                 *_WHO,
                 "status",
                 "finish",
                 "finish_s",
+                "gun_finish",
+                "gun_finish_s",
                 "pace_per_km",
                 "gap_to_winner",
                 "distance_m",
@@ -119,10 +134,13 @@ def csv_bytes(res: Results) -> bytes:
             _text_cells(
                 [
                     r["rank"],
+                    "" if r["category_rank"] is None else r["category_rank"],
                     *("" if r[k] is None else r[k] for k in _WHO),
                     r["status"],
                     _time(r["finish_s"]),
                     "" if r["finish_s"] is None else r["finish_s"],
+                    _time(r["gun_finish_s"]),
+                    "" if r["gun_finish_s"] is None else r["gun_finish_s"],
                     _time(r["pace_s_per_km"]),
                     _time(r["gap_to_winner_s"]),
                     "" if r["distance_m"] is None else r["distance_m"],
