@@ -249,7 +249,7 @@ def test_vectorised_rounds_give_the_general_result() -> None:
     general.standings.settle()
     batch.standings.settle()
     columns = (
-        "state", "finish_t", "progress", "last_t", "lat", "lon", "pace_mps", "speed_mps",
+        "state", "finish_t", "final_t", "progress", "last_t", "lat", "lon", "pace_mps", "speed_mps",
         "speed", "expect_speed", "eta_speed", "usual",
     )  # fmt: skip
     for name in columns:

@@ -17,7 +17,6 @@ from .course import Course
 from .splits import checkpoints
 from .standings import Moment, Standings
 from .track import (
-    FINISH_FIT_AFTER_S,
     FINISH_TOLERANCE_M,
     LONG_GAP_S,
     TIMELINE_STEP_M,
@@ -242,10 +241,7 @@ class RaceState:
                 # that time it, go the general way; before, near the line,
                 # and after a finish timed for good (a mass race's
                 # finished thousands walking about) they are usual.
-                & (
-                    (st.progress[idx] < c.length_m - FINISH_TOLERANCE_M)
-                    | (t > st.finish_t[idx] + FINISH_FIT_AFTER_S)
-                )
+                & ((st.progress[idx] < c.length_m - FINISH_TOLERANCE_M) | (t > st.final_t[idx]))
             )
         go = np.flatnonzero(ok)
         progress = st.progress[idx[go]]

@@ -60,6 +60,7 @@ class Standings:
         n = len(tracks)
         self.state = np.full(n, WAITING, dtype=np.int8)
         self.finish_t = np.full(n, np.nan)
+        self.final_t = np.full(n, np.nan)  # when the finish was timed for good
         self.progress = np.zeros(n)  # at the newest fix, capped at the course length
         self.last_t = np.full(n, np.nan)
         self.lat = np.full(n, np.nan)  # the newest fix
@@ -90,6 +91,7 @@ class Standings:
         self.progress[i] = t.distance_m
         if t.finish_t is not None:
             self.state[i], self.finish_t[i] = FINISHED, t.finish_t
+            self.final_t[i] = np.nan if t.finish_final_t is None else t.finish_final_t
         else:
             self.state[i] = RACING
         self._dirty.append(i)  # speeds: all at once, in settle()

@@ -129,6 +129,8 @@ class Track:
     progress_m: float = 0.0  # best progress so far (extended past the finish)
     offset_m: float = 0.0
     finish_t: float | None = None
+    # When the first fix past the line came: the finish is timed for good.
+    finish_final_t: float | None = None
     count: int = 0  # accepted fixes
     # Points accepted since the trail was last cut, as flat (lat, lon, t)
     # triples: a list per point would cost ~200 bytes, and big fields keep
@@ -488,20 +490,28 @@ class Track:
         if self.finish_t is None and self.progress_m < length - self.rules.finish_zone_m:
             return  # far from the line: no fix here can be among those that time it
         self._near_line(fix.t, raw_m)
+        if self.finish_final_t is not None:
+            return  # timed for good
         if self.finish_t is None:
             if offset_m > self.rules.off_course_m or self.progress_m < length - FINISH_TOLERANCE_M:
                 return
             self.finish_t = _interpolate_t(prev_t, prev_d, fix.t, self.progress_m, length)
-        elif fix.t > self.finish_t + FINISH_FIT_AFTER_S:
-            return
-        near = []
+        if raw_m < length:
+            return  # declared within FINISH_TOLERANCE_M of the line: timed once past it
+        # The first fix past the line: the finish is where a line through it
+        # and the fixes of the run-in before it reaches the line (a handful
+        # of fixes average out the noise any one carries; the fixes after
+        # it are left out: a racer may stop soon after).
+        self.finish_final_t = fix.t
         approach = self.approach
-        for t, d in zip(approach[::2], approach[1::2], strict=True):
-            if -FINISH_FIT_S <= t - self.finish_t <= FINISH_FIT_AFTER_S:
-                near.append((t, d))
-                if d >= length:
-                    break  # the first fix past the line; a racer may stop soon after
-        self.finish_t = _fit_crossing(near, length) or self.finish_t
+        near = [
+            (t, d)
+            for t, d in zip(approach[::2], approach[1::2], strict=True)
+            if fix.t - FINISH_FIT_S <= t <= fix.t
+        ]
+        # (A vehicle, which brakes for the stop at the line, by its fixes alone.)
+        steady = self.recent_mps if self.racer.kind == "runner" else None
+        self.finish_t = _fit_crossing(near, length, steady) or self.finish_t
 
     def _advance_timeline(self, t0: float, d0: float, t1: float, d1: float) -> None:
         """Record when each timeline mark was passed (interpolated as
@@ -584,10 +594,14 @@ def _interpolate_t(t0: float, d0: float, t1: float, d1: float, d: float) -> floa
     return t0 + (t1 - t0) * (min(max(d, d0), d1) - d0) / (d1 - d0)
 
 
-def _fit_crossing(points: list[tuple[float, float]], line_m: float) -> float | None:
-    """When a least-squares line through recent (time, progress) reaches the
-    line: a handful of fixes average out the GPS noise that any single one
-    carries (±1 s at running speed)."""
+def _fit_crossing(
+    points: list[tuple[float, float]], line_m: float, speed: float | None = None
+) -> float | None:
+    """When a line through recent (time, progress) reaches the line: a
+    handful of fixes average out the GPS noise that any single one carries
+    (±1 s at running speed). Its slope is the racer's speed over the pace
+    window when known (a minute of progress says it better than the few
+    seconds of fixes here, each metres off); else fitted to them."""
     if len(points) < 3:
         return None
     n = len(points)
@@ -596,10 +610,20 @@ def _fit_crossing(points: list[tuple[float, float]], line_m: float) -> float | N
     var = sum((t - mt) ** 2 for t, _ in points)
     if var <= 0:
         return None
-    slope = sum((t - mt) * (d - md) for t, d in points) / var
+    slope = (
+        speed
+        if speed is not None and speed >= MOVING_MPS
+        else sum((t - mt) * (d - md) for t, d in points) / var
+    )
     if slope < MOVING_MPS:
         return None
-    return mt + (line_m - md) / slope
+    crossing = mt + (line_m - md) / slope
+    # A line through noise that crawls (a slow racer, fixes metres apart
+    # with metres of noise) can cross the line far beyond its fixes: that
+    # is no measurement; the finish stays as it was timed.
+    if not points[0][0] - FINISH_FIT_AFTER_S <= crossing <= points[-1][0] + FINISH_FIT_AFTER_S:
+        return None
+    return crossing
 
 
 def _metres(course: Course, a: Fix, b: Fix) -> float:
