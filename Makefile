@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # The page's bundler (esbuild), pinned by package-lock.json: only static/app.js,
 # which is committed, is shipped. A machine with Python only needs neither.
 NPM_STAMP := node_modules/.installed
-BUNDLE := node_modules/.bin/esbuild static/js/main.js --bundle --format=esm --minify \
+BUNDLE := node_modules/.bin/esbuild --bundle --format=esm --minify \
 	--target=es2020 --legal-comments=none --log-level=warning
 
 .PHONY: demo test test-fast lint typecheck pytest bench clean vendor-leaflet vendor-pmtiles \
@@ -24,19 +24,23 @@ lint: $(STAMP)
 	$(BIN)/biome check --error-on-warnings
 	@$(MAKE) --no-print-directory bundle-check
 
-# static/app.js: the page's modules (static/js) in one file, one request.
+# static/app.js: the page's modules (static/js) in one file, one request;
+# static/event.js: an event's page's.
 bundle: $(NPM_STAMP)
-	$(BUNDLE) --outfile=static/app.js
+	$(BUNDLE) static/js/main.js --outfile=static/app.js
+	$(BUNDLE) static/js/event.js --outfile=static/event.js
 
 # The committed bundle is what static/js makes (CI always checks; elsewhere
 # it needs npm, and says so when it is not there).
 bundle-check:
 	@if command -v npm >/dev/null 2>&1; then \
 	  $(MAKE) --no-print-directory $(NPM_STAMP) && tmp=$$(mktemp -d) && \
-	  $(BUNDLE) --outfile=$$tmp/app.js && \
-	  { cmp -s $$tmp/app.js static/app.js || { rm -rf $$tmp; \
-	    echo "static/app.js is not what static/js makes: run make bundle"; exit 1; }; } && \
-	  rm -rf $$tmp && echo "static/app.js is up to date"; \
+	  $(BUNDLE) static/js/main.js --outfile=$$tmp/app.js && \
+	  $(BUNDLE) static/js/event.js --outfile=$$tmp/event.js && \
+	  { cmp -s $$tmp/app.js static/app.js && cmp -s $$tmp/event.js static/event.js || \
+	    { rm -rf $$tmp; echo "static/*.js is not what static/js makes: run make bundle"; \
+	      exit 1; }; } && \
+	  rm -rf $$tmp && echo "static/app.js and event.js are up to date"; \
 	elif [ "$$CI" = true ]; then echo "npm is needed to check static/app.js"; exit 1; \
 	else echo "skipped: static/app.js not checked against static/js (needs npm; CI checks it)"; fi
 

@@ -145,12 +145,29 @@ class S3:
 
 
 @dataclass(frozen=True)
+class Event:
+    """Several races of one event (a marathon, a half, a 10 km): one page
+    at `sink` leads to each, every race published by its own publisher
+    into a sink under it."""
+
+    id: str
+    title: str
+    races: tuple[str, ...]
+    sink: str
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     dsn: str
     source: Source
     s3: S3
     races: Mapping[str, Race]
+    events: Mapping[str, Event] = field(default_factory=dict)
+
+    def event_of(self, race_id: str) -> Event | None:
+        """The event a race is part of, if any."""
+        return next((e for e in self.events.values() if race_id in e.races), None)
 
     def race(self, name: str) -> Race:
         if name not in self.races:
@@ -245,11 +262,51 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
             races[name] = race
     if races_t.present and not races_t.raw:
         errors.append(f"{path}: races: no race configured: expected a [races.NAME] table")
+    events = _events(top.table("events"), races, path, errors)
     top.done()
 
     if errors:
         raise ConfigError(errors)
-    return Config(path=path, dsn=dsn, source=source, s3=s3, races=races)
+    return Config(path=path, dsn=dsn, source=source, s3=s3, races=races, events=events)
+
+
+def _events(
+    events_t: _Table, races: Mapping[str, Race], path: Path, errors: list[str]
+) -> dict[str, Event]:
+    """[events.NAME]: title, races (each a configured race, in one event at
+    most), and sink, the place of the event's page: each race's sink is a
+    place under it (so the page links to each race's)."""
+    events: dict[str, Event] = {}
+    seen: dict[str, str] = {}
+    for name in list(events_t.raw):
+        key = f"events.{name}"
+        if not _NAME.match(name):
+            errors.append(
+                f"{path}: {key}: bad event name {name!r}: expected letters, digits, '-' or '_'"
+            )
+        et = events_t.table(name, required=True)
+        title = et.get("title", _text, "a non-empty string", default=name)
+        sink = et.get("sink", _sink, "s3://bucket/prefix or dir:PATH", required=True)
+        members = et.get("races", _names, 'a list of race names, e.g. ["marathon", "half"]')
+        et.done()
+        if sink is not None and sink.startswith("dir:"):  # relative to the config file
+            sink = f"dir:{path.parent / sink[4:]}"
+        for race in members or []:
+            if race not in races:
+                errors.append(f"{path}: {key}.races: {race!r}: no such race [races.{race}]")
+            elif race in seen:
+                errors.append(f"{path}: {key}.races: {race!r} is in events.{seen[race]} already")
+            elif sink is not None and not races[race].sink.startswith(sink.rstrip("/") + "/"):
+                errors.append(
+                    f"{path}: races.{race}.sink = {races[race].sink!r}: expected a place under "
+                    f"{key}.sink ({sink}/...): the event's page links to each race's"
+                )
+            seen[race] = name
+        if sink is not None and members:
+            events[name] = Event(name, title, tuple(members), sink)
+        elif members is not None and not members:
+            errors.append(f"{path}: {key}.races: empty: expected the event's races")
+    return events
 
 
 def _race(name: str, r: _Table, path: Path, errors: list[str]) -> Race | None:
@@ -612,6 +669,12 @@ def _clean_name(text: str) -> str:
 def _is_control(c: str) -> bool:
     """C0 and C1 controls, DEL, and the line and paragraph separators."""
     return unicodedata.category(c) in ("Cc", "Zl", "Zp")
+
+
+def _names(v: Any) -> list[str]:
+    if not isinstance(v, list) or not all(isinstance(x, str) and _NAME.match(x) for x in v):
+        raise ValueError
+    return list(dict.fromkeys(v))
 
 
 def _int_range(lo: int, hi: int) -> Callable[[Any], int]:

@@ -15,6 +15,7 @@ from isal import igzip
 
 SNAPSHOT = "snapshot.json"
 PAGE = "index.html"
+SUMMARY = "summary.json"  # what an event's page says of the race (shapes/event.py)
 # The trails' packs (shapes/trails.py) never change; a large race's live
 # shards and trail groups do, its rosters and name indexes never do (their
 # names say what they hold: shapes/field.py).
@@ -82,7 +83,7 @@ def content_type(key: str) -> str:
 
 
 def cache_control(key: str, interval_s: int) -> str:
-    if key == SNAPSHOT or key.startswith((SHARDS, TRAILS)):
+    if key in (SNAPSHOT, SUMMARY) or key.startswith((SHARDS, TRAILS)):
         # Fresh for one interval; for CDNs (s-maxage) a second less, so the
         # copy a CDN fetched just after one publish has expired when the
         # spectators ask just after the next (DESIGN.md, "Freshness through

@@ -29,6 +29,8 @@ from ..objects import Object
 from ..rows import Batch, latest_time
 from ..shapes import Shape, make_shape
 from ..shapes.encode import json_bytes
+from ..shapes.event import page_objects as event_page
+from ..shapes.event import summary_object
 from ..shapes.page import environment, page_context, render_page
 from ..shapes.results import objects as results_objects
 from ..shapes.results import results
@@ -86,6 +88,12 @@ class CycleStats:
         )
 
 
+def _put_if_new(sink: Sink, obj: Object) -> None:
+    """Into a sink others write too (an event's): only if not there already."""
+    if sink.fingerprint(obj.key) != obj.sha256:
+        sink.put(obj)
+
+
 def _settle_garbage() -> None:
     """Collect this cycle's young garbage, then exempt what survived from
     future collections. The race state is millions of long-lived objects:
@@ -136,6 +144,21 @@ class Publisher:
             for rel, body in files.items()
         ]
         self.basemap = self._basemap()  # what the page needs to draw it; None: `tiles`
+        # An event of several races (shapes/event.py): its page, in its own
+        # sink, written once per start (unchanged: not at all).
+        self.event = config.event_of(race.id)
+        self.event_sink: Sink | None = None
+        self._event_objects: list[Object] = []
+        if self.event is not None:
+            self.event_sink = open_sink(self.event.sink, config.s3, race.interval_s)
+            wanted = {"app.css", "event.js"}
+            self._event_objects = event_page(
+                config,
+                self.event,
+                self.env,
+                self.static_hash,
+                [(rel, body) for rel, body in files.items() if rel in wanted],
+            )
         self.statefile: StateFile | None = None
         self._restored_seq: int | None = None  # the seq a restored state was saved at
         if state_dir is not None:
@@ -313,6 +336,8 @@ class Publisher:
         results_objs = self._results(now, board, state)
         first = self.static_objects + self.shape.once() + out.first
         then = [*out.then, *results_objs, *([page_obj] if page_obj else [])]
+        if self.event is not None:
+            then.append(summary_object(self.state, board, seq))
         snap_obj = objects.make(objects.SNAPSHOT, json_bytes(snap), self.race.interval_s)
         t3 = time.perf_counter()
         self._compress([*first, *then, snap_obj])
@@ -323,6 +348,11 @@ class Publisher:
         # snapshot that points at them all.
         self.shape.store.seal()
         self._write_all(first, stats)
+        if self._event_objects:  # the event's page, once per start
+            sink = self.event_sink
+            assert sink is not None
+            self._in_time([self._uploads.submit(_put_if_new, sink, o) for o in self._event_objects])
+            self._event_objects = []
         later = [self._uploads.submit(self._write, o, stats) for o in then]
         t_lazy = time.perf_counter()
         later += [self._uploads.submit(self._write, o, stats) for o in out.lazy()]
