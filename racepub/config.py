@@ -99,6 +99,8 @@ class Race:
     head_size: int = 25  # leaderboard rows in a large race's snapshot.json
     # The course GPX is one lap of a loop, run this many times.
     laps: int = 1
+    # With timing mats: the pace a racer is placed at before their first split.
+    default_pace_s_per_km: int = 360
     # Splits at these distances (and at the course GPX's named waypoints).
     checkpoints: tuple[Checkpoint, ...] = ()
     # Once the race is finished, `racepub run` keeps publishing this long
@@ -139,6 +141,23 @@ class Source:
 
 
 @dataclass(frozen=True)
+class Detections:
+    """Where a timing system's chip reads are: one row a read of a racer's
+    chip at a mat (`checkpoint`: start, finish, or a checkpoint's name)."""
+
+    table: str
+    racer: str = "racer"
+    checkpoint: str = "checkpoint"
+    time: str = "read_at"
+    ingest: str | None = None
+    lookback_s: int = 30
+
+    @property
+    def table_parts(self) -> tuple[str, ...]:
+        return tuple(self.table.split("."))
+
+
+@dataclass(frozen=True)
 class S3:
     endpoint_url: str | None = None
     region: str | None = None
@@ -164,6 +183,7 @@ class Config:
     s3: S3
     races: Mapping[str, Race]
     events: Mapping[str, Event] = field(default_factory=dict)
+    detections: Detections | None = None  # chip reads from timing mats, if any
 
     def event_of(self, race_id: str) -> Event | None:
         """The event a race is part of, if any."""
@@ -240,6 +260,29 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     )
     src.done()
 
+    det = top.table("detections")
+    detections = None
+    if det.present:
+        table = det.get(
+            "table", _table_name, "a table name, optionally schema.table", required=True
+        )
+        detections = Detections(
+            table=table or "",
+            racer=det.get("racer", _ident, "a column name", default=Detections.racer),
+            checkpoint=det.get(
+                "checkpoint", _ident, "a column name", default=Detections.checkpoint
+            ),
+            time=det.get("time", _ident, "a column name", default=Detections.time),
+            ingest=det.get("ingest", _ident, "a column name"),
+            lookback_s=det.get(
+                "lookback_s",
+                _int_range(0, 3600),
+                "whole seconds 0..3600",
+                default=Detections.lookback_s,
+            ),
+        )
+    det.done()
+
     s3t = top.table("s3")
     s3 = S3(
         endpoint_url=s3t.get("endpoint_url", _url, "an http(s):// URL"),
@@ -267,7 +310,15 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
 
     if errors:
         raise ConfigError(errors)
-    return Config(path=path, dsn=dsn, source=source, s3=s3, races=races, events=events)
+    return Config(
+        path=path,
+        dsn=dsn,
+        source=source,
+        s3=s3,
+        races=races,
+        events=events,
+        detections=detections,
+    )
 
 
 def _events(
@@ -853,6 +904,13 @@ RACE_OPTIONS: tuple[Option, ...] = (
         "the race's own map, drawn instead of tiles",
     ),
     _ints("laps", 1, 1000, "a whole number", "the course GPX is one lap, run this many times"),
+    _ints(
+        "default_pace_s_per_km",
+        60,
+        3600,
+        "seconds a km",
+        "with timing mats: a racer's pace before their first split",
+    ),
     _ints("chunk_points", 2, 10000, "a whole number", "fixes per immutable track chunk"),
     _ints("stale_after_s", 1, 86400, "whole seconds", "no fix for this long: stale"),
     _floats("off_course_m", 10, 10000, "metres,", "further from the course: off_course"),

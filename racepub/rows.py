@@ -85,3 +85,8 @@ def latest_time(rows: Batch) -> float | None:
         t = rows.t[~np.isnan(rows.t)]
         return float(t.max()) if len(t) else None
     return max((r[1] for r in rows if r[1] is not None), default=None)
+
+
+# A timing mat's chip read as the read source hands it over: (racer,
+# checkpoint, time, arrival), any of the first three None when NULL.
+ReadRow = tuple[str | None, str | None, float | None, float]

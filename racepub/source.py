@@ -26,10 +26,11 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 from psycopg.types.numeric import Int8
 
+from .config import Detections
 from .config import Source as SourceConfig
 from .errors import SourceError
 from .model.clock import FUTURE_HORIZON_S, FUTURE_TOLERANCE_S
-from .rows import PROBLEMS, Batch, Columns, RawRow
+from .rows import PROBLEMS, Batch, Columns, RawRow, ReadRow
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def _connect_reason(e: psycopg.Error) -> str:
     return "connection failed"
 
 
-def describe(conn: psycopg.Connection[Any], cfg: SourceConfig) -> dict[str, str]:
+def describe(conn: psycopg.Connection[Any], cfg: SourceConfig | Detections) -> dict[str, str]:
     """Column name -> type of the source table ({} if there is no such table)."""
     table = sql.Identifier(*cfg.table_parts).as_string(conn)
     rows = conn.execute(
@@ -675,3 +676,125 @@ def _is_int(text: str) -> bool:
 
 def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+class ReadSource:
+    """Chip reads of the configured racers from a timing system's table
+    ([detections]), one query a cycle, by the rules of PointSource: the
+    table and columns quoted as identifiers, SELECT only; the cursor the
+    `ingest` column (insert order: reads delivered late are not missed) or
+    else the read time, never past the database's now(), each read looking
+    back one cycle (ingest) or `lookback_s` (time); rows read twice in the
+    overlap skipped. Reads are few beside fixes (a racer passes a mat a few
+    times a race), so every read is rows, at once."""
+
+    def __init__(self, dsn: str, cfg: Detections, racer_ids: list[str], start_t: float):
+        self.dsn, self.cfg, self.start_t = dsn, cfg, start_t
+        self.racer_ids = racer_ids
+        self._conn: psycopg.Connection[Any] | None = None
+        self._query: sql.Composed | None = None
+        self._ids: list[str] | None = None  # None: every racer's rows are read, told apart here
+        self._low: float | None = None  # exclusive lower bound of the cursor
+        self._hwm: float | None = None
+        self._seen: dict[tuple[Any, ...], float] = {}  # rows of the overlap, read already
+        self.queries = 0
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def cursor(self) -> dict[str, Any]:
+        return {"low": self._low, "hwm": self._hwm, "seen": self._seen}
+
+    def restore(self, cursor: dict[str, Any]) -> None:
+        self._low, self._hwm, self._seen = cursor["low"], cursor["hwm"], cursor["seen"]
+
+    def _prepare(self) -> psycopg.Connection[Any]:
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        conn = connect(self.dsn)
+        c = self.cfg
+        try:
+            columns = describe(conn, c)
+        except psycopg.Error as e:
+            conn.close()
+            raise SourceError(f"cannot read the detections table: {_first_line(e)}") from None
+        wanted = [x for x in (c.racer, c.checkpoint, c.time, c.ingest) if x]
+        problem = None
+        if not columns:
+            problem = f"detections table {c.table!r} not found"
+        elif missing := [x for x in wanted if x not in columns]:
+            problem = f"detections table {c.table!r} has no column {', '.join(map(repr, missing))}"
+        elif not _is_timestamp(columns[c.time]):
+            problem = f"detections column {c.time!r} is {columns[c.time]}: expected a timestamp"
+        if problem:
+            conn.close()
+            raise SourceError(problem)
+        racer = sql.Identifier(c.racer)
+        time = sql.Identifier(c.time)
+        cursor_col = sql.Identifier(c.ingest or c.time)
+        ingest_type = columns[c.ingest] if c.ingest else None
+        cursor = (
+            cursor_col
+            if ingest_type in INTEGER_TYPES
+            else sql.SQL("extract(epoch FROM {})::float8").format(cursor_col)
+        )
+        if len(self.racer_ids) > FILTER_IN_DATABASE_MAX:
+            match: sql.Composable = sql.SQL("TRUE")
+        else:
+            self._ids = list(self.racer_ids)
+            match = sql.SQL("{}::text = ANY(%(ids)s)").format(racer)
+        self._query = sql.SQL(
+            "SELECT {racer}::text, {checkpoint}::text, extract(epoch FROM {time})::float8, "
+            "{cursor}::float8, extract(epoch FROM now())::float8 FROM {table} "
+            "WHERE {match} AND ({time} >= to_timestamp(%(start)s) OR {time} IS NULL) "
+            "AND {cursor}::float8 > %(low)s ORDER BY {cursor_col}"
+        ).format(
+            racer=racer,
+            checkpoint=sql.Identifier(c.checkpoint),
+            time=time,
+            cursor=cursor,
+            cursor_col=cursor_col,
+            table=sql.Identifier(*c.table_parts),
+            match=match,
+        )
+        self._conn = conn
+        return conn
+
+    def read(self, now: float) -> list[ReadRow]:
+        """The reads committed since the last (the overlap skipped)."""
+        try:
+            conn = self._prepare()
+            assert self._query is not None
+            low = -1e300 if self._low is None else self._low
+            rows = conn.execute(
+                self._query, {"ids": self._ids, "start": self.start_t, "low": low}
+            ).fetchall()
+            self.queries += 1
+        except psycopg.Error as e:
+            self.close()
+            raise SourceError(f"database read of detections failed: {_first_line(e)}") from None
+        fresh: list[ReadRow] = []
+        before = self._hwm
+        for racer, checkpoint, t, cur, db_now in rows:
+            key = (racer, checkpoint, t, cur)
+            if key in self._seen:
+                continue
+            self._seen[key] = cur
+            fresh.append((racer, checkpoint, t, db_now))
+            # The read time as cursor never passes the database's now(): a
+            # timing system's clock ahead cannot hide the reads after it.
+            mark = cur if self.cfg.ingest else min(cur, db_now)
+            if self._hwm is None or mark > self._hwm:
+                self._hwm = mark
+        if self._hwm is not None:
+            if self.cfg.ingest:
+                # From the mark before this read: a read committed within a
+                # cycle of a newer one is still found.
+                self._low = before if before is not None else self._hwm
+            else:
+                self._low = max(self.start_t, self._hwm - self.cfg.lookback_s)
+            low_now = self._low
+            self._seen = {k: v for k, v in self._seen.items() if v > low_now}
+        return fresh

@@ -28,6 +28,7 @@ def reference() -> dict[str, set[str]]:
         "database": set(doc["database"]),
         "source": set(doc["source"]),
         "s3": set(doc["s3"]),
+        "detections": set(doc["detections"]),
         "race": set(race),
     }
 
@@ -38,6 +39,7 @@ def test_every_declared_key_is_documented_and_every_documented_key_is_read() -> 
         "database": {"dsn"},
         "source": {f.name for f in dataclasses.fields(config.Source)},
         "s3": {f.name for f in dataclasses.fields(config.S3)},
+        "detections": {f.name for f in dataclasses.fields(config.Detections)},
         "race": {o.key for o in config.RACE_OPTIONS} | set(config.RACE_TABLES),
     }
     for table in declared:

@@ -44,6 +44,7 @@ class Board:
     finish_s: np.ndarray  # from their own start (net time)
     gun_finish_s: np.ndarray  # from the race's start (gun time)
     lap: np.ndarray  # the lap they are on (1-based), the last once finished
+    estimated: np.ndarray  # placed by timing mats' reads at the moment, not by a fix
 
     @property
     def now(self) -> float:
@@ -72,6 +73,7 @@ class Board:
             finish_s=st.finish_t - st.starts,
             gun_finish_s=st.finish_t - state.start_t,
             lap=np.where(finished, course.laps, np.where(known, lap, np.nan)),
+            estimated=st.estimated.copy(),
         )
 
 
@@ -138,6 +140,7 @@ def _record(state: RaceState, board: Board, i: int) -> dict[str, Any]:
         "eta_s": None,
         "finish_s": None,
         "gun_finish_s": None,
+        "estimated": False,
         "off_course": False,
         "dropped": dict(sorted(t.dropped.items())),
         "tail": [],
@@ -169,6 +172,8 @@ def _record(state: RaceState, board: Board, i: int) -> dict[str, Any]:
             "eta_s": _number(moment.eta_s[i], 0),
             "finish_s": _number(board.finish_s[i], 1),
             "gun_finish_s": _number(board.gun_finish_s[i], 1),
+            # Placed by timing mats' reads: position.at is the moment, not a fix's.
+            "estimated": bool(board.estimated[i]),
             "off_course": t.off_course,
         }
     )

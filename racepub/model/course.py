@@ -144,6 +144,13 @@ class Course:
     def to_latlon(self, x: float, y: float) -> tuple[float, float]:
         return self.lat0 + y / self.ky, self.lon0 + x / self.kx
 
+    def at_columns(self, distance_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """at() for many distances at once: (lat, lon) arrays."""
+        d = np.clip(distance_m, 0.0, self.length_m)
+        xy = np.array(self._xy)
+        x, y = np.interp(d, self._cum, xy[:, 0]), np.interp(d, self._cum, xy[:, 1])
+        return self.lat0 + y / self.ky, self.lon0 + x / self.kx
+
     def at(self, distance_m: float) -> tuple[float, float]:
         """The (lat, lon) at a distance along the course (clamped to the course)."""
         d = min(max(distance_m, 0.0), self.length_m)

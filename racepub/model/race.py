@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..config import Race
-from ..rows import PROBLEMS, Columns, RawRow, Row
+from ..rows import PROBLEMS, Columns, RawRow, ReadRow, Row
 from ..timefmt import ts
 from .clock import CLOCK_SLACK_S, FUTURE_HORIZON_S, FUTURE_TOLERANCE_S, MAX_HELD, PhoneClock
 from .course import Course
+from .mats import FINISH, START, Mats, mat_key
 from .splits import checkpoints
-from .standings import Moment, Standings
+from .standings import FINISHED, Moment, Standings
 from .track import (
     FINISH_TOLERANCE_M,
     LONG_GAP_S,
@@ -72,6 +73,10 @@ class RaceState:
         self.order = list(self.tracks.values())  # config order: the index of every column
         self.standings = Standings(self.order, race.stale_after_s)
         self.checkpoints = checkpoints(race, self.course)  # [] : no splits published
+        # Timing mats (model/mats.py): start, finish and every checkpoint.
+        where = {mat_key(START): 0.0, mat_key(FINISH): self.course.length_m}
+        where |= {mat_key(c.name): c.distance_m for c in self.checkpoints[:-1]}
+        self.mats = Mats(self.order, self.standings.index, where)
         self.climb = self.course.climb()  # (climb, descent) m, or None: said in every snapshot
         # Racers whose points since their trail was last cut reached its
         # chunk (Track.full): the trails' to cut (shapes/trails.py).
@@ -361,6 +366,31 @@ class RaceState:
             return "finished"
         return "live"
 
+    def read_mats(self, rows: Iterable[ReadRow]) -> int:
+        """Apply timing mats' reads (model/mats.py); returns how many were facts."""
+        applied, strangers, changed = self.mats.apply(rows)
+        if strangers:
+            self.dropped["not_a_racer"] += strangers
+        for i in changed:
+            self.standings.refresh(i)
+        return applied
+
     def moment(self, now: float) -> Moment:
-        """The whole field ranked at `now` (standings.py): the one ranking."""
+        """The whole field ranked at `now` (standings.py): the one ranking;
+        racers with mats' reads and no fresh fix placed at `now` first."""
+        self._place(now)
         return self.standings.at(now)
+
+    def _place(self, now: float) -> None:
+        st = self.standings
+        with np.errstate(invalid="ignore"):
+            fresh = now - st.fix_t <= self.race.stale_after_s
+        was = np.flatnonzero(st.estimated)
+        idx, d, speed = self.mats.predict(
+            now, fresh, st.state == FINISHED, self.race.default_pace_s_per_km / 1000.0
+        )
+        for i in np.setdiff1d(was, idx).tolist():  # a fix or a finish says more now
+            st.refresh(i)
+        if len(idx):
+            lat, lon = self.course.at_columns(d)
+            st.placed(idx, now, d, lat, lon, speed)

@@ -17,6 +17,7 @@ import numpy as np
 from ..config import Checkpoint, Race
 from ..errors import ConfigError
 from .course import Course
+from .mats import mat_key
 from .track import Track
 
 log = logging.getLogger(__name__)
@@ -55,9 +56,13 @@ def splits(track: Track, cps: list[Checkpoint], start_t: float) -> list[dict[str
     """`[{name, distance_m, at_s}]`: at_s from the start, null until reached.
     (The pace between two splits follows from them: not sent, every poll
     carries these.)"""
-    # checkpoints() ends with the finish: timed as the finish is.
+    # checkpoints() ends with the finish: timed as the finish is. A timing
+    # mat's read of a checkpoint is its split.
     reached = track.times_at(np.array([cp.distance_m for cp in cps[:-1]]))
-    times = [None if math.isnan(t) else float(t) for t in reached.tolist()] + [track.finish_t]
+    times = [
+        track.mat_t.get(mat_key(cp.name), None if math.isnan(t) else float(t))
+        for cp, t in zip(cps, reached.tolist(), strict=False)
+    ] + [track.finish_t]
     return [
         {
             "name": cp.name,

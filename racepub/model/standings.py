@@ -61,6 +61,8 @@ class Standings:
         self.state = np.full(n, WAITING, dtype=np.int8)
         self.finish_t = np.full(n, np.nan)
         self.final_t = np.full(n, np.nan)  # when the finish was timed for good
+        self.fix_t = np.full(n, np.nan)  # the newest GPS fix's time (last_t may be a prediction)
+        self.estimated = np.zeros(n, dtype=bool)  # placed by timing mats' reads, not a fix
         self.progress = np.zeros(n)  # at the newest fix, capped at the course length
         self.last_t = np.full(n, np.nan)
         self.lat = np.full(n, np.nan)  # the newest fix
@@ -84,10 +86,18 @@ class Standings:
         """Bring one racer up to date from their track (after the general path)."""
         t = self.tracks[i]
         self.usual[i] = t.last is not None and t.after_gap is None and t.jumps_in_a_row == 0
+        self.estimated[i] = False
+        self.starts[i] = t.start_t
         if t.last is None:
+            if t.finish_t is not None:  # a finish mat's read, no phone
+                self.state[i], self.finish_t[i], self.final_t[i] = FINISHED, t.finish_t, t.finish_t
+                self.progress[i], self.last_t[i] = self.length, t.finish_t
+                self.lat[i], self.lon[i] = t.course.points[-1]
+                self._dirty.append(i)
             return
         last = t.last
         self.last_t[i], self.lat[i], self.lon[i] = last.t, last.lat, last.lon
+        self.fix_t[i] = last.t
         self.progress[i] = t.distance_m
         if t.finish_t is not None:
             self.state[i], self.finish_t[i] = FINISHED, t.finish_t
@@ -117,6 +127,7 @@ class Standings:
     ) -> None:
         """Racers who took the usual path (RaceState._advance_usual)."""
         self.last_t[idx], self.lat[idx], self.lon[idx] = t, lat, lon
+        self.fix_t[idx] = t
         self.progress[idx] = progress
         self._speeds(idx, recent)
 
@@ -139,6 +150,29 @@ class Standings:
         # Pace: recent while racing (nan when stopped), the average once finished.
         self.pace_mps[idx] = np.where(finished, avg, np.where(moving, recent, np.nan))
         self.speed_mps[idx] = np.where(finished, avg, recent)
+
+    def placed(
+        self,
+        idx: np.ndarray,
+        now: float,
+        d: np.ndarray,
+        lat: np.ndarray,
+        lon: np.ndarray,
+        speed: np.ndarray,
+    ) -> None:
+        """Racers placed by timing mats' reads at `now` (model/mats.py): their
+        columns say so until a fix or a read brings them up to date again
+        (refresh); the vectorised path leaves them to the general one."""
+        self.progress[idx], self.last_t[idx] = d, now
+        self.lat[idx], self.lon[idx] = lat, lon
+        self.state[idx] = RACING
+        self.estimated[idx] = True
+        self.usual[idx] = False
+        self.speed[idx] = 0.0  # placed at now: nothing to carry on
+        self.expect_speed[idx] = speed
+        self.eta_speed[idx] = speed
+        self.pace_mps[idx] = speed
+        self.speed_mps[idx] = speed
 
     def at(self, now: float) -> Moment:
         self.settle()

@@ -151,6 +151,9 @@ class Track:
     # after the start as float32 (1 ms steps over a day; 4 bytes a mark).
     timeline: array[float] = field(default_factory=lambda: array("f"))
     dropped: Counter[str] = field(default_factory=Counter)
+    # Timing mats' reads of the racer (model/mats.py): when each read them,
+    # by mats.mat_key of its name. Facts: their splits and finish.
+    mat_t: dict[str, float] = field(default_factory=dict)
     # The race's running total of drops by reason, shared by its tracks: the
     # publisher logs it every cycle, and summing every racer's would cost a
     # mass race's cycle dearly.
@@ -571,6 +574,23 @@ class Track:
         elif speed > 0:
             out = np.where(d > reached, self.last.t + (d - reached) / speed, out)
         return out
+
+    def at_mat(self, d: float, t: float) -> None:
+        """A timing mat at `d` read the racer at `t`: they have come that far
+        (a fix since may say more; GPS that lost its way says less)."""
+        if d <= self.progress_m:
+            return
+        t0 = self.last.t if self.last is not None else self.start_t
+        d0 = self.progress_m
+        if t < t0:  # a read older than their newest fix: only the progress stands
+            t0, d0 = t, d
+        self._advance_timeline(t0, d0, t, d)
+        self.progress_m = d
+
+    def finish_by_mat(self, t: float) -> None:
+        """The finish mat read the racer at `t`: their finish, for good."""
+        self.finish_t = self.finish_final_t = t
+        self.at_mat(self.course.length_m, t)
 
     @property
     def off_course(self) -> bool:

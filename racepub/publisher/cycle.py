@@ -35,7 +35,7 @@ from ..shapes.page import environment, page_context, render_page
 from ..shapes.results import objects as results_objects
 from ..shapes.results import results
 from ..sink import Sink, open_sink
-from ..source import PointSource
+from ..source import PointSource, ReadSource
 from ..timefmt import ts
 from . import heap
 from .progress import Progress
@@ -58,6 +58,7 @@ class CycleStats:
     seq: int = 0
     racers: int = 0
     new_points: int = 0
+    reads: int = 0  # timing mats' reads that were facts
     dropped: int = 0
     reasons: dict[str, int] = field(default_factory=dict)  # this cycle's drops by reason
     objects: int = 0
@@ -71,6 +72,7 @@ class CycleStats:
             "seq": self.seq,
             "racers": self.racers,
             "new": self.new_points,
+            "reads": self.reads,
             "dropped": self.dropped,
             "dropped_by": dict(self.reasons),
             "objects": self.objects,
@@ -81,8 +83,9 @@ class CycleStats:
     def line(self) -> str:
         stages = " ".join(f"{k}={v:.0f}ms" for k, v in self.ms.items())
         why = ",".join(f"{k}:{v}" for k, v in sorted(self.reasons.items()))
+        reads = f"reads={self.reads} " if self.reads else ""
         return (
-            f"seq={self.seq} racers={self.racers} new={self.new_points} "
+            f"seq={self.seq} racers={self.racers} new={self.new_points} {reads}"
             f"dropped={self.dropped}{f'({why})' if why else ''} objects={self.objects} "
             f"bytes={self.bytes} {stages}"
         )
@@ -136,6 +139,14 @@ class Publisher:
         self._snapshot_put: Future[Any] | None = None
         self.source = PointSource(
             config.dsn, config.source, [r.id for r in race.racers], ts(race.starts_at)
+        )
+        # Timing mats' chip reads, when the race has them: a second query a cycle.
+        self.reads = (
+            ReadSource(
+                config.dsn, config.detections, [r.id for r in race.racers], ts(race.starts_at)
+            )
+            if config.detections is not None
+            else None
         )
         self.env = environment(race.template_dir)
         self.static_hash, files = static_files()
@@ -200,6 +211,8 @@ class Publisher:
         """Let go of the database and the uploads; save the race state as it
         is (a restart then reads only what comes after)."""
         self.source.close()
+        if self.reads is not None:
+            self.reads.close()
         self._uploads.shutdown(wait=False, cancel_futures=True)
         self._merges.shutdown(wait=False, cancel_futures=True)
         if self.statefile is not None:
@@ -210,14 +223,17 @@ class Publisher:
     # -- the race state on disk (statefile.py) ---------------------------------------
 
     def _saved(self) -> Saved:
-        return Saved(self.seq, self.state, self.source.cursor(), self.shape.store, self.clock())
+        cursor = {"points": self.source.cursor(), "reads": self.reads and self.reads.cursor()}
+        return Saved(self.seq, self.state, cursor, self.shape.store, self.clock())
 
     def _restore(self, saved: Saved | None) -> None:
         if saved is None:
             return
         self.state = saved.state
         self.shape = make_shape(self.race, self.state, saved.trails)
-        self.source.restore(saved.cursor)
+        self.source.restore(saved.cursor["points"])
+        if self.reads is not None and saved.cursor.get("reads") is not None:
+            self.reads.restore(saved.cursor["reads"])
         self._restored_seq = saved.seq
         log.info(
             "carrying on from the race state saved %.0f s ago (%s): reading only the rows since",
@@ -233,6 +249,11 @@ class Publisher:
         self.source = PointSource(
             self.source.dsn, self.source.cfg, self.source.racer_ids, self.source.start_t
         )
+        if self.reads is not None:
+            self.reads.close()
+            self.reads = ReadSource(
+                self.reads.dsn, self.reads.cfg, self.reads.racer_ids, self.reads.start_t
+            )
         self._dropped_before = Counter()
 
     def _maybe_save(self) -> None:
@@ -434,8 +455,19 @@ class Publisher:
     def _advance(
         self, now: float, stats: CycleStats, publishing: bool = False
     ) -> tuple[float, float]:
-        """Read the new rows and apply them (catch_up)."""
-        return self.catch_up(self.source.read(now), now, stats, publishing)
+        """Read the new rows and apply them (catch_up); then the timing mats'
+        new reads, if the race has them."""
+        read_s, update_s = self.catch_up(self.source.read(now), now, stats, publishing)
+        if self.reads is not None:
+            t0 = time.perf_counter()
+            rows = self.reads.read(now)
+            t1 = time.perf_counter()
+            stats.reads += self.state.read_mats(rows)
+            read_s, update_s = read_s + t1 - t0, update_s + time.perf_counter() - t1
+            more, n = self._drops()
+            stats.reasons = dict(Counter(stats.reasons) + Counter(more))
+            stats.dropped += n
+        return read_s, update_s
 
     def catch_up(
         self,
@@ -486,15 +518,16 @@ class Publisher:
         finally:
             if progress is not None:
                 progress.close()
-        dropped = self.state.dropped_total()
-        stats.reasons = {
-            k: v - self._dropped_before.get(k, 0)
-            for k, v in dropped.items()
-            if v > self._dropped_before.get(k, 0)
-        }
-        stats.dropped = sum(stats.reasons.values())
-        self._dropped_before = dropped
+        stats.reasons, stats.dropped = self._drops()
         return read_s, update_s
+
+    def _drops(self) -> tuple[dict[str, int], int]:
+        """What was dropped since the last time asked, by reason, and in all."""
+        dropped = self.state.dropped_total()
+        before = self._dropped_before
+        reasons = {k: v - before.get(k, 0) for k, v in dropped.items() if v > before.get(k, 0)}
+        self._dropped_before = dropped
+        return reasons, sum(reasons.values())
 
     def _write_ahead(self, stats: CycleStats) -> None:
         """A long catch-up writes its full packs as it goes: hours of a large

@@ -49,9 +49,10 @@ from ..config import Race, Racer
 from ..model.course import Course
 
 log = logging.getLogger(__name__)
-# 5: the trails' pieces; 4: a data-only header before an allow-listed pickle
+# 6: the cursor of chip reads beside the points'; 5: the trails' pieces; 4: a
+# data-only header before an allow-listed pickle
 # (3: a track keeps its next cut; 2: pace window and approach as flat arrays)
-FORMAT = 5
+FORMAT = 6
 SAVE_EVERY_S = 60.0  # a kill -9 costs at most this much of the race read again
 MAGIC = b"racepub state\n"
 HEADER_MAX = 4096  # bytes of JSON header, at most
@@ -84,7 +85,7 @@ def fingerprint(race: Race, course_bytes: bytes, source: Any, dsn: str) -> str:
 class Saved:
     seq: int | None  # the seq the saver had published (None: a standby)
     state: Any  # RaceState
-    cursor: dict[str, Any]  # PointSource.cursor()
+    cursor: dict[str, Any]  # {"points": PointSource.cursor(), "reads": ReadSource.cursor()}
     trails: Any  # TrailStore: the trails' pieces, and packs made but not yet written
     saved_at: float
 

@@ -279,6 +279,7 @@ class FieldShape:
             "gap_s": col(moment.gap_s[m]),
             "eta_s": col(moment.eta_s[m]),
             "finish_s": col(board.finish_s[m], 1),
+            "estimated": board.estimated[m].astype(np.int64),
         }
 
     def _shard_object(self, k: int, seq: int, now: float, columns: dict[str, np.ndarray]) -> Object:

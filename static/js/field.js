@@ -28,6 +28,7 @@ function recordOf(roster, doc, j) {
     gap_s: doc.gap_s[j],
     eta_s: doc.eta_s[j],
     finish_s: doc.finish_s[j],
+    estimated: doc.estimated ? doc.estimated[j] === 1 : false, // placed by timing mats
     position: null,
     tail: [],
     track: [],
