@@ -133,6 +133,9 @@ class Source:
     ingest: str | None = None
     accuracy: str | None = None
     valid: str | None = None  # a boolean column: false rows are not fixes (Traccar)
+    # A timestamp column: when the row reached the database (Traccar's
+    # servertime). Beside an integer ingest, a catch-up still finds phone clocks.
+    arrival: str | None = None
     lookback_s: int = 30
 
     @property
@@ -254,6 +257,7 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
         ingest=src.get("ingest", _ident, "a column name"),
         accuracy=src.get("accuracy", _ident, "a column name (horizontal accuracy in metres)"),
         valid=src.get("valid", _ident, "a column name (boolean: false rows are dropped)"),
+        arrival=src.get("arrival", _ident, "a column name (when a row reached the database)"),
         lookback_s=src.get(
             "lookback_s", _int_range(0, 3600), "whole seconds 0..3600", default=Source.lookback_s
         ),

@@ -174,6 +174,7 @@ def index_advice(conn: psycopg.Connection[Any], cfg: SourceConfig) -> str | None
 
 def missing_columns(cfg: SourceConfig, columns: dict[str, str]) -> list[str]:
     wanted = [cfg.racer, cfg.time, cfg.lat, cfg.lon, cfg.ingest, cfg.accuracy, cfg.valid]
+    wanted.append(cfg.arrival)
     return [c for c in wanted if c is not None and c not in columns]
 
 
@@ -191,6 +192,11 @@ def type_problems(cfg: SourceConfig, columns: dict[str, str]) -> tuple[list[str]
         errors.append(
             f"ingest column {cfg.ingest!r} is {columns[cfg.ingest]}: expected an "
             "integer (e.g. a bigserial id) or a timestamp"
+        )
+    if cfg.arrival and not _is_timestamp(columns[cfg.arrival]):
+        errors.append(
+            f"arrival column {cfg.arrival!r} is {columns[cfg.arrival]}: expected a timestamp "
+            "(when the row reached the database, as Traccar's servertime)"
         )
     if cfg.valid and columns[cfg.valid] != "boolean":
         errors.append(f"valid column {cfg.valid!r} is {columns[cfg.valid]}: expected boolean")
@@ -225,10 +231,11 @@ class PointSource:
     Rows read twice because of the overlap are skipped here, silently; real
     duplicates in the table are left for the track to count.
 
-    Each row carries its arrival: the database's now() when it was read
-    (or the ingest timestamp), None on a first read, when nobody knows how
-    long rows had been in the table. The race uses it to tell phones whose
-    clocks run ahead.
+    Each row carries its arrival: the table's `arrival` column if it has
+    one (Traccar's servertime), else the ingest timestamp, else the
+    database's now() when it was read; None on a first read without either,
+    when nobody knows how long rows had been in the table. The race uses it
+    to tell phones whose clocks run ahead.
     """
 
     def __init__(self, dsn: str, cfg: SourceConfig, racer_ids: list[str], start_t: float):
@@ -366,10 +373,14 @@ class PointSource:
             ).format(time=time, racer=racer)
         base = sql.SQL(
             "SELECT {racer}::text, extract(epoch FROM {time})::float8, {lat}, {lon}, {acc}, "
-            "{valid}, {cursor}, extract(epoch FROM now())::float8 FROM {table} WHERE {where}"
+            "{valid}, {cursor}, extract(epoch FROM now())::float8, {arrival} FROM {table} "
+            "WHERE {where}"
         ).format(
             racer=racer,
             time=time,
+            arrival=sql.SQL("extract(epoch FROM {})::float8").format(sql.Identifier(c.arrival))
+            if c.arrival
+            else sql.SQL("NULL::float8"),
             lat=lat,
             lon=lon,
             acc=acc,
@@ -428,7 +439,7 @@ class PointSource:
             "SELECT string_agg(int4send((coalesce(r.racepub_k, 0) - 1)::int4) "
             "|| float8send(extract(epoch FROM {time})::float8) || {lat} || {lon} || {acc} "
             "|| boolsend({lat_col} IS NULL OR {lon_col} IS NULL) || boolsend({invalid}) "
-            "|| int8send({cursor}::int8), ''::bytea) FROM {table} AS src {join} "
+            "|| int8send({cursor}::int8) || {arrival}, ''::bytea) FROM {table} AS src {join} "
             "unnest(%(names)s::text[]) WITH ORDINALITY AS r(racepub_id, racepub_k) "
             "ON {racer}::text = r.racepub_id "
             "WHERE {where} AND {cursor} >= %(low)s AND {cursor} < %(high)s"
@@ -437,6 +448,11 @@ class PointSource:
             lat=number(c.lat),
             lon=number(c.lon),
             acc=number(c.accuracy),
+            arrival=sql.SQL("float8send(coalesce(extract(epoch FROM {})::float8, 'NaN'))").format(
+                col(c.arrival)
+            )
+            if c.arrival
+            else number(None),
             lat_col=col(c.lat),
             lon_col=col(c.lon),
             invalid=sql.SQL("{} IS FALSE").format(col(c.valid)) if c.valid else sql.SQL("false"),
@@ -489,7 +505,8 @@ class PointSource:
             lat=rows["lat"].astype(np.float64),
             lon=rows["lon"].astype(np.float64),
             accuracy=rows["accuracy"].astype(np.float64),
-            arrival=np.full(len(rows), np.nan),  # a first read: nobody knows
+            # A first read: unknown, unless the table has an arrival column.
+            arrival=rows["arrival"].astype(np.float64),
             null=rows["null"].astype(bool),
             problem=np.where(rows["invalid"], PROBLEMS.index("invalid"), 0).astype(np.int8),
         )
@@ -565,7 +582,7 @@ class PointSource:
             self._stamp_cursor,
             self._hwm,
         )
-        for racer_id, t, lat, lon, accuracy, valid, cur, db_now in rows:
+        for racer_id, t, lat, lon, accuracy, valid, cur, db_now, arrived in rows:
             if only is not None and racer_id not in only:
                 continue  # another user's row: not the race's, not counted
             if cur is None:  # no insert-order value: the cursor cannot track it
@@ -587,7 +604,12 @@ class PointSource:
                     lat = lon = accuracy = None  # the row carries its problem only
             if valid is False:
                 problem = problem or "invalid"
-            arrival = min(float(cur), db_now) if stamp_cursor else None if first_read else db_now
+            if arrived is not None:  # the table's own arrival column
+                arrival: float | None = min(arrived, db_now)
+            elif stamp_cursor:
+                arrival = min(float(cur), db_now)
+            else:
+                arrival = None if first_read else db_now
             fresh.append((racer_id, t, lat, lon, accuracy, arrival, problem))
             if t is None:
                 continue
@@ -652,6 +674,7 @@ _RECORD = np.dtype(
         ("null", "?"),
         ("invalid", "?"),
         ("cursor", ">i8"),
+        ("arrival", ">f8"),
     ]
 )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import restart, spectators
+from bench import mats, restart, spectators
 from bench.run import cell, goals, restart_table, spectator_table, table
 
 
@@ -32,6 +32,19 @@ def test_bench_restart_and_takeover_at_a_few_hundred_racers() -> None:
     lines = restart_table([r])
     assert any(line.startswith("| 300 | 0.2 h | 13,500 |") for line in lines)
     assert any("standby publishes" in line for line in goals({}, {}, {}, [r]))
+
+
+@pytest.mark.slow
+def test_bench_mats_at_a_few_hundred_racers() -> None:
+    age = 2_600  # the fastest (4.2 m/s) are past the 10K mat
+    with_mats, phones_only = mats.run(300, age, True, cycles=2), mats.run(300, age, False, cycles=2)
+    assert with_mats["reads_in_table"] > 300  # every start read, and the 10K's first
+    # Runners without a phone are placed by their reads; with phones only, no one is.
+    assert with_mats["estimated"] == 300 - with_mats["phones"] and phones_only["estimated"] == 0
+    assert with_mats["queries_per_cycle"] == pytest.approx(2.0, abs=0.2)
+    lines = mats.markdown([with_mats, phones_only])
+    assert any(line.startswith("| 300 (with mats) | 43 min | 30 |") for line in lines)
+    assert any("phones-only cycle" in line for line in lines)
 
 
 WRK = """Running 20s test @ http://127.0.0.1:8080/positions.json

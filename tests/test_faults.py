@@ -167,6 +167,42 @@ def test_s3_errors_leave_the_last_snapshot_and_heal(s3_race: Any, dsn: str) -> N
 
 
 @pytest.mark.slow
+def test_a_stalled_snapshot_upload_that_lands_late_is_older_by_seq(s3_race: Any, dsn: str) -> None:
+    """A cycle gives up on a snapshot upload S3 holds; botocore gives up on
+    it too, but S3 completes it later, after the next cycle's snapshot (as
+    a real store may: the body was sent). Nothing the client does can stop
+    that, so every attempt raises seq: the copy that lands late says it is
+    older, a page that has the newer keeps it (static/js/poll.js, asserted
+    in tests/test_page.py), and the cycle after rewrites the newest."""
+    setup, proxy, get = s3_race  # interval_s = 2: a cycle waits about 5 s for S3
+    cfg = config.load(str(setup.path))
+    pub = InProcessPublisher(cfg, cfg.race("t"))
+    try:
+        insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 40, since_s=2))
+        first = pub.cycle().seq
+        insert_points(dsn, "live_points", COLS, fixes(setup, "1001", 3.0, 80, since_s=42))
+        proxy.hang = lambda method, path: method == "PUT" and path.endswith("snapshot.json")
+        with pytest.raises(SinkError, match="did not answer"):
+            pub.cycle()
+        assert proxy.hung >= 1 and (spectator_view(get) or {})["seq"] == first
+        time.sleep(2.5)  # botocore's attempts have all timed out: nothing waits on S3
+
+        proxy.hang = lambda method, path: False
+        newer = pub.cycle().seq
+        assert (spectator_view(get) or {})["seq"] == newer
+        proxy.release.set()  # S3 completes the held upload now, over the newer snapshot
+        late = wait_for(lambda: (s := spectator_view(get)) and s["seq"] != newer and s)
+        assert first < late["seq"] < newer  # older by seq: a page holding `newer` keeps it
+        assert late["racers"][0]["distance_m"] < 3.0 * 80 + 30
+
+        newest = pub.cycle().seq
+        shown = spectator_view(get)
+        assert shown is not None and shown["seq"] == newest > newer
+    finally:
+        pub.close()
+
+
+@pytest.mark.slow
 def test_a_hung_put_holds_the_loop_two_intervals_at_most(s3_race: Any, dsn: str) -> None:
     """S3 accepts PUTs and never answers (a stalled connection): each cycle
     gives up after about two intervals, spectators keep the last whole

@@ -369,6 +369,12 @@ def test_traccar(tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture[str]) -
     setup.path.write_text(
         setup.path.read_text().replace('valid = "valid"', 'valid = "valid"\ningest = "id"')
     )
+    # With an integer ingest, check names the arrival column as well.
+    assert main(["check", "--race", "t", "--config", str(setup.path)]) == 0
+    assert 'add to [source]:  arrival = "servertime"' in capsys.readouterr().out
+    setup.path.write_text(
+        setup.path.read_text().replace('ingest = "id"', 'ingest = "id"\narrival = "servertime"')
+    )
     assert main(["check", "--race", "t", "--config", str(setup.path)]) == 0
     assert "warn  source" not in capsys.readouterr().out
     start = setup.starts_at.astimezone(UTC).replace(tzinfo=None)  # fixtime holds UTC
@@ -411,6 +417,68 @@ def test_traccar(tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture[str]) -
     assert r["distance_m"] == pytest.approx(3.0 * 118, abs=10)
     # fixtime is UTC: the newest fix is the one 118 s after the start.
     assert r["position"]["at"] == iso(setup.starts_at.timestamp() + 118)
+
+
+@pytest.mark.parametrize("cursor", ["id, arrival servertime", "servertime", "id alone"])
+def test_a_cold_catch_up_finds_a_fast_phone_clock(tmp_path: Path, dsn: str, cursor: str) -> None:
+    """A publisher started after the race read Traccar's table in one go.
+    Device 2's phone runs 60 s fast: with the table's arrival column beside
+    the integer cursor (or the arrival as the cursor), the catch-up corrects
+    it as a live run does, and it is timed and placed as it ran; on the
+    integer cursor alone nothing tells (README says so)."""
+    create_points_table(dsn, TRACCAR_DDL)
+    ingest = {"servertime": 'ingest = "servertime"'}.get(cursor, 'ingest = "id"')
+    arrival = 'arrival = "servertime"' if "arrival" in cursor else ""
+    racers = "".join(f'[[races.t.racers]]\nid = {d}\nname = "Device {d}"\n' for d in (1, 2, 3))
+    setup = write_race(
+        tmp_path,
+        dsn,
+        source=f"{TRACCAR_SOURCE}\n{ingest}\n{arrival}",
+        racers=racers,
+        starts_at=now_utc() - timedelta(minutes=50),
+    )
+    length = setup.course.length_m
+    speeds = {1: length / 1400, 2: length / 1430, 3: length / 1450}  # finishes 1400, 1430, 1450 s
+    ahead = {1: 0.0, 2: 60.0, 3: 0.0}
+    start = setup.starts_at.astimezone(UTC).replace(tzinfo=None)  # Traccar keeps UTC
+    rows = []
+    for d, v in speeds.items():
+        for s in range(3 + d, 1500, 5):
+            lat, lon = setup.course.to_latlon(*setup.course.beyond(v * s))
+            fix = start + timedelta(seconds=s + ahead[d])  # as the phone stamps it
+            arrived = start + timedelta(seconds=s + 2)  # uploaded 2 s later
+            rows.append((arrived, "osmand", d, fix, fix, True, lat, lon, 0.0, 0.0, 0.0, 0.0))
+    rows.sort()  # ids in the order the rows arrived
+    insert_points(
+        dsn,
+        "tc_positions",
+        (
+            "servertime",
+            "protocol",
+            "deviceid",
+            "devicetime",
+            "fixtime",
+            "valid",
+            "latitude",
+            "longitude",
+            "altitude",
+            "speed",
+            "course",
+            "accuracy",
+        ),
+        rows,
+    )
+    assert main(["run", "--once", "--race", "t", "--config", str(setup.path)]) == 0
+    snap = setup.snapshot()
+    fast = record(snap, "2")
+    if cursor == "id alone":  # the stamps taken as they are: a minute late, placed third
+        assert fast["finish_s"] == pytest.approx(1490, abs=3) and fast["rank"] == 3
+        return
+    assert fast["clock_offset_s"] == pytest.approx(58, abs=1)
+    for d, finish in ((1, 1400), (2, 1430), (3, 1450)):
+        r = record(snap, str(d))
+        assert r["finish_s"] == pytest.approx(finish, abs=3), d
+        assert r["rank"] == d
 
 
 def test_a_late_batch_is_applied_whole_with_ingest(tmp_path: Path, dsn: str) -> None:

@@ -143,7 +143,7 @@ def _database(cfg: Config) -> list[tuple[bool, str, str]]:
                 sql.SQL("SELECT 1 FROM {} LIMIT 0").format(sql.Identifier(*src.table_parts))
             )
             advice = index_advice(conn, src)
-            ordered = insert_order_columns(conn, src) if not src.ingest else []
+            ordered = insert_order_columns(conn, src)
     except RacepubError as e:
         hint = f" ({_dsn_from(cfg)})" if str(e).startswith("cannot connect") else ""
         return [(False, "database", f"{e}{hint}")]
@@ -173,6 +173,18 @@ def _database(cfg: Config) -> list[tuple[bool, str, str]]:
                 f"no index serves the incremental read (it would scan the table); add: {advice}",
             )
         )
+    arrivals = [c for c in ordered if columns[c].startswith("timestamp")]
+    if src.ingest and not columns[src.ingest].startswith("timestamp") and not src.arrival:
+        if arrivals:
+            lines.append(
+                (
+                    True,
+                    "warn  source",
+                    "no arrival column: a phone whose clock runs ahead is found live, but not "
+                    "by a publisher catching up on the race (its times then a minute off); "
+                    f'this table has one; add to [source]:  arrival = "{arrivals[0]}"',
+                )
+            )
     if not src.ingest:
         fix = (
             f'this table has one; add to [source]:  ingest = "{ordered[0]}"'

@@ -574,8 +574,11 @@ class Publisher:
         self.floor.clear()
 
     def _write_snapshot(self, obj: Object, stats: CycleStats) -> None:
-        """The snapshot, last; never while an earlier one may still land (a
-        stalled upload of a failed cycle), so an older one never lands over it."""
+        """The snapshot, last; not while this process's earlier upload is
+        still in flight (a stalled cycle's). One the store completes after
+        the client gave up can still land over it: every attempt has its own
+        higher seq, so that copy says it is older, and pages keep the newer
+        (tests/test_faults.py) until the next cycle rewrites it."""
         before = self._snapshot_put
         if before is not None and not before.done():
             done, _ = wait([before], timeout=self._stall_s)
