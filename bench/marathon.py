@@ -95,11 +95,17 @@ def count_rows(conn: psycopg.Connection[Any]) -> int:
 
 
 def generate(
-    conn: psycopg.Connection[Any], n: int, start: datetime, t0: float, t1: float, every: int
+    conn: psycopg.Connection[Any],
+    n: int,
+    start: datetime,
+    t0: float,
+    t1: float,
+    every: int,
+    phone_every: int = 1,
 ) -> None:
     """Racer r's fixes at every*k + r % 5 seconds after the start, for those
     in [t0, t1): staggered, as phones are; 2.4 .. 4.2 m/s with GPS noise.
-    Generated in SQL."""
+    Only every phone_every-th racer carries a phone. Generated in SQL."""
     conn.execute(
         "INSERT INTO live_points (user_id, recorded_at, lat, lon) "
         "SELECT r::text, %(start)s + make_interval(secs => s), "
@@ -110,9 +116,10 @@ def generate(
         "FROM generate_series(0, %(n)s::int - 1) r, "
         "LATERAL (SELECT k * %(every)s::int + r %% 5 AS s FROM generate_series("
         "  %(k0)s::int, %(k1)s::int) k) f "
-        "WHERE s >= %(t0)s AND s < %(t1)s",
+        "WHERE s >= %(t0)s AND s < %(t1)s AND r %% %(phones)s = 0",
         {
             "start": start,
+            "phones": phone_every,
             "lat0": LAT0,
             "lon0": LON0,
             "len": COURSE_M - 50,

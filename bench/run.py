@@ -5,15 +5,16 @@ publisher, and racepub as it was before one model and two shapes (at
 PREVIOUS_COMMIT, its own bench cell, run from a git worktree). Then what a
 spectator's first load costs (bench/first_load.py, in Chromium, beside the
 previous form), a restart's catch-up and a standby's takeover
-(bench/restart.py), spectators (bench/spectators.py) and real input
-(bench/inputs.py).
+(bench/restart.py), timing mats (bench/mats.py), spectators
+(bench/spectators.py) and real input (bench/inputs.py).
 
 Real parts: a throwaway PostgreSQL, moto's S3 server in its own process on
 loopback. Each cell runs in a fresh process, so its memory is its own.
 Writes bench/RESULTS.md and prints it.
 
     python -m bench.run                      # everything (about 20 minutes)
-    BENCH_SIZES=5,1000 BENCH_OLD=0 BENCH_SPECTATORS=0 BENCH_INPUTS=0 python -m bench.run
+    BENCH_SIZES=5,1000 BENCH_OLD=0 BENCH_SPECTATORS=0 BENCH_INPUTS=0 BENCH_MATS=0 \
+        python -m bench.run
 """
 
 from __future__ import annotations
@@ -561,12 +562,13 @@ def main() -> None:
     ]
     spectators = os.environ.get("BENCH_SPECTATORS", "1") != "0"
     inputs = os.environ.get("BENCH_INPUTS", "1") != "0"
+    mats = os.environ.get("BENCH_MATS", "1") != "0"
     # Each measurement a step: how far the bench is, and about how long still.
     previous = [(n, age) for n in PREVIOUS_SIZES for _, age in AGES]
     loads = os.environ.get("BENCH_FIRST_LOAD", "1") != "0"
     progress = Progress(
         "bench",
-        len(cells) + len(previous) + len(RESTARTS) + spectators + inputs + loads,
+        len(cells) + len(previous) + len(RESTARTS) + spectators + inputs + loads + mats,
         "steps",
     )
 
@@ -592,6 +594,10 @@ def main() -> None:
         from bench.first_load import markdown as first_load_markdown
 
         text += first_load_markdown(step(_run(["bench.first_load", "--all"], "first loads")))
+    if mats:
+        from bench.mats import markdown as mats_markdown
+
+        text += mats_markdown(step(_run(["bench.mats", "50000", "3000"], "timing mats")))
     if spectators:
         text += spectator_table(step(_run(["bench.spectators"], "spectators (nginx + wrk)")))
     if inputs:
