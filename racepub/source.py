@@ -518,9 +518,13 @@ class PointSource:
         a server-side cursor."""
         before = self._hwm
         first_read = self._low is None
-        listing = self._int_cursor and before is not None  # (_settle looks for holes)
         try:
             conn = self._prepare()
+            # (_settle looks for holes.) Asked after _prepare: a restored
+            # cursor's first read learns there what the cursor column is; as
+            # before, every id it returned was taken for a hole, read again
+            # and counted against its racer as a duplicate.
+            listing = self._int_cursor and before is not None
             if first_read and self._columnar is not None:
                 yield from self._first_columns(conn)
                 self._settle(before)
