@@ -97,6 +97,11 @@ def run(n: int, age_s: int, mats: bool, cycles: int = CYCLES) -> dict[str, Any]:
         t0 = time.perf_counter()
         pub.cycle()
         start_s = time.perf_counter() - t0
+
+        def queries() -> int:
+            return pub.source.queries + (pub.reads.queries if pub.reads else 0)
+
+        at_start = queries()
         stages: dict[str, list[float]] = {}
         reads_per_cycle, estimated = [], 0
         for c in range(cycles):
@@ -109,7 +114,7 @@ def run(n: int, age_s: int, mats: bool, cycles: int = CYCLES) -> dict[str, Any]:
             for k, v in stats.ms.items():
                 stages.setdefault(k, []).append(v)
         estimated = int(pub.state.standings.estimated.sum())
-        queries = pub.source.queries + (pub.reads.queries if pub.reads else 0)
+        per_cycle = (queries() - at_start) / cycles
         pub.close()
         return {
             "racers": n,
@@ -120,7 +125,7 @@ def run(n: int, age_s: int, mats: bool, cycles: int = CYCLES) -> dict[str, Any]:
             "reads_per_cycle": statistics.median(reads_per_cycle) if reads_per_cycle else 0,
             "estimated": estimated,
             "start_s": start_s,
-            "queries_per_cycle": queries / (cycles + 1),
+            "queries_per_cycle": per_cycle,
             "stages": {k: (statistics.median(v), sorted(v)[-1]) for k, v in stages.items()},
         }
 
