@@ -334,6 +334,12 @@ def test_check_renders_a_race_own_template(
         "'racepub.shapes.page.BoardRow object' has no attribute 'bib_number'"
     ) in out
     assert "Traceback" not in out
+    # run stops before its first cycle with the same line, exit 2 (systemd
+    # does not restart it every 2 s), and writes nothing.
+    assert main(["run", "--once", "--race", "t", "--config", str(setup.path)]) == 2
+    err = capsys.readouterr().err
+    assert f"race t's template: {page / 'index.html.j2'}:2: " in err and "Traceback" not in err
+    assert not setup.sink_dir.exists() or not any(setup.sink_dir.iterdir())
     (page / "index.html.j2").write_text("<h1>{{ title }}</h1>{% if state == 'live' %}\n")
     assert main(["check", "--race", "t", "--config", str(setup.path)]) == 1
     assert f"FAIL  template: {page / 'index.html.j2'}:1: Unexpected end of template" in (

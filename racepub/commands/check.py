@@ -7,24 +7,19 @@ import hashlib
 import os
 import re
 import secrets
-import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import jinja2
 import psycopg
 from psycopg import sql
 
 from .. import objects
 from ..config import Config, Race
 from ..errors import RacepubError
-from ..model.board import Board
 from ..model.course import Course, race_course
-from ..model.race import RaceState
-from ..shapes import make_shape
-from ..shapes.page import csp, environment, page_context, render_page
-from ..shapes.results import RESULTS_TEMPLATE, html_bytes, results
+from ..shapes.page import csp, environment
+from ..shapes.results import RESULTS_TEMPLATE
+from ..shapes.trial import template_problem
 from ..sink import open_sink
 from ..source import (
     connect,
@@ -34,7 +29,6 @@ from ..source import (
     missing_columns,
     type_problems,
 )
-from ..timefmt import ts
 from .tiles import load_basemap
 
 
@@ -260,42 +254,11 @@ def _sink(cfg: Config, race: Race) -> tuple[bool, str, str]:
 
 
 def _templates(race: Race, course: Course) -> tuple[bool, str, str]:
-    """Render the page and the results as a cycle does, before the start,
-    during the race and (with ends_at) after it, with the race's racers
-    waiting: a race's own template (template_dir) that names what the
-    context does not have, or does not parse, fails here, not in `run`."""
-    env = environment(race.template_dir)
-    state = RaceState(race, course)
-    shape = make_shape(race, state)
-    start = ts(race.starts_at)
-    moments = [start - 60.0, start + 60.0]
-    if race.ends_at is not None:
-        moments.append(ts(race.ends_at) + 1.0)
-
-    def nothing(*_: object) -> Any:  # no trail yet: nothing is read back or merged
-        raise AssertionError("nothing to merge before the start")
-
-    try:
-        for now in moments:
-            board = Board.of(state, state.moment(now))
-            snapshot = shape.publish(board, 1, nothing, nothing).snapshot
-            render_page(env, page_context(race, course, snapshot, "static/check"))
-            html_bytes(results(state, board, now), env)
-    except jinja2.TemplateError as e:
-        return False, "template", _template_error(e)
+    problem = template_problem(race, course)
+    if problem is not None:
+        return False, "template", problem
     own = f" ({race.template_dir} first)" if race.template_dir else ""
     return True, "template", f"the page and results render{own}"
-
-
-def _template_error(e: jinja2.TemplateError) -> str:
-    """The template's file and line, and what is wrong there."""
-    if isinstance(e, jinja2.TemplateSyntaxError):
-        where = f"{e.filename or e.name}:{e.lineno}"
-    else:  # jinja2 puts the template's own lines in the traceback
-        lines = [f for f in traceback.extract_tb(e.__traceback__) if f.filename.endswith(".j2")]
-        where = f"{lines[-1].filename}:{lines[-1].lineno}" if lines else "a template"
-    message = str(e.message if e.message is not None else e).strip().splitlines()
-    return f"{where}: {message[0] if message else type(e).__name__}"
 
 
 def _policy(sink_url: str) -> str:

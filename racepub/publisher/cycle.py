@@ -21,7 +21,7 @@ from .. import objects
 from ..assets import static_files
 from ..commands.tiles import load_basemap
 from ..config import Config, Race
-from ..errors import SinkError, SourceError
+from ..errors import SinkError, SourceError, UsageError
 from ..model.board import Board
 from ..model.course import race_course
 from ..model.race import RaceState
@@ -34,6 +34,7 @@ from ..shapes.event import summary_object
 from ..shapes.page import environment, page_context, render_page
 from ..shapes.results import objects as results_objects
 from ..shapes.results import results
+from ..shapes.trial import template_problem
 from ..sink import Sink, open_sink
 from ..source import PointSource, ReadSource
 from ..timefmt import ts
@@ -122,6 +123,10 @@ class Publisher:
         on a restart (statefile.py); None: a restart reads the race again."""
         self.race, self.clock = race, clock
         self.course = race_course(race)
+        if race.template_dir is not None and (problem := template_problem(race, self.course)):
+            # A race's own template that cannot render stops `run` here (exit
+            # 2), not every cycle with a traceback.
+            raise UsageError(f"race {race.id}'s template: {problem}")
         self.state = RaceState(race, self.course)
         self.shape: Shape = make_shape(race, self.state)
         self.sink = sink or open_sink(race.sink, config.s3, race.interval_s)
@@ -134,8 +139,7 @@ class Publisher:
         # The sink may answer nothing for this long before a cycle fails.
         self._stall_s = WRITE_INTERVALS * race.interval_s + 1.0
         self._lag_s: float | None = None  # the last cycle's start to its snapshot in place
-        # The last snapshot upload: the next waits for it, so a late one never
-        # lands over a newer snapshot.
+        # The last snapshot upload: the next waits for it (_write_snapshot).
         self._snapshot_put: Future[Any] | None = None
         self.source = PointSource(
             config.dsn, config.source, [r.id for r in race.racers], ts(race.starts_at)
