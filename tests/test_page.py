@@ -619,3 +619,66 @@ def test_a_racer_who_overtakes_keeps_their_colour(
         )
     assert colours() == before  # the same colour each, in a new order
     assert page.locator(".vehicle-marker").evaluate("e => e.style.background") == marker
+
+
+def test_one_rounding_rule_for_times_in_csv_and_html() -> None:
+    """Road-race results round up to the next whole second: 1,250.5 s is
+    20:51 in results.csv and results.html (and on the page, page.clock_text),
+    whose numbers in results.json stay as they are; gaps are the
+    differences of the times as written, so they add up."""
+    import csv
+    import io
+    from datetime import timezone
+
+    from racepub.shapes.page import clock_text, environment
+    from racepub.shapes.results import Results, csv_bytes, html_bytes
+
+    def racer(rank: int, name: str, finish: float | None, **kw: Any) -> dict[str, Any]:
+        return {
+            "rank": rank,
+            "category_rank": None,
+            "id": str(rank),
+            "name": name,
+            "kind": "runner",
+            "color": None,
+            "bib": None,
+            "category": None,
+            "status": "finished" if finish else "racing",
+            "finish_s": finish,
+            "gun_finish_s": finish,
+            "distance_m": 6222.6,
+            "pace_s_per_km": 201.05,
+            "gap_to_winner_s": None if finish is None else round(finish - 1250.5, 1),
+            "splits": [{"name": "Finish", "distance_m": 6222.6, "at_s": finish}],
+        } | kw
+
+    body = {
+        "schema": 1,
+        "race": {
+            "id": "t",
+            "title": "Five k",
+            "starts_at": "2014-07-25T15:00:00Z",
+            "state": "finished",
+            "course_length_m": 6222.6,
+            "units": "mi",
+        },
+        "generated_at": "2014-07-25T15:25:03Z",
+        "final": True,
+        "racers": [racer(1, "Ann", 1250.5), racer(2, "Bea", 1251.2), racer(3, "Cal", None)],
+    }
+    assert [clock_text(s) for s in (1250.5, 1250.0, 1250.0000001, 59.01)] == [
+        "20:51", "20:50", "20:50", "1:00"
+    ]  # fmt: skip
+    rows = list(csv.DictReader(io.StringIO(csv_bytes(Results(True, body)).decode("utf-8-sig"))))
+    assert [r["finish"] for r in rows] == ["20:51", "20:52", ""]
+    assert [r["finish_s"] for r in rows] == ["1250.5", "1251.2", ""]  # results.json's numbers
+    assert [r["gap_to_winner"] for r in rows] == ["", "0:01", ""]
+    assert rows[0]["pace_per_km"] == "3:22"  # 201.05 s, up
+    html = html_bytes(Results(True, body), environment(None), timezone(timedelta(hours=-4)))
+    text = html.decode()
+    assert "<td>20:51</td>" in text and "<td>20:52</td>" in text and "+0:01" in text
+    assert "Pace /mi" in text and "5:24" in text  # 201.05 s/km is 5:23.6 /mi
+    assert "3.87 mi" in text and "6222.6" not in text  # the course in the race's units
+    assert "Started Fri 25 Jul 2014, 11:00 (UTC−04:00)" in text  # the race's clock
+    assert "Generated 11:25:03" in text
+    assert ">Finish<" not in text  # the finish is the Time column, not a split again

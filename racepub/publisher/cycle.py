@@ -558,7 +558,9 @@ class Publisher:
             log.info("race %s is finished: final results", self.race.id)
         self._results_at, self._results_final = now, final
         # The same results are the same bytes: _write skips what the sink has.
-        return results_objects(results(self.state, board, now), self.env)
+        return results_objects(
+            results(self.state, board, now), self.env, self.race.starts_at.tzinfo
+        )
 
     def _never_regress(self) -> None:
         """Refuse to publish a race behind what spectators already see."""

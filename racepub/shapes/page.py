@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -164,8 +165,14 @@ def _gap(seconds: float | None) -> str:
     return "leader" if seconds == 0 else f"+{clock_text(seconds)}"
 
 
+def whole_seconds(seconds: float) -> int:
+    """The one rounding rule for times (road-race results): up to the next
+    whole second, so 1,250.5 s is 20:51; a time already whole stays."""
+    return math.ceil(round(seconds, 3))
+
+
 def clock_text(seconds: float) -> str:
-    """Seconds as the page shows them: m:ss, or h:mm:ss."""
-    s = round(seconds)
+    """Seconds as the page shows them, rounded up: m:ss, or h:mm:ss."""
+    s = max(0, whole_seconds(seconds))
     h, rem = divmod(s, 3600)
     return f"{h}:{rem // 60:02d}:{rem % 60:02d}" if h else f"{rem // 60}:{rem % 60:02d}"
