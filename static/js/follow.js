@@ -1,75 +1,106 @@
-// Following one racer: the link (#racer=ID), the button to stop, and in a
-// large race finding them by name or bib (field.js).
-import { findRacers, followed } from "./field.js";
-import { isField } from "./shape.js";
-import { redraw, S } from "./state.js";
+// Following racers ("my runners"): several at once, the one the map follows
+// first in the link (#racer=a,b,c) and kept on this device across reloads.
+import { followedNow } from "./shape.js";
+import { cfg, redraw, S } from "./state.js";
 
-export function follow(id) {
-  S.following = S.following === id ? null : id;
+const KEY = `racepub.following.${cfg.race}`;
+
+// The followed ids, the map's focus first.
+function inOrder() {
+  return S.focus ? [S.focus, ...S.following.filter((id) => id !== S.focus)] : S.following;
+}
+
+function save() {
+  const ids = inOrder();
   history.replaceState(
     null,
     "",
-    S.following ? `#racer=${encodeURIComponent(S.following)}` : location.pathname,
+    ids.length
+      ? `#racer=${ids.map(encodeURIComponent).join(",")}`
+      : location.pathname + location.search,
   );
-  if (isField(S.snapshot)) followed();
+  try {
+    localStorage.setItem(KEY, JSON.stringify(ids));
+  } catch (_e) {
+    /* private mode */
+  }
+}
+
+function changed() {
+  save();
+  followedNow();
   redraw();
 }
 
-export function linkedRacer() {
+// A racer chosen (a row, a marker, a search match): followed and the one the
+// map follows; chosen again while the map follows them, not followed any more.
+export function follow(id) {
+  if (S.focus === id) {
+    unfollow(id);
+    return;
+  }
+  if (!S.following.includes(id)) S.following.push(id);
+  S.focus = id;
+  S.centring = true;
+  S.arriving = true;
+  changed();
+}
+
+export function unfollow(id) {
+  S.following = S.following.filter((x) => x !== id);
+  if (S.focus === id) {
+    S.focus = S.following[S.following.length - 1] || null;
+    S.centring = true;
+  }
+  changed();
+}
+
+// The ids a link names: #racer=a,b,c (each URI-encoded; one that does not
+// decode is left out).
+export function linkedRacers() {
   const m = /#racer=([^&]+)/.exec(location.hash);
+  if (!m) return null;
+  const out = [];
+  for (const part of m[1].split(",")) {
+    try {
+      const id = decodeURIComponent(part);
+      if (id && !out.includes(id)) out.push(id);
+    } catch (_e) {
+      /* a mangled link */
+    }
+  }
+  return out;
+}
+
+function remembered() {
   try {
-    return m ? decodeURIComponent(m[1]) : null;
+    const ids = JSON.parse(localStorage.getItem(KEY) || "[]");
+    return Array.isArray(ids) ? ids.filter((x) => typeof x === "string") : [];
   } catch (_e) {
-    return null; // a mangled link
+    return [];
   }
 }
 
-function showMatches(query, found) {
-  const list = document.getElementById("find-results");
-  const msg = document.getElementById("find-msg");
-  list.replaceChildren();
-  if (!found.length) {
-    if (S.following && S.field.missing) follow(S.following); // stop looking for one who is not there
-    msg.textContent = `No racer matches ${query}.`;
-    return;
-  }
-  const exact = found.filter((r) => r.id === query || r.bib === query);
-  if (exact.length || found.length === 1) {
-    msg.textContent = "";
-    follow((exact[0] || found[0]).id);
-    return;
-  }
-  msg.textContent = `${found.length} racers match:`;
-  for (const r of found.slice(0, 20)) {
-    const li = document.createElement("li");
-    const b = document.createElement("button");
-    b.type = "button";
-    b.textContent = `${r.name} (${r.bib || r.id})`;
-    b.addEventListener("click", () => {
-      list.replaceChildren();
-      msg.textContent = "";
-      follow(r.id);
-    });
-    li.appendChild(b);
-    list.appendChild(li);
-  }
+function take(ids) {
+  S.following = ids;
+  S.focus = ids[0] || null;
+  S.centring = true;
+  S.arriving = !!S.focus;
 }
 
 export function initFollowing() {
-  S.following = linkedRacer();
+  const linked = linkedRacers();
+  take(linked || remembered());
+  if (!linked && S.following.length) save(); // the link says who is followed
   window.addEventListener("hashchange", () => {
     // a link opened in this tab
-    const id = linkedRacer();
-    if (id !== S.following) {
-      S.following = null;
-      follow(id);
+    const ids = linkedRacers() || [];
+    if (ids.join(",") !== inOrder().join(",")) {
+      take(ids);
+      changed();
     }
   });
-  document.getElementById("unfollow").addEventListener("click", () => follow(S.following));
-  document.getElementById("find").addEventListener("submit", (e) => {
-    e.preventDefault();
-    const query = document.getElementById("find-id").value.trim();
-    if (!query) return;
-    findRacers(query).then((found) => showMatches(query, found));
+  document.getElementById("unfollow").addEventListener("click", () => {
+    if (S.focus) unfollow(S.focus);
   });
 }

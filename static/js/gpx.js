@@ -1,6 +1,6 @@
 // A followed racer's track as GPX, made in the browser from what the page
 // already has (the pieces of their trail, and what came since).
-import { shown, trailOf } from "./shape.js";
+import { followedRecords, trailOf } from "./shape.js";
 import { S } from "./state.js";
 import { fmtClock } from "./units.js";
 
@@ -11,7 +11,7 @@ function xmlText(s) {
 
 function downloadGpx() {
   const snap = S.snapshot;
-  const r = shown(snap).filter((x) => x.id === S.following)[0];
+  const r = followedRecords(snap).find((x) => x.id === S.focus);
   if (!r) return;
   const pts = trailOf(r).map(
     (p) =>

@@ -1,52 +1,10 @@
 // Replay: every racer shown (a large race: the head and the followed) as the
-// published chunks put them at a chosen moment, the board as it was then.
+// published trails put them at a chosen moment, the board as it was then; a
+// scrubber that reads as a race clock, and a plain "caught up with live".
+import { progressOf } from "./course.js";
 import { shown, trailOf, wantTrails } from "./shape.js";
 import { cfg, now, redraw, S } from "./state.js";
-
-// The course in metres, for progress along it.
-const course = (() => {
-  const c = cfg.course;
-  const lat0 = c.length ? c[0][0] : 0;
-  const lon0 = c.length ? c[0][1] : 0;
-  const ky = 111195;
-  const kx = ky * Math.cos((lat0 * Math.PI) / 180);
-  const xy = [];
-  const cum = [0];
-  c.forEach((p, i) => {
-    xy.push([(p[1] - lon0) * kx, (p[0] - lat0) * ky]);
-    if (i) cum.push(cum[i - 1] + Math.hypot(xy[i][0] - xy[i - 1][0], xy[i][1] - xy[i - 1][1]));
-  });
-  return { xy, cum, kx, ky, lat0, lon0 };
-})();
-
-// Progress along the course of a point, searched near the racer's last (hint).
-function progressOf(lat, lon, hint) {
-  const x = (lon - course.lon0) * course.kx;
-  const y = (lat - course.lat0) * course.ky;
-  let best = Infinity;
-  let at = 0;
-  const from = hint === null ? 0 : hint;
-  for (let k = Math.max(0, from - 2); k < course.xy.length - 1; k++) {
-    if (hint !== null && course.cum[k] > course.cum[from] + 2000) break; // far ahead
-    const a = course.xy[k];
-    const b = course.xy[k + 1];
-    const dx = b[0] - a[0];
-    const dy = b[1] - a[1];
-    const len2 = dx * dx + dy * dy;
-    let f = len2 ? ((x - a[0]) * dx + (y - a[1]) * dy) / len2 : 0;
-    f = Math.max(0, Math.min(1, f));
-    const off = Math.hypot(a[0] + f * dx - x, a[1] + f * dy - y);
-    if (off < best) {
-      best = off;
-      at = k + f;
-    }
-  }
-  const i = Math.floor(at);
-  return {
-    seg: i,
-    d: course.cum[i] + (at - i) * ((course.cum[i + 1] || course.cum[i]) - course.cum[i]),
-  };
-}
+import { fmtClock, fmtSpoken } from "./units.js";
 
 const tracks = {}; // racer id -> {n, t[], lat[], lon[], d[]}, rebuilt when their points change
 function replayTrack(r) {
@@ -56,10 +14,15 @@ function replayTrack(r) {
   const tr = { n: pts.length, t: [], lat: [], lon: [], d: [] };
   let hint = null;
   let best = 0;
+  let laps = 0; // a race of laps: the drawn course is a lap, progress goes on
+  const lap = cfg.laps > 1 ? cfg.lap_m : null;
   for (const p of pts) {
-    const got = progressOf(p[0], p[1], hint);
+    let got = progressOf(p[0], p[1], hint);
+    // Not near where they were (round a lap, back from a silence): anywhere.
+    if (hint !== null && got.off > 50) got = progressOf(p[0], p[1], null);
+    if (lap && got.d + laps * lap < best - lap / 2) laps += 1; // round the lap
     hint = got.seg;
-    best = Math.max(best, got.d); // progress never goes back
+    best = Math.max(best, got.d + (lap ? laps * lap : 0)); // progress never goes back
     tr.t.push(p[2]);
     tr.lat.push(p[0]);
     tr.lon.push(p[1]);
@@ -83,13 +46,29 @@ function lastBefore(arr, v) {
   return ans;
 }
 
+// The trail up to the replayed moment, as [lat, lon, ms].
 export function replayTrail(id) {
   const tr = tracks[id];
   const pts = [];
   if (!tr) return pts;
   const k = lastBefore(tr.t, S.replay.t);
-  for (let i = 0; i <= k; i++) pts.push([tr.lat[i], tr.lon[i]]);
+  for (let i = 0; i <= k; i++) pts.push([tr.lat[i], tr.lon[i], tr.t[i]]);
   return pts;
+}
+
+// A runner against each vehicle at the replayed moment: by metres (the
+// seconds are the publisher's, of now).
+function versus(r, vehicles) {
+  return vehicles.map((v) => {
+    const out = { id: v.id, name: v.name, ahead: null, metres: null, seconds: null };
+    if (!r.position || !v.position) return out;
+    out.ahead =
+      r.status === "finished" && v.status === "finished"
+        ? r.finish_s < v.finish_s
+        : r.status === "finished" || (v.status !== "finished" && r.distance_m > v.distance_m);
+    out.metres = Math.abs(r.distance_m - v.distance_m);
+    return out;
+  });
 }
 
 // The records as they were at replay.t: position and progress interpolated
@@ -105,6 +84,8 @@ export function replayRacers(snap) {
       name: r.name,
       kind: r.kind,
       color: r.color,
+      bib: r.bib,
+      category: r.category,
       status: "waiting",
       position: null,
       distance_m: 0,
@@ -147,6 +128,7 @@ export function replayRacers(snap) {
       (a.status === "finished" ? a.finish_s - b.finish_s : b.distance_m - a.distance_m),
   );
   const leader = out[0];
+  const vehicles = out.filter((r) => r.kind === "vehicle");
   out.forEach((r, i) => {
     r.rank = i + 1;
     if (r.status === "finished") r.gap_s = r.finish_s - leader.finish_s;
@@ -155,6 +137,7 @@ export function replayRacers(snap) {
       const m = lastBefore(lt.d, r.distance_m); // when the leader was here
       if (m >= 0) r.gap_s = Math.max(0, (T - lt.t[m]) / 1000);
     }
+    if (r.kind === "runner" && vehicles.length) r.vs_vehicles = versus(r, vehicles);
   });
   return out;
 }
@@ -162,36 +145,68 @@ export function replayRacers(snap) {
 // -- the time control ----------------------------------------------------------
 const box = document.getElementById("replay");
 const scrub = document.getElementById("replay-at");
+const said = document.getElementById("replay-msg");
+let saidTimer = null;
+
+function say(text) {
+  said.textContent = text;
+  clearTimeout(saidTimer);
+  if (text) saidTimer = setTimeout(() => say(""), 6000);
+}
 
 function replayEnd(snap) {
   // the last moment there is to replay: now, or the race's end
   return Math.min(now(), Date.parse(snap.generated_at));
 }
+
+// The scrubber at a race time: its value, what a screen reader says, the
+// time over its handle and at its ends.
+function placeScrub(snap, t) {
+  const start = Date.parse(snap.race.starts_at);
+  const end = Math.max(0, Math.round((replayEnd(snap) - start) / 1000));
+  const at = Math.min(end, Math.max(0, Math.round((t - start) / 1000)));
+  scrub.max = String(end);
+  scrub.value = String(at);
+  scrub.setAttribute(
+    "aria-valuetext",
+    S.replay ? `race time ${fmtSpoken(at)}` : `live, race time ${fmtSpoken(at)}`,
+  );
+  document.getElementById("replay-end").textContent = fmtClock(end);
+  const handle = document.getElementById("replay-time");
+  handle.textContent = S.replay ? fmtClock(at) : "Live";
+  // Over the handle, sliding from left-aligned at the start to right-aligned at the end.
+  const f = end ? at / end : 1;
+  handle.style.left = `calc(8px + (100% - 16px) * ${f.toFixed(4)})`;
+  handle.style.transform = `translateX(-${(100 * f).toFixed(1)}%)`;
+  box.classList.toggle("replaying", !!S.replay);
+}
+
 function setReplay(t) {
   const snap = S.snapshot;
   if (!snap) return;
   const start = Date.parse(snap.race.starts_at);
-  const end = replayEnd(snap);
-  if (t >= end) {
-    stopReplay();
+  if (t >= replayEnd(snap)) {
+    stopReplay(!!S.replay);
     return;
   }
+  if (!S.replay) say("");
   S.replay = S.replay || { playing: false, speed: 1 };
   S.replay.t = Math.max(start, t);
   // A large race: the trails of those shown, read from the packs once each.
   wantTrails(shown(snap).map((r) => r.id));
-  scrub.max = String(Math.round((end - start) / 1000));
-  scrub.value = String(Math.round((S.replay.t - start) / 1000));
   document.getElementById("replay-live").disabled = false;
+  placeScrub(snap, S.replay.t);
   redraw();
 }
-function stopReplay() {
+
+// Back to live: said in words when the replay ran into now.
+function stopReplay(caughtUp) {
   S.replay = null;
   document.getElementById("replay-play").textContent = "Play";
   document.getElementById("replay-live").disabled = true;
+  say(caughtUp ? "Caught up with live." : "");
   if (S.snapshot) {
-    const start = Date.parse(S.snapshot.race.starts_at);
-    scrub.max = scrub.value = String(Math.round((replayEnd(S.snapshot) - start) / 1000));
+    placeScrub(S.snapshot, replayEnd(S.snapshot));
     redraw();
   }
 }
@@ -199,10 +214,8 @@ function stopReplay() {
 // Each redraw: shown unless the race has not started; live, the scrubber at now.
 export function renderReplayControl(snap) {
   box.hidden = snap.race.state === "pre";
-  if (!S.replay) {
-    const start = Date.parse(snap.race.starts_at);
-    scrub.max = scrub.value = String(Math.max(0, Math.round((replayEnd(snap) - start) / 1000)));
-  }
+  box.classList.remove("pending");
+  if (!S.replay) placeScrub(snap, replayEnd(snap));
 }
 
 export function initReplay() {
@@ -219,7 +232,7 @@ export function initReplay() {
   document.getElementById("replay-speed").addEventListener("change", function () {
     if (S.replay) S.replay.speed = Number(this.value);
   });
-  document.getElementById("replay-live").addEventListener("click", stopReplay);
+  document.getElementById("replay-live").addEventListener("click", () => stopReplay(false));
   setInterval(() => {
     // playing: 4 steps a second
     if (S.replay?.playing) {

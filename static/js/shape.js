@@ -10,10 +10,38 @@ export function isField(snap) {
   return !!snap?.field;
 }
 
-// The records shown: every racer of a small race; a large race's head, and
-// the followed racer's record from their shard.
+// The board's rows (a page of them in a large race), in the category asked
+// for: {rows, total, from}; rows null while a large race's page is on its way.
+export function boardRows(snap) {
+  const cat = S.board.category;
+  if (!isField(snap)) {
+    const rows = cat ? snap.racers.filter((r) => r.category === cat) : snap.racers;
+    return { rows, total: rows.length, from: 0 };
+  }
+  if (S.board.page === 0 && !cat) return { rows: snap.racers, total: snap.field.count, from: 0 };
+  return field.pageRows() || { rows: null, total: snap.field.count, from: 0 };
+}
+
+// The followed racers' records ("my runners").
+export function followedRecords(snap) {
+  if (isField(snap)) return field.followedRecords(snap);
+  return S.following.map((id) => snap.racers.find((r) => r.id === id)).filter(Boolean);
+}
+
+// The records on the map: every racer of a small race; a large race's head,
+// the board's page and the followed racers.
 export function shown(snap) {
-  return isField(snap) ? field.shown(snap) : snap.racers;
+  if (!isField(snap)) return snap.racers;
+  const out = snap.racers.slice();
+  const seen = new Set(out.map((r) => r.id));
+  const page = boardRows(snap).rows || [];
+  for (const r of page.concat(field.followedRecords(snap))) {
+    if (!seen.has(r.id)) {
+      seen.add(r.id);
+      out.push(r);
+    }
+  }
+  return out;
 }
 
 function refsOf(r) {
@@ -22,15 +50,25 @@ function refsOf(r) {
 
 // After each new snapshot: what the shape needs besides it. A small race:
 // every racer's pieces (one request per pack); a large one: the followed
-// racer's shard and trail.
+// racers' shards and trails, and the field while the board pages through it.
 export function polled(snap) {
   if (isField(snap)) {
-    field.pollFollowed();
+    field.poll();
     return;
   }
   const refs = snap.racers.flatMap(refsOf);
   keepPieces(refs);
   loadPieces(refs);
+}
+
+// The board asks for another page or category: a large race fetches the field now.
+export function boardChanged() {
+  if (isField(S.snapshot)) field.poll();
+}
+
+// Someone followed anew.
+export function followedNow() {
+  if (isField(S.snapshot)) field.followed();
 }
 
 // A racer's whole trail as the page has it: [lat, lon, ms] in time order.
@@ -41,12 +79,22 @@ export function trailOf(r) {
 }
 
 // Whose trail is drawn: every racer's in a small race; in a large one the
-// followed racer's (and in a replay, every racer shown).
+// followed racers' (and in a replay, every racer shown).
 export function drawsTrail(snap, r) {
-  return !isField(snap) || !!S.replay || r.id === S.following;
+  return !isField(snap) || !!S.replay || S.following.includes(r.id);
 }
 
 // A replay of a large race reads the trails of those it shows.
 export function wantTrails(ids) {
   if (isField(S.snapshot)) field.loadTrails(ids);
+}
+
+// Search matches' live numbers (a large race: their shards).
+export function wantDetails(ids) {
+  if (isField(S.snapshot)) field.loadDetails(ids);
+}
+
+// A racer's live record, wherever the page has it.
+export function recordOf(snap, id) {
+  return snap.racers.find((r) => r.id === id) || (isField(snap) ? field.liveRecord(id) : null);
 }

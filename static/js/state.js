@@ -1,23 +1,32 @@
 // What every module of the page shares: the race's config, one state object,
-// the server's clock, and who a racer is (their colour).
+// the server's clock.
 
 export const cfg = JSON.parse(document.getElementById("race-config").textContent);
 
 export const S = {
   snapshot: null, // the newest snapshot.json seen (never an older copy)
-  following: null, // the followed racer's id
+  // "My runners": the ids followed, pinned atop the board, highlighted and
+  // labelled on the map (follow.js); `focus` is the one the map follows.
+  following: [],
+  focus: null,
+  centring: true, // the map keeps the focus in view (false: the spectator moved it)
+  arriving: false, // the focus was just chosen: the map zooms in to them once
   replay: null, // null: live; else {t: ms, playing: bool, speed: 1 | 10 | 60}
+  // What the board shows: a page of ranks (0: the head), a category, an order.
+  board: { page: 0, category: "", order: "gun" },
   // Server clock minus ours: a phone's clock may be off (poll.js).
   skewMs: null,
   // A large race (its snapshot's `field` block, DESIGN.md "Large races"):
-  // the followed racer's record comes from its live shard every poll; trails
-  // from the pieces their trail groups list (field.js).
+  // the followed racers' records come from their live shards every poll;
+  // trails from the pieces their trail groups list (field.js).
   field: {
-    rosters: {}, // shard number -> roster (immutable): ids, names, kinds, colors
-    record: null, // the followed racer's live record, built from shard columns
-    missing: false, // the followed id is in no roster
+    rosters: {}, // shard number -> roster (immutable): each identity field a column
+    shards: {}, // shard number -> the newest shard document fetched
+    records: {}, // racer id -> their live record, built from shard columns
+    missing: {}, // followed ids in no roster
     trails: {}, // racer id -> {refs: [[pack, offset, length]], at}: from their trail group
-    live: [], // the followed racer's positions seen since, as [lat, lon, ms]
+    live: {}, // racer id -> their positions seen since, as [lat, lon, ms]
+    all: null, // the whole field by rank, when a page of the board needs it: {seq, byRank}
   },
 };
 
@@ -41,10 +50,4 @@ export function fnv1a(text) {
   let h = 0x811c9dc5;
   for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i], 0x01000193) >>> 0;
   return h;
-}
-
-const PALETTE = ["#e4572e", "#17bebb", "#ffc914", "#76b041", "#2e282a", "#8e6c8a", "#3a86ff"];
-// By id, not by place: a racer who overtakes keeps their colour.
-export function colorOf(r) {
-  return r.color || PALETTE[fnv1a(r.id) % PALETTE.length];
 }
