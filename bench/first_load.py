@@ -76,7 +76,14 @@ pub.close()
 """
 
 
-def race_config(work: Path, n: int, dsn: str, start: datetime, shard_above: int) -> Path:
+def race_config(
+    work: Path,
+    n: int,
+    dsn: str,
+    start: datetime,
+    shard_above: int,
+    tiles: str = "https://tiles.invalid/{z}/{x}/{y}.png",
+) -> Path:
     """The bench marathon (a vertex every 10 m) with n runners, a directory sink."""
     course_gpx(work / "course.gpx")
     (work / "entrants.csv").write_text(
@@ -101,7 +108,7 @@ interval_s = 2
 sink = "dir:public"
 racers_file = "entrants.csv"
 shard_above = {shard_above}
-tiles = "https://tiles.invalid/{{z}}/{{x}}/{{y}}.png"
+tiles = "{tiles}"
 """)
     return path
 
@@ -115,6 +122,7 @@ def publish(
     cycle_s: float,
     tree: Path | None = None,
     shard_above: int = 500,
+    tiles: str | None = None,
 ) -> Path:
     """The race published live to work/public by this checkout (tree None)
     or by the code in `tree`; its fixes in a fresh table."""
@@ -127,7 +135,7 @@ def publish(
             "recorded_at timestamptz, lat float8, lon float8)"
         )
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=age_s + 60)
-    path = race_config(work, n, dsn, start, shard_above)
+    path = race_config(work, n, dsn, start, shard_above, *([tiles] if tiles else []))
     args = [str(path), dsn, str(n), str(age_s), str(every_s), str(cycle_s)]
     done = subprocess.run(
         [sys.executable, "-c", PUBLISH, *args],

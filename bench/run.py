@@ -4,17 +4,20 @@ cycle every 2 s), beside two baselines measured in the same run: a naive
 publisher, and racepub as it was before one model and two shapes (at
 PREVIOUS_COMMIT, its own bench cell, run from a git worktree). Then what a
 spectator's first load costs (bench/first_load.py, in Chromium, beside the
-previous form), a restart's catch-up and a standby's takeover
-(bench/restart.py), timing mats (bench/mats.py), spectators
-(bench/spectators.py) and real input (bench/inputs.py).
+previous form), Lighthouse on the page (bench/lighthouse.py, likewise), a
+restart's catch-up and a standby's takeover (bench/restart.py), timing mats
+(bench/mats.py), spectators (bench/spectators.py) and real input
+(bench/inputs.py).
 
 Real parts: a throwaway PostgreSQL, moto's S3 server in its own process on
 loopback. Each cell runs in a fresh process, so its memory is its own.
 Writes bench/RESULTS.md and prints it.
 
-    python -m bench.run                      # everything (about 20 minutes)
-    BENCH_SIZES=5,1000 BENCH_OLD=0 BENCH_SPECTATORS=0 BENCH_INPUTS=0 BENCH_MATS=0 \
-        python -m bench.run
+    python -m bench.run                      # everything (about an hour)
+
+Sections can be left out: BENCH_FIRST_LOAD=0, BENCH_LIGHTHOUSE=0,
+BENCH_MATS=0, BENCH_SPECTATORS=0, BENCH_INPUTS=0; BENCH_OLD= (no sizes) runs
+no previous-form cells; BENCH_SIZES=5,1000 measures only those sizes.
 """
 
 from __future__ import annotations
@@ -563,12 +566,20 @@ def main() -> None:
     spectators = os.environ.get("BENCH_SPECTATORS", "1") != "0"
     inputs = os.environ.get("BENCH_INPUTS", "1") != "0"
     mats = os.environ.get("BENCH_MATS", "1") != "0"
+    lighthouse = os.environ.get("BENCH_LIGHTHOUSE", "1") != "0"
     # Each measurement a step: how far the bench is, and about how long still.
     previous = [(n, age) for n in PREVIOUS_SIZES for _, age in AGES]
     loads = os.environ.get("BENCH_FIRST_LOAD", "1") != "0"
     progress = Progress(
         "bench",
-        len(cells) + len(previous) + len(RESTARTS) + spectators + inputs + loads + mats,
+        len(cells)
+        + len(previous)
+        + len(RESTARTS)
+        + spectators
+        + inputs
+        + loads
+        + mats
+        + lighthouse,
         "steps",
     )
 
@@ -594,6 +605,10 @@ def main() -> None:
         from bench.first_load import markdown as first_load_markdown
 
         text += first_load_markdown(step(_run(["bench.first_load", "--all"], "first loads")))
+    if lighthouse:
+        from bench.lighthouse import markdown as lighthouse_markdown
+
+        text += lighthouse_markdown(step(_run(["bench.lighthouse"], "Lighthouse (mobile)")))
     if mats:
         from bench.mats import markdown as mats_markdown
 

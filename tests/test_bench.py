@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import mats, restart, spectators
+from bench import lighthouse, mats, restart, spectators
 from bench.run import cell, goals, restart_table, spectator_table, table
 
 
@@ -45,6 +45,29 @@ def test_bench_mats_at_a_few_hundred_racers() -> None:
     lines = mats.markdown([with_mats, phones_only])
     assert any(line.startswith("| 300 (with mats) | 43 min | 30 |") for line in lines)
     assert any("phones-only cycle" in line for line in lines)
+
+
+def test_lighthouse_table_and_its_tile() -> None:
+    """The section bench.run writes from bench.lighthouse's figures, and the
+    grey tile the page is served (a PNG Chromium can draw: its chunks whole)."""
+    cell = {"performance": 98, "accessibility": 100, "best-practices": 96, "seo": 100}
+    cells = [
+        {"form": "new", **cell, "cls": 0.048, "lcp_ms": 2103.7, "blocking": ["app.css"]},
+        {
+            "form": "previous",
+            **cell,
+            "performance": 89,
+            "cls": 0.165,
+            "lcp_ms": 2409.0,
+            "blocking": ["app.css", "leaflet.js"],
+        },
+    ]
+    lines = lighthouse.markdown(cells)
+    assert "| this code | 98 | 100 | 96 | 100 | 0.048 | 2,104 | app.css |" in lines
+    assert "| previous form | 89 | 100 | 96 | 100 | 0.165 | 2,409 | app.css, leaflet.js |" in lines
+    assert any(line.endswith(": met") for line in lines)
+    png = lighthouse.grey_png()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and png.endswith(b"IEND\xaeB`\x82")
 
 
 WRK = """Running 20s test @ http://127.0.0.1:8080/positions.json
