@@ -1321,8 +1321,9 @@ def test_a_silence_is_dashed_and_the_map_credits_what_it_drew(
 ) -> None:
     """Michael's phone is silent from 1:40 to 2:45, round the course's first
     bend: his trail goes on dashed along the course across it, never a
-    straight shortcut. The tiles'
-    credit shows once tiles are drawn, never for a map that did not load."""
+    straight shortcut. The tiles' credit shows once tiles are drawn, never
+    for a map that did not load, and as text: markup in it (an organizer's
+    paste, a basemap's metadata) is never made into elements."""
     import psycopg
 
     def silence(setup: RaceSetup) -> None:
@@ -1339,7 +1340,8 @@ def test_a_silence_is_dashed_and_the_map_credits_what_it_drew(
         dsn,
         moto_server,
         '\n[[races.t.racers]]\nid = "1001"\nname = "Michael"\ncolor = "#e6194b"\n',
-        "",
+        "tile_attribution = \"<img src=x onerror=alert(1)>© <a href='javascript:alert(2)'>"
+        'OpenStreetMap</a> <b>contributors</b>"\n',
         {"1001": 6.0},  # at 6 m/s: 600 to 990 m, the bend at 770 m
         before=silence,
         tiles=f"{moto_server}/tiles/{{z}}/{{x}}/{{y}}.png",
@@ -1364,6 +1366,9 @@ def test_a_silence_is_dashed_and_the_map_credits_what_it_drew(
             "() => document.querySelector('.leaflet-control-attribution')"
             "?.textContent.includes('OpenStreetMap')"
         )
+        credit = drawn.locator(".leaflet-control-attribution")
+        assert "© OpenStreetMap contributors" in credit.inner_text()
+        assert credit.locator("img, b, a[href^='javascript']").count() == 0
         shot(page, "silence")
     finally:
         next(gen, None)
