@@ -471,6 +471,34 @@ def publishing(race: LiveRace) -> Iterator[None]:
         thread.join(timeout=10)
 
 
+def test_a_snapshot_older_by_seq_never_replaces_a_newer_one(
+    live_race: LiveRace, open_page: Any
+) -> None:
+    """A stalled upload that S3 completes after a newer snapshot (or a CDN
+    edge with an older copy) hands the page a lower seq: it keeps what it
+    has (tests/test_faults.py causes the upload)."""
+    page = open_page(live_race.url)
+    wait_live(page)
+    shown = names(page)
+    served = []
+
+    def older(route: Any) -> None:
+        doc = json.loads(route.fetch().body())
+        doc["seq"] -= 1
+        for rec in doc["racers"]:
+            rec["name"] = "An older copy"
+        served.append(doc["seq"])
+        route.fulfill(body=json.dumps(doc), content_type="application/json")
+
+    page.route("**/snapshot.json*", older)
+    for _ in range(150):  # (Playwright answers routes while the test waits on the page)
+        if len(served) >= 3:  # three polls answered with the older copy
+            break
+        page.wait_for_timeout(100)
+    assert len(served) >= 3 and names(page) == shown
+    page.unroute_all(behavior="wait")
+
+
 @pytest.mark.slow
 def test_an_old_copy_from_the_cdn_shows_updates_paused(live_race: LiveRace, open_page: Any) -> None:
     """A CDN serving a cached copy, or a stale-if-error one while S3 or the
