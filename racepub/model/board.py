@@ -131,6 +131,7 @@ def _record(state: RaceState, board: Board, i: int) -> dict[str, Any]:
         "status": "waiting",
         "position": None,
         "distance_m": 0.0,
+        "progress_m": None,
         "rank": rank,
         "elapsed_s": None,
         "pace_s_per_km": None,
@@ -164,6 +165,8 @@ def _record(state: RaceState, board: Board, i: int) -> dict[str, Any]:
                 "at": iso(float(board.fix_t[i])),
             },
             "distance_m": round(float(board.distance_m[i]), 1),
+            # What the rank is decided by: carried on to the moment (standings.py).
+            "progress_m": round(float(moment.estimate_m[i]), 1),
             "elapsed_s": round(float(board.elapsed_s[i])),
             "pace_s_per_km": _number(board.pace_s_per_km[i], 1),
             "speed_kmh": _number(board.speed_kmh[i], 1),

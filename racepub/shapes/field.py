@@ -268,10 +268,11 @@ class FieldShape:
                 return np.where(bad, np.nan, rounded)
             return np.where(bad, NULL_INT, rounded.astype(np.int64))
 
-        return {
+        columns = {
             "rank": moment.rank[m],
             "status": moment.status[m],
             "distance_m": col(board.distance_m[m]),
+            "progress_m": col(moment.estimate_m[m]),
             "lat_e6": col((board.lat[m] - self.lat0) * 1e6),
             "lon_e6": col((board.lon[m] - self.lon0) * 1e6),
             "age_ms": col((board.now - board.fix_t[m]) * 1000),
@@ -279,8 +280,12 @@ class FieldShape:
             "gap_s": col(moment.gap_s[m]),
             "eta_s": col(moment.eta_s[m]),
             "finish_s": col(board.finish_s[m], 1),
+            "gun_finish_s": col(board.gun_finish_s[m], 1),
             "estimated": board.estimated[m].astype(np.int64),
         }
+        if self.state.course.laps > 1:
+            columns["lap"] = col(board.lap[m])
+        return columns
 
     def _shard_object(self, k: int, seq: int, now: float, columns: dict[str, np.ndarray]) -> Object:
         """A shard's live records as columns, in roster order: what a page

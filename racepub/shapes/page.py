@@ -15,7 +15,6 @@ import jinja2
 from ..assets import templates_dir
 from ..config import Race, Racer
 from ..model.course import Course
-from ..model.standings import EXTRAPOLATE_S
 
 PAGE_TEMPLATE = "index.html.j2"
 
@@ -86,7 +85,7 @@ def page_context(
     length = snapshot["race"]["course_length_m"]
     rows = []
     for r in snapshot["racers"]:
-        progress, estimated = ranked_progress(r, snapshot)
+        progress, estimated = ranked_progress(r)
         status = r.get("status", "waiting")
         finish, soon = "", ""
         if r["finish_s"] is not None:
@@ -275,29 +274,14 @@ def _margin(m: float, per: float, units: str) -> str:
     return f"{m / per:.2f} {units}"
 
 
-def ranked_progress(r: dict[str, Any], snapshot: dict[str, Any]) -> tuple[float, bool]:
-    """The progress a record's rank is decided by (model/standings.py): from
-    the newest fix, carried on to the snapshot's moment at the racer's speed
-    for at most EXTRAPOLATE_S, never past the finish. (progress, estimated?)
-    The page's script says the same (static/js/board.js rankedProgress)."""
+def ranked_progress(r: dict[str, Any]) -> tuple[float, bool]:
+    """The progress a record's rank is decided by (progress_m: carried on
+    to the snapshot's moment, model/standings.py), and whether it is
+    estimated beyond the newest fix. static/js/numbers.js says the same."""
     d = float(r["distance_m"])
-    if "progress_m" in r:
-        return float(r["progress_m"]), r["progress_m"] != d
-    if not r["position"] or r.get("status") not in ("racing", "stale"):
+    if r.get("progress_m") is None:
         return d, False
-    at = _time(r["position"]["at"])
-    start = _time(snapshot["race"]["starts_at"])
-    since = (_time(snapshot["generated_at"]) - at).total_seconds()
-    since = min(max(since, 0.0), EXTRAPOLATE_S)
-    mps = 0.0
-    if r.get("speed_kmh") is not None:
-        mps = r["speed_kmh"] / 3.6
-    elif r["pace_s_per_km"]:
-        mps = 1000.0 / r["pace_s_per_km"]
-    elif d >= 50 and at > start:
-        mps = d / (at - start).total_seconds()
-    est = min(d + mps * since, max(d, snapshot["race"]["course_length_m"] - 0.01))
-    return est, est - d >= 0.5
+    return float(r["progress_m"]), r["progress_m"] - d >= 0.5
 
 
 def _time(text: str) -> datetime:

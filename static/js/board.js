@@ -93,7 +93,7 @@ function row(r, ctx) {
     const td = cell(tr, r.category || "", "cat");
     if (r.category && rank) span(td, `#${rank} in ${r.category}`, "soon");
   }
-  const [d, est] = rankedProgress(r, snap);
+  const [d, est] = rankedProgress(r);
   const dist = cell(tr, r.position ? `${est ? "≈ " : ""}${fmtDistance(d)}` : "–");
   if (est) dist.title = `estimated now; ${fmtDistance(r.distance_m)} at the last fix`;
   cell(tr, fmtPace(r.pace_s_per_km), "opt");

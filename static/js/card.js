@@ -41,7 +41,7 @@ export function renderCard(snap, r, known, total, lapM) {
   );
   if (r.position) {
     const pace = fmtPace(r.pace_s_per_km);
-    const [d, est] = rankedProgress(r, snap);
+    const [d, est] = rankedProgress(r);
     const of = fmtOf(d, snap.race.course_length_m);
     line(body, `${est ? "≈ " : ""}${of}${pace ? ` · ${pace}` : ""}`);
   }

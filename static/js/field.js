@@ -32,8 +32,8 @@ function recordAt(roster, doc, j) {
     seq: doc.seq,
   };
   for (const key of Object.keys(roster.identity)) r[key] = roster.identity[key][j];
-  // Columns the publisher may add (issues 25, 27) come through as they are.
-  for (const key of ["lap", "gun_finish_s", "elapsed_s"]) {
+  // Columns only some races have (laps) come through as they are.
+  for (const key of ["progress_m", "lap", "gun_finish_s"]) {
     if (doc[key]) r[key] = doc[key][j];
   }
   if (doc.lat_e6[j] !== null) {

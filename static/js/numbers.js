@@ -2,26 +2,13 @@
 // down on the leader, its status in words.
 import { S } from "./state.js";
 
-const EXTRAPOLATE_S = 30; // as the publisher ranks (model/standings.py)
-
-// The progress a rank is decided by (DESIGN.md, "One cycle, one truth"):
-// estimated forward from the newest fix to the snapshot's moment at the
-// racer's speed, for at most 30 s, never past the finish. [metres, estimated?]
-export function rankedProgress(r, snap) {
-  if (typeof r.progress_m === "number") return [r.progress_m, r.progress_m !== r.distance_m];
-  if (S.replay || !r.position || (r.status !== "racing" && r.status !== "stale")) {
-    return [r.distance_m, false];
-  }
-  const start = Date.parse(snap.race.starts_at);
-  const at = Date.parse(r.position.at);
-  const since = Math.min(Math.max((Date.parse(snap.generated_at) - at) / 1000, 0), EXTRAPOLATE_S);
-  let mps = 0;
-  if (r.speed_kmh !== null && r.speed_kmh !== undefined) mps = r.speed_kmh / 3.6;
-  else if (r.pace_s_per_km) mps = 1000 / r.pace_s_per_km;
-  else if (r.distance_m >= 50 && at > start) mps = r.distance_m / ((at - start) / 1000);
-  const cap = Math.max(r.distance_m, snap.race.course_length_m - 0.01);
-  const d = Math.min(r.distance_m + mps * since, cap);
-  return [d, d - r.distance_m >= 0.5];
+// The progress a rank is decided by (DESIGN.md, "One cycle, one truth"), as
+// the publisher worked it out (progress_m: carried on from the newest fix to
+// the snapshot's moment); a replayed moment's is where the racer was then.
+// [metres, estimated?]
+export function rankedProgress(r) {
+  if (typeof r.progress_m !== "number") return [r.distance_m, false];
+  return [r.progress_m, r.progress_m - r.distance_m >= 0.5];
 }
 
 // Status in words (never only a colour): stale, estimated, the lap, laps
