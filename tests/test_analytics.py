@@ -220,10 +220,14 @@ def test_vehicle_allowed_speeds_and_man_against_machine() -> None:
     trolley = next(r for r in snap["racers"] if r["id"] == "t")
     assert trolley["speed_kmh"] == pytest.approx(36, abs=1)
     vs = runner["vs_vehicles"][0]
-    # Runner at 1592 m, trolley at 1980 m: the trolley passed 1592 m at t=359.2.
+    # By the progress ranks use, at 400 s (both carried on 2 s from their
+    # fixes at 398 s): the runner at 1600 m, the trolley at 2000 m, which
+    # passed 1600 m at 360 s. As the board measures gaps: the same numbers.
     assert (vs["id"], vs["ahead"]) == ("t", False)
-    assert vs["metres"] == pytest.approx(1980 - 1592, abs=2)
-    assert vs["seconds"] == pytest.approx(398 - 359.2, abs=2)
+    assert vs["metres"] == pytest.approx(2000 - 1600, abs=2)
+    assert vs["seconds"] == pytest.approx(400 - 360, abs=2)
+    assert vs["seconds"] == pytest.approx(runner["gap_s"], abs=0.1)  # the trolley leads
+    assert runner["gap_ahead_s"] == pytest.approx(runner["gap_s"], abs=0.1)
     assert "vs_vehicles" not in trolley
     # ETA for the vehicle comes from its average speed (it stops and starts).
     avg = trolley["distance_m"] / 398

@@ -148,14 +148,14 @@ def _record(state: RaceState, board: Board, i: int) -> dict[str, Any]:
         "track": [],
     }
     if r.kind == "runner" and state.vehicles:
-        out["vs_vehicles"] = [_versus(t, v) for v in state.vehicles]
+        out["vs_vehicles"] = [_versus(state, board, i, v) for v in state.vehicles]
     if state.checkpoints:
         out["splits"] = splits(t, state.checkpoints, t.start_t)
     if state.course.laps > 1:
         out["lap"] = None if math.isnan(board.lap[i]) else int(board.lap[i])
     if math.isnan(board.fix_t[i]):
         return out
-    ahead = state.order[int(moment.order[rank - 2])] if rank > 1 else None
+    ahead = int(moment.order[rank - 2]) if rank > 1 else None
     out.update(
         {
             "status": STATUSES[moment.status[i]],
@@ -171,7 +171,7 @@ def _record(state: RaceState, board: Board, i: int) -> dict[str, Any]:
             "pace_s_per_km": _number(board.pace_s_per_km[i], 1),
             "speed_kmh": _number(board.speed_kmh[i], 1),
             "gap_s": _number(moment.gap_s[i], 1),
-            "gap_ahead_s": _gap(t, ahead) if ahead is not None else None,
+            "gap_ahead_s": _gap(state, board, i, ahead) if ahead is not None else None,
             "eta_s": _number(moment.eta_s[i], 0),
             "finish_s": _number(board.finish_s[i], 1),
             "gun_finish_s": _number(board.gun_finish_s[i], 1),
@@ -228,8 +228,10 @@ def _number(value: float, decimals: int) -> float | int | None:
     return round(float(value)) if decimals == 0 else round(float(value), decimals)
 
 
-def _versus(runner: Track, vehicle: Track) -> dict[str, Any]:
-    """Man against machine: ahead or behind the vehicle, by metres and seconds."""
+def _versus(state: RaceState, board: Board, i: int, vehicle: Track) -> dict[str, Any]:
+    """Man against machine: ahead or behind the vehicle, by metres and
+    seconds, by the progress ranks use (so the story and the board agree)."""
+    runner = state.order[i]
     out: dict[str, Any] = {
         "id": vehicle.racer.id,
         "name": display_name(vehicle.racer.name),
@@ -239,26 +241,32 @@ def _versus(runner: Track, vehicle: Track) -> dict[str, Any]:
     }
     if runner.last is None or vehicle.last is None:
         return out
+    v = state.standings.index[vehicle.racer.id]
+    progress = board.moment.estimate_m
     if runner.finish_t is not None or vehicle.finish_t is not None:
         ahead = vehicle.finish_t is None or (
             runner.finish_t is not None and runner.finish_t < vehicle.finish_t
         )
     else:
-        ahead = runner.distance_m > vehicle.distance_m
+        ahead = bool(progress[i] > progress[v])
     out["ahead"] = ahead
-    out["metres"] = round(abs(runner.distance_m - vehicle.distance_m), 1)
-    out["seconds"] = _gap(vehicle, runner) if ahead else _gap(runner, vehicle)
+    out["metres"] = round(abs(float(progress[i] - progress[v])), 1)
+    out["seconds"] = _gap(state, board, v, i) if ahead else _gap(state, board, i, v)
     return out
 
 
-def _gap(t: Track, other: Track) -> float | None:
-    """How long ago `other` was where `t` is now (both finished: how long
-    after them `t` finished)."""
+def _gap(state: RaceState, board: Board, i: int, j: int) -> float | None:
+    """How long ago racer j was where racer i is now, by the progress ranks
+    use, as gap_s is measured from the leader (so the racer behind the
+    leader has the same number for both); both finished: how long after j
+    racer i finished."""
+    t, other = state.order[i], state.order[j]
     if t.last is None or other.last is None:
         return None
     if t.finish_t is not None and other.finish_t is not None:
         return round(t.finish_t - other.finish_t, 1)
-    when = float(other.times_at(np.array([t.distance_m]))[0])
+    at = board.moment.estimate_m[i : i + 1]
+    when = float(other.times_at(at, float(state.standings.speed[j]))[0])
     if math.isnan(when):
         return None
-    return round(max(0.0, t.last.t - when), 1)
+    return round(max(0.0, board.now - when), 1)
