@@ -198,12 +198,18 @@ def test_stale_banner_comes_and_goes(live_race: LiveRace, open_page: Any) -> Non
     wait_live(page)
     banner = page.locator("#stale")
     assert banner.is_hidden()
-    # The publisher stops: after about three intervals spectators are told.
+    badge = page.locator("#replay-time")
+    assert badge.inner_text() == "Live"
+    # The publisher stops: after about three intervals spectators are told,
+    # and the scrubber no longer says Live.
     banner.wait_for(state="visible", timeout=15_000)
     assert "Updates paused" in banner.inner_text()
+    page.wait_for_timeout(1500)  # (a poll and a redraw of the scrubber since)
+    assert badge.inner_text() == "Paused"
     shot(page, "page-stale")
     live_race.publisher.cycle()  # publishing resumes
     banner.wait_for(state="hidden", timeout=10_000)
+    page.wait_for_function("() => document.getElementById('replay-time').textContent === 'Live'")
 
 
 def test_units_toggle_is_remembered(live_race: LiveRace, open_page: Any) -> None:
@@ -1311,9 +1317,10 @@ def test_laps_net_times_estimates_and_staleness_in_words(
     page.wait_for_function("() => document.querySelector('#rows tr.finished')")
     wait_live(page)
     assert names(page) == [HOSTILE, "Sarah", "The T", "Kim"]  # gun order, the publisher's
-    assert column(page, "Finish")[:2] == ["20:55", "20:51"]
+    # In gun order the gun time first, the net time beside; in net order the reverse.
+    assert column(page, "Finish")[:2] == ["20:56", "21:02"]
     assert page.locator("#rows tr").nth(1).locator(".soon").all_inner_texts() == [
-        "finished", "gun 21:02"
+        "finished", "net 20:51"
     ]  # fmt: skip
     words = page.locator("#rows tr .words").all_inner_texts()
     assert words == ["position estimated · lap 1 of 2 · −1 lap", "stale · lap 1 of 2 · −1 lap"]
@@ -1325,6 +1332,10 @@ def test_laps_net_times_estimates_and_staleness_in_words(
     assert names(page)[:2] == ["Sarah", HOSTILE]
     assert column(page, "#")[:2] == ["1", "2"]
     assert column(page, "Gap")[:2] == ["leader", "+0:04"]  # 20:55 - 20:51, net
+    assert column(page, "Finish")[:2] == ["20:51", "20:55"]
+    assert page.locator("#rows tr").nth(0).locator(".soon").all_inner_texts() == [
+        "finished", "gun 21:02"
+    ]  # fmt: skip
     page.click("#order button[data-order='gun']")
     assert names(page)[:2] == [HOSTILE, "Sarah"]
     # The estimated position: hollow, and said so.
@@ -1334,6 +1345,9 @@ def test_laps_net_times_estimates_and_staleness_in_words(
     t = page.locator(".racer", has=page.locator(".dot.vehicle"))
     assert "position estimated" in (t.get_attribute("aria-label") or "")
     assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+    if viewport is DESKTOP:  # every column in view: nothing cut at the board's edge
+        wrap = page.locator(".board-wrap").first
+        assert wrap.evaluate("e => e.scrollWidth <= e.clientWidth")
     shot(page, f"finished-{viewport['width']}")
 
 

@@ -99,10 +99,12 @@ function row(r, ctx) {
   cell(tr, fmtPace(r.pace_s_per_km), "opt");
   cell(tr, fmtGap(r, ctx.byNet ? ctx.first : leader, ctx.byNet));
   const [when, soon] = fmtFinish(r, snap);
-  const fin = cell(tr, when);
+  // A race with net times: the time the board is ordered by first, the other beside.
+  const both = ctx.net && r.finish_s !== null && r.gun_finish_s !== null;
+  const fin = cell(tr, both && !ctx.byNet ? fmtClock(r.gun_finish_s) : when);
   if (soon) span(fin, soon, "soon");
-  if (ctx.net && r.finish_s !== null && r.gun_finish_s !== null) {
-    span(fin, `gun ${fmtClock(r.gun_finish_s)}`, "soon");
+  if (both) {
+    span(fin, ctx.byNet ? `gun ${fmtClock(r.gun_finish_s)}` : `net ${fmtClock(r.finish_s)}`, "soon");
   }
   cell(tr, fmtFix(r), "opt");
   tr.addEventListener("click", () => follow(r.id));
@@ -269,4 +271,8 @@ export function renderFreshness(snap) {
   const paused = snap.race.state !== "finished" && age > 3 * cfg.interval_s + 2;
   banner.hidden = !paused;
   if (paused) banner.textContent = `Updates paused — last update ${fmtAgo(snap.generated_at)}.`;
+  // The scrubber's badge says so too: never "Live" over a race that has stopped updating.
+  const handle = document.getElementById("replay-time");
+  handle.classList.toggle("paused", paused);
+  if (!S.replay) handle.textContent = paused ? "Paused" : "Live";
 }

@@ -173,7 +173,8 @@ function placeScrub(snap, t) {
   );
   document.getElementById("replay-end").textContent = fmtClock(end);
   const handle = document.getElementById("replay-time");
-  handle.textContent = S.replay ? fmtClock(at) : "Live";
+  const paused = handle.classList.contains("paused"); // (board.js renderFreshness)
+  handle.textContent = S.replay ? fmtClock(at) : paused ? "Paused" : "Live";
   // Over the handle, sliding from left-aligned at the start to right-aligned at the end.
   const f = end ? at / end : 1;
   handle.style.left = `calc(8px + (100% - 16px) * ${f.toFixed(4)})`;
