@@ -189,6 +189,7 @@ def test_first_paint_needs_no_script(live_race: LiveRace, open_page: Any) -> Non
     assert names(page) == [HOSTILE, "Sarah", "The T", "Kim"]
     first = page.locator("#board tbody tr").first.inner_text()
     assert "mi" in first and "leader" in first  # distance in the race's units, the gap
+    assert "The map and live updates need JavaScript" in page.locator("#map").inner_text()
     shot(page, "page-noscript")
 
 
