@@ -104,7 +104,8 @@ function row(r, ctx) {
   const fin = cell(tr, both && !ctx.byNet ? fmtClock(r.gun_finish_s) : when);
   if (soon) span(fin, soon, "soon");
   if (both) {
-    span(fin, ctx.byNet ? `gun ${fmtClock(r.gun_finish_s)}` : `net ${fmtClock(r.finish_s)}`, "soon");
+    const other = ctx.byNet ? `gun ${fmtClock(r.gun_finish_s)}` : `net ${fmtClock(r.finish_s)}`;
+    span(fin, other, "soon");
   }
   cell(tr, fmtFix(r), "opt");
   tr.addEventListener("click", () => follow(r.id));
