@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -141,6 +143,15 @@ class S3Sink:
     def __init__(self, client: S3Client, bucket: str, prefix: str):
         self.client, self.bucket = client, bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        # When S3 last answered anything, an error included (time.monotonic):
+        # a store throttling every request is answering, not hung; botocore's
+        # retries end each request, and the error says what S3 said.
+        self.heard_at = -math.inf
+        client.meta.events.register("needs-retry.s3", self._heard)
+
+    def _heard(self, response: Any = None, **_: Any) -> None:
+        if response is not None:  # (None: no answer at all, a timeout or reset)
+            self.heard_at = time.monotonic()
 
     compresses = True  # stores Object.gzipped: the publisher compresses ahead, in parallel
 

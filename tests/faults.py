@@ -28,12 +28,14 @@ INTERNAL = (
 class FaultProxy:
     """Forwards to an S3 endpoint; `fail` decides per (method, path) whether
     to answer 503 SlowDown or 500 InternalError instead, `hang` whether to
-    hold the request, unanswered, until `release` is set."""
+    hold the request, unanswered, until `release` is set, `delay` how many
+    seconds to take over an answer."""
 
     def __init__(self, upstream: str):
         self.upstream = urlsplit(upstream)
         self.fail: Callable[[str, str], int | None] = lambda method, path: None
         self.hang: Callable[[str, str], bool] = lambda method, path: False
+        self.delay: Callable[[str, str], float] = lambda method, path: 0.0
         self.release = threading.Event()
         self.failed = 0
         self.hung = 0
@@ -47,6 +49,7 @@ class FaultProxy:
                 if proxy.hang(self.command, self.path):
                     proxy.hung += 1
                     proxy.release.wait(60)
+                time.sleep(proxy.delay(self.command, self.path))
                 code = proxy.fail(self.command, self.path)
                 if code:
                     proxy.failed += 1

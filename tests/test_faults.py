@@ -142,6 +142,15 @@ def test_s3_errors_leave_the_last_snapshot_and_heal(s3_race: Any, dsn: str) -> N
             pub.cycle()
         assert proxy.failed >= 4  # botocore retried before giving up
         assert spectator_view(get) == before
+        # Throttled slowly (each answer after 1.5 s, inside botocore's 2 s
+        # read timeout): its three attempts and their backoff mostly outlast
+        # the 5 s a cycle waits for a silent sink, but S3 is answering: the
+        # cycle says what S3 said, not that it was silent.
+        proxy.delay = lambda method, path: 1.5 if method == "PUT" else 0.0
+        with pytest.raises(SinkError, match="SlowDown"):
+            pub.cycle()
+        proxy.delay = lambda method, path: 0.0
+        assert spectator_view(get) == before
 
         # Then only the snapshot's upload fails (500): the new pack is in,
         # but the published snapshot is still the old, whole one.

@@ -608,6 +608,9 @@ class Publisher:
         while pending:
             done, pending = wait(pending, timeout=self._stall_s, return_when=FIRST_COMPLETED)
             failed = [f.exception() for f in done if f.exception() is not None]
+            heard = time.monotonic() - getattr(self.sink, "heard_at", -math.inf)
+            if not done and not failed and heard < self._stall_s:
+                continue  # answering, if only with errors: botocore's retries end each write
             if failed or not done:
                 for f in pending:
                     f.cancel()
