@@ -154,6 +154,10 @@ class Detections:
     time: str = "read_at"
     ingest: str | None = None
     lookback_s: int = 30
+    # Every racer is read at a start mat: nothing of a racer is published
+    # before their start read (their fixes wait for it), or their first
+    # read at any mat (the start mat missed them: their start is the gun).
+    start_mat: bool = False
 
     @property
     def table_parts(self) -> tuple[str, ...]:
@@ -284,6 +288,7 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
                 "whole seconds 0..3600",
                 default=Detections.lookback_s,
             ),
+            start_mat=det.get("start_mat", _flag, "true or false", default=False),
         )
     det.done()
 
@@ -673,6 +678,12 @@ def _racer_id(v: Any) -> str:
     if _id_problem(text):
         raise ValueError
     return text
+
+
+def _flag(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError
+    return v
 
 
 def _id_problem(text: str, longest: int = MAX_ID_CHARS) -> bool:

@@ -122,3 +122,30 @@ def test_run_exits_once_the_race_is_over(tmp_path: Path, dsn: str) -> None:
         staying.kill()
         if staying.stderr:
             staying.stderr.close()
+
+
+def test_a_fault_of_ours_fails_one_cycle_not_the_loop(
+    tmp_path: Path, dsn: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An input that finds a bug (once: a chip read dated past the year
+    9999) fails that cycle, said in full; the loop goes on and the next
+    cycle publishes."""
+    from racepub import config
+    from racepub.publisher.cycle import Publisher
+    from racepub.publisher.loop import run_once
+
+    create_points_table(dsn)
+    setup = write_race(tmp_path, dsn)
+    cfg = config.load(str(setup.path))
+    pub = Publisher(cfg, cfg.race("t"))
+    real = pub.cycle
+    try:
+        monkeypatch.setattr(pub, "cycle", lambda: 1 / 0)
+        assert run_once(pub) is False
+        assert "cycle failed (other)" in caplog.text and "ZeroDivisionError" in caplog.text
+        assert not (setup.sink_dir / "snapshot.json").exists()
+        monkeypatch.setattr(pub, "cycle", real)
+        assert run_once(pub) is True
+        assert read_snapshot(setup.sink_dir / "snapshot.json") is not None
+    finally:
+        pub.close()

@@ -4,6 +4,7 @@ the publisher cycle by cycle on a clock of its own."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 from datetime import datetime, timedelta
@@ -17,7 +18,15 @@ from racepub import config
 from racepub.commands.demo import DEMO_DIR
 from racepub.model.course import load_gpx
 from racepub.publisher.cycle import Publisher
-from tests.helpers import COLS, create_points_table, insert_points, now_utc, write_race
+from tests.helpers import (
+    COLS,
+    create_points_table,
+    dir_reader,
+    insert_points,
+    now_utc,
+    record_trail,
+    write_race,
+)
 
 N = 40
 PHONES = 10  # r00..r09 carry a phone; the other 30 only a chip
@@ -171,3 +180,152 @@ def test_every_runner_on_the_board_phone_or_not(tmp_path: Path, dsn: str) -> Non
     # Ranked by when they crossed the line (the road): the quickest chip first.
     order = sorted(truth, key=lambda rid: truth[rid]["finish"])
     assert [r["id"] for r in snap["racers"]] == order
+
+
+def test_a_read_stamped_ahead_is_held_or_dropped_and_publishing_goes_on(
+    tmp_path: Path, dsn: str
+) -> None:
+    """A timing box's clock set wrong: a finish read in the year 20000 (past
+    what a date can say) once stopped every cycle; a read a minute ahead
+    made a split before it happened."""
+    create_points_table(dsn)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(READS_DDL)
+    course = load_gpx(DEMO_DIR / "outrunthet.gpx")
+    start = now_utc() - timedelta(hours=1)
+    setup = write_race(
+        tmp_path,
+        dsn,
+        racers='\n[[races.t.racers]]\nid = "r00"\nname = "A"\n'
+        '\n[[races.t.racers]]\nid = "r01"\nname = "B"\n'
+        '\n[[races.t.checkpoints]]\nname = "Mat A"\ndistance_m = 1500\n',
+        points=list(course.points),
+        starts_at=start,
+        source=None,
+    )
+    setup.path.write_text(setup.path.read_text().replace("[races.t]", DETECTIONS + "\n[races.t]"))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO chip_reads (bib, mat, read_at) VALUES "
+            "('r00', 'start', %s), ('r01', 'start', %s), "
+            "('r00', 'finish', '20000-01-01 00:00:00+00'), ('r01', 'Mat A', %s)",
+            (start, start + timedelta(seconds=5), start + timedelta(seconds=660)),
+        )
+    cfg = config.load(str(setup.path))
+    clock = {"now": start.timestamp() + 600}
+    pub = Publisher(cfg, cfg.race("t"), clock=lambda: clock["now"])
+    try:
+        pub.cycle()
+        first = json.loads((setup.sink_dir / "snapshot.json").read_text())
+        clock["now"] = start.timestamp() + 680
+        pub.cycle()
+        second = json.loads((setup.sink_dir / "snapshot.json").read_text())
+    finally:
+        pub.close()
+    a, b = ({r["id"]: r for r in first["racers"]}[k] for k in ("r00", "r01"))
+    assert a["status"] != "finished" and a["finish_s"] is None
+    assert a["dropped"] == {"future_read": 1}
+    assert b["splits"] == [] or all(s["at_s"] is None for s in b["splits"])
+    assert b["dropped"] == {"future_read": 1}  # held, not yet a fact
+    a, b = ({r["id"]: r for r in second["racers"]}[k] for k in ("r00", "r01"))
+    assert a["dropped"] == {"future_read": 1} and a["finish_s"] is None  # never a fact
+    assert {s["name"]: s["at_s"] for s in b["splits"]}["Mat A"] == pytest.approx(655, abs=0.5)
+    assert "future_read" not in b["dropped"]
+
+
+def every_published_time(sink_dir: Path, racer: str) -> list[float]:
+    """Every time of racer's points in any object of the sink: each pack's
+    pieces (gzip members, one JSON each) and the snapshot's tail."""
+    times: list[float] = []
+    decoder = json.JSONDecoder()
+    for pack in (sink_dir / "packs").glob("*.bin"):
+        text, at = gzip.decompress(pack.read_bytes()).decode(), 0
+        while at < len(text):
+            piece, at = decoder.raw_decode(text, at)
+            if piece["racer"] == racer:
+                times += [piece["t0"] + p[2] for p in piece["points"]]
+    snap = json.loads((sink_dir / "snapshot.json").read_text())
+    rec = next(r for r in snap["racers"] if r["id"] == racer)
+    times += [datetime.fromisoformat(p[2]).timestamp() for p in rec["tail"]]
+    return times
+
+
+@pytest.mark.slow
+def test_with_a_start_mat_nothing_before_a_racers_start_read_is_published(
+    tmp_path: Path, dsn: str
+) -> None:
+    """[detections] start_mat: a runner late for their wave, their phone on
+    from home, is not shown until the start mat reads them, and then only
+    from there. One the start mat missed is shown from their first read
+    (their start the gun); one no mat reads, never."""
+    create_points_table(dsn)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(READS_DDL)
+    course = load_gpx(DEMO_DIR / "outrunthet.gpx")
+    start = now_utc() - timedelta(hours=1)
+    racers = "".join(f'\n[[races.t.racers]]\nid = "r{k:02d}"\nname = "R{k}"\n' for k in range(3))
+    setup = write_race(
+        tmp_path,
+        dsn,
+        racers=racers + '\n[[races.t.checkpoints]]\nname = "Mat A"\ndistance_m = 1500\n',
+        points=list(course.points),
+        starts_at=start,
+        source=None,
+    )
+    detections = DETECTIONS + "start_mat = true\n"
+    setup.path.write_text(setup.path.read_text().replace("[races.t]", detections + "\n[races.t]"))
+    late = 300.0  # r00 crosses the start mat 5 minutes after the gun
+    home_lat, home_lon = course.points[0][0] + 0.01, course.points[0][1]  # 1.1 km north
+    fixes: list[tuple[Any, ...]] = []
+    for s in range(5, int(late), 5):  # r00 on the way from home
+        f = s / late
+        lat, lon = home_lat + (course.points[0][0] - home_lat) * f, home_lon
+        fixes.append(("r00", start + timedelta(seconds=s), lat, lon))
+    for rid, off in (("r00", late), ("r01", 10.0), ("r02", 10.0)):
+        for s in range(2, 600, 2):
+            lat, lon = course.at(3.0 * s)
+            fixes.append((rid, start + timedelta(seconds=off + s), lat, lon))
+    reads = [
+        ("r00", "start", start + timedelta(seconds=late), late),
+        ("r00", "Mat A", start + timedelta(seconds=late + 500), late + 500),
+        ("r01", "Mat A", start + timedelta(seconds=510), 510.0),  # no start read
+    ]
+    cfg = config.load(str(setup.path))
+    clock = {"now": start.timestamp()}
+    pub = Publisher(cfg, cfg.race("t"), clock=lambda: clock["now"])
+    before: dict[str, Any] = {}
+    done = 0.0
+    try:
+        for t in range(60, 961, 60):
+            insert_reads(dsn, [r for r in reads if done < r[3] <= t])
+            insert_points(
+                dsn,
+                "live_points",
+                COLS,
+                [f for f in fixes if done < (f[1] - start).total_seconds() <= t],
+            )
+            done = t
+            clock["now"] = start.timestamp() + t + 0.5
+            pub.cycle()
+            if t == 240:
+                before = json.loads((setup.sink_dir / "snapshot.json").read_text())
+    finally:
+        pub.close()
+
+    # Before any read: nobody shown, nothing of anyone's trail.
+    for rec in before["racers"]:
+        assert rec["position"] is None and not rec["tail"] and not rec.get("track"), rec
+    snap = json.loads((setup.sink_dir / "snapshot.json").read_text())
+    by_id = {r["id"]: r for r in snap["racers"]}
+    read = dir_reader(setup.sink_dir)
+    gun = start.timestamp()
+    # r00: from their start read on, and nothing of the way from home anywhere.
+    trail = record_trail(read, by_id["r00"])
+    assert len(trail) > 200 and min(p[2] for p in trail) >= gun + late
+    assert min(every_published_time(setup.sink_dir, "r00")) >= gun + late
+    assert by_id["r00"]["dropped"]["before_start"] == len(range(5, int(late), 5))
+    # r01: the start mat missed them: shown from their Mat A read, all of it.
+    trail = record_trail(read, by_id["r01"])
+    assert min(p[2] for p in trail) <= gun + 14 and by_id["r01"]["position"] is not None
+    # r02: no mat read them: never shown.
+    assert by_id["r02"]["position"] is None and every_published_time(setup.sink_dir, "r02") == []

@@ -6,7 +6,10 @@ not), a checkpoint's read is that split, a `start` read is their own start
 (net time). A read of one racer at one mat twice (a runner standing on it,
 two antennas) keeps the earlier; a read at a mat before one they were read
 at already is dropped (`out_of_order_read`); a mat nobody configured,
-`unknown_checkpoint`.
+`unknown_checkpoint`. A read stamped ahead of the race's now (a timing
+box's clock set wrong) is held until its time comes, counted as
+`future_read` meanwhile; one more than FUTURE_HORIZON_S ahead is dropped
+as that: accepted, it would finish a racer in the future.
 
 A racer with reads and no recent fix (no phone, or it went quiet) is
 placed along the course at the moment of the snapshot: from their last
@@ -19,12 +22,14 @@ progress to the mat's, and times their split and finish).
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
 from ..rows import ReadRow
+from .clock import FUTURE_HORIZON_S, FUTURE_TOLERANCE_S
 from .track import Track
 
 START, FINISH = "start", "finish"
@@ -32,7 +37,16 @@ START, FINISH = "start", "finish"
 # racer the mat has not read yet is never shown past it.
 SHORT_OF_MAT_M = 1.0
 # Why a read is not a fact (counted with the racer's drops, published).
-READ_REASONS = ("null", "unknown_checkpoint", "before_start", "duplicate_read", "out_of_order_read")
+READ_REASONS = (
+    "null",
+    "unknown_checkpoint",
+    "before_start",
+    "duplicate_read",
+    "out_of_order_read",
+    "future_read",
+)
+# Reads held back until their time comes, race-wide, at most; more are dropped.
+MAX_HELD_READS = 10_000
 
 
 def mat_key(name: str) -> str:
@@ -55,18 +69,40 @@ class Mats:
         # The mats the timing system has read anyone at, by distance: a racer
         # placed by their pace stops short of the next one until it reads them.
         self.seen: list[float] = []
+        # Reads stamped ahead of now: (racer index, checkpoint, time).
+        self.held: list[tuple[int, str, float]] = []
 
-    def apply(self, rows: Iterable[ReadRow]) -> tuple[int, int, list[int]]:
-        """Apply reads (racer, checkpoint, time, arrival). Returns (reads
-        applied, reads of no racer, the racers whose state they changed)."""
+    def apply(
+        self,
+        rows: Iterable[ReadRow],
+        now: float,
+        first_read: Callable[[int], None] | None = None,
+    ) -> tuple[int, int, list[int]]:
+        """Apply reads (racer, checkpoint, time, arrival) at the race's `now`,
+        and the held reads whose time has come; `first_read(i)` is called
+        as a read of racer i is applied (after a start read sets their
+        start, before any other moves them). Returns (reads applied, reads
+        of no racer, the racers whose state they changed)."""
         applied = strangers = 0
         changed: list[int] = []
-        for racer, checkpoint, t, _ in rows:
-            i = self.index.get(racer) if racer is not None else None
+        due = [h for h in self.held if h[2] <= now + FUTURE_TOLERANCE_S]
+        self.held = [h for h in self.held if h[2] > now + FUTURE_TOLERANCE_S]
+        for held, _, _ in due:
+            self.tracks[held].undrop("future_read")  # judged now, as any read
+        fresh: Iterable[tuple[int | None, str | None, float | None]] = (
+            (self.index.get(racer) if racer is not None else None, checkpoint, t)
+            for racer, checkpoint, t, _ in rows
+        )
+        for i, checkpoint, t in itertools.chain(due, fresh):
             if i is None:
                 strangers += 1
                 continue
-            reason = self._read(i, checkpoint, t)
+            if checkpoint is not None and t is not None and now + FUTURE_TOLERANCE_S < t < math.inf:
+                self.tracks[i].drop("future_read")
+                if t <= now + FUTURE_HORIZON_S and len(self.held) < MAX_HELD_READS:
+                    self.held.append((i, checkpoint, t))
+                continue
+            reason = self._read(i, checkpoint, t, first_read)
             if reason is not None:
                 self.tracks[i].drop(reason)
             else:
@@ -74,7 +110,13 @@ class Mats:
                 changed.append(i)
         return applied, strangers, changed
 
-    def _read(self, i: int, checkpoint: str | None, t: float | None) -> str | None:
+    def _read(
+        self,
+        i: int,
+        checkpoint: str | None,
+        t: float | None,
+        first_read: Callable[[int], None] | None,
+    ) -> str | None:
         if checkpoint is None or t is None or not math.isfinite(t):
             return "null"
         key = mat_key(checkpoint)
@@ -97,6 +139,9 @@ class Mats:
         track.mat_t[key] = t
         if key == START:
             self._start(i, t)
+        if first_read is not None:
+            first_read(i)
+        if key == START:
             return None
         if not math.isnan(self.last_d[i]):
             self.prev_d[i], self.prev_t[i] = self.last_d[i], self.last_t[i]

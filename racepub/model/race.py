@@ -30,6 +30,9 @@ from .track import (
 
 # Why a row is not a fix, as RaceState._check finds them ("problem": the
 # source's own reason, bad_value or invalid).
+# A racer's fixes waiting for a mat's first read of them, at most (20 min
+# at a fix every 2 s): a phone whose racer no mat reads costs no more.
+MAX_WAITING = 600
 ROW_REASONS = ("not_a_racer", "problem", "null", "not_finite", "out_of_range", "inaccurate")
 
 
@@ -39,6 +42,9 @@ class RaceState:
     course: Course
     tracks: dict[str, Track] = field(init=False)
     dropped: Counter[str] = field(default_factory=Counter)  # rows dropped before a track
+    # Every racer crosses a start mat ([detections] start_mat): their fixes
+    # wait for their first read, and those before their start are dropped.
+    hold_for_start: bool = False
 
     def __post_init__(self) -> None:
         self.clocks: dict[str, PhoneClock] = {}  # racers whose phones stamp ahead
@@ -77,6 +83,9 @@ class RaceState:
         where = {mat_key(START): 0.0, mat_key(FINISH): self.course.length_m}
         where |= {mat_key(c.name): c.distance_m for c in self.checkpoints[:-1]}
         self.mats = Mats(self.order, self.standings.index, where)
+        # Racers not yet read at any mat, whose fixes wait (hold_for_start).
+        self.awaiting = np.full(len(self.order), self.hold_for_start)
+        self._waiting: dict[int, list[Fix]] = {}
         self.climb = self.course.climb()  # (climb, descent) m, or None: said in every snapshot
         # Racers whose points since their trail was last cut reached its
         # chunk (Track.full): the trails' to cut (shapes/trails.py).
@@ -169,6 +178,9 @@ class RaceState:
         too_late = (
             timely & (t > self.end_t) if self.end_t is not None else np.zeros(len(rows), dtype=bool)
         )
+        waiting = timely & ~too_early & ~too_late & self.awaiting[idx]
+        for k in np.flatnonzero(waiting).tolist():
+            self._wait(int(idx[k]), Fix(float(t[k]), float(lat[k]), float(lon[k])))
         for k in np.flatnonzero(special).tolist():
             at = float(arrival[k])
             row = Row(
@@ -190,7 +202,7 @@ class RaceState:
                 self.dropped[name] += 1
             else:  # counted against the racer, and published with their record
                 self.order[int(idx[k])].drop(name)
-        good = np.flatnonzero(timely & ~too_early & ~too_late)
+        good = np.flatnonzero(timely & ~too_early & ~too_late & ~waiting)
         return idx[good], t[good], lat[good], lon[good]
 
     def _one_row(self, row: Row, now: float, slow: dict[int, list[Fix]]) -> None:
@@ -204,10 +216,41 @@ class RaceState:
             and t > (now if row.arrival is None else row.arrival) + FUTURE_TOLERANCE_S
         ):
             reason = self._hold(row.racer_id, row.t, row.lat, row.lon, now)
-        if reason is None:
-            slow.setdefault(self.standings.index[row.racer_id], []).append(Fix(t, row.lat, row.lon))
+        i = self.standings.index[row.racer_id]
+        if reason is None and self.awaiting[i]:
+            self._wait(i, Fix(t, row.lat, row.lon))
+        elif reason is None:
+            slow.setdefault(i, []).append(Fix(t, row.lat, row.lon))
         else:
             self.tracks[row.racer_id].drop(reason)
+
+    def _wait(self, i: int, fix: Fix) -> None:
+        """A fix of a racer no mat has read yet (hold_for_start): kept until
+        one does. Past MAX_WAITING the oldest go, the likeliest before
+        their start, counted as that."""
+        waiting = self._waiting.setdefault(i, [])
+        waiting.append(fix)
+        if len(waiting) > MAX_WAITING:
+            del waiting[0]
+            self.order[i].drop("before_start")
+
+    def _release(self, i: int) -> None:
+        """A mat has read racer i (their start set, if it was the start
+        mat): their waiting fixes are judged now, those before their start
+        dropped."""
+        if not self.awaiting[i]:
+            return
+        self.awaiting[i] = False
+        self.standings.refresh(i)  # their own start, as the read says
+        keep = []
+        for fix in self._waiting.pop(i, []):
+            reason = self._time_problem(fix.t, i)
+            if reason is None:
+                keep.append(fix)
+            else:
+                self.order[i].drop(reason)
+        if keep:
+            self._add(i, keep)
 
     def _add(self, i: int, fixes: list[Fix]) -> None:
         """Fixes for one racer the general way (Track.add), then their columns."""
@@ -333,7 +376,9 @@ class RaceState:
                 if t - offset <= now:
                     track.undrop("future")  # judged again, as a fix like any other
                     reason = self._time_problem(t - offset, index)
-                    if reason is None:
+                    if reason is None and self.awaiting[index]:
+                        self._wait(index, Fix(t - offset, lat, lon))
+                    elif reason is None:
                         due.setdefault(index, []).append(Fix(t - offset, lat, lon))
                     else:
                         track.drop(reason)
@@ -366,9 +411,11 @@ class RaceState:
             return "finished"
         return "live"
 
-    def read_mats(self, rows: Iterable[ReadRow]) -> int:
+    def read_mats(self, rows: Iterable[ReadRow], now: float) -> int:
         """Apply timing mats' reads (model/mats.py); returns how many were facts."""
-        applied, strangers, changed = self.mats.apply(rows)
+        applied, strangers, changed = self.mats.apply(
+            rows, now, self._release if self.awaiting.any() else None
+        )
         if strangers:
             self.dropped["not_a_racer"] += strangers
         for i in changed:

@@ -123,11 +123,12 @@ class Publisher:
         on a restart (statefile.py); None: a restart reads the race again."""
         self.race, self.clock = race, clock
         self.course = race_course(race)
+        self._hold_for_start = config.detections is not None and config.detections.start_mat
         if race.template_dir is not None and (problem := template_problem(race, self.course)):
             # A race's own template that cannot render stops `run` here (exit
             # 2), not every cycle with a traceback.
             raise UsageError(f"race {race.id}'s template: {problem}")
-        self.state = RaceState(race, self.course)
+        self.state = RaceState(race, self.course, hold_for_start=self._hold_for_start)
         self.shape: Shape = make_shape(race, self.state)
         self.sink = sink or open_sink(race.sink, config.s3, race.interval_s)
         heap.tune()  # before the upload threads make their arenas
@@ -178,7 +179,7 @@ class Publisher:
         self._restored_seq: int | None = None  # the seq a restored state was saved at
         if state_dir is not None:
             with open(race.course, "rb") as f:
-                key = fingerprint(race, f.read(), config.source, config.dsn)
+                key = fingerprint(race, f.read(), (config.source, config.detections), config.dsn)
             self.statefile = StateFile(state_dir, race, key)
             self._restore(self.statefile.load(self.course))
         self.written: dict[str, str | None] = {}  # key -> sha256 in the sink (None: absent)
@@ -247,7 +248,7 @@ class Publisher:
 
     def _start_over(self) -> None:
         """Forget a restored state: read the race from its start."""
-        self.state = RaceState(self.race, self.course)
+        self.state = RaceState(self.race, self.course, hold_for_start=self._hold_for_start)
         self.shape = make_shape(self.race, self.state)
         self.source.close()
         self.source = PointSource(
@@ -466,7 +467,7 @@ class Publisher:
             t0 = time.perf_counter()
             rows = self.reads.read(now)
             t1 = time.perf_counter()
-            stats.reads += self.state.read_mats(rows)
+            stats.reads += self.state.read_mats(rows, now)
             read_s, update_s = read_s + t1 - t0, update_s + time.perf_counter() - t1
             more, n = self._drops()
             stats.reasons = dict(Counter(stats.reasons) + Counter(more))

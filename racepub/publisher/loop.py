@@ -44,6 +44,13 @@ def run_once(
         if metrics:
             metrics.failures.labels(stage).inc()
         return False
+    except Exception:
+        # A fault of ours the input found: said in full, and the loop goes on
+        # (backing off), with the last snapshot left in place.
+        log.exception("cycle failed (other): unexpected error")
+        if metrics:
+            metrics.failures.labels("other").inc()
+        return False
     log.info("%s", stats.line(), extra={"fields": stats.fields()})
     if metrics:
         metrics.published(

@@ -49,10 +49,11 @@ from ..config import Race, Racer
 from ..model.course import Course
 
 log = logging.getLogger(__name__)
-# 6: the cursor of chip reads beside the points'; 5: the trails' pieces; 4: a
+# 7: chip reads held until their time; 6: the cursor of chip reads beside
+# the points'; 5: the trails' pieces; 4: a
 # data-only header before an allow-listed pickle
 # (3: a track keeps its next cut; 2: pace window and approach as flat arrays)
-FORMAT = 6
+FORMAT = 7
 SAVE_EVERY_S = 60.0  # a kill -9 costs at most this much of the race read again
 MAGIC = b"racepub state\n"
 HEADER_MAX = 4096  # bytes of JSON header, at most
