@@ -26,7 +26,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 from psycopg.types.numeric import Int8
 
-from .config import Detections
+from .config import MAX_ID_CHARS, MAX_NAME_CHARS, Detections
 from .config import Source as SourceConfig
 from .errors import SourceError
 from .model.clock import FUTURE_HORIZON_S, FUTURE_TOLERANCE_S
@@ -372,11 +372,13 @@ class PointSource:
                 "coalesce((%(ahead)s::jsonb ->> {racer}::text)::float8, 0))))"
             ).format(time=time, racer=racer)
         base = sql.SQL(
-            "SELECT {racer}::text, extract(epoch FROM {time})::float8, {lat}, {lon}, {acc}, "
+            "SELECT left({racer}::text, {id_max}), extract(epoch FROM {time})::float8, "
+            "{lat}, {lon}, {acc}, "
             "{valid}, {cursor}, extract(epoch FROM now())::float8, {arrival} FROM {table} "
             "WHERE {where}"
         ).format(
             racer=racer,
+            id_max=sql.Literal(MAX_ID_CHARS + 1),  # longer is no racer's, and costs no more
             time=time,
             arrival=sql.SQL("extract(epoch FROM {})::float8").format(sql.Identifier(c.arrival))
             if c.arrival
@@ -773,12 +775,17 @@ class ReadSource:
             self._ids = list(self.racer_ids)
             match = sql.SQL("{}::text = ANY(%(ids)s)").format(racer)
         self._query = sql.SQL(
-            "SELECT {racer}::text, {checkpoint}::text, extract(epoch FROM {time})::float8, "
+            # A value longer than any racer's id or mat's name is none of
+            # them; cut, so a hostile row costs no more than a fair one.
+            "SELECT left({racer}::text, {id_max}), left({checkpoint}::text, {name_max}), "
+            "extract(epoch FROM {time})::float8, "
             "{cursor}::float8, extract(epoch FROM now())::float8 FROM {table} "
             "WHERE {match} AND ({time} >= to_timestamp(%(start)s) OR {time} IS NULL) "
             "AND {cursor}::float8 > %(low)s ORDER BY {cursor_col}"
         ).format(
             racer=racer,
+            id_max=sql.Literal(MAX_ID_CHARS + 1),
+            name_max=sql.Literal(MAX_NAME_CHARS + 1),
             checkpoint=sql.Identifier(c.checkpoint),
             time=time,
             cursor=cursor,
