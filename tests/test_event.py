@@ -102,12 +102,12 @@ def test_an_event_page_leads_to_each_race(tmp_path: Path, dsn: str, open_page: A
         for k, (rid, (title, racers)) in enumerate(RACES.items()):
             card = cards.nth(k)
             assert card.locator("h2 a").inner_text() == title
-            assert card.locator("h2 a").get_attribute("href") == f"{rid}/index.html"
+            assert card.locator("h2 a").get_attribute("href") == f"./{rid}/index.html"
             leader = max(racers.values(), key=lambda r: r[1])[0]
             assert card.locator(".leader").inner_text().startswith(f"Leader: {leader}, ")
             assert card.locator(".state").inner_text() == "Live"
             assert "2 racers: 2 racing" in card.locator(".counts").inner_text()
-        page.click("a[href='ten/index.html']")  # each race keeps its own page
+        page.click("a[href='./ten/index.html']")  # each race keeps its own page
         page.wait_for_selector("#board tbody tr")
         assert page.locator("h1").inner_text() == "The 10 km"
     finally:
@@ -130,3 +130,25 @@ def test_an_event_names_only_its_races_and_places_under_it(tmp_path: Path, dsn: 
     assert "races.half.sink" in str(e.value) and "expected a place under events.weekend.sink" in (
         str(e.value)
     )
+
+
+def test_event_links_are_paths_whatever_a_sink_spells(tmp_path: Path, dsn: str) -> None:
+    """A race's sink under the event's is a place, not markup: a scheme, a
+    query or a fragment in its name stays part of the path it links to."""
+    from racepub.shapes.event import page_objects
+    from racepub.shapes.page import environment
+
+    create_points_table(dsn)
+    path = event_config(tmp_path, dsn)
+    text = path.read_text()
+    text = text.replace('sink = "dir:public/half"', 'sink = "dir:public/javascript:alert(1)"')
+    path.write_text(text.replace('sink = "dir:public/ten"', 'sink = "dir:public/a b#c?d"'))
+    cfg = config.load(str(path))
+    (index, *_) = page_objects(cfg, cfg.events["weekend"], environment(None), "h", [])
+    html = index.body.decode()
+    hrefs = [h.split('"')[0] for h in html.split('<a href="')[1:] if "index.html" in h]
+    assert hrefs == [
+        "./marathon/index.html",
+        "./javascript%3Aalert%281%29/index.html",
+        "./a%20b%23c%3Fd/index.html",
+    ]

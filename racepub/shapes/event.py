@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import posixpath
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 
@@ -69,7 +70,9 @@ def page_objects(
     for rid in event.races:
         race = config.races[rid]
         place = posixpath.relpath(race.sink[race.sink.index(":") + 1 :], _place(event.sink))
-        races.append({"id": rid, "title": race.title, "place": place.strip("/") + "/"})
+        # A path, never a scheme or a query: "javascript:" or "#" in a sink
+        # is spelt as the key's own characters.
+        races.append({"id": rid, "title": race.title, "place": f"./{quote(place.strip('/'))}/"})
     prefix = f"static/{static_hash}"
     interval = max(config.races[r].interval_s for r in event.races)
     body = (
