@@ -435,3 +435,21 @@ def test_check_cdn_fails_in_one_line_on_what_racepub_did_not_write(
     assert code == 1, out
     assert fail_line(out.out).startswith(said.format(url=url)), out.out
     assert out.err == ""
+
+
+def test_check_cdn_prints_no_escape_sequence_a_server_sends(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Header values are printed to the operator's terminal: a CDN's escape
+    sequences (clear the screen, ring the bell) are shown, not obeyed."""
+
+    def escapes(path: str, n: int, sock: socket.socket) -> None:
+        body = snapshot_body() if path.startswith(SNAPSHOT_PATH) else b"<html></html>"
+        send(sock, body, *SNAPSHOT_HEADERS, "Content-Encoding: \x1b[2J\x07br")
+
+    setup = write_race(tmp_path, "postgresql://racepub@127.0.0.1:1/app", interval_s=1)
+    with hostile_cdn(escapes) as url:
+        main(["check", "--race", "t", "--config", str(setup.path), "--cdn", url])
+    out = capsys.readouterr().out
+    assert "Content-Encoding: \\x1b[2J\\x07br" in out, out
+    assert "\x1b" not in out and "\x07" not in out

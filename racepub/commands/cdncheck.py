@@ -119,7 +119,10 @@ class Asker:
             location = got.headers.get("location")
             if got.status not in (301, 302, 303, 307, 308) or not location:
                 return got
-            url = urljoin(url, location)
+            to = urljoin(url, location)
+            if urlsplit(url).scheme == "https" and urlsplit(to).scheme != "https":
+                raise Unfit("reach", f"{url}: redirected to {to}: not https any more")
+            url = to
         raise Unfit("reach", f"{url}: more than {REDIRECTS} redirects")
 
     def _get(self, url: str) -> Fetched:
@@ -237,6 +240,15 @@ def lifetime_s(cache_control: str) -> float | None:
     return None if value is None else float(value)
 
 
+# Control and bidirectional characters: a server's header values and URLs
+# are printed to the operator's terminal, never its escape sequences.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _printable(text: str) -> str:
+    return _UNPRINTABLE.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
 def check_cdn(
     race: Race,
     url: str,
@@ -251,7 +263,7 @@ def check_cdn(
     def report(level: str, what: str, detail: str) -> None:
         nonlocal ok
         ok = ok and level != "FAIL"
-        out(f"{level:<4}  cdn {what}: {detail}")
+        out(f"{level:<4}  cdn {what}: {_printable(detail)}")
 
     # Two waits of an interval and a second, and the requests' own time.
     end = time.monotonic() + 2 * (race.interval_s + 1.0) + limits.check_s
