@@ -442,6 +442,19 @@ def mbtiles_with(tile_data: object) -> Callable[[Path], None]:
     return write
 
 
+def mbtiles_without_end(path: Path) -> None:
+    """An MBTiles file whose `tiles` is a view that never ends."""
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE metadata (name text, value text)")
+    conn.execute("INSERT INTO metadata VALUES ('format', 'png')")
+    conn.execute(
+        "CREATE VIEW tiles AS WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n) "
+        "SELECT 13 AS zoom_level, i AS tile_column, i AS tile_row, x'00' AS tile_data FROM n"
+    )
+    conn.commit()
+    conn.close()
+
+
 def pmtiles_of(make: Callable[[], bytes | bytearray]) -> Callable[[Path], object]:
     return lambda path: path.write_bytes(make())
 
@@ -530,6 +543,8 @@ HOSTILE: dict[str, tuple[Callable[[Path], object], str, bool]] = {
     "MBTiles: text tile_data": (mbtiles_with("a tile"), "is str, not a blob", False),
     # bytes(10**9) would have been a GB of zeros
     "MBTiles: a number as tile_data": (mbtiles_with(10**9), "is int, not a blob", False),
+    # once: racepub tiles ran without end
+    "MBTiles: a view without end": (mbtiles_without_end, "ran past 5 s", False),
 }
 
 

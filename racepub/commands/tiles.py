@@ -17,9 +17,10 @@ import json
 import math
 import mmap
 import sqlite3
+import time
 import zlib
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -249,6 +250,28 @@ class _PMTiles:
         return self.reader.get(z, x, y)
 
 
+# One statement of an MBTiles file at most this long: its `tiles` or
+# `metadata` may be a view of the file's making, one without end.
+QUERY_S = 5.0
+
+
+def _watch(conn: sqlite3.Connection) -> Callable[[], None]:
+    """Bound each statement on conn to QUERY_S; call the result before each."""
+    deadline = [0.0]
+    conn.set_progress_handler(lambda: int(time.monotonic() > deadline[0]), 10_000)
+
+    def restart() -> None:
+        deadline[0] = time.monotonic() + QUERY_S
+
+    return restart
+
+
+def _said(e: sqlite3.Error) -> str:
+    if str(e) == "interrupted":
+        return f"a query of it ran past {QUERY_S:.0f} s (a view without end?)"
+    return f"{type(e).__name__}: {e}"
+
+
 @dataclass
 class _MBTiles:
     path: Path
@@ -257,8 +280,10 @@ class _MBTiles:
     compression: Compression
     max_zoom: int
     metadata: dict[str, Any]
+    restart: Callable[[], None]
 
     def get(self, z: int, x: int, y: int) -> bytes | None:
+        self.restart()
         try:
             row = self.conn.execute(
                 "SELECT tile_data FROM tiles WHERE zoom_level = ? AND tile_column = ? "
@@ -266,7 +291,7 @@ class _MBTiles:
                 (z, x, (1 << z) - 1 - y),
             ).fetchone()  # rows count from the south
         except sqlite3.Error as e:
-            raise UsageError(f"{self.path}: cannot read tile {z}/{x}/{y}: {e}") from None
+            raise UsageError(f"{self.path}: cannot read tile {z}/{x}/{y}: {_said(e)}") from None
         if row is None:
             return None
         data = row[0]
@@ -309,9 +334,14 @@ def open_archive(path: Path) -> Iterator[Archive]:
     if not magic.startswith(b"SQLite format 3\0"):
         raise UsageError(f"{path} is neither a PMTiles archive nor an MBTiles file")
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    # Views and triggers in the file call no SQL function with side effects.
+    conn.execute("PRAGMA trusted_schema = OFF")
+    restart = _watch(conn)
     try:
         try:
-            meta = dict(conn.execute("SELECT name, value FROM metadata").fetchall())
+            restart()
+            meta = dict(conn.execute("SELECT name, value FROM metadata").fetchmany(10_000))
+            restart()
             low, high = conn.execute(
                 "SELECT min(zoom_level), max(zoom_level) FROM tiles"
             ).fetchone()
@@ -322,16 +352,21 @@ def open_archive(path: Path) -> Iterator[Archive]:
             header, metadata = mbtiles_to_header_json(meta)
             max_zoom = int(high or 0)
         except (sqlite3.Error, KeyError, ValueError, TypeError, AttributeError) as e:
-            raise UsageError(
-                f"{path} is not an MBTiles file racepub can read: {type(e).__name__}: {e}"
-            ) from None
+            said = _said(e) if isinstance(e, sqlite3.Error) else f"{type(e).__name__}: {e}"
+            raise UsageError(f"{path} is not an MBTiles file racepub can read: {said}") from None
         if header["tile_type"] not in (*RASTER, TileType.MVT):
             raise UsageError(
                 f"{path} is not an MBTiles file racepub can read: format "
                 f"{meta.get('format')!r}; the page draws png, jpeg, webp, avif or pbf"
             )
         yield _MBTiles(
-            path, conn, header["tile_type"], header["tile_compression"], max_zoom, metadata
+            path,
+            conn,
+            header["tile_type"],
+            header["tile_compression"],
+            max_zoom,
+            metadata,
+            restart,
         )
     finally:
         conn.close()
