@@ -181,7 +181,13 @@ def _cdn(kind: str, work: Path, origin: int, port: int) -> subprocess.Popen[byte
         (work / "cache").mkdir(exist_ok=True)
         (work / "nginx.conf").write_text(
             FRESH_NGINX_CONF.format(
-                work=work, port=port, origin=origin, user="user root;" if os.geteuid() == 0 else ""
+                work=work,
+                cdn=port,
+                origin=origin,
+                # spectators' micro-cache in front of an app: idle here
+                app=origin,
+                micro=free_port(),
+                user="user root;" if os.geteuid() == 0 else "",
             )
         )
         return subprocess.Popen(
