@@ -256,14 +256,19 @@ def test_with_a_start_mat_nothing_before_a_racers_start_read_is_published(
 ) -> None:
     """[detections] start_mat: a runner late for their wave, their phone on
     from home, is not shown until the start mat reads them, and then only
-    from there. One the start mat missed is shown from their first read
-    (their start the gun); one no mat reads, never."""
+    from there; nor one whose start box uploads after a later mat's, nor a
+    pass over the start mat in the pen before their wave goes. One the
+    start mat missed is shown a grace after their first read (their start
+    the gun); one no mat reads, never. A publisher started cold at the end
+    publishes each trail whole, as the one that ran along."""
     create_points_table(dsn)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(READS_DDL)
     course = load_gpx(DEMO_DIR / "outrunthet.gpx")
     start = now_utc() - timedelta(hours=1)
-    racers = "".join(f'\n[[races.t.racers]]\nid = "r{k:02d}"\nname = "R{k}"\n' for k in range(3))
+    wave = 120.0  # r04's wave goes 2 minutes after the gun
+    racers = "".join(f'\n[[races.t.racers]]\nid = "r{k:02d}"\nname = "R{k}"\n' for k in range(5))
+    racers += f'start = "{(start + timedelta(seconds=wave)).isoformat()}"\n'  # r04's
     setup = write_race(
         tmp_path,
         dsn,
@@ -281,23 +286,40 @@ def test_with_a_start_mat_nothing_before_a_racers_start_read_is_published(
         f = s / late
         lat, lon = home_lat + (course.points[0][0] - home_lat) * f, home_lon
         fixes.append(("r00", start + timedelta(seconds=s), lat, lon))
-    for rid, off in (("r00", late), ("r01", 10.0), ("r02", 10.0)):
-        for s in range(2, 600, 2):
+    for s in range(2, 20, 2):  # r03 and r04 in the pen, before they go
+        lat, lon = course.at(0.0)
+        fixes += [(rid, start + timedelta(seconds=s), lat + 1e-4, lon) for rid in ("r03", "r04")]
+        fixes.append(("r04", start + timedelta(seconds=s + 100), lat + 1e-4, lon))
+    # (racer, own start s, a fix every s): r00 one a second, 700 of them
+    for rid, off, every in (
+        ("r00", late, 1),
+        ("r01", 10.0, 2),
+        ("r02", 10.0, 2),
+        ("r03", 20.0, 2),
+        ("r04", wave + 5, 2),
+    ):
+        for s in range(every, 700, every):
             lat, lon = course.at(3.0 * s)
             fixes.append((rid, start + timedelta(seconds=off + s), lat, lon))
+    # (racer, mat, read at s, delivered at s)
     reads = [
-        ("r00", "start", start + timedelta(seconds=late), late),
-        ("r00", "Mat A", start + timedelta(seconds=late + 500), late + 500),
-        ("r01", "Mat A", start + timedelta(seconds=510), 510.0),  # no start read
+        ("r00", "start", late, late),
+        ("r00", "Mat A", late + 500, late + 500),
+        ("r01", "Mat A", 510.0, 510.0),  # the start mat missed them
+        ("r03", "Mat A", 520.0, 520.0),
+        ("r03", "start", 20.0, 650.0),  # its box uploaded after Mat A's
+        ("r04", "start", 30.0, 30.0),  # a pass over the mat before their wave
+        ("r04", "start", wave + 5, wave + 5),
     ]
+    rows = [(r, m, start + timedelta(seconds=at), sent) for r, m, at, sent in reads]
     cfg = config.load(str(setup.path))
     clock = {"now": start.timestamp()}
     pub = Publisher(cfg, cfg.race("t"), clock=lambda: clock["now"])
     before: dict[str, Any] = {}
     done = 0.0
     try:
-        for t in range(60, 961, 60):
-            insert_reads(dsn, [r for r in reads if done < r[3] <= t])
+        for t in range(60, 1081, 60):
+            insert_reads(dsn, [r for r in rows if done < r[3] <= t])
             insert_points(
                 dsn,
                 "live_points",
@@ -314,18 +336,42 @@ def test_with_a_start_mat_nothing_before_a_racers_start_read_is_published(
 
     # Before any read: nobody shown, nothing of anyone's trail.
     for rec in before["racers"]:
-        assert rec["position"] is None and not rec["tail"] and not rec.get("track"), rec
+        if rec["id"] != "r04":  # read at the start at 125 s
+            assert rec["position"] is None and not rec["tail"] and not rec.get("track"), rec
     snap = json.loads((setup.sink_dir / "snapshot.json").read_text())
     by_id = {r["id"]: r for r in snap["racers"]}
     read = dir_reader(setup.sink_dir)
     gun = start.timestamp()
     # r00: from their start read on, and nothing of the way from home anywhere.
     trail = record_trail(read, by_id["r00"])
-    assert len(trail) > 200 and min(p[2] for p in trail) >= gun + late
+    assert len(trail) > 600 and min(p[2] for p in trail) >= gun + late
     assert min(every_published_time(setup.sink_dir, "r00")) >= gun + late
-    assert by_id["r00"]["dropped"]["before_start"] == len(range(5, int(late), 5))
-    # r01: the start mat missed them: shown from their Mat A read, all of it.
+    assert by_id["r00"]["dropped"] == {"before_start": len(range(5, int(late), 5))}
+    # r03, r04: from their start read, the pen nowhere.
+    for rid, went in (("r03", 20.0), ("r04", wave + 5)):
+        assert min(every_published_time(setup.sink_dir, rid)) >= gun + went, rid
+        assert by_id[rid]["finish_s"] is None and by_id[rid]["position"] is not None
+    assert by_id["r04"]["dropped"]["before_start"] == 9 + 9 + 1  # the pen's fixes, the pass
+    # r01: the start mat missed them: shown after the grace, from the gun.
     trail = record_trail(read, by_id["r01"])
     assert min(p[2] for p in trail) <= gun + 14 and by_id["r01"]["position"] is not None
     # r02: no mat read them: never shown.
     assert by_id["r02"]["position"] is None and every_published_time(setup.sink_dir, "r02") == []
+
+    # Started cold at the end (no state): every trail and count as above.
+    cold_path = setup.path.with_name("cold.toml")
+    cold_path.write_text(setup.path.read_text().replace('"dir:public"', '"dir:public-cold"'))
+    cold_cfg = config.load(str(cold_path))
+    cold = Publisher(cold_cfg, cold_cfg.race("t"), clock=lambda: clock["now"])
+    try:
+        cold.cycle()
+    finally:
+        cold.close()
+    cold_dir = setup.sink_dir.with_name("public-cold")
+    again = {r["id"]: r for r in json.loads((cold_dir / "snapshot.json").read_text())["racers"]}
+    for rid in by_id:
+        # (as sets: merged packs hold pieces the older packs hold too)
+        assert set(every_published_time(cold_dir, rid)) == set(
+            every_published_time(setup.sink_dir, rid)
+        ), rid
+        assert again[rid]["dropped"] == by_id[rid]["dropped"], rid

@@ -76,13 +76,13 @@ class Mats:
         self,
         rows: Iterable[ReadRow],
         now: float,
-        first_read: Callable[[int], None] | None = None,
+        on_read: Callable[[int, bool, float], None] | None = None,
     ) -> tuple[int, int, list[int]]:
         """Apply reads (racer, checkpoint, time, arrival) at the race's `now`,
-        and the held reads whose time has come; `first_read(i)` is called
-        as a read of racer i is applied (after a start read sets their
-        start, before any other moves them). Returns (reads applied, reads
-        of no racer, the racers whose state they changed)."""
+        and the held reads whose time has come; `on_read(i, at_start, t)` is
+        called as a read of racer i is applied (after a start read sets
+        their start, before any other moves them). Returns (reads applied,
+        reads of no racer, the racers whose state they changed)."""
         applied = strangers = 0
         changed: list[int] = []
         due = [h for h in self.held if h[2] <= now + FUTURE_TOLERANCE_S]
@@ -102,7 +102,7 @@ class Mats:
                 if t <= now + FUTURE_HORIZON_S and len(self.held) < MAX_HELD_READS:
                     self.held.append((i, checkpoint, t))
                 continue
-            reason = self._read(i, checkpoint, t, first_read)
+            reason = self._read(i, checkpoint, t, on_read)
             if reason is not None:
                 self.tracks[i].drop(reason)
             else:
@@ -115,7 +115,7 @@ class Mats:
         i: int,
         checkpoint: str | None,
         t: float | None,
-        first_read: Callable[[int], None] | None,
+        on_read: Callable[[int, bool, float], None] | None,
     ) -> str | None:
         if checkpoint is None or t is None or not math.isfinite(t):
             return "null"
@@ -124,7 +124,7 @@ class Mats:
         if d is None:
             return "unknown_checkpoint"
         track = self.tracks[i]
-        if t < track.rules.start_t:
+        if t < track.scheduled_t:  # before the gun, or their wave's start (a pass in the pen)
             return "before_start"
         if key in track.mat_t:
             if t < track.mat_t[key]:  # an earlier read of the same pass, come late
@@ -139,8 +139,8 @@ class Mats:
         track.mat_t[key] = t
         if key == START:
             self._start(i, t)
-        if first_read is not None:
-            first_read(i)
+        if on_read is not None:
+            on_read(i, key == START, t)
         if key == START:
             return None
         if not math.isnan(self.last_d[i]):

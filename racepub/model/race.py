@@ -33,6 +33,9 @@ from .track import (
 # A racer's fixes waiting for a mat's first read of them, at most (20 min
 # at a fix every 2 s): a phone whose racer no mat reads costs no more.
 MAX_WAITING = 600
+# A racer read at a later mat and not (yet) at the start is shown this long
+# after that read: a start box uploading late still says where they began.
+START_READ_GRACE_S = 300.0
 ROW_REASONS = ("not_a_racer", "problem", "null", "not_finite", "out_of_range", "inaccurate")
 
 
@@ -86,6 +89,7 @@ class RaceState:
         # Racers not yet read at any mat, whose fixes wait (hold_for_start).
         self.awaiting = np.full(len(self.order), self.hold_for_start)
         self._waiting: dict[int, list[Fix]] = {}
+        self._release_at: dict[int, float] = {}  # read at a later mat: shown from then
         self.climb = self.course.climb()  # (climb, descent) m, or None: said in every snapshot
         # Racers whose points since their trail was last cut reached its
         # chunk (Track.full): the trails' to cut (shapes/trails.py).
@@ -226,18 +230,27 @@ class RaceState:
 
     def _wait(self, i: int, fix: Fix) -> None:
         """A fix of a racer no mat has read yet (hold_for_start): kept until
-        one does. Past MAX_WAITING the oldest go, the likeliest before
-        their start, counted as that."""
+        one does. Past MAX_WAITING the oldest go (`no_mat_read`)."""
         waiting = self._waiting.setdefault(i, [])
         waiting.append(fix)
         if len(waiting) > MAX_WAITING:
             del waiting[0]
-            self.order[i].drop("before_start")
+            self.order[i].drop("no_mat_read")
+
+    def _first_read(self, i: int, start: bool, t: float) -> None:
+        """A mat read racer i (hold_for_start): at the start, they are shown
+        from it; at a later mat, START_READ_GRACE_S after it unless the
+        start read comes meanwhile."""
+        if start:
+            self._release(i)
+        elif self.awaiting[i]:
+            self._release_at.setdefault(i, t + START_READ_GRACE_S)
 
     def _release(self, i: int) -> None:
         """A mat has read racer i (their start set, if it was the start
         mat): their waiting fixes are judged now, those before their start
         dropped."""
+        self._release_at.pop(i, None)
         if not self.awaiting[i]:
             return
         self.awaiting[i] = False
@@ -414,8 +427,11 @@ class RaceState:
     def read_mats(self, rows: Iterable[ReadRow], now: float) -> int:
         """Apply timing mats' reads (model/mats.py); returns how many were facts."""
         applied, strangers, changed = self.mats.apply(
-            rows, now, self._release if self.awaiting.any() else None
+            rows, now, self._first_read if self.awaiting.any() else None
         )
+        for i, at in list(self._release_at.items()):
+            if now >= at:  # no start read came: their start is as scheduled
+                self._release(i)
         if strangers:
             self.dropped["not_a_racer"] += strangers
         for i in changed:

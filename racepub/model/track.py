@@ -171,8 +171,13 @@ class Track:
 
     def __post_init__(self) -> None:
         self.cut_len = 3 * self.rules.chunk_points
+        self.start_t = self.scheduled_t
+
+    @property
+    def scheduled_t(self) -> float:
+        """Their start as scheduled: their wave's (entrants file), else the gun."""
         own = self.racer.start.timestamp() if self.racer.start is not None else -math.inf
-        self.start_t = max(self.rules.start_t, own)
+        return max(self.rules.start_t, own)
 
     @property
     def full(self) -> bool:

@@ -461,18 +461,29 @@ class Publisher:
         self, now: float, stats: CycleStats, publishing: bool = False
     ) -> tuple[float, float]:
         """Read the new rows and apply them (catch_up); then the timing mats'
-        new reads, if the race has them."""
-        read_s, update_s = self.catch_up(self.source.read(now), now, stats, publishing)
-        if self.reads is not None:
-            t0 = time.perf_counter()
-            rows = self.reads.read(now)
-            t1 = time.perf_counter()
-            stats.reads += self.state.read_mats(rows, now)
-            read_s, update_s = read_s + t1 - t0, update_s + time.perf_counter() - t1
-            more, n = self._drops()
-            stats.reasons = dict(Counter(stats.reasons) + Counter(more))
-            stats.dropped += n
+        new reads, if the race has them. Where fixes wait for a racer's
+        first read (hold_for_start), the reads first: a catch-up after a
+        restart then meets each racer's start before their fixes."""
+        reads_first = self.state.hold_for_start
+        read_s = update_s = 0.0
+        if reads_first:
+            read_s, update_s = self._read_mats(now, stats)
+        r, u = self.catch_up(self.source.read(now), now, stats, publishing)
+        read_s, update_s = read_s + r, update_s + u
+        if not reads_first:
+            r, u = self._read_mats(now, stats)
+            read_s, update_s = read_s + r, update_s + u
         return read_s, update_s
+
+    def _read_mats(self, now: float, stats: CycleStats) -> tuple[float, float]:
+        if self.reads is None:
+            return 0.0, 0.0
+        t0 = time.perf_counter()
+        rows = self.reads.read(now)
+        t1 = time.perf_counter()
+        stats.reads += self.state.read_mats(rows, now)
+        self._count_drops(stats)
+        return t1 - t0, time.perf_counter() - t1
 
     def catch_up(
         self,
@@ -523,8 +534,13 @@ class Publisher:
         finally:
             if progress is not None:
                 progress.close()
-        stats.reasons, stats.dropped = self._drops()
+        self._count_drops(stats)
         return read_s, update_s
+
+    def _count_drops(self, stats: CycleStats) -> None:
+        more, n = self._drops()
+        stats.reasons = dict(Counter(stats.reasons) + Counter(more))
+        stats.dropped += n
 
     def _drops(self) -> tuple[dict[str, int], int]:
         """What was dropped since the last time asked, by reason, and in all."""
