@@ -455,6 +455,21 @@ def mbtiles_without_end(path: Path) -> None:
     conn.close()
 
 
+def mbtiles_of_a_gigabyte(path: Path) -> None:
+    """An MBTiles file whose every tile is a view's gigabyte of zeros."""
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE metadata (name text, value text)")
+    conn.execute("INSERT INTO metadata VALUES ('format', 'png')")
+    conn.execute("CREATE TABLE cells (zoom_level integer, tile_column integer, tile_row integer)")
+    conn.executemany(
+        "INSERT INTO cells VALUES (?, ?, ?)",
+        [(z, x, (1 << z) - 1 - y) for z, x, y in tiles_over_boston(range(13, 14))],
+    )
+    conn.execute("CREATE VIEW tiles AS SELECT *, zeroblob(1000000000) AS tile_data FROM cells")
+    conn.commit()
+    conn.close()
+
+
 def pmtiles_of(make: Callable[[], bytes | bytearray]) -> Callable[[Path], object]:
     return lambda path: path.write_bytes(make())
 
@@ -545,6 +560,7 @@ HOSTILE: dict[str, tuple[Callable[[Path], object], str, bool]] = {
     "MBTiles: a number as tile_data": (mbtiles_with(10**9), "is int, not a blob", False),
     # once: racepub tiles ran without end
     "MBTiles: a view without end": (mbtiles_without_end, "ran past 5 s", False),
+    "MBTiles: a gigabyte a tile": (mbtiles_of_a_gigabyte, "string or blob too big", False),
 }
 
 

@@ -250,25 +250,34 @@ class _PMTiles:
         return self.reader.get(z, x, y)
 
 
-# One statement of an MBTiles file at most this long: its `tiles` or
-# `metadata` may be a view of the file's making, one without end.
+# One statement of an MBTiles file at most this long, and all of them
+# together: its `tiles` or `metadata` may be a view of the file's making,
+# one without end, or slow on purpose. (An indexed tile takes a millisecond.)
 QUERY_S = 5.0
+ARCHIVE_S = 600.0
 
 
 def _watch(conn: sqlite3.Connection) -> Callable[[], None]:
-    """Bound each statement on conn to QUERY_S; call the result before each."""
+    """Bound each statement on conn to QUERY_S, and all to ARCHIVE_S; call
+    the result before each. No value the file hands over is larger than a
+    tile may be (a view of zeroblob(1e9) would be a GB)."""
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_TILE + 1)
+    end = time.monotonic() + ARCHIVE_S
     deadline = [0.0]
     conn.set_progress_handler(lambda: int(time.monotonic() > deadline[0]), 10_000)
 
     def restart() -> None:
-        deadline[0] = time.monotonic() + QUERY_S
+        deadline[0] = min(time.monotonic() + QUERY_S, end)
 
     return restart
 
 
 def _said(e: sqlite3.Error) -> str:
     if str(e) == "interrupted":
-        return f"a query of it ran past {QUERY_S:.0f} s (a view without end?)"
+        return (
+            f"a query of it ran past {QUERY_S:.0f} s, or all of them past "
+            f"{ARCHIVE_S:.0f} s (a view without end?)"
+        )
     return f"{type(e).__name__}: {e}"
 
 
