@@ -148,6 +148,9 @@ class Runner:
         except RacepubError as e:
             log.error("standby read failed: %s", e)
             return False
+        except Exception:  # a fault of ours: said in full, and the loop goes on
+            log.exception("standby read failed: unexpected error")
+            return False
         if stats.new_points or stats.ms["total"] > 1000 * self.publisher.race.interval_s:
             log.debug("standby: %d new points in %.0f ms", stats.new_points, stats.ms["total"])
         return True
