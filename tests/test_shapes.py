@@ -94,7 +94,11 @@ def numbers_large(root: Path) -> tuple[dict[str, dict[str, Any]], dict[str, Any]
                 "bib": roster["identity"]["bib"][j],
                 "rank": shard["rank"][j],
                 "distance_m": shard["distance_m"][j],
-                "progress_m": shard["progress_m"][j],
+                "progress_m": (
+                    None
+                    if shard["ahead_m"][j] is None
+                    else shard["distance_m"][j] + shard["ahead_m"][j]
+                ),
                 "gap_s": shard["gap_s"][j],
                 "finish_s": shard["finish_s"][j],
                 "gun_finish_s": shard["gun_finish_s"][j],

@@ -33,9 +33,11 @@ function recordAt(roster, doc, j) {
   };
   for (const key of Object.keys(roster.identity)) r[key] = roster.identity[key][j];
   // Columns only some races have (laps) come through as they are.
-  for (const key of ["progress_m", "lap", "gun_finish_s"]) {
+  for (const key of ["lap", "gun_finish_s"]) {
     if (doc[key]) r[key] = doc[key][j];
   }
+  // The progress ranks use, published as how far it is beyond the fix.
+  if (doc.ahead_m && doc.ahead_m[j] !== null) r.progress_m = r.distance_m + doc.ahead_m[j];
   if (doc.lat_e6[j] !== null) {
     const at = Date.parse(doc.generated_at) - doc.age_ms[j];
     r.position = {
