@@ -16,10 +16,11 @@ import pytest
 
 from racepub import config
 from racepub.commands.demo import DEMO_DIR
-from racepub.model.course import load_gpx
+from racepub.model.course import Course, load_gpx
 from racepub.publisher.cycle import Publisher
 from tests.helpers import (
     COLS,
+    RaceSetup,
     create_points_table,
     dir_reader,
     insert_points,
@@ -56,28 +57,62 @@ def insert_reads(dsn: str, reads: list[tuple[str, str, datetime, float]]) -> Non
         )
 
 
-@pytest.mark.slow
-def test_every_runner_on_the_board_phone_or_not(tmp_path: Path, dsn: str) -> None:
+def mats_race(
+    tmp_path: Path,
+    dsn: str,
+    racers: str,
+    start: datetime,
+    detections: str = DETECTIONS,
+    extra: str = "",
+) -> tuple[RaceSetup, Course]:
+    """Race "t" on the founding course, its chip reads in a table of their
+    own beside the points' ([detections] as given)."""
     create_points_table(dsn)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(READS_DDL)
     course = load_gpx(DEMO_DIR / "outrunthet.gpx")
+    setup = write_race(
+        tmp_path,
+        dsn,
+        racers=racers,
+        points=list(course.points),
+        starts_at=start,
+        source=None,
+        extra=extra,
+    )
+    setup.path.write_text(setup.path.read_text().replace("[races.t]", detections + "\n[races.t]"))
+    return setup, course
+
+
+def deliver(
+    dsn: str,
+    reads: list[tuple[str, str, datetime, float]],
+    fixes: list[tuple[Any, ...]],
+    start: datetime,
+    after: float,
+    upto: float,
+) -> None:
+    """What the timing system and the phones deliver in (after, upto] s of the race."""
+    insert_reads(dsn, [r for r in reads if after < r[3] <= upto])
+    insert_points(
+        dsn,
+        "live_points",
+        COLS,
+        [f for f in fixes if after < (f[1] - start).total_seconds() <= upto],
+    )
+
+
+@pytest.mark.slow
+def test_every_runner_on_the_board_phone_or_not(tmp_path: Path, dsn: str) -> None:
     start = now_utc() - timedelta(hours=2)
     checkpoints = "".join(
         f'\n[[races.t.checkpoints]]\nname = "{name}"\ndistance_m = {d}\n'
         for name, d in MATS.items()
     )
     racers = "".join(f'\n[[races.t.racers]]\nid = "r{k:02d}"\nname = "R{k}"\n' for k in range(N))
-    setup = write_race(
-        tmp_path,
-        dsn,
-        racers=racers + checkpoints,
-        points=list(course.points),
-        starts_at=start,
-        source=None,
-        extra="stale_after_s = 60",
+    setup, course = mats_race(
+        tmp_path, dsn, racers + checkpoints, start, extra="stale_after_s = 60"
     )
-    setup.path.write_text(setup.path.read_text().replace("[races.t]", DETECTIONS + "\n[races.t]"))
     rnd = random.Random(27)
     own = {f"r{k:02d}": 5.0 + 3 * (k % 10) for k in range(N)}  # chip starts after the gun
     truth: dict[str, dict[str, float]] = {}
@@ -119,13 +154,7 @@ def test_every_runner_on_the_board_phone_or_not(tmp_path: Path, dsn: str) -> Non
     try:
         t = 20.0
         while t <= last + 20:
-            insert_reads(dsn, [r for r in reads if done < r[3] <= t])
-            insert_points(
-                dsn,
-                "live_points",
-                COLS,
-                [f for f in fixes if done < (f[1] - start).total_seconds() <= t],
-            )
+            deliver(dsn, reads, fixes, start, done, t)
             done = t
             clock["now"] = start.timestamp() + t + 0.5
             pub.cycle()
@@ -188,22 +217,15 @@ def test_a_read_stamped_ahead_is_held_or_dropped_and_publishing_goes_on(
     """A timing box's clock set wrong: a finish read in the year 20000 (past
     what a date can say) once stopped every cycle; a read a minute ahead
     made a split before it happened."""
-    create_points_table(dsn)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(READS_DDL)
-    course = load_gpx(DEMO_DIR / "outrunthet.gpx")
     start = now_utc() - timedelta(hours=1)
-    setup = write_race(
+    setup, _ = mats_race(
         tmp_path,
         dsn,
-        racers='\n[[races.t.racers]]\nid = "r00"\nname = "A"\n'
+        '\n[[races.t.racers]]\nid = "r00"\nname = "A"\n'
         '\n[[races.t.racers]]\nid = "r01"\nname = "B"\n'
         '\n[[races.t.checkpoints]]\nname = "Mat A"\ndistance_m = 1500\n',
-        points=list(course.points),
-        starts_at=start,
-        source=None,
+        start,
     )
-    setup.path.write_text(setup.path.read_text().replace("[races.t]", DETECTIONS + "\n[races.t]"))
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO chip_reads (bib, mat, read_at) VALUES "
@@ -261,24 +283,17 @@ def test_with_a_start_mat_nothing_before_a_racers_start_read_is_published(
     start mat missed is shown a grace after their first read (their start
     the gun); one no mat reads, never. A publisher started cold at the end
     publishes each trail whole, as the one that ran along."""
-    create_points_table(dsn)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(READS_DDL)
-    course = load_gpx(DEMO_DIR / "outrunthet.gpx")
     start = now_utc() - timedelta(hours=1)
     wave = 120.0  # r04's wave goes 2 minutes after the gun
     racers = "".join(f'\n[[races.t.racers]]\nid = "r{k:02d}"\nname = "R{k}"\n' for k in range(5))
     racers += f'start = "{(start + timedelta(seconds=wave)).isoformat()}"\n'  # r04's
-    setup = write_race(
+    setup, course = mats_race(
         tmp_path,
         dsn,
-        racers=racers + '\n[[races.t.checkpoints]]\nname = "Mat A"\ndistance_m = 1500\n',
-        points=list(course.points),
-        starts_at=start,
-        source=None,
+        racers + '\n[[races.t.checkpoints]]\nname = "Mat A"\ndistance_m = 1500\n',
+        start,
+        detections=DETECTIONS + "start_mat = true\n",
     )
-    detections = DETECTIONS + "start_mat = true\n"
-    setup.path.write_text(setup.path.read_text().replace("[races.t]", detections + "\n[races.t]"))
     late = 300.0  # r00 crosses the start mat 5 minutes after the gun
     home_lat, home_lon = course.points[0][0] + 0.01, course.points[0][1]  # 1.1 km north
     fixes: list[tuple[Any, ...]] = []
@@ -319,13 +334,7 @@ def test_with_a_start_mat_nothing_before_a_racers_start_read_is_published(
     done = 0.0
     try:
         for t in range(60, 1081, 60):
-            insert_reads(dsn, [r for r in rows if done < r[3] <= t])
-            insert_points(
-                dsn,
-                "live_points",
-                COLS,
-                [f for f in fixes if done < (f[1] - start).total_seconds() <= t],
-            )
+            deliver(dsn, rows, fixes, start, done, t)
             done = t
             clock["now"] = start.timestamp() + t + 0.5
             pub.cycle()
