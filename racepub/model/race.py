@@ -28,14 +28,14 @@ from .track import (
     search_window,
 )
 
-# Why a row is not a fix, as RaceState._check finds them ("problem": the
-# source's own reason, bad_value or invalid).
 # A racer's fixes waiting for a mat's first read of them, at most (20 min
 # at a fix every 2 s): a phone whose racer no mat reads costs no more.
 MAX_WAITING = 600
 # A racer read at a later mat and not (yet) at the start is shown this long
 # after that read: a start box uploading late still says where they began.
 START_READ_GRACE_S = 300.0
+# Why a row is not a fix, as RaceState._check finds them ("problem": the
+# source's own reason, bad_value or invalid).
 ROW_REASONS = ("not_a_racer", "problem", "null", "not_finite", "out_of_range", "inaccurate")
 
 
@@ -220,13 +220,18 @@ class RaceState:
             and t > (now if row.arrival is None else row.arrival) + FUTURE_TOLERANCE_S
         ):
             reason = self._hold(row.racer_id, row.t, row.lat, row.lon, now)
-        i = self.standings.index[row.racer_id]
-        if reason is None and self.awaiting[i]:
-            self._wait(i, Fix(t, row.lat, row.lon))
-        elif reason is None:
-            slow.setdefault(i, []).append(Fix(t, row.lat, row.lon))
+        if reason is None:
+            self._take(self.standings.index[row.racer_id], Fix(t, row.lat, row.lon), slow)
         else:
             self.tracks[row.racer_id].drop(reason)
+
+    def _take(self, i: int, fix: Fix, into: dict[int, list[Fix]]) -> None:
+        """A fix judged sound, one at a time: into `into` to be applied, or
+        to wait for a mat's first read of the racer (hold_for_start)."""
+        if self.awaiting[i]:
+            self._wait(i, fix)
+        else:
+            into.setdefault(i, []).append(fix)
 
     def _wait(self, i: int, fix: Fix) -> None:
         """A fix of a racer no mat has read yet (hold_for_start): kept until
@@ -389,10 +394,8 @@ class RaceState:
                 if t - offset <= now:
                     track.undrop("future")  # judged again, as a fix like any other
                     reason = self._time_problem(t - offset, index)
-                    if reason is None and self.awaiting[index]:
-                        self._wait(index, Fix(t - offset, lat, lon))
-                    elif reason is None:
-                        due.setdefault(index, []).append(Fix(t - offset, lat, lon))
+                    if reason is None:
+                        self._take(index, Fix(t - offset, lat, lon), due)
                     else:
                         track.drop(reason)
                 else:
